@@ -1,0 +1,18 @@
+"""Benchmarks of parsl_lite side by side with its peers, in one run.
+
+::
+
+    python -m benchmarks run CASE --executor GROUP      (parent: runner.py)
+        │  for repeat / case / params / library, interleaved
+        ├─▶ python -m benchmarks.child ...  (fresh interpreter, own session)
+        │       adapter.start()  ── timed: startup_s
+        │       case(adapter)    ── figures
+        │       adapter.stop()   ── timed: stop_s
+        │   ◀── one JSON record on stdout
+        └─▶ records/<case>.jsonl  (append only)
+    python -m benchmarks report  ── records/*.jsonl ─▶ RESULTS.md
+
+``adapters/`` holds one small class per library under test, ``cases/`` one
+function per benchmark written against the adapter API, ``tasks.py`` the
+functions the apps run. See README.md.
+"""

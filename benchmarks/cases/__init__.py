@@ -1,0 +1,12 @@
+"""Benchmark cases. Importing this package registers every case.
+
+To add a case: write ``run(adapter, **params) -> figures`` against the
+adapter API in a module here, register a :class:`~benchmarks.cases.base.Case`
+for it, and import the module below.
+"""
+# Import order is registration order, which is the order of `run all` and the report.
+from benchmarks.cases import throughput  # noqa: F401,I001  (registers noop, chain)
+from benchmarks.cases import latency  # noqa: F401,I001  (registers latency)
+from benchmarks.cases.base import CASES, Case, Figure, Figures, register_case
+
+__all__ = ["CASES", "Case", "Figure", "Figures", "register_case"]

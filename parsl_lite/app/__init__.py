@@ -1,0 +1,1 @@
+"""Apps: decorators that turn functions and shell commands into tasks."""

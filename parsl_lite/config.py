@@ -1,0 +1,109 @@
+"""The user's configuration: which executors, how to retry, where to write.
+
+``Config`` keeps Parsl's signature, so a Parsl config runs unchanged. Every
+argument is type-checked when the object is built (typeguard raises
+``TypeCheckError`` naming the parameter); values of the right type but out of
+range raise :class:`~parsl_lite.errors.ConfigurationError` naming the field.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Literal, Optional, Union
+
+from typeguard import TypeCheckError, typechecked
+
+from parsl_lite.dataflow.memoization import BasicMemoizer, Memoizer
+from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.representation import RepresentationMixin
+
+_STRATEGIES = (None, "none", "simple", "htex_auto_scale")
+
+
+class Config(RepresentationMixin):
+    """What the DataFlowKernel runs with.
+
+    Args:
+        executors: where apps run; default one ``ThreadPoolExecutor``.
+        memoizer: memoization and checkpointing (default ``BasicMemoizer()``).
+        exit_mode: what leaving ``with parsl_lite.load(...)`` does without an
+            exception: ``cleanup`` (shut down), ``skip`` (nothing), ``wait``
+            (wait for all tasks, then shut down).
+        garbage_collect: forget finished tasks so memory stays flat.
+        retries: failure cost a task may accumulate and still be re-run.
+        retry_handler: ``(exception, task_record) -> cost`` of each failure
+            (default 1 each).
+        run_dir: parent of the numbered run directories (``runinfo/000``...).
+        std_autopath: ``(task_record, 'stdout'|'stderr') -> path`` for
+            ``AUTO_LOGNAME``.
+        strategy: block scaling: ``none``/None, ``simple``, ``htex_auto_scale``.
+        strategy_period: seconds between strategy decisions.
+        max_idletime: seconds a block may idle before it is released.
+        monitoring: a monitoring hub, or None.
+        initialize_logging: write ``parsl.log`` into the run directory.
+        usage_tracking: accepted for Parsl compatibility; parsl_lite never
+            sends usage data anywhere.
+        project_name: accepted for Parsl compatibility.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        executors: Optional[Iterable[ParslExecutor]] = None,
+        memoizer: Optional[Memoizer] = None,
+        exit_mode: Literal["cleanup", "skip", "wait"] = "cleanup",
+        garbage_collect: bool = True,
+        retries: int = 0,
+        retry_handler: Optional[Callable[[BaseException, Any], Union[float, int]]] = None,
+        run_dir: str = "runinfo",
+        std_autopath: Optional[Callable] = None,
+        strategy: Optional[str] = "simple",
+        strategy_period: Union[float, int] = 5,
+        max_idletime: Union[float, int] = 120.0,
+        monitoring: Optional[Any] = None,
+        initialize_logging: bool = True,
+        usage_tracking: int = 0,
+        project_name: Optional[str] = None,
+    ) -> None:
+        if executors is None:
+            from parsl_lite.executors.threads import ThreadPoolExecutor
+
+            executors = [ThreadPoolExecutor()]
+        self._executors = tuple(executors)
+        for index, executor in enumerate(self._executors):  # typeguard does not look inside iterables
+            if not isinstance(executor, ParslExecutor):
+                raise TypeCheckError(f'argument "executors" item {index} ({type(executor).__qualname__}) '
+                                     f"is not an instance of ParslExecutor")
+        labels = [e.label for e in self._executors]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ConfigurationError("executors", f"executor labels must be unique, repeated: {duplicates}")
+        if retries < 0:
+            raise ConfigurationError("retries", f"must be >= 0, got {retries}")
+        if strategy not in _STRATEGIES:
+            raise ConfigurationError("strategy", f"must be one of {_STRATEGIES}, got {strategy!r}")
+        if strategy_period <= 0:
+            raise ConfigurationError("strategy_period", f"must be > 0 seconds, got {strategy_period}")
+        if max_idletime < 0:
+            raise ConfigurationError("max_idletime", f"must be >= 0 seconds, got {max_idletime}")
+        self.memoizer = memoizer
+        self.exit_mode = exit_mode
+        self.garbage_collect = garbage_collect
+        self.retries = retries
+        self.retry_handler = retry_handler
+        self.run_dir = run_dir
+        self.std_autopath = std_autopath
+        self.strategy = strategy
+        self.strategy_period = strategy_period
+        self.max_idletime = max_idletime
+        self.monitoring = monitoring
+        self.initialize_logging = initialize_logging
+        self.usage_tracking = usage_tracking
+        self.project_name = project_name
+
+    @property
+    def executors(self) -> tuple[ParslExecutor, ...]:
+        return self._executors
+
+    def get_memoizer(self) -> Memoizer:
+        """The configured memoizer, or a default ``BasicMemoizer``."""
+        return self.memoizer if self.memoizer is not None else BasicMemoizer()

@@ -1,0 +1,1 @@
+"""Files that flow between apps."""

@@ -1,0 +1,1 @@
+"""The DataFlowKernel: task graph, launches, retries, memoization."""

@@ -1,0 +1,151 @@
+"""``AppFuture``, what calling an app returns, and ``DataFuture``, a file it writes.
+
+An ``AppFuture`` is a ``concurrent.futures.Future`` (so ``wait``,
+``as_completed`` and ``add_done_callback`` work), awaitable in asyncio and
+Jupyter, and indexable: ``fut[0]`` or ``fut.key`` is a new future of that part
+of the result, resolved without a round trip through an executor.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
+
+from parsl_lite.data_provider.files import File
+from parsl_lite.fast_future import FastFuture
+
+if TYPE_CHECKING:
+    from parsl_lite.dataflow.graph import TaskRecord
+
+
+class _Chainable(FastFuture):
+    """Future with item/attribute access and ``await``."""
+
+    def __getitem__(self, key: Any) -> "DerivedFuture":
+        return DerivedFuture(self, lambda value: value[key], f"[{key!r}]")
+
+    def __getattr__(self, name: str) -> "DerivedFuture":
+        # Only called for attributes that do not exist; private and dunder
+        # names stay errors so that introspection (pickle, IPython) behaves.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return DerivedFuture(self, lambda value: getattr(value, name), f".{name}")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def cancel(self) -> bool:
+        """Tasks are not cancellable once submitted; always False."""
+        return False
+
+
+class DerivedFuture(_Chainable):
+    """The future of ``getter(parent.result())``; fails if the parent or the getter fails."""
+
+    def __init__(self, parent: Future, getter: Callable[[Any], Any], label: str) -> None:
+        super().__init__()
+        self.parent = parent
+        self.label = label
+        parent.add_done_callback(lambda done: self._resolve(done, getter))
+
+    def _resolve(self, parent: Future, getter: Callable[[Any], Any]) -> None:
+        exc = parent.exception()
+        if exc is not None:
+            self.set_exception(exc)
+            return
+        try:
+            value = getter(parent.result())
+        except BaseException as err:  # the getter's failure (KeyError, AttributeError...) is the future's
+            self.set_exception(err)
+        else:
+            self.set_result(value)
+
+    @property
+    def tid(self) -> Optional[int]:
+        return getattr(self.parent, "tid", None)
+
+    def __repr__(self) -> str:
+        return f"<DerivedFuture {self.parent!r}{self.label} state={self._state.lower()}>"
+
+
+class AppFuture(_Chainable):
+    """The future of one app invocation.
+
+    Only the DataFlowKernel sets its result or exception (``set_result`` /
+    ``set_exception`` are kernel-only).
+
+    Attributes:
+        task_record: the kernel's record of the task.
+    """
+
+    def __init__(self, task_record: "TaskRecord") -> None:
+        super().__init__()
+        self.task_record = task_record
+        self._outputs: list = []
+
+    @property
+    def tid(self) -> int:
+        """The task id."""
+        return self.task_record.id
+
+    @property
+    def outputs(self) -> list:
+        """One ``DataFuture`` per ``File`` in the call's ``outputs``."""
+        return self._outputs
+
+    @property
+    def stdout(self) -> Any:
+        return self.task_record.kwargs.get("stdout")
+
+    @property
+    def stderr(self) -> Any:
+        return self.task_record.kwargs.get("stderr")
+
+    def task_status(self) -> str:
+        """The task's state name (``pending``, ``launched``, ``exec_done``...)."""
+        return self.task_record.state.name
+
+    def __repr__(self) -> str:
+        record = self.task_record
+        return f"<AppFuture task {record.id} {record.func_name} state={record.state.name}>"
+
+
+class DataFuture(_Chainable):
+    """Resolves to its ``File`` when the app that writes it succeeds, or fails with it.
+
+    Args:
+        app_fut: the future of the app that writes the file.
+        file_obj: the file.
+        tid: the writing task's id.
+    """
+
+    def __init__(self, app_fut: Future, file_obj: File, tid: Optional[int] = None) -> None:
+        super().__init__()
+        if not isinstance(file_obj, File):
+            raise TypeError(f"DataFuture needs a File, got {type(file_obj).__name__}")
+        self.app_fut = app_fut
+        self.file_obj = file_obj
+        self._tid = tid
+        app_fut.add_done_callback(self._parent_done)
+
+    def _parent_done(self, app_fut: Future) -> None:
+        exc = app_fut.exception()
+        if exc is not None:
+            self.set_exception(exc)
+        else:
+            self.set_result(self.file_obj)
+
+    @property
+    def tid(self) -> Optional[int]:
+        return self._tid
+
+    @property
+    def filepath(self) -> str:
+        return self.file_obj.filepath
+
+    @property
+    def filename(self) -> str:
+        return self.file_obj.filename
+
+    def __repr__(self) -> str:
+        return f"<DataFuture {self.file_obj.url} of task {self._tid} state={self._state.lower()}>"

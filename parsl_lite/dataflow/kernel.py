@@ -1,0 +1,413 @@
+"""The DataFlowKernel: turns app calls into tasks and tasks into executor work.
+
+The decisions (states, dependency counts, retries) are made by the pure
+:class:`~parsl_lite.dataflow.graph.TaskGraph` under ``self._lock``; this
+module is the shell that feeds it events from futures' callbacks and carries
+out the actions it returns, outside the lock. Nothing polls: a task launches
+from the callback of its last dependency.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Optional, Sequence
+
+from parsl_lite.app.errors import AppException, BadOutputs
+from parsl_lite.config import Config
+from parsl_lite.data_provider.files import File
+from parsl_lite.dataflow import arguments
+from parsl_lite.dataflow.errors import DependencyError, JoinError
+from parsl_lite.dataflow.futures import AppFuture, DataFuture
+from parsl_lite.dataflow.graph import (
+    AwaitJoin, CheckMemo, DependencyDone, ExecFailed, ExecStarted, ExecSucceeded, Finish, JoinStarted,
+    Launch, LaunchFailed, MemoChecked, StateChanged, TaskAbandoned, TaskGraph, TaskId, TaskRecord,
+    TaskRejected, TaskSubmitted,
+)
+from parsl_lite.dataflow.rundirs import make_rundir
+from parsl_lite.dataflow.states import States
+from parsl_lite.dataflow.streams import resolve_std_streams
+from parsl_lite.errors import ConfigurationError, ParslError
+from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.log_utils import remove_handler, set_file_logger
+from parsl_lite.serialize.remote_error import RemoteExceptionWrapper
+
+logger = logging.getLogger(__name__)
+
+
+class KernelShutdown(ParslError):
+    """The kernel was cleaned up before this task finished."""
+
+
+class DataFlowKernel:
+    """Runs a workflow of apps on the executors of one :class:`Config`.
+
+    Args:
+        config: the configuration; ``Config()`` (one thread pool) if omitted.
+    """
+
+    def __init__(self, config: Optional[Config] = None) -> None:
+        self.config = config if config is not None else Config()
+        self.run_dir = make_rundir(self.config.run_dir)
+        self._log_handler = (set_file_logger(os.path.join(self.run_dir, "parsl.log"))
+                             if self.config.initialize_logging else None)
+        logger.info("parsl_lite kernel starting, run dir %s, pid %d", self.run_dir, os.getpid())
+        self._lock = threading.Lock()
+        self._graph = TaskGraph(self.config.retries)
+        self._ids = itertools.count()
+        self._listeners: list[Callable[[StateChanged], None]] = []
+        self._finished: dict[TaskId, TaskRecord] = {}
+        self._cleanup_called = False
+        self._retry_handler = self.config.retry_handler
+        self.memoizer = self.config.get_memoizer()
+        self.memoizer.start(run_dir=self.run_dir)
+        self.executors: dict[str, ParslExecutor] = {}
+        try:
+            for executor in self.config.executors:
+                executor.set_run_dir(self.run_dir)
+                executor.start()
+                self.executors[executor.label] = executor
+        except BaseException:
+            self._shutdown_executors()
+            raise
+        self._labels = tuple(self.executors)
+        # Join apps only wire more apps, so their bodies run here, on a plain
+        # thread pool that is not one of the user's executors (Parsl's _parsl_internal).
+        self._join_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="parsl_lite-join")
+        self._callback = self._exec_done  # bound once: the hot path adds it to every future
+        atexit.register(self._atexit_cleanup)
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def tasks(self) -> dict[TaskId, TaskRecord]:
+        """Records of unfinished tasks (and finished ones when ``garbage_collect=False``)."""
+        if self.config.garbage_collect:
+            return dict(self._graph.tasks)
+        return {**self._finished, **self._graph.tasks}
+
+    def add_listener(self, listener: Callable[[StateChanged], None]) -> None:
+        """Call ``listener(StateChanged)`` on every task state transition (from kernel threads)."""
+        self._listeners.append(listener)
+        self._graph.observed = True
+
+    def submit(self, func: Callable, app_args: tuple, executors: "str | Sequence[str]" = "all",
+               cache: bool = False, ignore_for_cache: Sequence[str] = (), app_kwargs: Optional[dict] = None,
+               join: bool = False, executable: Optional[Callable] = None,
+               resource_specification: Optional[dict] = None) -> AppFuture:
+        """Create a task and return its future; it launches when its dependencies are done.
+
+        Args:
+            func: the user's function (named and hashed for memoization).
+            app_args: positional arguments (futures among them are dependencies).
+            executors: ``'all'`` or labels the task may run on.
+            cache: memoize this task.
+            ignore_for_cache: keyword arguments left out of the memo hash.
+            app_kwargs: keyword arguments (``inputs``' futures are dependencies).
+            join: the function returns futures to wait for (a join app).
+            executable: what the executor runs, if not ``func`` (a bash or walltime wrapper).
+            resource_specification: passed to the executor.
+
+        Raises:
+            ConfigurationError: ``executors`` names a label this config lacks.
+            KernelShutdown: the kernel was cleaned up.
+        """
+        if self._cleanup_called:
+            raise KernelShutdown("the DataFlowKernel was cleaned up; load a new config to submit more apps")
+        kwargs = app_kwargs if app_kwargs is not None else {}
+        tid = TaskId(next(self._ids))
+        record = TaskRecord(tid, func.__name__, cache and self._memoize_on(), join)
+        record.executor = self._choose_executor(executors)
+        record.func = func
+        record.exec_func = executable if executable is not None else func
+        record.args = app_args
+        record.kwargs = kwargs
+        record.ignore_for_cache = tuple(ignore_for_cache)
+        record.resource_specification = resource_specification or {}
+        record.time_invoked = time.time()
+        record.kernel = self
+        app_fu = AppFuture(record)
+        record.app_fu = app_fu
+        if kwargs:
+            try:
+                self._prepare_streams_and_outputs(record, app_fu)
+            except AppException as exc:
+                with self._lock:
+                    actions = self._graph.handle(TaskRejected(record))
+                self._apply(actions, exc=exc)
+                return app_fu
+        deps = arguments.find_dependencies(app_args, kwargs)
+        record.depends = deps
+        with self._lock:
+            actions = self._graph.handle(TaskSubmitted(record, len(deps)))
+        if actions:
+            self._apply(actions)
+        for dep in deps:
+            dep.add_done_callback(lambda done, _tid=tid: self._dependency_done(_tid, done))
+        return app_fu
+
+    def wait_for_current_tasks(self) -> None:
+        """Block until every task submitted so far has finished (results or errors)."""
+        while True:
+            with self._lock:
+                pending = [r.app_fu for r in self._graph.tasks.values()]
+            if not pending:
+                return
+            for fut in pending:
+                try:
+                    fut.exception()
+                except BaseException:  # a cancelled or broken future still counts as finished
+                    pass
+
+    def checkpoint(self) -> Optional[str]:
+        """Write the memo table's new results to this run's checkpoint; return its path."""
+        return self.memoizer.checkpoint()
+
+    def cleanup(self) -> None:
+        """Fail unfinished tasks, shut executors down, close the memoizer. Idempotent.
+
+        Order (one failure path): refuse new submissions, shut the executors
+        down (they fail what they still hold), fail whatever the graph still
+        holds, close the memoizer (``dfk_exit`` checkpoints), detach the log.
+        """
+        with self._lock:
+            if self._cleanup_called:
+                return
+            self._cleanup_called = True
+        logger.info("kernel cleanup: %d unfinished tasks", len(self._graph))
+        self._shutdown_executors()
+        self._abandon_unfinished()
+        try:
+            self.memoizer.close()
+        finally:
+            atexit.unregister(self._atexit_cleanup)
+            from parsl_lite.dataflow.loader import DataFlowKernelLoader
+
+            DataFlowKernelLoader.forget(self)
+            logger.info("kernel cleanup done")
+            if self._log_handler is not None:
+                remove_handler(self._log_handler)
+                self._log_handler = None
+
+    def __enter__(self) -> "DataFlowKernel":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        mode = self.config.exit_mode
+        if exc_type is None and mode == "wait":
+            self.wait_for_current_tasks()
+        if exc_type is not None or mode in ("cleanup", "wait"):
+            self.cleanup()
+
+    # ------------------------------------------------------------ events in
+
+    def _dependency_done(self, tid: TaskId, dep: Future) -> None:
+        failed = dep.exception() is not None
+        with self._lock:
+            actions = self._graph.handle(DependencyDone(tid, failed))
+        if actions:
+            self._apply(actions)
+
+    def _exec_done(self, exec_fu: Future) -> None:
+        record: TaskRecord = exec_fu.parsl_record  # type: ignore[attr-defined]
+        record.exec_fu = None  # break the future <-> record cycle so refcounting frees both
+        try:
+            result = exec_fu.result()
+            if type(result) is RemoteExceptionWrapper:
+                result.reraise()
+        except BaseException as exc:  # whatever the task raised belongs to its future
+            self._task_failed(record, exc)
+            return
+        if record.join:
+            with self._lock:
+                actions = self._graph.handle(JoinStarted(record.id))
+            self._apply(actions, result)
+            return
+        with self._lock:
+            actions = self._graph.handle(ExecSucceeded(record.id))
+        self._apply(actions, result)
+
+    def _task_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        record.fail_history.append(repr(exc))
+        cost = self._failure_cost(record, exc)
+        with self._lock:
+            actions = self._graph.handle(ExecFailed(record.id, cost))
+        self._apply(actions, exc=exc)
+
+    def _failure_cost(self, record: TaskRecord, exc: BaseException) -> float:
+        if self._retry_handler is None:
+            return 1.0
+        try:
+            return float(self._retry_handler(exc, record))
+        except Exception:
+            logger.exception("task %d: retry_handler raised; not retrying", record.id)
+            return float("inf")
+
+    # ------------------------------------------------------------ actions out
+
+    def _apply(self, actions: list, result: Any = None, exc: Optional[BaseException] = None) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Launch:
+                self._launch(action.record)
+            elif kind is Finish:
+                self._finish(action.record, action.state, result, exc)
+            elif kind is CheckMemo:
+                self._check_memo(action.record)
+            elif kind is AwaitJoin:
+                self._await_join(action.record, result)
+            elif kind is StateChanged:
+                self._publish(action)
+
+    def _launch(self, record: TaskRecord) -> None:
+        if record.depends:
+            self._resolve_dependencies(record)
+        try:
+            if record.join:
+                exec_fu = self._join_pool.submit(record.exec_func, *record.args, **record.kwargs)
+            else:
+                exec_fu = self.executors[record.executor].submit(
+                    record.exec_func, record.resource_specification, *record.args, **record.kwargs)
+        except BaseException as exc:  # refused at the edge: fail the task, never its caller's thread
+            logger.error("task %d (%s) could not be launched on %r: %r",
+                         record.id, record.func_name, record.executor, exc)
+            with self._lock:
+                actions = self._graph.handle(LaunchFailed(record.id))
+            self._apply(actions, exc=exc)
+            return
+        exec_fu.parsl_record = record  # type: ignore[attr-defined]
+        record.exec_fu = exec_fu
+        exec_fu.add_done_callback(self._callback)
+
+    def _resolve_dependencies(self, record: TaskRecord) -> None:
+        record.args, record.kwargs = arguments.resolve_arguments(record.args, record.kwargs)
+        record.depends = []
+
+    def _check_memo(self, record: TaskRecord) -> None:
+        if record.depends:
+            self._resolve_dependencies(record)
+        memo_fu = self.memoizer.check_memo(record)
+        with self._lock:
+            actions = self._graph.handle(MemoChecked(record.id, memo_fu is not None))
+        if memo_fu is None:
+            self._apply(actions)
+            return
+        record.from_memo = True
+        memo_exc = memo_fu.exception()
+        self._apply(actions, None if memo_exc is not None else memo_fu.result(), memo_exc)
+
+    def _finish(self, record: TaskRecord, state: States, result: Any, exc: Optional[BaseException]) -> None:
+        record.time_returned = time.time()
+        if not self.config.garbage_collect:
+            self._finished[record.id] = record
+        app_fu: AppFuture = record.app_fu
+        record.app_fu = None  # the future keeps its record; the record need not keep the future
+        if state is States.exec_done or state is States.memo_done:
+            if record.memoize and state is States.exec_done:
+                self.memoizer.update_memo_result(record, result)
+            app_fu.set_result(result)
+            return
+        if state is States.dep_fail:
+            exc = DependencyError(arguments.failed_dependencies(record.depends), record.id)
+        elif exc is None:
+            exc = KernelShutdown(f"task {record.id} ({record.func_name}) did not finish: the kernel was cleaned up")
+        else:
+            if record.memoize:
+                self.memoizer.update_memo_exception(record, exc)
+        logger.info("task %d (%s) %s: %s: %s", record.id, record.func_name, state.name, type(exc).__name__, exc)
+        app_fu.set_exception(exc)
+
+    def _await_join(self, record: TaskRecord, returned: Any) -> None:
+        inner = returned if isinstance(returned, (list, tuple)) else [returned]
+        if not inner or not all(isinstance(f, Future) for f in inner):
+            error = TypeError(f"join app {record.func_name} (task {record.id}) must return a Future or a list "
+                              f"of Futures, got {type(returned).__name__}")
+            self._task_failed(record, error)
+            return
+        remaining = [len(inner)]
+        count_lock = threading.Lock()
+
+        def one_done(_: Future) -> None:
+            with count_lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._join_finished(record, returned, inner)
+
+        for fut in inner:
+            fut.add_done_callback(one_done)
+
+    def _join_finished(self, record: TaskRecord, returned: Any, inner: list) -> None:
+        failed = arguments.failed_dependencies(inner)
+        if failed:
+            self._task_failed(record, JoinError(failed, record.id))
+            return
+        value = [f.result() for f in inner] if isinstance(returned, (list, tuple)) else inner[0].result()
+        with self._lock:
+            actions = self._graph.handle(ExecSucceeded(record.id))
+        self._apply(actions, value)
+
+    def _publish(self, change: StateChanged) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:
+                logger.exception("task state listener %r failed", listener)
+
+    def report_running(self, tid: TaskId) -> None:
+        """For executors that learn when a task starts (``launched`` -> ``running``)."""
+        with self._lock:
+            actions = self._graph.handle(ExecStarted(tid))
+        self._apply(actions)
+
+    # ------------------------------------------------------------ helpers
+
+    def _memoize_on(self) -> bool:
+        return bool(getattr(self.memoizer, "memoize", True))
+
+    def _choose_executor(self, executors: "str | Sequence[str]") -> str:
+        if executors == "all":
+            labels = self._labels
+        else:
+            labels = (executors,) if isinstance(executors, str) else tuple(executors)
+            unknown = [label for label in labels if label not in self.executors]
+            if unknown:
+                raise ConfigurationError("executors", f"unknown executor label(s) {unknown}; "
+                                                      f"this config has {list(self._labels)}")
+        return labels[0] if len(labels) == 1 else random.choice(labels)
+
+    def _prepare_streams_and_outputs(self, record: TaskRecord, app_fu: AppFuture) -> None:
+        resolve_std_streams(record, self.run_dir, self.config.std_autopath)
+        outputs = arguments.output_files(record.kwargs)
+        for index, item in enumerate(outputs):
+            if not isinstance(item, File):
+                raise BadOutputs(f"task {record.id} ({record.func_name}): outputs[{index}] must be a File, "
+                                 f"got {type(item).__name__} {item!r}")
+        app_fu._outputs = [DataFuture(app_fu, f, record.id) for f in outputs]
+
+    def _abandon_unfinished(self) -> None:
+        with self._lock:
+            actions = []
+            for tid in list(self._graph.tasks):
+                actions.extend(self._graph.handle(TaskAbandoned(tid)))
+        if actions:
+            logger.error("kernel cleanup failed %d unfinished tasks", sum(type(a) is Finish for a in actions))
+        self._apply(actions)
+
+    def _shutdown_executors(self) -> None:
+        self._join_pool.shutdown(wait=False, cancel_futures=True)
+        for label, executor in list(self.executors.items()):
+            try:
+                executor.shutdown()
+            except Exception:
+                logger.exception("executor %r failed to shut down", label)
+
+    def _atexit_cleanup(self) -> None:
+        if not self._cleanup_called:
+            logger.info("interpreter exiting: cleaning up the kernel")
+            self.cleanup()

@@ -1,0 +1,471 @@
+"""Memoization: reuse a task's result when the same function gets the same arguments.
+
+::
+
+    task ready ──check_memo──► make_hash(func source+closure, args, kwargs) ─► table?
+                                   │ hit: a done Future          │ miss: None, task runs
+    task done ──update_memo_result──► table[hash] = result ──► checkpoint (by mode)
+                                                                  │
+    start(): checkpoint_files ─► read_checkpoint ─► table (values decoded on first hit)
+
+A hash covers the function (its source, or its code when the source is not
+available, its name, defaults and closure values) and its resolved arguments,
+minus the keyword arguments named in ``ignore_for_cache``. Globals the
+function reads are not covered, as in Parsl. Values are encoded canonically
+(:func:`id_for_memo`, which users may extend with ``id_for_memo.register``),
+then hashed with SHA-256, so the hash is the same in every process and run.
+
+Failures are never memoized: a task that failed runs again when called again,
+in this run and in re-runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import logging
+import os
+import re
+import struct
+import threading
+import types
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from concurrent.futures import Future
+from typing import Any, Callable, Literal, Optional, Sequence
+
+from typeguard import typechecked
+
+from parsl_lite.dataflow.checkpoints import CHECKPOINT_DIR, Checkpointer, read_checkpoint
+from parsl_lite.errors import ConfigurationError, DeserializationError, InternalConsistencyError, SerializationError
+from parsl_lite.representation import RepresentationMixin
+from parsl_lite.serialize import deserialize, serialize
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- canonical encoding
+
+_HASH_DOMAIN = b"parsl_lite.memo.v1\x00"  # bump when an encoding changes: old checkpoints then simply miss
+
+
+def _frame(data: bytes) -> bytes:
+    """Length-prefix ``data`` so that concatenations cannot be confused."""
+    return len(data).to_bytes(8, "big") + data
+
+
+def _type_name(cls: type) -> bytes:
+    return f"{cls.__module__}.{cls.__qualname__}".encode()
+
+
+@functools.singledispatch
+def id_for_memo(obj: Any, output_ref: bool = False) -> bytes:
+    """Return bytes that identify ``obj`` for memoization (Parsl's name and signature).
+
+    Equal values give equal bytes in every process: dicts regardless of key
+    order, sets regardless of iteration order, ``File`` objects by URL.
+    Unknown types fall back to their serialized form. Register an encoder for
+    your own type with ``@id_for_memo.register(MyType)``.
+
+    Args:
+        obj: the value.
+        output_ref: accepted for Parsl compatibility; files are identified by
+            URL either way.
+
+    Raises:
+        ValueError: ``obj`` cannot be encoded (it cannot be serialized).
+    """
+    return _encode_object(obj)
+
+
+def _exact(base: type, encode: Callable[[Any], bytes]) -> None:
+    """Register ``encode`` for ``base``; subclasses (enums, namedtuples...) are tagged with their type."""
+
+    def impl(obj: Any, output_ref: bool = False) -> bytes:
+        if type(obj) is base:
+            return encode(obj)
+        if isinstance(obj, enum.Enum):
+            return _encode_enum(obj)
+        return b"X" + _frame(_type_name(type(obj))) + encode(base(obj))
+
+    id_for_memo.register(base)(impl)
+
+
+def _encode_int(obj: int) -> bytes:
+    return b"I" + obj.to_bytes((obj.bit_length() + 8) // 8, "big", signed=True)
+
+
+def _encode_float(obj: float) -> bytes:
+    return b"D" + (b"nan" if obj != obj else struct.pack(">d", obj))
+
+
+def _encode_str(obj: str) -> bytes:
+    return b"S" + obj.encode("utf-8", "surrogatepass")
+
+
+# Exact scalar types skip singledispatch inside containers: a 1000-int list hashes ~5x faster.
+_SCALARS: dict[type, Callable[[Any], bytes]] = {
+    int: _encode_int, float: _encode_float, str: _encode_str, bool: lambda obj: b"B1" if obj else b"B0",
+    type(None): lambda obj: b"N", bytes: lambda obj: b"Y" + obj,
+}
+
+
+def _framed(item: Any) -> bytes:
+    encode = _SCALARS.get(type(item))
+    data = encode(item) if encode is not None else id_for_memo(item)
+    return len(data).to_bytes(8, "big") + data
+
+
+def _items(tag: bytes, items: Any) -> bytes:
+    return tag + b"".join([_framed(item) for item in items])
+
+
+def _unordered(tag: bytes, items: Any) -> bytes:
+    return tag + b"".join(sorted([_framed(item) for item in items]))
+
+
+def _encode_dict(obj: dict) -> bytes:
+    return b"M" + b"".join(sorted([_framed(k) + _framed(v) for k, v in obj.items()]))
+
+
+for _type, _encode in _SCALARS.items():
+    _exact(_type, _encode)
+_exact(complex, lambda obj: b"C" + struct.pack(">dd", obj.real, obj.imag))
+_exact(bytearray, lambda obj: b"A" + bytes(obj))
+_exact(list, functools.partial(_items, b"L"))
+_exact(tuple, functools.partial(_items, b"T"))
+_exact(dict, _encode_dict)
+_exact(set, functools.partial(_unordered, b"E"))
+_exact(frozenset, functools.partial(_unordered, b"Z"))
+
+
+@id_for_memo.register(enum.Enum)
+def _encode_enum(obj: enum.Enum, output_ref: bool = False) -> bytes:
+    return b"U" + _frame(_type_name(type(obj))) + obj.name.encode()
+
+
+@id_for_memo.register(type)
+def _encode_class(obj: type, output_ref: bool = False) -> bytes:
+    return b"K" + _type_name(obj)
+
+
+@id_for_memo.register(types.ModuleType)
+def _encode_module(obj: types.ModuleType, output_ref: bool = False) -> bytes:
+    return b"W" + obj.__name__.encode()
+
+
+@id_for_memo.register(functools.partial)
+def _encode_partial(obj: functools.partial, output_ref: bool = False) -> bytes:
+    return _items(b"P", (obj.func, obj.args, obj.keywords))
+
+
+@id_for_memo.register(types.MethodType)
+def _encode_method(obj: types.MethodType, output_ref: bool = False) -> bytes:
+    return _items(b"V", (obj.__func__, obj.__self__))
+
+
+def _encode_object(obj: Any) -> bytes:
+    url = getattr(obj, "url", None)
+    if isinstance(url, str) and hasattr(type(obj), "filepath"):  # a File (duck-typed: data_provider may be absent)
+        return b"R" + url.encode("utf-8", "surrogatepass")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return b"Q" + _frame(_type_name(type(obj))) + _encode_dict(fields)
+    try:
+        blob = serialize(obj, f"a value of type {type(obj).__qualname__}")
+    except SerializationError as exc:
+        raise ValueError(f"cannot encode a {type(obj).__qualname__} for memoization: {exc}") from exc
+    return b"O" + _frame(_type_name(type(obj))) + blob
+
+
+# Functions: the static part (source or code) is computed once per code object;
+# closure values and defaults are read on every call, since cells can change.
+_FUNCTION_CACHE: OrderedDict[int, tuple[types.CodeType, bytes]] = OrderedDict()
+_FUNCTION_CACHE_MAX = 1024
+_function_cache_lock = threading.Lock()
+_in_progress = threading.local()  # functions being encoded on this thread: breaks closure cycles
+
+
+def _function_body(func: types.FunctionType) -> bytes:
+    code = func.__code__
+    with _function_cache_lock:
+        entry = _FUNCTION_CACHE.get(id(code))
+        if entry is not None and entry[0] is code:
+            _FUNCTION_CACHE.move_to_end(id(code))
+            return entry[1]
+    try:
+        body = b"s" + inspect.getsource(func).encode("utf-8", "surrogatepass")
+    except (OSError, TypeError):  # defined in exec()'d text, a REPL without history, ...
+        body = b"c" + _code_bytes(code)
+    with _function_cache_lock:
+        _FUNCTION_CACHE[id(code)] = (code, body)  # holding ``code`` keeps its id from being reused
+        if len(_FUNCTION_CACHE) > _FUNCTION_CACHE_MAX:
+            _FUNCTION_CACHE.popitem(last=False)
+    return body
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """The code's behaviour, without file names or line numbers (marshal output depends on refcounts)."""
+    consts = [_code_bytes(c) if isinstance(c, types.CodeType) else id_for_memo(c) for c in code.co_consts]
+    parts = (code.co_code, *consts, repr((code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+                                          code.co_argcount, code.co_kwonlyargcount, code.co_flags)).encode())
+    return b"".join(_frame(p) for p in parts)
+
+
+@id_for_memo.register(types.FunctionType)
+def _encode_function(obj: types.FunctionType, output_ref: bool = False) -> bytes:
+    active: set[int] = _in_progress.__dict__.setdefault("ids", set())
+    name = f"{obj.__module__}.{obj.__qualname__}".encode()
+    if id(obj) in active:  # recursion through its own closure
+        return b"G" + name
+    active.add(id(obj))
+    try:
+        parts = [name, _function_body(obj), id_for_memo(obj.__defaults__), id_for_memo(obj.__kwdefaults__)]
+        for var, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell: assigned later in the enclosing function
+                value = b"-"
+            else:
+                value = id_for_memo(contents)
+            parts.append(_frame(var.encode()) + _frame(value))
+    finally:
+        active.discard(id(obj))
+    return b"F" + b"".join(_frame(p) for p in parts)
+
+
+def make_hash(record: Any) -> str:
+    """Return the hex SHA-256 identifying a task's call.
+
+    Args:
+        record: a :class:`~parsl_lite.dataflow.graph.TaskRecord` (``func``,
+            ``args``, ``kwargs`` resolved to values, ``ignore_for_cache``).
+
+    Raises:
+        ValueError: a value cannot be encoded (see :func:`id_for_memo`).
+        RecursionError: an argument contains itself.
+    """
+    kwargs = record.kwargs
+    if record.ignore_for_cache:
+        ignored = set(record.ignore_for_cache)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ignored}
+    digest = hashlib.sha256(_HASH_DOMAIN)
+    for part in (record.func, tuple(record.args), kwargs):
+        digest.update(_frame(id_for_memo(part)))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- memoizers
+
+class Memoizer(RepresentationMixin, ABC):
+    """What the kernel asks of a memoizer.
+
+    The kernel calls :meth:`start` once at load, :meth:`check_memo` for each
+    ready task whose app has ``cache=True`` (when memoization is on),
+    :meth:`update_memo_result` / :meth:`update_memo_exception` when a task
+    finishes, :meth:`checkpoint` from ``dfk.checkpoint()``, and :meth:`close`
+    at cleanup. All but ``start`` and ``close`` may be called from several
+    threads at once.
+    """
+
+    @abstractmethod
+    def start(self, *, run_dir: str) -> None:
+        """Load earlier results and get ready; ``run_dir`` is this run's numbered directory."""
+
+    @abstractmethod
+    def check_memo(self, record: Any) -> Optional[Future]:
+        """Return a done Future holding the memoized result, or None; sets ``record.hashsum``."""
+
+    @abstractmethod
+    def update_memo_result(self, record: Any, result: Any) -> None:
+        """Remember the result of a task that succeeded."""
+
+    @abstractmethod
+    def update_memo_exception(self, record: Any, exception: BaseException) -> None:
+        """Be told that a task failed (for memoizers that remember failures)."""
+
+    @abstractmethod
+    def checkpoint(self) -> Optional[str]:
+        """Write what is not yet checkpointed; return the checkpoint directory, or None."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Write what the mode asks for at exit and stop background work. Idempotent."""
+
+
+_PERIOD = re.compile(r"(\d+):([0-5]?\d):([0-5]?\d)")
+
+
+def parse_period(text: str) -> int:
+    """Return the seconds in an ``HH:MM:SS`` period.
+
+    Raises:
+        ConfigurationError: on field ``checkpoint_period``, if malformed or zero.
+    """
+    match = _PERIOD.fullmatch(text.strip())
+    if match is None:
+        raise ConfigurationError("checkpoint_period", f"expected HH:MM:SS (e.g. '00:30:00'), got {text!r}")
+    hours, minutes, seconds = (int(g) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total == 0:
+        raise ConfigurationError("checkpoint_period", f"must be longer than zero, got {text!r}")
+    return total
+
+
+class BasicMemoizer(Memoizer):
+    """An in-memory memo table with optional checkpoint files (Parsl's ``BasicMemoizer``).
+
+    Args:
+        checkpoint_files: checkpoint directories (or files) of earlier runs
+            whose results are reused, oldest first; later ones win for the
+            same call. See :func:`parsl_lite.utils.get_all_checkpoints`.
+        checkpoint_period: ``HH:MM:SS`` between checkpoints in ``periodic`` mode.
+        checkpoint_mode: when results are written to ``<run_dir>/checkpoint/``:
+            ``task_exit`` (as each task finishes), ``periodic``, ``dfk_exit``
+            (at cleanup), ``manual`` (only on ``dfk.checkpoint()``), or None
+            (never).
+        memoize: False turns app caching off for every app.
+
+    Raises:
+        typeguard.TypeCheckError: an argument has the wrong type.
+        ConfigurationError: a malformed ``checkpoint_period``, a missing one
+            in ``periodic`` mode, or ``checkpoint_files`` given as one string.
+    """
+
+    @typechecked
+    def __init__(self, *, checkpoint_files: Optional[Sequence[str]] = None, checkpoint_period: Optional[str] = None,
+                 checkpoint_mode: Optional[Literal["task_exit", "periodic", "dfk_exit", "manual"]] = None,
+                 memoize: bool = True) -> None:
+        if isinstance(checkpoint_files, str):
+            raise ConfigurationError("checkpoint_files", f"expected a list of checkpoint directories, got the "
+                                     f"string {checkpoint_files!r}; wrap it in a list")
+        if checkpoint_files is not None and not all(checkpoint_files):
+            raise ConfigurationError("checkpoint_files", "contains an empty path")
+        self._period_s = None if checkpoint_period is None else parse_period(checkpoint_period)
+        if checkpoint_mode == "periodic" and checkpoint_period is None:
+            raise ConfigurationError("checkpoint_period", "required with checkpoint_mode='periodic' (HH:MM:SS)")
+        if checkpoint_period is not None and checkpoint_mode != "periodic":
+            logger.warning("checkpoint_period=%r is ignored: checkpoint_mode is %r, not 'periodic'",
+                           checkpoint_period, checkpoint_mode)
+        if not memoize and (checkpoint_mode is not None or checkpoint_files):
+            logger.warning("memoize=False: nothing is reused or checkpointed, whatever checkpoint_mode "
+                           "and checkpoint_files say")
+        self.checkpoint_files = None if checkpoint_files is None else list(checkpoint_files)
+        self.checkpoint_period = checkpoint_period
+        self.checkpoint_mode = checkpoint_mode
+        self.memoize = memoize
+        self._lock = threading.Lock()  # guards the table and the counters; held only for dict operations
+        self._results: dict[str, Any] = {}
+        self._blobs: dict[str, bytes] = {}  # loaded from checkpoints, decoded on first hit
+        self._hits = self._misses = 0
+        self._checkpointer: Optional[Checkpointer] = None
+        self._started = False
+        self._warned: set[tuple[str, str]] = set()
+
+    def start(self, *, run_dir: str) -> None:
+        """Load ``checkpoint_files`` and prepare ``<run_dir>/checkpoint/``.
+
+        Raises:
+            BadCheckpoint: a checkpoint file is missing, not a checkpoint, or damaged.
+            InternalConsistencyError: started twice without :meth:`close`.
+        """
+        if self._started:
+            raise InternalConsistencyError("BasicMemoizer.start() called again before close()")
+        blobs: dict[str, bytes] = {}
+        if self.memoize:
+            for path in self.checkpoint_files or ():
+                blobs.update(read_checkpoint(path))
+            if self.checkpoint_files:
+                logger.info("memoizer: %d results from %d checkpoints", len(blobs), len(self.checkpoint_files))
+        with self._lock:
+            self._results, self._blobs = {}, blobs
+            self._hits = self._misses = 0
+        if self.memoize and self.checkpoint_mode is not None:
+            directory = os.path.abspath(os.path.join(run_dir, CHECKPOINT_DIR))
+            self._checkpointer = Checkpointer(self.checkpoint_mode, directory, self._period_s)
+        self._started = True
+
+    def check_memo(self, record: Any) -> Optional[Future]:
+        """Hash the task into ``record.hashsum``; return a done Future with its memoized result, or None.
+
+        A task whose arguments cannot be encoded is not memoized (one WARNING per function).
+        """
+        record.hashsum = None
+        if not (self.memoize and record.memoize):
+            return None
+        try:
+            hashsum = make_hash(record)
+        except Exception as exc:  # memoization is an optimization: never fail a task for it
+            self._warn_once(("hash", record.func_name), "task %s (%s) is not memoized: %s", record.id, record.func_name, exc)
+            return None
+        record.hashsum = hashsum
+        with self._lock:
+            found = hashsum in self._results
+            value = self._results.get(hashsum)
+            blob = None if found else self._blobs.get(hashsum)
+            if found:
+                self._hits += 1
+            elif blob is None:
+                self._misses += 1
+                return None
+        if blob is not None:
+            try:
+                value = deserialize(blob)
+            except DeserializationError as exc:
+                self._warn_once(("load", record.func_name), "task %s (%s): checkpointed result unusable, running it: %s",
+                                record.id, record.func_name, exc)
+                with self._lock:
+                    self._blobs.pop(hashsum, None)
+                    self._misses += 1
+                return None
+            with self._lock:
+                value = self._results.setdefault(hashsum, value)
+                self._blobs.pop(hashsum, None)
+                self._hits += 1
+        future: Future = Future()
+        future.set_result(value)
+        return future
+
+    def update_memo_result(self, record: Any, result: Any) -> None:
+        """Remember a successful result and hand it to the checkpointer."""
+        hashsum = record.hashsum
+        if not (self.memoize and record.memoize and isinstance(hashsum, str)):
+            return
+        with self._lock:
+            self._results[hashsum] = result
+            self._blobs.pop(hashsum, None)
+        if self._checkpointer is not None:
+            self._checkpointer.add(record.id, hashsum, result)
+
+    def update_memo_exception(self, record: Any, exception: BaseException) -> None:
+        """Failures are not memoized: a later identical call runs again."""
+
+    def checkpoint(self) -> Optional[str]:
+        """Write queued results and fsync; return the checkpoint directory (None if checkpointing is off).
+
+        Raises:
+            OSError: writing failed; the results stay queued for the next try.
+        """
+        if self._checkpointer is None:
+            logger.info("checkpoint() does nothing: checkpoint_mode=%r, memoize=%r, started=%r",
+                        self.checkpoint_mode, self.memoize, self._started)
+            return None
+        self._checkpointer.flush()
+        return self._checkpointer.directory
+
+    def close(self) -> None:
+        """Stop the periodic timer; checkpoint at exit in ``dfk_exit`` and ``periodic`` modes. Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
+        logger.info("memoizer closed: %d hits, %d misses, %d results checkpointed", self._hits, self._misses,
+                    checkpointer.written if checkpointer is not None else 0)
+
+    def _warn_once(self, key: tuple[str, str], message: str, *args: Any) -> None:
+        if key not in self._warned:  # a benign race at worst logs twice
+            self._warned.add(key)
+            logger.warning(message, *args)

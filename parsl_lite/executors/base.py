@@ -1,0 +1,79 @@
+"""The interface every executor implements, and the only one the kernel knows.
+
+The DataFlowKernel calls :meth:`ParslExecutor.start` once, then
+:meth:`~ParslExecutor.submit` per task, and :meth:`~ParslExecutor.shutdown`
+once. Executors that get their workers from a provider also answer the scaling
+questions (:attr:`outstanding`, :attr:`connected_workers`, :meth:`scale_out`,
+:meth:`scale_in`), which the strategy asks.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from parsl_lite.representation import RepresentationMixin
+
+
+class ParslExecutor(RepresentationMixin, ABC):
+    """Runs functions somewhere and hands back ``concurrent.futures.Future`` objects.
+
+    Attributes:
+        label: unique name of the executor inside one config; apps are pinned
+            to executors by it.
+        run_dir: set by the kernel before :meth:`start`; the executor writes
+            its logs and files below it.
+        needs_serialization: True if tasks leave this process, so arguments
+            must be serializable (the kernel checks that before submitting).
+    """
+
+    label: str = "executor"
+    run_dir: str = "."
+    needs_serialization: bool = False
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start whatever the executor needs (threads, processes, connections)."""
+
+    @abstractmethod
+    def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
+        """Run ``func(*args, **kwargs)`` and return a future of its result.
+
+        Raises:
+            SerializationError: an argument cannot be sent (remote executors).
+            ExecutorError: the executor is broken or shut down.
+        """
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop, fail what is still pending, and leave no thread or process behind."""
+
+    # --- what the scaling strategy asks; executors without blocks keep these defaults ---
+
+    @property
+    def outstanding(self) -> int:
+        """Tasks submitted and not yet finished."""
+        return 0
+
+    @property
+    def connected_workers(self) -> int:
+        """Workers able to run tasks now."""
+        return 0
+
+    def scale_out(self, blocks: int) -> list[str]:
+        """Ask for ``blocks`` more blocks of workers; return their ids."""
+        return []
+
+    def scale_in(self, blocks: int) -> list[str]:
+        """Release up to ``blocks`` blocks; return the ids released."""
+        return []
+
+    @property
+    def provider(self) -> Any:
+        """The provider that supplies workers, or None."""
+        return None
+
+    def set_run_dir(self, run_dir: str) -> None:
+        """Called by the kernel before :meth:`start`."""
+        self.run_dir = os.path.join(run_dir, self.label)

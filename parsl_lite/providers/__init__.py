@@ -1,0 +1,3 @@
+"""Providers: where executors get their workers (this machine, SSH hosts, Slurm, Kubernetes)."""
+
+__all__: list[str] = []

@@ -1,0 +1,138 @@
+"""Objects to bytes and back, function bodies by digest, argument packing."""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
+
+import dill
+
+from parsl_lite.errors import DeserializationError, SerializationError
+
+_PICKLE = b"P"
+_DILL = b"D"
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def serialize(obj: Any, what: str = "object") -> bytes:
+    """Return ``obj`` as bytes: pickle if it can, dill if pickle refuses.
+
+    Args:
+        obj: anything picklable by pickle or dill.
+        what: how to name ``obj`` in an error (``"argument 'x'"``).
+
+    Raises:
+        SerializationError: neither pickle nor dill could serialize it.
+    """
+    if not callable(obj):
+        try:
+            return _PICKLE + pickle.dumps(obj, protocol=_PROTOCOL)
+        except Exception:  # pickle raises many types (TypeError, PicklingError, AttributeError)
+            pass
+    try:
+        return _DILL + dill.dumps(obj, protocol=_PROTOCOL, recurse=True)
+    except Exception as exc:
+        raise SerializationError(f"{what} of type {type(obj).__qualname__}", str(exc)) from exc
+
+
+def deserialize(blob: bytes) -> Any:
+    """Inverse of :func:`serialize`.
+
+    Raises:
+        DeserializationError: the bytes are not ours, or loading failed (for
+            example a module the object needs is missing on this side).
+    """
+    head, body = blob[:1], memoryview(blob)[1:]
+    try:
+        if head == _PICKLE:
+            return pickle.loads(body)
+        if head == _DILL:
+            return dill.loads(body)
+    except Exception as exc:
+        raise DeserializationError(f"cannot deserialize a {len(blob)}-byte blob: {exc!r}") from exc
+    raise DeserializationError(f"unknown serialization header {bytes(head)!r}")
+
+
+def pack_apply_message(args: tuple, kwargs: dict) -> bytes:
+    """Serialize a call's arguments in one blob.
+
+    The fast path pickles everything at once; only when that fails are the
+    arguments tried one by one, so that the error names the culprit.
+
+    Raises:
+        SerializationError: naming the first argument that cannot be serialized.
+    """
+    try:
+        return serialize((args, kwargs), "arguments")
+    except SerializationError:
+        for index, arg in enumerate(args):
+            serialize(arg, f"positional argument {index}")
+        for name, arg in kwargs.items():
+            serialize(arg, f"argument {name!r}")
+        raise
+
+
+def unpack_apply_message(blob: bytes) -> tuple[tuple, dict]:
+    """Inverse of :func:`pack_apply_message`."""
+    args, kwargs = deserialize(blob)
+    return args, kwargs
+
+
+class FunctionCache:
+    """Serializes each function once per process and names it by digest.
+
+    The cache keeps a strong reference to at most ``max_entries`` functions,
+    least recently used first out.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[int, tuple[Callable, bytes, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, func: Callable) -> tuple[bytes, bytes]:
+        """Return ``(digest, body)`` for ``func``, serializing it on first use."""
+        key = id(func)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is func:
+                self._entries.move_to_end(key)
+                return entry[1], entry[2]
+        body = serialize(func, f"function {getattr(func, '__qualname__', func)!r}")
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        with self._lock:
+            self._entries[key] = (func, digest, body)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return digest, body
+
+
+class FunctionStore:
+    """The receiving side of :class:`FunctionCache`: digest to loaded function."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._max = max_entries
+        self._functions: OrderedDict[bytes, Callable] = OrderedDict()
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._functions
+
+    def add(self, digest: bytes, body: bytes) -> Callable:
+        """Load ``body`` and remember it under ``digest``."""
+        func = deserialize(body)
+        self._functions[digest] = func
+        if len(self._functions) > self._max:
+            self._functions.popitem(last=False)
+        return func
+
+    def get(self, digest: bytes) -> Callable:
+        """Return the function stored under ``digest``.
+
+        Raises:
+            KeyError: the body was never sent to this process.
+        """
+        func = self._functions[digest]
+        self._functions.move_to_end(digest)
+        return func

@@ -1,0 +1,62 @@
+"""Finding the checkpoints of earlier runs, for ``BasicMemoizer(checkpoint_files=...)``.
+
+Run directories are the numbered children of the ``run_dir`` a config names
+(``runinfo/000``, ``runinfo/001``, ...); a run that checkpointed has a
+``checkpoint`` directory inside its own. Runs are ordered by number (so
+``1000`` comes after ``999``); other names sort before all numbers, by name.
+"""
+from __future__ import annotations
+
+import os
+
+from typeguard import typechecked
+
+from parsl_lite.dataflow.checkpoints import CHECKPOINT_DIR
+
+__all__ = ["get_all_checkpoints", "get_last_checkpoint"]
+
+
+def _run_dirs(rundir: str) -> list[str]:
+    """Child directories of ``rundir``, oldest run first."""
+    if not os.path.isdir(rundir):
+        return []
+    names = [entry.name for entry in os.scandir(rundir) if entry.is_dir()]
+    return sorted(names, key=lambda name: (True, int(name), name) if name.isascii() and name.isdigit() else (False, 0, name))
+
+
+@typechecked
+def get_all_checkpoints(rundir: str = "runinfo") -> list[str]:
+    """Return the checkpoint directories of every run under ``rundir``, oldest first.
+
+    Pass the result as ``checkpoint_files`` to reuse every result ever
+    checkpointed; when runs computed the same call, the newest result wins.
+
+    Args:
+        rundir: the config's ``run_dir``.
+
+    Returns:
+        Absolute paths; empty if ``rundir`` does not exist.
+    """
+    paths = (os.path.abspath(os.path.join(rundir, name, CHECKPOINT_DIR)) for name in _run_dirs(rundir))
+    return [path for path in paths if os.path.isdir(path)]
+
+
+@typechecked
+def get_last_checkpoint(rundir: str = "runinfo") -> list[str]:
+    """Return the checkpoint directory of the latest run under ``rundir``, if it has one.
+
+    As in Parsl, only the latest run is looked at: if it wrote no checkpoint
+    the list is empty, and results that run reused from earlier checkpoints
+    are not in its own. Use :func:`get_all_checkpoints` to cover every run.
+
+    Args:
+        rundir: the config's ``run_dir``.
+
+    Returns:
+        A list of zero or one absolute path.
+    """
+    runs = _run_dirs(rundir)
+    if not runs:
+        return []
+    path = os.path.abspath(os.path.join(rundir, runs[-1], CHECKPOINT_DIR))
+    return [path] if os.path.isdir(path) else []
