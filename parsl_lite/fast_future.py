@@ -7,6 +7,8 @@ app's and the executor's) and blocks on few of them, so this class defers the
 Condition until a thread really waits (``result()`` on an unfinished future,
 ``wait``, ``as_completed``).
 
+The waiter and callback lists are likewise made on first use.
+
 The rule that keeps it correct: until the Condition exists, state changes and
 callback registration happen under one module-wide lock, which is also the
 lock under which the Condition is created; once it exists, everything goes
@@ -31,12 +33,32 @@ _DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
 class FastFuture(Future):
     """Drop-in ``Future`` with a lazily created Condition."""
 
-    def __init__(self) -> None:  # what Future.__init__ does, minus the Condition
+    def __init__(self) -> None:  # what Future.__init__ does, minus the Condition and the two lists
         self._state = PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-        self._waiters: list = []
-        self._done_callbacks: list = []
+
+    # The waiter and callback lists are made on first use too: most futures
+    # get one callback or none, and every list is one more object for the
+    # garbage collector to walk on each pass.
+
+    @property  # type: ignore[override]
+    def _waiters(self) -> list:
+        return self.__dict__.setdefault("_waiter_list", [])
+
+    @property  # type: ignore[override]
+    def _done_callbacks(self) -> list:
+        return self.__dict__.setdefault("_callback_list", [])
+
+    def _invoke_callbacks(self) -> None:
+        callbacks = self.__dict__.get("_callback_list")
+        if not callbacks:
+            return
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("exception calling callback for %r", self)
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
@@ -81,7 +103,11 @@ class FastFuture(Future):
         with _LAZY_LOCK:
             if "_cond" not in self.__dict__:
                 if self._state not in _DONE:
-                    self._done_callbacks.append(fn)
+                    callbacks = self.__dict__.get("_callback_list")
+                    if callbacks is None:
+                        self.__dict__["_callback_list"] = [fn]
+                    else:
+                        callbacks.append(fn)
                     return
                 call_now = True
             else:

@@ -21,7 +21,12 @@ def _run_dirs(rundir: str) -> list[str]:
     if not os.path.isdir(rundir):
         return []
     names = [entry.name for entry in os.scandir(rundir) if entry.is_dir()]
-    return sorted(names, key=lambda name: (True, int(name), name) if name.isascii() and name.isdigit() else (False, 0, name))
+    return sorted(names, key=_run_order)
+
+
+def _run_order(name: str) -> tuple[bool, int, str]:
+    numbered = name.isascii() and name.isdigit()
+    return (numbered, int(name) if numbered else 0, name)
 
 
 @typechecked

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections import namedtuple
@@ -87,6 +86,12 @@ def test_same_call_hits_and_sets_hashsum(tmp_path: Path) -> None:
     again = record(double, 3, scale=2, task_id=1)
     assert hit(memoizer, again) == ("hit", 12)
     assert again.hashsum == first.hashsum
+
+
+def test_record_without_kwargs_hashes_like_empty_kwargs() -> None:
+    bare = TaskRecord(TaskId(0), "double", memoize=True)
+    bare.func, bare.args = double, (1,)
+    assert make_hash(bare) == make_hash(record(double, 1))
 
 
 def test_different_args_kwargs_or_function_miss(tmp_path: Path) -> None:
@@ -427,7 +432,7 @@ def _three_records(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"\x80\x04\x95 this is a pickle", "not a parsl_lite checkpoint"),
+    (b"\x80\x04\x95 this is a pickle", "not a parsl_lite checkpoint .*looks like a pickle"),
     (b"hello", "not a parsl_lite checkpoint"),
     (checkpoints.MAGIC + b"\x09", "format version 9"),
 ])
@@ -490,6 +495,25 @@ def test_empty_or_header_only_files_hold_nothing(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_FILE
     CheckpointWriter(str(path)).open()
     assert read_checkpoint(str(path)) == {}
+
+
+def test_reused_run_dir_is_validated_at_start(tmp_path: Path) -> None:
+    path = ckpt_file(tmp_path)
+    path.parent.mkdir()
+    path.write_bytes(b"some other tool's data")
+    with pytest.raises(BadCheckpoint, match="not a parsl_lite checkpoint") as info:
+        started(tmp_path, checkpoint_mode="task_exit")
+    assert str(path) in str(info.value)
+
+
+def test_results_after_close_are_not_written(tmp_path: Path) -> None:
+    checkpointer = checkpoints.Checkpointer("task_exit", str(tmp_path / "checkpoint"))
+    checkpointer.close()
+    checkpointer.add(1, KEY_A, "late")
+    assert not ckpt_file(tmp_path).exists()
+    memoizer = started(tmp_path / "000", checkpoint_mode="manual")
+    memoizer.close()
+    assert memoizer.checkpoint() is None
 
 
 def test_writer_reopening_a_torn_file_cuts_the_tail(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ Reading policy (:func:`read_checkpoint`):
   a checkpoint, or another tool's), a format version we do not know, or a
   damaged record with more data after it (damage, not a crash).
 
-Writing (:class:`CheckpointWriter`) appends each record with one ``write``
-and flushes it to the OS, so a crash of the process loses nothing written.
+Writing (:class:`CheckpointWriter`) hands each record to the OS at once
+(unbuffered, one ``pwrite``), so a crash of the process loses nothing written.
 ``fsync`` runs once per batch (:meth:`CheckpointWriter.sync`) and at close,
 not per record: a per-record fsync costs milliseconds on real disks, which
 would cap ``task_exit`` checkpointing at a few hundred tasks a second, and all
@@ -60,12 +60,12 @@ _HEX_KEY = re.compile(rb"[0-9a-f]{64}")
 
 @dataclass
 class ScanResult:
-    """What :func:`scan` found in a checkpoint's bytes.
+    """What :func:`scan` found.
 
     Attributes:
-        records: ``key -> value blob``, later records overriding earlier ones.
-        good_end: offset just past the last good record (where appending resumes).
-        torn: why the tail was dropped, or None if the file ended cleanly.
+        records: key -> value blob; later records win.
+        good_end: offset after the last good record (where appending resumes).
+        torn: why the tail was dropped, or None.
     """
 
     records: dict[str, bytes] = field(default_factory=dict)
@@ -107,7 +107,8 @@ def scan(data: bytes, name: str) -> ScanResult:
             return result
         raise BadCheckpoint(f"{name}: not a parsl_lite checkpoint file (bad magic bytes)")
     if not data.startswith(MAGIC):
-        raise BadCheckpoint(f"{name}: not a parsl_lite checkpoint file (bad magic bytes)")
+        hint = "; it looks like a pickle, e.g. a Parsl tasks.pkl" if data[:1] == b"\x80" else ""
+        raise BadCheckpoint(f"{name}: not a parsl_lite checkpoint file (bad magic bytes{hint})")
     if data[len(MAGIC)] != VERSION:
         raise BadCheckpoint(f"{name}: checkpoint format version {data[len(MAGIC)]}, this parsl_lite reads {VERSION}")
     offset = result.good_end = len(_HEADER)
@@ -154,40 +155,27 @@ def _all_zero(data: memoryview, offset: int) -> bool:
     return not any(data[offset:])
 
 
-def checkpoint_file_for(path: str) -> str:
-    """Map an entry of ``checkpoint_files`` to the file to read.
+def read_checkpoint(path: str) -> dict[str, bytes]:
+    """Load one checkpoint; return ``key -> value blob``. A torn tail is dropped with a WARNING.
 
     Args:
         path: a checkpoint directory (as :func:`parsl_lite.utils.get_all_checkpoints`
             returns) or a checkpoint file.
 
     Raises:
-        BadCheckpoint: neither exists.
-    """
-    if os.path.isdir(path):
-        return os.path.join(path, CHECKPOINT_FILE)
-    if os.path.isfile(path):
-        return path
-    raise BadCheckpoint(f"{path}: checkpoint not found (expected a checkpoint directory or file)")
-
-
-def read_checkpoint(path: str) -> dict[str, bytes]:
-    """Load one checkpoint; return ``key -> value blob``.
-
-    A torn tail is dropped with a WARNING (see the module docstring).
-
-    Args:
-        path: a checkpoint directory or file.
-
-    Raises:
         BadCheckpoint: naming the file and the reason.
     """
-    filename = checkpoint_file_for(path)
+    if not os.path.exists(path):
+        raise BadCheckpoint(f"{path}: checkpoint not found (expected a checkpoint directory or file)")
+    filename = os.path.join(path, CHECKPOINT_FILE) if os.path.isdir(path) else path
     try:
         with open(filename, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise BadCheckpoint(f"{filename}: checkpoint file not found") from None
+        parsl = os.path.exists(os.path.join(path, "tasks.pkl"))
+        raise BadCheckpoint(f"{filename}: checkpoint file not found" +
+                            (" (tasks.pkl there is a Parsl checkpoint, which parsl_lite cannot read)" if parsl else "")
+                            ) from None
     except OSError as exc:
         raise BadCheckpoint(f"{filename}: cannot read checkpoint: {exc}") from exc
     result = scan(data, filename)
@@ -311,17 +299,15 @@ def _write_all(f: io.FileIO, offset: int, data: bytes) -> None:
 
 
 def _fsync_dir(directory: str) -> None:
-    """Make a new file's directory entry durable (best effort; not all platforms allow it)."""
+    """Make a new file's directory entry durable (best effort: not every platform allows it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
         pass
-    finally:
-        os.close(fd)
 
 
 class Checkpointer:
@@ -351,6 +337,7 @@ class Checkpointer:
         self._lock = threading.Lock()  # guards the writer, _pending and _keys
         self._pending: list[tuple[Any, str, Any]] = []
         self._keys: set[str] = set()
+        self._closed = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         if os.path.exists(self._writer.path):  # a re-used run directory: validate now, not mid-run
@@ -409,6 +396,7 @@ class Checkpointer:
             logger.exception("final checkpoint to %s failed", self.directory)
         finally:
             with self._lock:
+                self._closed = True  # a task finishing during cleanup must not reopen the file
                 self._writer.close()
 
     def _write(self, batch: list[tuple[Any, str, Any]], *, sync: bool) -> int:
@@ -420,6 +408,8 @@ class Checkpointer:
                 logger.warning("task %s: result not checkpointed: %s", task_id, exc)
         count = 0
         with self._lock:
+            if self._closed:
+                return 0
             self._writer.open()
             for task_id, key, blob in blobs:
                 if key in self._keys:

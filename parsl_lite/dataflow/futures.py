@@ -95,11 +95,11 @@ class AppFuture(_Chainable):
 
     @property
     def stdout(self) -> Any:
-        return self.task_record.kwargs.get("stdout")
+        return (self.task_record.kwargs or {}).get("stdout")
 
     @property
     def stderr(self) -> Any:
-        return self.task_record.kwargs.get("stderr")
+        return (self.task_record.kwargs or {}).get("stderr")
 
     def task_status(self) -> str:
         """The task's state name (``pending``, ``launched``, ``exec_done``...)."""

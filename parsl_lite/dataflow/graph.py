@@ -13,7 +13,7 @@ releasing it. Legal transitions live in one table; anything else raises
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NewType, Optional, Union
 
 from parsl_lite.dataflow.errors import InvalidTransition
@@ -57,15 +57,15 @@ class TaskRecord:
     func: Optional[Callable] = None
     exec_func: Optional[Callable] = None
     args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    resource_specification: dict = field(default_factory=dict)
+    kwargs: dict = None  # type: ignore[assignment]  # always set by the kernel at submission
+    resource_specification: dict = None  # type: ignore[assignment]
     ignore_for_cache: tuple = ()
-    depends: list = field(default_factory=list)
+    depends: Optional[list] = None
     app_fu: Any = None
     exec_fu: Any = None
     hashsum: Optional[str] = None
     from_memo: bool = False
-    fail_history: list = field(default_factory=list)
+    fail_history: Optional[list] = None
     time_invoked: float = 0.0
     time_returned: Optional[float] = None
     kernel: Any = None

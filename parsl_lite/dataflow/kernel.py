@@ -39,6 +39,11 @@ from parsl_lite.serialize.remote_error import RemoteExceptionWrapper
 
 logger = logging.getLogger(__name__)
 
+# Shared, never mutated: most calls have no keyword arguments or resource
+# specification, and one object fewer per task is one less for the GC to walk.
+_NO_KWARGS: dict = {}
+_NO_RESOURCES: dict = {}
+
 
 class KernelShutdown(ParslError):
     """The kernel was cleaned up before this task finished."""
@@ -64,21 +69,23 @@ class DataFlowKernel:
         self._finished: dict[TaskId, TaskRecord] = {}
         self._cleanup_called = False
         self._retry_handler = self.config.retry_handler
-        self.memoizer = self.config.get_memoizer()
-        self.memoizer.start(run_dir=self.run_dir)
         self.executors: dict[str, ParslExecutor] = {}
+        # Join apps only wire more apps, so their bodies run here, on a plain
+        # thread pool that is not one of the user's executors (Parsl's _parsl_internal).
+        self._join_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="parsl_lite-join")
+        self.memoizer = self.config.get_memoizer()
         try:
+            self.memoizer.start(run_dir=self.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
                 executor.start()
                 self.executors[executor.label] = executor
-        except BaseException:
+        except BaseException as exc:  # leave nothing running behind a failed load
+            logger.error("kernel failed to start: %r", exc)
             self._shutdown_executors()
+            self._detach_log()
             raise
         self._labels = tuple(self.executors)
-        # Join apps only wire more apps, so their bodies run here, on a plain
-        # thread pool that is not one of the user's executors (Parsl's _parsl_internal).
-        self._join_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="parsl_lite-join")
         self._callback = self._exec_done  # bound once: the hot path adds it to every future
         atexit.register(self._atexit_cleanup)
 
@@ -119,7 +126,7 @@ class DataFlowKernel:
         """
         if self._cleanup_called:
             raise KernelShutdown("the DataFlowKernel was cleaned up; load a new config to submit more apps")
-        kwargs = app_kwargs if app_kwargs is not None else {}
+        kwargs = app_kwargs if app_kwargs else _NO_KWARGS
         tid = TaskId(next(self._ids))
         record = TaskRecord(tid, func.__name__, cache and self._memoize_on(), join)
         record.executor = self._choose_executor(executors)
@@ -128,7 +135,7 @@ class DataFlowKernel:
         record.args = app_args
         record.kwargs = kwargs
         record.ignore_for_cache = tuple(ignore_for_cache)
-        record.resource_specification = resource_specification or {}
+        record.resource_specification = resource_specification or _NO_RESOURCES
         record.time_invoked = time.time()
         record.kernel = self
         app_fu = AppFuture(record)
@@ -142,7 +149,8 @@ class DataFlowKernel:
                 self._apply(actions, exc=exc)
                 return app_fu
         deps = arguments.find_dependencies(app_args, kwargs)
-        record.depends = deps
+        if deps:
+            record.depends = deps
         with self._lock:
             actions = self._graph.handle(TaskSubmitted(record, len(deps)))
         if actions:
@@ -190,9 +198,7 @@ class DataFlowKernel:
 
             DataFlowKernelLoader.forget(self)
             logger.info("kernel cleanup done")
-            if self._log_handler is not None:
-                remove_handler(self._log_handler)
-                self._log_handler = None
+            self._detach_log()
 
     def __enter__(self) -> "DataFlowKernel":
         return self
@@ -233,6 +239,8 @@ class DataFlowKernel:
         self._apply(actions, result)
 
     def _task_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        if record.fail_history is None:
+            record.fail_history = []
         record.fail_history.append(repr(exc))
         cost = self._failure_cost(record, exc)
         with self._lock:
@@ -286,7 +294,7 @@ class DataFlowKernel:
 
     def _resolve_dependencies(self, record: TaskRecord) -> None:
         record.args, record.kwargs = arguments.resolve_arguments(record.args, record.kwargs)
-        record.depends = []
+        record.depends = None
 
     def _check_memo(self, record: TaskRecord) -> None:
         if record.depends:
@@ -313,7 +321,7 @@ class DataFlowKernel:
             app_fu.set_result(result)
             return
         if state is States.dep_fail:
-            exc = DependencyError(arguments.failed_dependencies(record.depends), record.id)
+            exc = DependencyError(arguments.failed_dependencies(record.depends or []), record.id)
         elif exc is None:
             exc = KernelShutdown(f"task {record.id} ({record.func_name}) did not finish: the kernel was cleaned up")
         else:
@@ -406,6 +414,11 @@ class DataFlowKernel:
                 executor.shutdown()
             except Exception:
                 logger.exception("executor %r failed to shut down", label)
+
+    def _detach_log(self) -> None:
+        if self._log_handler is not None:
+            remove_handler(self._log_handler)
+            self._log_handler = None
 
     def _atexit_cleanup(self) -> None:
         if not self._cleanup_called:

@@ -32,7 +32,6 @@ import struct
 import threading
 import types
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any, Callable, Literal, Optional, Sequence
 
@@ -66,7 +65,8 @@ def id_for_memo(obj: Any, output_ref: bool = False) -> bytes:
     Equal values give equal bytes in every process: dicts regardless of key
     order, sets regardless of iteration order, ``File`` objects by URL.
     Unknown types fall back to their serialized form. Register an encoder for
-    your own type with ``@id_for_memo.register(MyType)``.
+    your own type with ``@id_for_memo.register(MyType)`` (built-in scalars keep
+    their fixed encodings).
 
     Args:
         obj: the value.
@@ -104,7 +104,8 @@ def _encode_str(obj: str) -> bytes:
     return b"S" + obj.encode("utf-8", "surrogatepass")
 
 
-# Exact scalar types skip singledispatch inside containers: a 1000-int list hashes ~5x faster.
+# Exact scalar types skip singledispatch inside containers (a 1000-int list hashes ~3x faster),
+# so their encodings are fixed: registering an encoder for ``int`` changes nothing.
 _SCALARS: dict[type, Callable[[Any], bytes]] = {
     int: _encode_int, float: _encode_float, str: _encode_str, bool: lambda obj: b"B1" if obj else b"B0",
     type(None): lambda obj: b"N", bytes: lambda obj: b"Y" + obj,
@@ -131,6 +132,7 @@ def _encode_dict(obj: dict) -> bytes:
 
 for _type, _encode in _SCALARS.items():
     _exact(_type, _encode)
+del _type, _encode
 _exact(complex, lambda obj: b"C" + struct.pack(">dd", obj.real, obj.imag))
 _exact(bytearray, lambda obj: b"A" + bytes(obj))
 _exact(list, functools.partial(_items, b"L"))
@@ -179,30 +181,29 @@ def _encode_object(obj: Any) -> bytes:
     return b"O" + _frame(_type_name(type(obj))) + blob
 
 
-# Functions: the static part (source or code) is computed once per code object;
-# closure values and defaults are read on every call, since cells can change.
-_FUNCTION_CACHE: OrderedDict[int, tuple[types.CodeType, bytes]] = OrderedDict()
-_FUNCTION_CACHE_MAX = 1024
-_function_cache_lock = threading.Lock()
+# Functions: name and source (or code) are computed once per code object; defaults
+# and closure values are read on every call, since they can change.
+_STATIC: dict[int, tuple[types.CodeType, str, str, bytes]] = {}  # id(code) -> (code, module, qualname, bytes)
+_STATIC_MAX = 4096
+_static_lock = threading.Lock()
 _in_progress = threading.local()  # functions being encoded on this thread: breaks closure cycles
 
 
-def _function_body(func: types.FunctionType) -> bytes:
-    code = func.__code__
-    with _function_cache_lock:
-        entry = _FUNCTION_CACHE.get(id(code))
-        if entry is not None and entry[0] is code:
-            _FUNCTION_CACHE.move_to_end(id(code))
-            return entry[1]
+def _function_static(func: types.FunctionType) -> bytes:
+    code, module, qualname = func.__code__, func.__module__, func.__qualname__
+    entry = _STATIC.get(id(code))  # lock-free read: dict.get is atomic
+    if entry is not None and entry[0] is code and entry[1] == module and entry[2] == qualname:
+        return entry[3]
     try:
         body = b"s" + inspect.getsource(func).encode("utf-8", "surrogatepass")
     except (OSError, TypeError):  # defined in exec()'d text, a REPL without history, ...
         body = b"c" + _code_bytes(code)
-    with _function_cache_lock:
-        _FUNCTION_CACHE[id(code)] = (code, body)  # holding ``code`` keeps its id from being reused
-        if len(_FUNCTION_CACHE) > _FUNCTION_CACHE_MAX:
-            _FUNCTION_CACHE.popitem(last=False)
-    return body
+    static = _frame(f"{module}.{qualname}".encode()) + _frame(body)
+    with _static_lock:
+        if len(_STATIC) >= _STATIC_MAX:
+            _STATIC.clear()
+        _STATIC[id(code)] = (code, module, qualname, static)  # holding ``code`` keeps its id from being reused
+    return static
 
 
 def _code_bytes(code: types.CodeType) -> bytes:
@@ -215,24 +216,25 @@ def _code_bytes(code: types.CodeType) -> bytes:
 
 @id_for_memo.register(types.FunctionType)
 def _encode_function(obj: types.FunctionType, output_ref: bool = False) -> bytes:
-    active: set[int] = _in_progress.__dict__.setdefault("ids", set())
-    name = f"{obj.__module__}.{obj.__qualname__}".encode()
-    if id(obj) in active:  # recursion through its own closure
-        return b"G" + name
-    active.add(id(obj))
-    try:
-        parts = [name, _function_body(obj), id_for_memo(obj.__defaults__), id_for_memo(obj.__kwdefaults__)]
-        for var, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
-            try:
-                contents = cell.cell_contents
-            except ValueError:  # an empty cell: assigned later in the enclosing function
-                value = b"-"
-            else:
-                value = id_for_memo(contents)
-            parts.append(_frame(var.encode()) + _frame(value))
-    finally:
-        active.discard(id(obj))
-    return b"F" + b"".join(_frame(p) for p in parts)
+    out = [b"F", _function_static(obj)]
+    if obj.__defaults__ is not None or obj.__kwdefaults__ is not None:
+        out += (b"d", _framed(obj.__defaults__), _framed(obj.__kwdefaults__))
+    if obj.__closure__:
+        active: set[int] = _in_progress.__dict__.setdefault("ids", set())
+        if id(obj) in active:  # reached again through its own closure (a recursive nested function)
+            return b"G" + out[1]
+        active.add(id(obj))
+        try:
+            for var, cell in zip(obj.__code__.co_freevars, obj.__closure__):
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # an empty cell: assigned later in the enclosing function
+                    out += (b"c", _frame(var.encode()), _frame(b"-"))
+                else:
+                    out += (b"c", _frame(var.encode()), _framed(contents))
+        finally:
+            active.discard(id(obj))
+    return b"".join(out)
 
 
 def make_hash(record: Any) -> str:
@@ -246,12 +248,12 @@ def make_hash(record: Any) -> str:
         ValueError: a value cannot be encoded (see :func:`id_for_memo`).
         RecursionError: an argument contains itself.
     """
-    kwargs = record.kwargs
+    kwargs = record.kwargs or {}
     if record.ignore_for_cache:
         ignored = set(record.ignore_for_cache)
         kwargs = {k: v for k, v in kwargs.items() if k not in ignored}
     digest = hashlib.sha256(_HASH_DOMAIN)
-    for part in (record.func, tuple(record.args), kwargs):
+    for part in (record.func, tuple(record.args or ()), kwargs):
         digest.update(_frame(id_for_memo(part)))
     return digest.hexdigest()
 
@@ -294,6 +296,7 @@ class Memoizer(RepresentationMixin, ABC):
         """Write what the mode asks for at exit and stop background work. Idempotent."""
 
 
+_MISSING = object()
 _PERIOD = re.compile(r"(\d+):([0-5]?\d):([0-5]?\d)")
 
 
@@ -397,35 +400,37 @@ class BasicMemoizer(Memoizer):
         try:
             hashsum = make_hash(record)
         except Exception as exc:  # memoization is an optimization: never fail a task for it
-            self._warn_once(("hash", record.func_name), "task %s (%s) is not memoized: %s", record.id, record.func_name, exc)
+            self._warn_once(("hash", record.func_name), "task %s (%s) is not memoized: %s",
+                            record.id, record.func_name, exc)
             return None
         record.hashsum = hashsum
         with self._lock:
-            found = hashsum in self._results
-            value = self._results.get(hashsum)
-            blob = None if found else self._blobs.get(hashsum)
-            if found:
-                self._hits += 1
-            elif blob is None:
+            value = self._results.get(hashsum, _MISSING)
+            blob = self._blobs.pop(hashsum, None) if value is _MISSING else None
+            if value is _MISSING and blob is None:
                 self._misses += 1
                 return None
+            self._hits += 1
         if blob is not None:
-            try:
-                value = deserialize(blob)
-            except DeserializationError as exc:
-                self._warn_once(("load", record.func_name), "task %s (%s): checkpointed result unusable, running it: %s",
-                                record.id, record.func_name, exc)
-                with self._lock:
-                    self._blobs.pop(hashsum, None)
-                    self._misses += 1
+            value = self._decode(record, hashsum, blob)
+            if value is _MISSING:
                 return None
-            with self._lock:
-                value = self._results.setdefault(hashsum, value)
-                self._blobs.pop(hashsum, None)
-                self._hits += 1
         future: Future = Future()
         future.set_result(value)
         return future
+
+    def _decode(self, record: Any, hashsum: str, blob: bytes) -> Any:
+        """A checkpointed result, decoded on its first hit; _MISSING if it cannot be (the task runs)."""
+        try:
+            value = deserialize(blob)
+        except DeserializationError as exc:
+            self._warn_once(("load", record.func_name), "task %s (%s): checkpointed result unusable, running "
+                            "the task: %s", record.id, record.func_name, exc)
+            with self._lock:
+                self._hits, self._misses = self._hits - 1, self._misses + 1
+            return _MISSING
+        with self._lock:
+            return self._results.setdefault(hashsum, value)
 
     def update_memo_result(self, record: Any, result: Any) -> None:
         """Remember a successful result and hand it to the checkpointer."""
