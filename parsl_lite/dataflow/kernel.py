@@ -24,6 +24,7 @@ from parsl_lite.data_provider.files import File
 from parsl_lite.dataflow import arguments
 from parsl_lite.dataflow.errors import DependencyError, JoinError
 from parsl_lite.dataflow.futures import AppFuture, DataFuture
+from parsl_lite.dataflow.job_status_poller import JobStatusPoller
 from parsl_lite.dataflow.graph import (
     AwaitJoin, CheckMemo, DependencyDone, ExecFailed, ExecStarted, ExecSucceeded, Finish, JoinStarted,
     Launch, LaunchFailed, MemoChecked, StateChanged, TaskAbandoned, TaskGraph, TaskId, TaskRecord,
@@ -74,14 +75,18 @@ class DataFlowKernel:
         # thread pool that is not one of the user's executors (Parsl's _parsl_internal).
         self._join_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="parsl_lite-join")
         self.memoizer = self.config.get_memoizer()
+        self._poller = JobStatusPoller(strategy=self.config.strategy, max_idletime=self.config.max_idletime,
+                                       strategy_period=self.config.strategy_period)
         try:
             self.memoizer.start(run_dir=self.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
                 executor.start()
                 self.executors[executor.label] = executor
+            self._poller.add_executors(list(self.executors.values()))  # starts the initial blocks now
         except BaseException as exc:  # leave nothing running behind a failed load
             logger.error("kernel failed to start: %r", exc)
+            self._poller.close()
             self._shutdown_executors()
             self._detach_log()
             raise
@@ -188,6 +193,7 @@ class DataFlowKernel:
                 return
             self._cleanup_called = True
         logger.info("kernel cleanup: %d unfinished tasks", len(self._graph))
+        self._poller.close()
         self._shutdown_executors()
         self._abandon_unfinished()
         try:

@@ -65,8 +65,8 @@ class ParslExecutor(RepresentationMixin, ABC):
         """Ask for ``blocks`` more blocks of workers; return their ids."""
         return []
 
-    def scale_in(self, blocks: int) -> list[str]:
-        """Release up to ``blocks`` blocks; return the ids released."""
+    def scale_in(self, block_ids: list[str]) -> list[str]:
+        """Release the named blocks; return the ids released."""
         return []
 
     @property

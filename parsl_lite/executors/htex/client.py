@@ -1,0 +1,243 @@
+"""The executor's side of the wire: the interchange process and the one socket to it.
+
+One I/O thread owns the socket (ZMQ sockets are not thread-safe). Submitting
+threads append tasks to a list and, when the list was empty, poke a pipe that
+the I/O thread polls beside the socket; the I/O thread then sends everything
+queued as one ``TaskBatch``. Under load batches grow by themselves; at rest a
+single task leaves at once.
+
+The I/O thread also watches the interchange: a dead process, or silence past
+the heartbeat threshold while tasks are out, is reported through ``on_lost``.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Optional
+
+import zmq
+
+from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.errors import InterchangeLost, MalformedMessage
+from parsl_lite.executors.htex.messages import Command, CommandReply, ResultBatch, TaskBatch, TaskMessage, decode, encode
+from parsl_lite.executors.htex.settings import InterchangeSettings
+from parsl_lite.executors.errors import ExecutorError
+from parsl_lite.fast_future import FastFuture
+
+logger = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+_MAX_TASKS_PER_MESSAGE = 1024
+
+
+class InterchangeClient:
+    """Starts the interchange and carries tasks, results and commands.
+
+    Args:
+        settings: what the interchange is started with.
+        label: the executor's label, for messages.
+        on_results: called in the I/O thread with each ``ResultBatch``'s results.
+        on_lost: called once, in the I/O thread, if the interchange dies or falls silent.
+        has_outstanding: whether tasks are out (silence only matters then).
+    """
+
+    def __init__(self, settings: InterchangeSettings, label: str, on_results: Callable[[tuple], None],
+                 on_lost: Callable[[BaseException], None], has_outstanding: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.label = label
+        self._on_results = on_results
+        self._on_lost = on_lost
+        self._has_outstanding = has_outstanding
+        self._lock = threading.Lock()
+        self._outgoing: list[TaskMessage] = []
+        self._commands: list[Command] = []
+        self._replies: dict[int, Future] = {}
+        self._request_ids = itertools.count(1)
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
+        self.process: Optional[subprocess.Popen] = None
+        self.client_port = self.worker_port = 0
+        self._context = zmq.Context()
+        self._socket: Optional[zmq.Socket] = None
+
+    # ------------------------------------------------------------ start / stop
+
+    def start(self) -> None:
+        """Start the interchange, learn its ports, connect, start the I/O thread.
+
+        Raises:
+            ExecutorError: the interchange did not start (with its reason, e.g. no free port).
+        """
+        os.makedirs(self.settings.logdir, exist_ok=True)
+        stderr = open(os.path.join(self.settings.logdir, "interchange.stderr"), "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "parsl_lite.executors.htex.interchange"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                        start_new_session=True)
+        stderr.close()
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(self.settings.to_json().encode() + b"\n")
+        self.process.stdin.close()
+        ready, _, _ = select.select([self.process.stdout], [], [], _START_TIMEOUT_S)
+        line = self.process.stdout.readline() if ready else b""
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            self.process.kill()
+            self.process.wait()
+            raise ExecutorError(self.label, f"the interchange did not start within {_START_TIMEOUT_S:.0f} s "
+                                            f"(see {self.settings.logdir}/interchange.stderr)") from None
+        if "error" in reply:
+            self.process.wait()
+            raise ExecutorError(self.label, f"the interchange could not start: {reply['error']}")
+        self.client_port, self.worker_port = reply["client_port"], reply["worker_port"]
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        curve.make_client(self._socket, self.settings.cert_dir)
+        self._socket.connect(f"tcp://{self.settings.client_address}:{self.client_port}")
+        self._thread = threading.Thread(target=self._run, name=f"parsl_lite-{self.label}-io", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the interchange to shut down, stop the I/O thread, make sure the process is gone."""
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self.command("shutdown", {}, timeout_s=min(2.0, timeout_s))
+            except Exception as exc:  # it may be dead already; we kill it below either way
+                logger.info("interchange shutdown command: %r", exc)
+            self._stop = True
+            self._poke()
+            self._thread.join(timeout_s)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("interchange (pid %d) did not exit; killing it", self.process.pid)
+                self.process.kill()
+                self.process.wait()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._context.term()
+
+    # ------------------------------------------------------------ from other threads
+
+    def send_task(self, task: TaskMessage) -> None:
+        """Queue one task; the I/O thread sends it (with whatever else is queued)."""
+        with self._lock:
+            self._outgoing.append(task)
+            if len(self._outgoing) == 1:
+                self._poke()
+
+    def command(self, name: str, args: dict, timeout_s: float = 10.0) -> dict:
+        """Send a command to the interchange and wait for its reply.
+
+        Raises:
+            TimeoutError: no reply within ``timeout_s``.
+        """
+        reply: Future = FastFuture()
+        with self._lock:
+            request_id = next(self._request_ids)
+            self._replies[request_id] = reply
+            self._commands.append(Command(request_id, name, args))
+            self._poke()
+        return reply.result(timeout=timeout_s)
+
+    def _poke(self) -> None:
+        os.write(self._wake_w, b"!")
+
+    # ------------------------------------------------------------ the I/O thread
+
+    def _run(self) -> None:
+        assert self._socket is not None
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        period_ms = int(min(self.settings.heartbeat_period_s, 1.0) * 1000)
+        last_heard = last_ping = time.monotonic()
+        try:
+            while not self._stop:
+                events = dict(poller.poll(period_ms))
+                if self._wake_r in events:
+                    os.read(self._wake_r, 65536)
+                    self._flush()
+                if self._socket in events:
+                    self._receive_all()
+                    last_heard = time.monotonic()
+                now = time.monotonic()
+                if self.process is not None and self.process.poll() is not None:
+                    raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
+                                          f"{self.process.returncode}")
+                if now - last_ping >= self.settings.heartbeat_period_s:
+                    self._send_command(Command(0, "ping", {}))
+                    last_ping = now
+                    if not self._has_outstanding():
+                        last_heard = now  # silence while idle is not a fault
+                if now - last_heard > self.settings.heartbeat_threshold_s and self._has_outstanding():
+                    raise InterchangeLost(f"no word from the interchange for {now - last_heard:.1f} s "
+                                          f"(heartbeat_threshold {self.settings.heartbeat_threshold_s} s)")
+        except InterchangeLost as lost:
+            logger.error("executor %r: %s", self.label, lost)
+            self._on_lost(lost)
+        except Exception as exc:  # a bug here must fail the futures, not strand them
+            logger.exception("executor %r: I/O thread failed", self.label)
+            self._on_lost(InterchangeLost(f"the executor's I/O thread failed: {exc!r}"))
+        finally:
+            self._socket.close(linger=0)
+            self._fail_commands()
+
+    def _flush(self) -> None:
+        with self._lock:
+            tasks, self._outgoing = self._outgoing, []
+            commands, self._commands = self._commands, []
+        for start in range(0, len(tasks), _MAX_TASKS_PER_MESSAGE):
+            chunk = tuple(tasks[start:start + _MAX_TASKS_PER_MESSAGE])
+            self._socket.send_multipart(encode(TaskBatch(chunk)), copy=False)  # type: ignore[union-attr]
+        for command in commands:
+            self._send_command(command)
+
+    def _send_command(self, command: Command) -> None:
+        self._socket.send_multipart(encode(command))  # type: ignore[union-attr]
+
+    def _receive_all(self) -> None:
+        socket = self._socket
+        assert socket is not None
+        while True:
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = decode(frames)
+            except MalformedMessage as exc:
+                logger.error("executor %r: dropped a malformed message from the interchange: %s", self.label, exc)
+                continue
+            if isinstance(message, ResultBatch):
+                self._on_results(message.results)
+            elif isinstance(message, CommandReply):
+                self._resolve_command(message)
+
+    def _resolve_command(self, reply: CommandReply) -> None:
+        with self._lock:
+            waiter = self._replies.pop(reply.request_id, None)
+        if waiter is not None:
+            waiter.set_result(reply.result)
+
+    def _fail_commands(self) -> None:
+        with self._lock:
+            waiters, self._replies = list(self._replies.values()), {}
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(InterchangeLost("the connection to the interchange is closed"))
+
+
+def describe_settings(settings: InterchangeSettings) -> dict[str, Any]:
+    """The settings as a dict, for logs."""
+    return json.loads(settings.to_json())

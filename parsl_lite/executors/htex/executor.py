@@ -1,0 +1,387 @@
+"""``HighThroughputExecutor``: the user-side half of the high-throughput executor.
+
+It serializes each task (the function body once, then its digest), hands it
+to the :class:`~parsl_lite.executors.htex.client.InterchangeClient`, and
+resolves the task's future when its result comes back. Blocks of worker pools
+come from the provider; the scaling strategy decides how many.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Optional, Sequence, Union
+
+from typeguard import typechecked
+
+from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.executors.errors import ExecutorShutdown
+from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.client import InterchangeClient
+from parsl_lite.executors.htex.errors import TaskTooLarge
+from parsl_lite.executors.htex.messages import ResultMessage, TaskMessage
+from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range
+from parsl_lite.fast_future import FastFuture
+from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --address {address} --port {worker_port} "
+                      "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
+                      "--heartbeat-period {heartbeat_period} --heartbeat-threshold {heartbeat_threshold} "
+                      "{cert_dir} --logdir {logdir} {debug}")
+
+
+class HighThroughputExecutor(ParslExecutor):
+    """Runs tasks on worker pools through a ZMQ interchange. Parameters follow Parsl's.
+
+    Args:
+        label: the executor's name.
+        provider: where blocks of worker pools run (default: a ``LocalProvider``).
+        launch_cmd: the command that starts a pool; ``{}`` fields as in ``DEFAULT_LAUNCH_CMD``.
+        address: the address pools use to reach the interchange (default: ``loopback_address``).
+        loopback_address: the address the executor uses to reach its interchange.
+        worker_port: a fixed port for pools; otherwise one from ``worker_port_range``.
+        worker_port_range: ports the interchange may listen on for pools.
+        interchange_port_range: ports the interchange may listen on for this executor.
+        cores_per_worker: cores each worker needs; a node gets ``cores // cores_per_worker`` workers.
+        mem_per_worker: GiB each worker needs (limits workers per node too).
+        max_workers_per_node: an upper bound on workers per node.
+        prefetch_capacity: tasks a worker may hold beyond the one it runs (see ledger.py:
+            deep queues are also sent in fair-share batches).
+        heartbeat_threshold: seconds of silence after which a pool is declared lost.
+        heartbeat_period: seconds between heartbeats.
+        drain_period: accepted for Parsl compatibility (not yet used).
+        poll_period: accepted for Parsl compatibility (the I/O is event driven).
+        encrypted: CurveZMQ on every connection; only holders of this executor's keys connect.
+        max_payload_bytes: the largest serialized arguments or result of one task.
+        worker_debug: workers and pools log at DEBUG.
+        worker_logdir_root: where pools write logs (default: the executor's run dir).
+
+    ``interchange_launch_cmd``, ``storage_access``, ``working_dir``, ``cpu_affinity``,
+    ``available_accelerators``, ``address_probe_timeout``, ``manager_selector``,
+    ``block_error_handler`` and ``remote_monitoring_radio`` are accepted so that Parsl
+    configs load, and are not used.
+    """
+
+    needs_serialization = True
+
+    @typechecked
+    def __init__(
+        self,
+        label: str = "HighThroughputExecutor",
+        provider: Optional[Any] = None,
+        launch_cmd: Optional[str] = None,
+        interchange_launch_cmd: Optional[Sequence[str]] = None,
+        address: Optional[str] = None,
+        loopback_address: str = "127.0.0.1",
+        worker_port: Optional[int] = None,
+        worker_port_range: tuple[int, int] = (54000, 55000),
+        interchange_port_range: tuple[int, int] = (55000, 56000),
+        storage_access: Optional[list] = None,
+        working_dir: Optional[str] = None,
+        worker_debug: bool = False,
+        cores_per_worker: Union[float, int] = 1.0,
+        mem_per_worker: Optional[Union[float, int]] = None,
+        max_workers_per_node: Optional[int] = None,
+        cpu_affinity: str = "none",
+        available_accelerators: Union[int, Sequence[str]] = (),
+        prefetch_capacity: int = 0,
+        heartbeat_threshold: Union[int, float] = 120,
+        heartbeat_period: Union[int, float] = 30,
+        drain_period: Optional[int] = None,
+        poll_period: int = 10,
+        address_probe_timeout: Optional[int] = None,
+        worker_logdir_root: Optional[str] = None,
+        manager_selector: Optional[Any] = None,
+        block_error_handler: Union[bool, Callable] = True,
+        encrypted: bool = True,
+        remote_monitoring_radio: Optional[Any] = None,
+        max_payload_bytes: int = 2**30,
+        max_batch: int = 64,
+    ) -> None:
+        check_port_range("worker_port_range", worker_port_range)
+        check_port_range("interchange_port_range", interchange_port_range)
+        if cores_per_worker <= 0:
+            raise ConfigurationError("cores_per_worker", f"must be > 0, got {cores_per_worker}")
+        if max_workers_per_node is not None and max_workers_per_node < 1:
+            raise ConfigurationError("max_workers_per_node", f"must be >= 1, got {max_workers_per_node}")
+        if heartbeat_threshold <= heartbeat_period:
+            raise ConfigurationError("heartbeat_threshold", f"must be greater than heartbeat_period "
+                                     f"({heartbeat_period}), got {heartbeat_threshold}")
+        if provider is None:
+            from parsl_lite.providers import LocalProvider
+
+            provider = LocalProvider()
+        self.label = label
+        self._provider = provider
+        self.launch_cmd = launch_cmd
+        self.interchange_launch_cmd = interchange_launch_cmd
+        self.address = address
+        self.loopback_address = loopback_address
+        self.worker_port = worker_port
+        self.worker_port_range = worker_port_range
+        self.interchange_port_range = interchange_port_range
+        self.storage_access = storage_access
+        self.working_dir = working_dir
+        self.worker_debug = worker_debug
+        self.cores_per_worker = cores_per_worker
+        self.mem_per_worker = mem_per_worker
+        self.max_workers_per_node = max_workers_per_node
+        self.cpu_affinity = cpu_affinity
+        self.available_accelerators = available_accelerators
+        self.prefetch_capacity = prefetch_capacity
+        self.heartbeat_threshold = heartbeat_threshold
+        self.heartbeat_period = heartbeat_period
+        self.drain_period = drain_period
+        self.poll_period = poll_period
+        self.address_probe_timeout = address_probe_timeout
+        self.worker_logdir_root = worker_logdir_root
+        self.manager_selector = manager_selector
+        self.block_error_handler = block_error_handler
+        self.encrypted = encrypted
+        self.remote_monitoring_radio = remote_monitoring_radio
+        self.max_payload_bytes = max_payload_bytes
+        self.max_batch = max_batch
+        self._functions = FunctionCache()
+        self._sent_digests: set[bytes] = set()
+        self._futures: dict[int, Future] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._broken: Optional[BaseException] = None
+        self._client: Optional[InterchangeClient] = None
+        self.blocks: dict[str, str] = {}  # block id -> provider job id
+        self._block_ids = itertools.count()
+        self.cert_dir: Optional[str] = None
+        self._block_submitted: dict[str, float] = {}
+        self._status_cache: dict = {}
+        self._status_time = float("-inf")
+
+    # ------------------------------------------------------------ life cycle
+
+    @property
+    def provider(self) -> Any:
+        return self._provider
+
+    def start(self) -> None:
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.encrypted:
+            self.cert_dir = curve.create_keys(os.path.join(self.run_dir, "certificates"))
+        settings = InterchangeSettings(
+            client_address=self.loopback_address,
+            worker_address=self._worker_bind_address(),
+            worker_port=self.worker_port,
+            worker_port_range=self.worker_port_range,
+            interchange_port_range=self.interchange_port_range,
+            heartbeat_period_s=float(self.heartbeat_period),
+            heartbeat_threshold_s=float(self.heartbeat_threshold),
+            prefetch_capacity=self.prefetch_capacity,
+            max_batch=self.max_batch,
+            cert_dir=self.cert_dir,
+            logdir=self.run_dir,
+            parent_pid=os.getpid(),
+            debug=self.worker_debug,
+        )
+        self._client = InterchangeClient(settings, self.label, self._on_results, self._fail,
+                                         lambda: bool(self._futures))
+        self._client.start()
+        logger.info("executor %r: interchange up (client port %d, worker port %d)", self.label,
+                    self._client.client_port, self._client.worker_port)
+        if self._provider is not None:  # its blocks are started and scaled by the kernel's job status poller
+            self._provider.script_dir = self.run_dir
+
+    def shutdown(self) -> None:
+        """Stop the interchange and every block; fail what is still pending. Idempotent."""
+        with self._lock:
+            if isinstance(self._broken, ExecutorShutdown):
+                return
+            already_broken = self._broken is not None
+            self._broken = ExecutorShutdown(self.label, "shut down")
+        if self._client is not None:
+            self._client.stop()
+        self._cancel_blocks(list(self.blocks))
+        if not already_broken:
+            self._fail_pending(ExecutorShutdown(self.label, "shut down before the task finished"))
+        logger.info("executor %r shut down", self.label)
+
+    # ------------------------------------------------------------ tasks
+
+    def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
+        broken = self._broken
+        if broken is not None:
+            raise broken
+        digest, body = self._functions.get(func)
+        packed = pack_apply_message(args, kwargs)
+        if len(packed) > self.max_payload_bytes:
+            raise TaskTooLarge(len(packed), self.max_payload_bytes)
+        future: Future = FastFuture()
+        with self._lock:
+            task_id = next(self._ids)
+            self._futures[task_id] = future
+            send_body = None
+            if digest not in self._sent_digests:
+                self._sent_digests.add(digest)
+                send_body = body
+        assert self._client is not None
+        self._client.send_task(TaskMessage(task_id, digest, send_body, packed, resource_specification or {}))
+        return future
+
+    def _on_results(self, results: tuple[ResultMessage, ...]) -> None:
+        futures = self._futures
+        for result in results:
+            future = futures.pop(result.task_id, None)
+            if future is None:
+                logger.warning("executor %r: result for unknown task %d", self.label, result.task_id)
+                continue
+            try:
+                value = deserialize(result.payload)
+            except Exception as exc:  # a result we cannot load fails its task, not the executor
+                future.set_exception(exc)
+                continue
+            if result.status == "ok":
+                future.set_result(value)
+            elif result.status == "error":
+                future.set_exception(value.get_exception())
+            else:
+                future.set_exception(value)
+
+    def _fail(self, cause: BaseException) -> None:
+        """Mark the executor broken and fail every pending future with ``cause``. Idempotent."""
+        with self._lock:
+            if self._broken is not None:
+                return
+            self._broken = cause
+        count = self._fail_pending(cause)
+        logger.error("executor %r failed %d pending tasks: %s", self.label, count, cause)
+
+    def _fail_pending(self, cause: BaseException) -> int:
+        with self._lock:
+            pending, self._futures = self._futures, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(cause)
+        return len(pending)
+
+    # ------------------------------------------------------------ scaling
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._futures)
+
+    @property
+    def connected_workers(self) -> int:
+        return int(self._status(max_age_s=0.0).get("connected_workers", 0))
+
+    @property
+    def workers_per_block(self) -> int:
+        """Task slots per block, as a pool on a node like this one would count them."""
+        cores = getattr(self._provider, "cores_per_node", None) or os.cpu_count() or 1
+        per_node = max(1, int(cores // self.cores_per_worker))
+        if self.max_workers_per_node:
+            per_node = min(per_node, self.max_workers_per_node)
+        return per_node * max(1, getattr(self._provider, "nodes_per_block", 1))
+
+    def block_idle_since(self, block_id: str) -> Optional[float]:
+        """When the block last held a task (its submission, if no pool registered yet); None if busy."""
+        status = self._status(max_age_s=1.0)
+        idle_s = status.get("block_idle_s", {}).get(block_id)
+        busy = status.get("block_busy", {}).get(block_id, 0)
+        if busy:
+            return None
+        if idle_s is None:
+            return self._block_submitted.get(block_id)
+        return time.monotonic() - idle_s
+
+    def handle_job_status(self, block_id: str, status: Any) -> None:
+        """A block's job ended: forget it; if it died, fail the tasks its pools held."""
+        if not getattr(status, "terminal", False):
+            return
+        self.blocks.pop(block_id, None)
+        state = getattr(status.state, "name", str(status.state))
+        if state in ("SCALED_IN", "COMPLETED"):
+            return
+        reason = f"block {block_id}'s job ended: {status}"
+        logger.error("executor %r: %s", self.label, reason)
+        try:
+            self.command("block_lost", {"block_id": block_id, "reason": reason})
+        except Exception as exc:  # the interchange will notice the silence anyway
+            logger.warning("executor %r: could not report block %s lost: %r", self.label, block_id, exc)
+
+    def command(self, name: str, args: Optional[dict] = None, timeout_s: float = 10.0) -> dict:
+        """Ask the interchange something (``status``, ``hold_block``...)."""
+        if self._client is None or self._broken is not None:
+            return {}
+        return self._client.command(name, args or {}, timeout_s)
+
+    def _status(self, max_age_s: float) -> dict:
+        now = time.monotonic()
+        if now - self._status_time > max_age_s:
+            try:
+                self._status_cache = self.command("status")
+            except Exception as exc:
+                logger.warning("executor %r: status query failed: %r", self.label, exc)
+            self._status_time = now
+        return self._status_cache
+
+    def scale_out(self, blocks: int = 1) -> list[str]:
+        """Start ``blocks`` more blocks of worker pools through the provider."""
+        started = []
+        for _ in range(blocks):
+            block_id = str(next(self._block_ids))
+            command = self._launch_command(block_id)
+            job_id = self._provider.submit(command, 1, f"parsl_lite.{self.label}.block-{block_id}")
+            self.blocks[block_id] = job_id
+            self._block_submitted[block_id] = time.monotonic()
+            started.append(block_id)
+            logger.info("executor %r: block %s submitted as job %s", self.label, block_id, job_id)
+        return started
+
+    def scale_in(self, block_ids: list[str]) -> list[str]:
+        """Stop sending tasks to these blocks, then cancel their jobs."""
+        ids = [b for b in block_ids if b in self.blocks]
+        if ids:
+            try:
+                self.command("hold_blocks", {"block_ids": ids})
+            except Exception as exc:
+                logger.warning("executor %r: could not hold blocks %s: %r", self.label, ids, exc)
+        return self._cancel_blocks(ids)
+
+    def _cancel_blocks(self, block_ids: list[str]) -> list[str]:
+        ids = [b for b in block_ids if b in self.blocks]
+        if not ids or self._provider is None:
+            return []
+        try:
+            self._provider.cancel([self.blocks[b] for b in ids])
+        except Exception:
+            logger.exception("executor %r: cancelling blocks %s failed", self.label, ids)
+        for block_id in ids:
+            self.blocks.pop(block_id, None)
+        return ids
+
+    def _launch_command(self, block_id: str) -> str:
+        assert self._client is not None
+        logdir = os.path.join(self.worker_logdir_root or self.run_dir, f"block-{block_id}")
+        return (self.launch_cmd or DEFAULT_LAUNCH_CMD).format(
+            python=shlex.quote(sys.executable),
+            address=self.address or self.loopback_address,
+            worker_port=self._client.worker_port,
+            block_id=block_id,
+            cores_per_worker=self.cores_per_worker,
+            max_workers=f"--max-workers-per-node {self.max_workers_per_node}" if self.max_workers_per_node else "",
+            mem_per_worker=f"--mem-per-worker {self.mem_per_worker}" if self.mem_per_worker else "",
+            heartbeat_period=self.heartbeat_period,
+            heartbeat_threshold=self.heartbeat_threshold,
+            cert_dir=f"--cert-dir {shlex.quote(self.cert_dir)}" if self.cert_dir else "",
+            logdir=shlex.quote(logdir),
+            debug="--debug" if self.worker_debug else "",
+        )
+
+    def _worker_bind_address(self) -> str:
+        address = self.address or self.loopback_address
+        return address if address.startswith("127.") or address == "localhost" else "0.0.0.0"

@@ -1,0 +1,309 @@
+"""The interchange process: routes tasks from the executor to workers and results back.
+
+A single-threaded ZMQ loop around the pure :class:`~parsl_lite.executors.htex.ledger.Ledger`:
+messages in are turned into ledger events, the ledger's actions are turned
+into messages out. It keeps only what the ledger cannot: task payloads until
+they are dispatched, function bodies by digest (for workers that join later),
+and which socket identity is which worker.
+
+Started by the executor as ``python -m parsl_lite.executors.htex.interchange``
+with its settings as JSON on stdin; it answers with one JSON line on stdout
+(its ports, or an error) and then logs to ``<logdir>/interchange.log``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import zmq
+
+from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.errors import MalformedMessage
+from parsl_lite.executors.htex.ledger import (
+    AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger,
+    LedgerConfig,
+    ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick, WorkerConnected,
+    WorkerDied as WorkerDiedEvent,
+)
+from parsl_lite.executors.htex.messages import (
+    Command, CommandReply, Heartbeat, HeartbeatAck, Register, RegisterReply, ResultBatch, ResultMessage,
+    Shutdown, TaskBatch, TaskMessage, WorkerDied, WorkerHello, WorkerStarted, decode, encode,
+)
+from parsl_lite.executors.htex.settings import InterchangeSettings
+from parsl_lite.serialize import serialize
+
+logger = logging.getLogger("parsl_lite.executors.htex.interchange")
+
+
+class Interchange:
+    """Sockets, payloads and identities around the ledger."""
+
+    def __init__(self, settings: InterchangeSettings) -> None:
+        self.settings = settings
+        self.context = zmq.Context()
+        self.auth = curve.start_authenticator(self.context, settings.cert_dir) if settings.cert_dir else None
+        self.client = self._bind(settings.client_address, None, settings.interchange_port_range)
+        self.workers = self._bind(settings.worker_address, settings.worker_port, settings.worker_port_range)
+        self.client_port = int(self.client.last_endpoint.decode().rsplit(":", 1)[1])
+        self.worker_port = int(self.workers.last_endpoint.decode().rsplit(":", 1)[1])
+        self.ledger = Ledger(LedgerConfig(prefetch_capacity=settings.prefetch_capacity, max_batch=settings.max_batch,
+                                          heartbeat_threshold_s=settings.heartbeat_threshold_s))
+        self.registering: set[bytes] = set()
+        self.client_identity: Optional[bytes] = None
+        self.worker_of: dict[bytes, tuple[bytes, int]] = {}     # socket identity -> (manager, index)
+        self.identity_of: dict[tuple[bytes, int], bytes] = {}   # (manager, index) -> socket identity
+        self.hosts: dict[bytes, str] = {}
+        self.running = True
+        self.dropped = 0
+        self._frames: list[bytes] = []
+        self._from_workers: dict[type, Callable[[bytes, Any], None]] = {
+            Register: self._on_register, Heartbeat: self._on_heartbeat, WorkerHello: self._on_worker_hello,
+            WorkerStarted: self._on_worker_started, WorkerDied: self._on_worker_died, ResultBatch: self._on_results,
+        }
+        self._actions: dict[type, Callable[[Any], None]] = {
+            Dispatch: self._dispatch, FailTasks: self._fail_tasks, AcceptManager: self._accept_manager,
+            RejectManager: self._reject_manager, ForgetManager: self._forget_manager,
+            DropResults: self._drop_results,
+        }
+
+    def _bind(self, address: str, port: Optional[int], port_range: tuple[int, int]) -> zmq.Socket:
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished peer raises instead of vanishing
+        curve.make_server(socket, self.settings.cert_dir)
+        if port is not None:
+            socket.bind(f"tcp://{address}:{port}")
+        else:
+            socket.bind_to_random_port(f"tcp://{address}", min_port=port_range[0], max_port=port_range[1],
+                                       max_tries=200)
+        return socket
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.client, zmq.POLLIN)
+        poller.register(self.workers, zmq.POLLIN)
+        tick_s = min(self.settings.heartbeat_period_s, 1.0)
+        next_tick = time.monotonic() + tick_s
+        while self.running:
+            events = dict(poller.poll(max(0, int((next_tick - time.monotonic()) * 1000))))
+            if self.client in events:
+                self._drain(self.client, self._from_client)
+            if self.workers in events:
+                self._drain(self.workers, self._from_worker)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + tick_s
+                self._apply(self.ledger.handle(Tick(now)))
+                if os.getppid() != self.settings.parent_pid:
+                    logger.error("the executor (pid %d) is gone: shutting down", self.settings.parent_pid)
+                    self._shutdown_managers("the executor is gone")
+                    return
+
+    def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
+        for _ in range(1000):  # bounded, so one busy side cannot starve the other
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                handle(frames)
+            except MalformedMessage as exc:
+                self.dropped += 1
+                logger.warning("dropped a malformed message (%d so far): %s", self.dropped, exc)
+
+    def _apply(self, actions: list) -> None:
+        for action in actions:
+            self._actions[type(action)](action)
+
+    # ------------------------------------------------------------ from the executor
+
+    def _from_client(self, frames: list[bytes]) -> None:
+        identity, message = frames[0], decode(frames[1:])
+        self.client_identity = identity
+        if isinstance(message, TaskBatch):
+            self._apply(self.ledger.handle(TasksArrived(message.tasks)))
+        elif isinstance(message, Command):
+            result = self._command(message)
+            self.client.send_multipart([identity, *encode(CommandReply(message.request_id, result))])
+        else:
+            raise MalformedMessage(type(message).__name__, "not a message the executor sends")
+
+    def _command(self, command: Command) -> dict:
+        if command.name == "ping":
+            return {}
+        if command.name == "status":
+            return self._status()
+        if command.name == "hold_blocks":
+            blocks = set(command.args.get("block_ids", ()))
+            for info in self.ledger.managers():
+                if info.block_id in blocks:
+                    self._apply(self.ledger.handle(HoldManager(info.manager_id)))
+            return {"ok": True}
+        if command.name == "shutdown":
+            self._shutdown_managers("the executor shut down")
+            self.running = False
+            return {"ok": True}
+        return {"error": f"unknown command {command.name!r}"}
+
+    def _status(self) -> dict:
+        status = self.ledger.status()
+        idle: dict[str, float] = {}
+        for manager in self.ledger.idle_managers(time.monotonic()):
+            idle[manager.block_id] = min(idle.get(manager.block_id, manager.idle_s), manager.idle_s)
+        status["block_idle_s"] = idle
+        status["block_busy"] = self.ledger.block_task_counts()
+        return status
+
+    # ------------------------------------------------------------ from pools and workers
+
+    def _from_worker(self, frames: list[bytes]) -> None:
+        identity, message = frames[0], decode(frames[1:])
+        self._frames = frames  # a result batch is forwarded as received, without re-encoding
+        handler = self._from_workers.get(type(message))
+        if handler is None:
+            raise MalformedMessage(type(message).__name__, "not a message pools or workers send")
+        handler(identity, message)
+
+    def _on_register(self, identity: bytes, message: Register) -> None:
+        self.hosts[message.manager_id] = message.hostname
+        logger.info("pool %s registering: host %s, block %s, %d workers, protocol %d, python %s",
+                    message.manager_id.hex(), message.hostname, message.block_id, message.worker_count,
+                    message.protocol_version, message.python_version)
+        self.registering.add(message.manager_id)
+        try:
+            self._apply(self.ledger.handle(ManagerRegistered(message.manager_id, message.block_id, message.hostname,
+                                                             message.worker_count, message.protocol_version,
+                                                             time.monotonic())))
+        finally:
+            self.registering.discard(message.manager_id)
+
+    def _on_heartbeat(self, identity: bytes, message: Heartbeat) -> None:
+        self._apply(self.ledger.handle(HeartbeatReceived(message.manager_id, time.monotonic())))
+        self._send_worker(identity, HeartbeatAck())
+
+    def _on_worker_hello(self, identity: bytes, message: WorkerHello) -> None:
+        key = (message.manager_id, message.worker_index)
+        self.worker_of[identity] = key
+        self.identity_of[key] = identity
+        self._apply(self.ledger.handle(WorkerConnected(message.manager_id, message.worker_index, time.monotonic(),
+                                                       message.pid)))
+
+    def _on_worker_started(self, identity: bytes, message: WorkerStarted) -> None:
+        logger.debug("pool %s started worker %d", message.manager_id.hex(), message.worker_index)
+
+    def _on_worker_died(self, identity: bytes, message: WorkerDied) -> None:
+        self._apply(self.ledger.handle(WorkerDiedEvent(message.manager_id, message.worker_index, message.exitcode,
+                                                       time.monotonic(), message.pid)))
+
+    def _on_results(self, identity: bytes, message: ResultBatch) -> None:
+        key = self.worker_of.get(identity)
+        if key is None:
+            raise MalformedMessage("result_batch", "results from a worker that never said hello")
+        actions = self.ledger.handle(ResultsArrived(key[0], key[1], tuple(r.task_id for r in message.results),
+                                                    time.monotonic()))
+        dropped = {tid for a in actions if isinstance(a, DropResults) for tid in a.task_ids}
+        if not dropped:
+            self._forward_raw(self._frames[1:])
+        else:
+            kept = tuple(r for r in message.results if r.task_id not in dropped)
+            if kept:
+                self._to_client(ResultBatch(kept))
+        self._apply(actions)
+
+    # ------------------------------------------------------------ actions
+
+    def _dispatch(self, action: Dispatch) -> None:
+        identity = self.identity_of.get((action.manager_id, action.worker_index))
+        if identity is None:
+            logger.error("dispatch to unknown worker %s/%d", action.manager_id.hex(), action.worker_index)
+            return
+        self._send_worker(identity, TaskBatch(action.tasks))
+
+    def _fail_tasks(self, action: FailTasks) -> None:
+        results = tuple(ResultMessage(tid, "lost", serialize(action.exception_for(tid))) for tid in action.task_ids)
+        logger.error("failing %d tasks: %s on %s: %s", len(results), action.reason, action.hostname or "?",
+                     action.details)
+        self._to_client(ResultBatch(results))
+
+    def _accept_manager(self, action: AcceptManager) -> None:
+        self._send_worker(action.manager_id, RegisterReply(True, "", self.settings.heartbeat_period_s))
+
+    def _reject_manager(self, action: RejectManager) -> None:
+        logger.error("refusing pool %s: %s", action.manager_id.hex(), action.reason)
+        if action.manager_id in self.registering:
+            self._send_worker(action.manager_id, RegisterReply(False, action.reason, self.settings.heartbeat_period_s))
+        else:
+            self._send_worker(action.manager_id, Shutdown(action.reason))
+
+    def _forget_manager(self, action: ForgetManager) -> None:
+        self._send_worker(action.manager_id, Shutdown(action.reason))
+        for key in [k for k in self.identity_of if k[0] == action.manager_id]:
+            self.worker_of.pop(self.identity_of.pop(key), None)
+
+    def _drop_results(self, action: DropResults) -> None:
+        logger.warning("dropped results of tasks %s from %s/%d: %s", list(action.task_ids),
+                       action.manager_id.hex(), action.worker_index, action.reason)
+
+    # ------------------------------------------------------------ sending
+
+    def _to_client(self, message: Any) -> None:
+        self._forward_raw(encode(message))
+
+    def _forward_raw(self, frames: list[bytes]) -> None:
+        if self.client_identity is None:
+            logger.error("no executor connected: dropping a message for it")
+            return
+        self.client.send_multipart([self.client_identity, *frames], copy=False)
+
+    def _send_worker(self, identity: bytes, message: Any) -> None:
+        try:
+            self.workers.send_multipart([identity, *encode(message)], copy=False)
+        except zmq.ZMQError as exc:  # the peer is gone; the ledger learns it from heartbeats or the pool
+            logger.warning("could not send %s to %r: %s", type(message).__name__, identity, exc)
+
+    def _shutdown_managers(self, reason: str) -> None:
+        for manager_id in self.ledger.manager_ids():
+            self._send_worker(manager_id, Shutdown(reason))
+        for identity in list(self.worker_of):
+            self._send_worker(identity, Shutdown(reason))
+
+    def close(self) -> None:
+        if self.auth is not None:
+            self.auth.stop()
+        self.client.close(linger=0)
+        self.workers.close(linger=100)
+        self.context.term()
+
+
+def main() -> int:
+    settings = InterchangeSettings.from_json(sys.stdin.readline())
+    os.makedirs(settings.logdir, exist_ok=True)
+    from parsl_lite.log_utils import set_file_logger
+
+    set_file_logger(os.path.join(settings.logdir, "interchange.log"),
+                    level=logging.DEBUG if settings.debug else logging.INFO)
+    try:
+        interchange = Interchange(settings)
+    except Exception as exc:
+        logger.exception("interchange failed to start")
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return 1
+    print(json.dumps({"client_port": interchange.client_port, "worker_port": interchange.worker_port}), flush=True)
+    logger.info("interchange up: pid %d, client port %d, worker port %d", os.getpid(), interchange.client_port,
+                interchange.worker_port)
+    try:
+        interchange.run()
+    finally:
+        interchange.close()
+        logger.info("interchange down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,600 @@
+"""The interchange's bookkeeping: a pure state machine, events in, actions out.
+
+No sockets, threads or clocks: the interchange turns what it receives into
+events (with the time in them) and carries out the actions returned, in order::
+
+    TasksArrived(tasks)                        -> [Dispatch(m, 0, tasks[:k]), ...]
+    ResultsArrived(m, 0, ids, now)             -> [Dispatch(m, 0, more)] or []
+    WorkerDied(m, 0, -9, now)                  -> [FailTasks(ids, "worker_lost", ...)]
+    Tick(now), a pool silent past the threshold -> [FailTasks(ids, "manager_lost", ...), ForgetManager(m)]
+
+It knows the worker pools ("managers"), their workers (connected or not, the
+tasks and function digests each holds), the FIFO queue of pending tasks and
+where every task is. It never retries: tasks on a lost worker or pool fail
+(:class:`FailTasks`) and the executor decides about retries.
+
+Dispatch policy (it decides our throughput). Let ``pending`` be the queue
+length and ``eligible`` the number of connected workers on pools that are
+neither held nor draining. A worker may hold up to::
+
+    limit = max(1 + prefetch_capacity, min(ceil(pending / eligible), max_batch))
+
+tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
+prefetched); the second term lets a deep queue of short tasks flow in batches
+of up to ``max_batch``, while a few long tasks still spread over the workers.
+``pending`` is re-read before each worker is served, so shares shrink as the
+queue drains (guided self-scheduling) and the tail goes one by one to whichever
+worker frees up first. Idle workers are served first, then the others in
+round-robin order. Dispatch happens on every event that adds room or tasks;
+after every event the queue is empty or no eligible worker has room.
+
+A function body is sent to a worker only once: with the first task of that
+digest the worker receives after it (re)connected. The ledger keeps every body
+it was given, because the executor sends each body only once.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Union
+
+from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.htex.errors import ManagerLost, MalformedMessage, VersionMismatch, WorkerLost, \
+    describe_exit
+from parsl_lite.executors.htex.messages import PROTOCOL_VERSION, ManagerId, TaskId, TaskMessage
+
+FailReason = Literal["worker_lost", "manager_lost", "unknown_function"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """How the ledger dispatches and when it gives up on a silent pool.
+
+    Attributes:
+        prefetch_capacity: tasks a worker may hold beyond the one it runs.
+        max_batch: most tasks a worker may hold when the queue is deep.
+        heartbeat_threshold_s: silence after which a pool is declared lost.
+    """
+
+    prefetch_capacity: int = 0
+    max_batch: int = 64
+    heartbeat_threshold_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.prefetch_capacity < 0:
+            raise ConfigurationError("prefetch_capacity", f"must be >= 0, got {self.prefetch_capacity}")
+        if self.max_batch < 1:
+            raise ConfigurationError("max_batch", f"must be >= 1, got {self.max_batch}")
+        if not self.heartbeat_threshold_s > 0:
+            raise ConfigurationError("heartbeat_threshold", f"must be > 0, got {self.heartbeat_threshold_s}")
+
+
+# ---------------------------------------------------------------- events (past tense)
+
+@dataclass(frozen=True, slots=True)
+class ManagerRegistered:
+    manager_id: ManagerId
+    block_id: str
+    hostname: str
+    worker_count: int
+    protocol_version: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConnected:
+    """A worker said hello. ``pid`` (0: unknown) tells its process apart from the slot's earlier ones."""
+    manager_id: ManagerId
+    worker_index: int
+    now: float
+    pid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TasksArrived:
+    """Tasks from the executor; a body comes with the first task of each digest."""
+    tasks: Sequence[TaskMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsArrived:
+    manager_id: ManagerId
+    worker_index: int
+    task_ids: Sequence[TaskId]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReceived:
+    manager_id: ManagerId
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    """A pool reported a worker's exit (``exitcode`` < 0: killed by that signal)."""
+    manager_id: ManagerId
+    worker_index: int
+    exitcode: int
+    now: float
+    pid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerDraining:
+    """The pool takes no new tasks (it exits once idle)."""
+    manager_id: ManagerId
+
+
+@dataclass(frozen=True, slots=True)
+class HoldManager:
+    """The executor asked that the pool get no new tasks (before scaling its block in)."""
+    manager_id: ManagerId
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: pools silent for longer than the threshold are lost."""
+    now: float
+
+
+Event = Union[ManagerRegistered, WorkerConnected, TasksArrived, ResultsArrived, HeartbeatReceived, WorkerDied,
+              ManagerDraining, HoldManager, Tick]
+
+
+# ---------------------------------------------------------------- actions (imperative)
+
+@dataclass(frozen=True, slots=True)
+class AcceptManager:
+    """Reply ``RegisterReply(accepted=True, ...)`` to the pool."""
+    manager_id: ManagerId
+
+
+@dataclass(frozen=True, slots=True)
+class RejectManager:
+    """Refuse the pool (``RegisterReply(accepted=False, reason)`` or ``Shutdown(reason)``)."""
+    manager_id: ManagerId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send ``TaskBatch(tasks)`` to that worker; bodies are already attached where needed."""
+    manager_id: ManagerId
+    worker_index: int
+    tasks: tuple[TaskMessage, ...]
+
+    @property
+    def task_ids(self) -> tuple[TaskId, ...]:
+        return tuple(task.task_id for task in self.tasks)
+
+    @property
+    def bodies_to_attach(self) -> dict[bytes, bytes]:
+        """The function bodies this batch carries, by digest."""
+        return {task.fn_digest: task.fn_body for task in self.tasks if task.fn_body is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class FailTasks:
+    """Fail these tasks on the executor's side (status ``"lost"``); the ledger has forgotten them.
+
+    ``manager_id`` and ``hostname`` name the pool (empty for ``unknown_function``),
+    ``worker_index`` and ``exitcode`` (negative: a signal) the worker that died
+    (``worker_lost`` only; the exit code if known), ``details`` say it in words.
+    """
+
+    task_ids: tuple[TaskId, ...]
+    reason: FailReason
+    manager_id: ManagerId
+    hostname: str
+    worker_index: Optional[int]
+    exitcode: Optional[int]
+    details: str
+
+    def exception_for(self, task_id: TaskId) -> Exception:
+        """The exception to set on that task's future (``WorkerLost``, ``ManagerLost``, ...)."""
+        return _EXCEPTIONS[self.reason](self, task_id)
+
+
+_EXCEPTIONS: dict[str, Callable[[FailTasks, TaskId], Exception]] = {
+    "worker_lost": lambda a, task_id: WorkerLost(task_id, a.hostname, a.worker_index if a.worker_index is not None
+                                                 else "?", a.details if a.exitcode is None else a.exitcode),
+    "manager_lost": lambda a, task_id: ManagerLost(task_id, a.manager_id, a.hostname, a.details),
+    "unknown_function": lambda a, task_id: MalformedMessage("task_batch", f"task {task_id}: {a.details}"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetManager:
+    """Drop the pool's routing entries (and tell it ``Shutdown(reason)`` in case it still listens)."""
+    manager_id: ManagerId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropResults:
+    """Do not forward these results: their tasks are not (or no longer) on that worker."""
+    manager_id: ManagerId
+    worker_index: int
+    task_ids: tuple[TaskId, ...]
+    reason: str
+
+
+Action = Union[AcceptManager, RejectManager, Dispatch, FailTasks, ForgetManager, DropResults]
+
+
+# ---------------------------------------------------------------- read-only views
+
+@dataclass(frozen=True, slots=True)
+class IdleManager:
+    manager_id: ManagerId
+    block_id: str
+    hostname: str
+    idle_s: float
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerInfo:
+    """A snapshot of one pool, e.g. for the ``status`` command."""
+    manager_id: ManagerId
+    block_id: str
+    hostname: str
+    worker_count: int
+    worker_tasks: dict[int, int]   # connected worker index -> tasks it holds
+    held: bool
+    draining: bool
+    last_heartbeat: float
+
+
+# ---------------------------------------------------------------- internal records
+
+@dataclass(slots=True, eq=False)
+class _Manager:
+    manager_id: ManagerId
+    block_id: str
+    hostname: str
+    worker_count: int
+    last_heartbeat: float
+    idle_since: float
+    held: bool = False
+    draining: bool = False
+    busy: int = 0                                   # tasks held by its workers
+    workers: dict[int, "_Worker"] = field(default_factory=dict)
+
+    @property
+    def eligible(self) -> bool:
+        return not (self.held or self.draining)
+
+    def connected(self) -> int:
+        return sum(w.connected for w in self.workers.values())
+
+
+@dataclass(slots=True, eq=False)                    # eq=False: hashed by identity, used as dict keys
+class _Worker:
+    manager: _Manager
+    index: int
+    connected: bool = False
+    pid: int = 0
+    tasks: set[TaskId] = field(default_factory=set)
+    known_digests: set[bytes] = field(default_factory=set)
+    dead_pids: set[int] = field(default_factory=set)  # died before their hello was seen
+
+
+class Ledger:
+    """Who has what: pools, workers, queued and dispatched tasks, heartbeats.
+
+    Args:
+        config: dispatch and heartbeat settings.
+    """
+
+    def __init__(self, config: Optional[LedgerConfig] = None) -> None:
+        self.config = config or LedgerConfig()
+        self._base = 1 + self.config.prefetch_capacity
+        self._cap = max(self._base, self.config.max_batch)
+        self._managers: dict[ManagerId, _Manager] = {}
+        self._queue: deque[TaskMessage] = deque()
+        self._where: dict[TaskId, Optional[_Worker]] = {}   # None: queued
+        self._bodies: dict[bytes, bytes] = {}
+        self._hungry: dict[_Worker, None] = {}    # eligible, holding < 1 + prefetch_capacity (ordered set)
+        self._ready: dict[_Worker, None] = {}     # eligible, holding < the most any limit allows
+        self._eligible = 0                        # connected workers of pools neither held nor draining
+        self._on: dict[type, Callable[[Any], list[Action]]] = {
+            ManagerRegistered: self._registered,
+            WorkerConnected: self._worker_connected,
+            TasksArrived: self._tasks_arrived,
+            ResultsArrived: self._results_arrived,
+            HeartbeatReceived: self._heartbeat,
+            WorkerDied: self._worker_died,
+            ManagerDraining: lambda event: self._close(event.manager_id, held=False),
+            HoldManager: lambda event: self._close(event.manager_id, held=True),
+            Tick: self._tick,
+        }
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event; return what the interchange must do, in order."""
+        return self._on[type(event)](event)
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def outstanding_count(self) -> int:
+        """Tasks not yet finished: queued or on a worker."""
+        return len(self._where)
+
+    @property
+    def pending_count(self) -> int:
+        """Tasks queued, not yet sent to any worker."""
+        return len(self._queue)
+
+    @property
+    def connected_workers(self) -> int:
+        return sum(m.connected() for m in self._managers.values())
+
+    def location(self, task_id: TaskId) -> Optional[tuple[ManagerId, int]]:
+        """Where the task is: (pool, worker index), or None if queued or unknown."""
+        worker = self._where.get(task_id)
+        return None if worker is None else (worker.manager.manager_id, worker.index)
+
+    def idle_managers(self, now: float) -> list[IdleManager]:
+        """Pools whose workers hold no task, with how long they have been idle."""
+        return [IdleManager(m.manager_id, m.block_id, m.hostname, now - m.idle_since, m.held)
+                for m in self._managers.values() if m.busy == 0]
+
+    def block_task_counts(self) -> dict[str, int]:
+        """Tasks on the workers of each block (blocks with registered pools only)."""
+        counts: dict[str, int] = {}
+        for m in self._managers.values():
+            counts[m.block_id] = counts.get(m.block_id, 0) + m.busy
+        return counts
+
+    def manager_ids(self) -> list[ManagerId]:
+        return list(self._managers)
+
+    def managers(self) -> list[ManagerInfo]:
+        return [ManagerInfo(m.manager_id, m.block_id, m.hostname, m.worker_count,
+                            {w.index: len(w.tasks) for w in m.workers.values() if w.connected},
+                            m.held, m.draining, m.last_heartbeat) for m in self._managers.values()]
+
+    def status(self) -> dict[str, Any]:
+        """Everything above as JSON values, for the ``status`` command's reply."""
+        managers = [{**asdict(info), "manager_id": info.manager_id.hex(),
+                     "worker_tasks": {str(i): n for i, n in info.worker_tasks.items()}} for info in self.managers()]
+        return {"pending": self.pending_count, "outstanding": self.outstanding_count,
+                "connected_workers": self.connected_workers, "managers": managers}
+
+    # ------------------------------------------------------------ pools
+
+    def _registered(self, event: ManagerRegistered) -> list[Action]:
+        if event.protocol_version != PROTOCOL_VERSION:
+            mismatch = VersionMismatch(event.protocol_version, PROTOCOL_VERSION)
+            return [RejectManager(event.manager_id, f"worker pool on host {event.hostname!r} "
+                                                    f"(block {event.block_id!r}): {mismatch}")]
+        actions: list[Action] = []
+        old = self._managers.get(event.manager_id)
+        if old is not None:
+            self._remove(old, event.now, "it registered again: its previous process is gone", actions)
+        self._managers[event.manager_id] = _Manager(event.manager_id, event.block_id, event.hostname,
+                                                    event.worker_count, event.now, event.now)
+        actions.append(AcceptManager(event.manager_id))
+        if old is not None:
+            self._fill_all(actions)
+        return actions
+
+    def _heartbeat(self, event: HeartbeatReceived) -> list[Action]:
+        manager = self._managers.get(event.manager_id)
+        if manager is None:
+            return [RejectManager(event.manager_id, "this worker pool is not registered (declared lost after "
+                                                    "missing heartbeats, or never registered)")]
+        manager.last_heartbeat = max(manager.last_heartbeat, event.now)
+        return []
+
+    def _close(self, manager_id: ManagerId, held: bool) -> list[Action]:
+        """Stop sending the pool new tasks; those it holds finish normally."""
+        manager = self._managers.get(manager_id)
+        if manager is None:
+            return []
+        if manager.eligible:
+            self._eligible -= manager.connected()
+            for worker in manager.workers.values():
+                self._unlist(worker)
+        manager.held, manager.draining = manager.held or held, manager.draining or not held
+        actions: list[Action] = []
+        self._fill_all(actions)  # fewer eligible workers: a bigger share for each of the others
+        return actions
+
+    def _tick(self, event: Tick) -> list[Action]:
+        threshold = self.config.heartbeat_threshold_s
+        actions: list[Action] = []
+        for manager in [m for m in self._managers.values() if event.now - m.last_heartbeat > threshold]:
+            details = f"no heartbeat for {event.now - manager.last_heartbeat:.1f} s (threshold {threshold:g} s)"
+            self._remove(manager, event.now, details, actions)
+            actions.append(ForgetManager(manager.manager_id, details))
+        if actions:
+            self._fill_all(actions)
+        return actions
+
+    def _remove(self, manager: _Manager, now: float, details: str, actions: list[Action]) -> None:
+        """Forget the pool; its workers' tasks fail with ``manager_lost``."""
+        if manager.eligible:
+            self._eligible -= manager.connected()
+        lost: list[TaskId] = []
+        for worker in manager.workers.values():
+            lost += self._unplace(worker, now)
+            worker.connected = False
+            self._unlist(worker)
+        del self._managers[manager.manager_id]
+        if lost:
+            actions.append(FailTasks(tuple(sorted(lost)), "manager_lost", manager.manager_id, manager.hostname,
+                                     None, None, details))
+
+    # ------------------------------------------------------------ workers
+
+    def _worker_connected(self, event: WorkerConnected) -> list[Action]:
+        manager = self._managers.get(event.manager_id)
+        if manager is None:  # pools start workers only once registered; this one is stale
+            return []
+        worker = self._slot(manager, event.worker_index)
+        if event.pid and event.pid in worker.dead_pids:
+            worker.dead_pids.discard(event.pid)   # its death was reported first: ignore the late hello
+            return []
+        if worker.connected and event.pid and event.pid == worker.pid:
+            return []  # the same process said hello twice
+        actions: list[Action] = []
+        if worker.connected:  # the slot's previous process is gone, whether or not its death was reported
+            self._disconnect(worker, event.now, None, "another process connected in its slot", actions)
+        worker.connected = True
+        worker.pid = event.pid
+        if manager.eligible:
+            self._eligible += 1
+        self._refresh(worker)
+        self._fill((worker,), actions)  # one more worker only shrinks the others' share
+        return actions
+
+    def _worker_died(self, event: WorkerDied) -> list[Action]:
+        manager = self._managers.get(event.manager_id)
+        if manager is None:
+            return []
+        worker = self._slot(manager, event.worker_index)
+        if not worker.connected or (event.pid and worker.pid and event.pid != worker.pid):
+            # Not the connected process: an earlier one, already replaced, or one whose hello is still
+            # on its way (the pool's and the worker's messages travel on different connections).
+            if event.pid and event.pid != worker.pid:
+                if len(worker.dead_pids) > 16:
+                    worker.dead_pids.clear()
+                worker.dead_pids.add(event.pid)
+            return []
+        actions: list[Action] = []
+        self._disconnect(worker, event.now, event.exitcode, describe_exit(event.exitcode), actions)
+        self._fill_all(actions)
+        return actions
+
+    @staticmethod
+    def _slot(manager: _Manager, index: int) -> _Worker:
+        worker = manager.workers.get(index)
+        if worker is None:
+            worker = manager.workers[index] = _Worker(manager, index)
+        return worker
+
+    def _disconnect(self, worker: _Worker, now: float, exitcode: Optional[int], details: str,
+                    actions: list[Action]) -> None:
+        """The worker's process is gone: its tasks fail with ``worker_lost``."""
+        worker.connected = False
+        worker.known_digests.clear()
+        if worker.manager.eligible:
+            self._eligible -= 1
+        self._unlist(worker)
+        lost = self._unplace(worker, now)
+        if lost:
+            manager = worker.manager
+            actions.append(FailTasks(tuple(sorted(lost)), "worker_lost", manager.manager_id, manager.hostname,
+                                     worker.index, exitcode, details))
+
+    def _unplace(self, worker: _Worker, now: float) -> list[TaskId]:
+        lost = list(worker.tasks)
+        for task_id in lost:
+            del self._where[task_id]
+        worker.tasks.clear()
+        self._count(worker.manager, -len(lost), now)
+        return lost
+
+    def _count(self, manager: _Manager, delta: int, now: float) -> None:
+        manager.busy += delta
+        if delta and manager.busy == 0:
+            manager.idle_since = now
+
+    # ------------------------------------------------------------ tasks
+
+    def _tasks_arrived(self, event: TasksArrived) -> list[Action]:
+        where, queue, bodies = self._where, self._queue, self._bodies
+        unknown: list[TaskId] = []
+        for task in event.tasks:
+            if task.task_id in where:
+                continue  # a duplicate id: the first one stands
+            if task.fn_body is not None:
+                bodies[task.fn_digest] = task.fn_body
+                task = task._replace(fn_body=None)  # re-attached per worker at dispatch
+            elif task.fn_digest not in bodies:
+                unknown.append(task.task_id)
+                continue
+            where[task.task_id] = None
+            queue.append(task)
+        actions: list[Action] = []
+        if unknown:
+            actions.append(FailTasks(tuple(dict.fromkeys(unknown)), "unknown_function", ManagerId(b""), "", None,
+                                     None, "its function was never sent to this interchange (was the interchange "
+                                           "restarted while the executor ran?)"))
+        self._fill_all(actions)
+        return actions
+
+    def _results_arrived(self, event: ResultsArrived) -> list[Action]:
+        manager = self._managers.get(event.manager_id)
+        worker = manager.workers.get(event.worker_index) if manager is not None else None
+        where = self._where
+        dropped: list[TaskId] = []
+        accepted = 0
+        for task_id in event.task_ids:
+            if worker is not None and where.get(task_id) is worker:
+                del where[task_id]
+                worker.tasks.remove(task_id)
+                accepted += 1
+            else:
+                dropped.append(task_id)
+        actions: list[Action] = []
+        if dropped:
+            actions.append(DropResults(event.manager_id, event.worker_index, tuple(dropped),
+                                       "not on this worker (failed as lost already, or never sent to it)"))
+        if worker is not None and accepted:
+            self._count(worker.manager, -accepted, event.now)
+            self._refresh(worker)
+            self._fill((worker,), actions)  # only this worker gained room (see the module docstring)
+        return actions
+
+    # ------------------------------------------------------------ dispatch
+
+    def _fill_all(self, actions: list[Action]) -> None:
+        """Serve every eligible worker with room: idle ones first, then the others round-robin."""
+        if not self._queue or not self._eligible:
+            return
+        self._fill(list(self._hungry), actions)
+        if self._queue and -(-len(self._queue) // self._eligible) > self._base:
+            self._fill(list(self._ready), actions)
+
+    def _fill(self, workers: Iterable[_Worker], actions: list[Action]) -> None:
+        queue, base, max_batch = self._queue, self._base, self.config.max_batch
+        for worker in workers:
+            if not queue:
+                return
+            if not (worker.connected and worker.manager.eligible):
+                continue
+            limit = max(base, min(-(-len(queue) // self._eligible), max_batch))
+            room = limit - len(worker.tasks)
+            if room > 0:
+                self._dispatch(worker, min(room, len(queue)), actions)
+
+    def _dispatch(self, worker: _Worker, count: int, actions: list[Action]) -> None:
+        popleft = self._queue.popleft
+        batch = [popleft() for _ in range(count)]
+        where, held, known = self._where, worker.tasks, worker.known_digests
+        for i, task in enumerate(batch):
+            if task.fn_digest not in known:
+                known.add(task.fn_digest)
+                batch[i] = task._replace(fn_body=self._bodies[task.fn_digest])
+            where[task.task_id] = worker
+            held.add(task.task_id)
+        worker.manager.busy += count
+        self._refresh(worker, rotate=True)
+        actions.append(Dispatch(worker.manager.manager_id, worker.index, tuple(batch)))
+
+    def _refresh(self, worker: _Worker, rotate: bool = False) -> None:
+        """Keep the worker's place in the idle and has-room sets; ``rotate`` sends it to the back."""
+        usable = worker.connected and worker.manager.eligible
+        for group, most in ((self._hungry, self._base), (self._ready, self._cap)):
+            if rotate or not (usable and len(worker.tasks) < most):
+                group.pop(worker, None)
+            if usable and len(worker.tasks) < most:
+                group[worker] = None
+
+    def _unlist(self, worker: _Worker) -> None:
+        self._hungry.pop(worker, None)
+        self._ready.pop(worker, None)

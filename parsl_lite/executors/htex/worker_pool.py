@@ -1,0 +1,212 @@
+"""A worker pool: one per node of a block. Registers the node, keeps its workers alive.
+
+The pool ("manager") does not carry tasks: its workers talk to the interchange
+directly. It registers (protocol version, host, cores, memory, worker count),
+heartbeats, starts one worker process per slot, and when a worker dies says so
+(``WorkerDied`` with the exit code or signal, so its task fails with
+``WorkerLost``) and starts a replacement. It exits, taking its workers with it,
+when the interchange says so or falls silent past the heartbeat threshold.
+
+Started by a provider through a launcher, e.g.::
+
+    python -m parsl_lite.executors.htex.worker_pool --address 127.0.0.1 --port 54001 \\
+        --block-id 0 --max-workers-per-node 2 --logdir runinfo/000/htex/block-0
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Optional
+
+import psutil
+import zmq
+
+from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.messages import (
+    PROTOCOL_VERSION, Heartbeat, HeartbeatAck, Register, RegisterReply, Shutdown, WorkerDied, WorkerStarted,
+    decode, encode,
+)
+from parsl_lite.executors.htex.errors import MalformedMessage
+
+logger = logging.getLogger("parsl_lite.executors.htex.worker_pool")
+
+_CHECK_WORKERS_S = 0.05      # how often dead workers are looked for
+_FAST_DEATHS_BEFORE_GIVING_UP = 5
+
+
+def worker_count(max_workers_per_node: Optional[int], cores_per_worker: float,
+                 mem_per_worker: Optional[float], cores: int, mem_bytes: int) -> int:
+    """How many workers this node gets: the smallest of the three limits, at least one."""
+    limits = [max(1, math.floor(cores / cores_per_worker))]
+    if max_workers_per_node is not None:
+        limits.append(max_workers_per_node)
+    if mem_per_worker:
+        limits.append(max(1, math.floor(mem_bytes / (mem_per_worker * 2**30))))
+    return max(1, min(limits))
+
+
+class WorkerPool:
+    """The pool's socket loop and its worker processes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.manager_id = uuid.uuid4().bytes
+        self.cores = os.cpu_count() or 1
+        self.mem_bytes = psutil.virtual_memory().total
+        self.count = worker_count(args.max_workers_per_node, args.cores_per_worker, args.mem_per_worker,
+                                  self.cores, self.mem_bytes)
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.fast_deaths = 0
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IDENTITY, self.manager_id)
+        curve.make_client(self.socket, args.cert_dir)
+        self.socket.connect(f"tcp://{args.address}:{args.port}")
+
+    # ------------------------------------------------------------ life cycle
+
+    def run(self) -> int:
+        if not self._register():
+            return 1
+        for index in range(self.count):
+            self._start_worker(index)
+        try:
+            return self._loop()
+        finally:
+            self._stop_workers()
+
+    def _register(self) -> bool:
+        hello = Register(PROTOCOL_VERSION, self.manager_id, self.args.block_id, socket.gethostname(), os.getpid(),
+                         self.cores, self.mem_bytes, self.count, platform.python_version())
+        self.socket.send_multipart(encode(hello))
+        if not self.socket.poll(int(self.args.heartbeat_threshold * 1000)):
+            logger.error("no answer from the interchange at %s:%d within %.1f s", self.args.address,
+                         self.args.port, self.args.heartbeat_threshold)
+            return False
+        reply = decode(self.socket.recv_multipart())
+        if not isinstance(reply, RegisterReply) or not reply.accepted:
+            logger.error("interchange refused this pool: %s", getattr(reply, "reason", reply))
+            return False
+        logger.info("registered as %s with %d workers", self.manager_id.hex(), self.count)
+        return True
+
+    def _loop(self) -> int:
+        period = self.args.heartbeat_period
+        next_beat = time.monotonic() + period
+        last_contact = time.monotonic()
+        while True:
+            if self.socket.poll(int(_CHECK_WORKERS_S * 1000)):
+                try:
+                    message = decode(self.socket.recv_multipart())
+                except MalformedMessage as exc:
+                    logger.warning("dropped a malformed message: %s", exc)
+                    continue
+                last_contact = time.monotonic()
+                if isinstance(message, Shutdown):
+                    logger.info("interchange asked for shutdown: %s", message.reason)
+                    return 0
+                if not isinstance(message, HeartbeatAck):
+                    logger.warning("unexpected %s from the interchange", type(message).__name__)
+            now = time.monotonic()
+            if now - last_contact > self.args.heartbeat_threshold:
+                logger.error("interchange silent for %.1f s (threshold %.1f s): exiting",
+                             now - last_contact, self.args.heartbeat_threshold)
+                return 2
+            if now >= next_beat:
+                self.socket.send_multipart(encode(Heartbeat(self.manager_id)))
+                next_beat = now + period
+            if not self._replace_dead_workers():
+                return 3
+
+    # ------------------------------------------------------------ workers
+
+    def _start_worker(self, index: int) -> None:
+        cmd = [sys.executable, "-m", "parsl_lite.executors.htex.worker", "--manager-id", self.manager_id.hex(),
+               "--index", str(index), "--address", self.args.address, "--port", str(self.args.port),
+               "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid())]
+        if self.args.cert_dir:
+            cmd += ["--cert-dir", self.args.cert_dir]
+        if self.args.debug:
+            cmd.append("--debug")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.workers[index] = proc
+        self.socket.send_multipart(encode(WorkerStarted(self.manager_id, index, proc.pid)))
+
+    def _replace_dead_workers(self) -> bool:
+        for index, proc in list(self.workers.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            logger.error("worker %d (pid %d) died: %s", index, proc.pid, describe_exit(code))
+            self.socket.send_multipart(encode(WorkerDied(self.manager_id, index, code, proc.pid)))
+            self.fast_deaths = self.fast_deaths + 1 if code != 0 else 0
+            if self.fast_deaths > _FAST_DEATHS_BEFORE_GIVING_UP * self.count:
+                logger.error("workers keep dying (%d in a row): giving up", self.fast_deaths)
+                return False
+            self._start_worker(index)
+        return True
+
+    def _stop_workers(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 2
+        for proc in self.workers.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 3`` or ``killed by SIGKILL``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="parsl_lite htex worker pool")
+    parser.add_argument("--address", required=True, help="the interchange's address")
+    parser.add_argument("--port", type=int, required=True, help="the interchange's worker port")
+    parser.add_argument("--block-id", default="0")
+    parser.add_argument("--max-workers-per-node", type=int, default=None)
+    parser.add_argument("--cores-per-worker", type=float, default=1.0)
+    parser.add_argument("--mem-per-worker", type=float, default=None, help="GiB")
+    parser.add_argument("--heartbeat-period", type=float, default=30.0)
+    parser.add_argument("--heartbeat-threshold", type=float, default=120.0)
+    parser.add_argument("--cert-dir", default=None)
+    parser.add_argument("--logdir", required=True)
+    parser.add_argument("--debug", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.logdir, exist_ok=True)
+    from parsl_lite.log_utils import set_file_logger
+
+    set_file_logger(os.path.join(args.logdir, "worker_pool.log"), level=logging.DEBUG if args.debug else logging.INFO)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs the finally that stops the workers
+    logger.info("worker pool starting: pid %d, host %s, args %s", os.getpid(), socket.gethostname(), vars(args))
+    return WorkerPool(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

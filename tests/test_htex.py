@@ -1,0 +1,206 @@
+"""The high-throughput executor against real processes: interchange, pools, workers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import psutil
+import pytest
+
+import parsl_lite
+from parsl_lite import python_app
+from parsl_lite.config import Config
+from parsl_lite.errors import SerializationError
+from parsl_lite.executors.htex.errors import InterchangeLost, ManagerLost, WorkerLost
+from parsl_lite.executors.htex.executor import HighThroughputExecutor
+from parsl_lite.providers import LocalProvider
+
+
+def htex(**kwargs) -> HighThroughputExecutor:
+    options = dict(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
+                   provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
+    options.update(kwargs)
+    return HighThroughputExecutor(**options)
+
+
+@pytest.fixture
+def htex_dfk(make_dfk):
+    dfk = make_dfk(executors=[htex()], strategy="none")
+    yield dfk
+
+
+@python_app
+def double(x):
+    return 2 * x
+
+
+@python_app
+def pid_of_worker():
+    import os
+    return os.getpid()
+
+
+@python_app
+def sleep_then(seconds, value=None):
+    import time
+    time.sleep(seconds)
+    return value
+
+
+@python_app
+def crash(message):
+    raise KeyError(message)
+
+
+def wait_until(predicate, timeout_s=20.0, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def our_processes(name: str) -> list[psutil.Process]:
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if name in " ".join(p.cmdline())]
+
+
+def test_apps_run_on_worker_processes(htex_dfk):
+    assert [double(i).result(timeout=30) for i in range(5)] == [0, 2, 4, 6, 8]
+    pids = {pid_of_worker().result(timeout=30) for _ in range(20)}
+    assert os.getpid() not in pids
+    assert add_many(200) == sum(2 * i for i in range(200))
+
+
+def add_many(n):
+    futs = [double(i) for i in range(n)]
+    return sum(f.result(timeout=30) for f in futs)
+
+
+def test_dependencies_and_remote_exceptions(htex_dfk):
+    assert double(double(double(1))).result(timeout=30) == 8
+    with pytest.raises(KeyError, match="far away") as info:
+        crash("far away").result(timeout=30)
+    assert any(entry.name == "crash" for entry in info.traceback)
+
+
+def test_lambdas_and_closures_cross_the_wire(htex_dfk):
+    factor = 7
+    times = python_app(lambda x: x * factor)
+    assert times(6).result(timeout=30) == 42
+
+
+def test_unpicklable_argument_fails_at_once(htex_dfk):
+    fut = double((x for x in range(3)))
+    assert fut.done()
+    with pytest.raises(SerializationError, match="positional argument 0 of type generator"):
+        fut.result()
+
+
+def test_unpicklable_result_is_reported_on_the_task(htex_dfk):
+    @python_app
+    def make_generator():
+        return (x for x in range(3))
+
+    with pytest.raises(SerializationError, match="result of task"):
+        make_generator().result(timeout=30)
+    assert double(1).result(timeout=30) == 2
+
+
+def test_a_200_mb_result_arrives(htex_dfk):
+    @python_app
+    def big():
+        return b"x" * (200 * 2**20)
+
+    assert len(big().result(timeout=60)) == 200 * 2**20
+
+
+def test_unencrypted_executor_works(make_dfk):
+    make_dfk(executors=[htex(encrypted=False)], strategy="none")
+    assert double(21).result(timeout=30) == 42
+
+
+def test_killed_worker_fails_its_task_with_worker_lost_and_is_replaced(htex_dfk):
+    victim = pid_of_worker().result(timeout=30)
+    fut = sleep_then(30)
+    wait_until(lambda: any(p.pid == victim or True for p in our_processes("htex.worker ")), what="workers")
+    time.sleep(0.5)  # let the task reach a worker
+    for proc in our_processes("parsl_lite.executors.htex.worker "):
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            proc.kill()
+    with pytest.raises(WorkerLost, match="SIGKILL"):
+        fut.result(timeout=30)
+    assert double(5).result(timeout=30) == 10  # replacements took over
+
+
+def test_worker_lost_is_retried_when_asked(make_dfk, tmp_path):
+    make_dfk(executors=[htex()], strategy="none", retries=1)
+    marker = tmp_path / "first"
+
+    @python_app
+    def die_once(path):
+        import os
+        import signal
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "second try"
+
+    assert die_once(str(marker)).result(timeout=30) == "second try"
+
+
+def test_killed_pool_fails_tasks_with_manager_lost(htex_dfk):
+    fut = sleep_then(30)
+    pools = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")
+    time.sleep(0.5)
+    for pool in pools:
+        pool.kill()
+    with pytest.raises((ManagerLost, WorkerLost)):
+        fut.result(timeout=30)
+
+
+def test_frozen_pool_is_declared_lost(htex_dfk):
+    fut = sleep_then(30)
+    pools = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")
+    time.sleep(0.5)
+    for pool in pools:
+        pool.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(ManagerLost, match="heartbeat"):
+            fut.result(timeout=30)
+    finally:
+        for pool in pools:
+            pool.send_signal(signal.SIGCONT)
+
+
+def test_killed_interchange_fails_every_outstanding_future(htex_dfk):
+    futs = [sleep_then(30) for _ in range(4)]
+    [interchange] = wait_until(lambda: our_processes("htex.interchange"), what="the interchange")
+    interchange.kill()
+    for fut in futs:
+        with pytest.raises(InterchangeLost):
+            fut.result(timeout=30)
+
+
+def test_garbage_on_the_ports_does_not_hurt(htex_dfk):
+    executor = htex_dfk.executors["htex"]
+    client = executor._client
+    for port in (client.client_port, client.worker_port):
+        for payload in (b"\x00" * 64, b"GET / HTTP/1.1\r\n\r\n", os.urandom(512)):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(payload)
+    assert double(4).result(timeout=30) == 8
+
+
+def test_shutdown_leaves_no_process_behind(make_dfk):
+    dfk = make_dfk(executors=[htex()], strategy="none")
+    assert double(1).result(timeout=30) == 2
+    assert our_processes("parsl_lite.executors.htex")
+    started = time.monotonic()
+    dfk.cleanup()
+    assert time.monotonic() - started < 10
+    wait_until(lambda: not our_processes("parsl_lite.executors.htex"), timeout_s=10, what="processes to exit")
