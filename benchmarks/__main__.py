@@ -54,6 +54,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="seconds one child may take, start-up included (default: per case)")
     run.add_argument("--records-dir", type=Path, default=records.RECORDS_DIR,
                      help="where records are appended (default benchmarks/records)")
+    run.add_argument("--pi-n", type=int, default=None, dest="pi_n",
+                     help="points per pi estimate in the pi case (default 10**6 for `run pi`, "
+                          "10**5 in `run all`)")
+    run.add_argument("--keep-run-dirs", action="store_true",
+                     help="keep every child's run directory (failed ones are always kept)")
 
     rep = sub.add_parser("report", help="regenerate RESULTS.md from the records")
     rep.add_argument("--records-dir", type=Path, default=records.RECORDS_DIR)
@@ -72,10 +77,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.workers < 1:
         logger.error("--repeats and --workers must be at least 1")
         return 2
-    cases = list(CASES.values()) if args.case == "all" else [CASES[args.case]]
+    if args.pi_n is not None and args.pi_n < 1:
+        logger.error("--pi-n must be at least 1")
+        return 2
+    in_all = args.case == "all"
+    cases = [c for c in CASES.values() if c.in_all(args.executor)] if in_all else [CASES[args.case]]
+    overrides = {"pi": {"points": args.pi_n}} if args.pi_n is not None else {}
     plan = runner.RunPlan(
         cases=cases, adapters=adapters, executor=args.executor, repeats=args.repeats,
         workers=args.workers, sizes=args.sizes, timeout_s=args.timeout_s, records_dir=args.records_dir,
+        overrides=overrides, in_all=in_all, keep_run_dirs=args.keep_run_dirs,
     )
     taken = runner.run(plan)
     failed = sum("error" in rec for rec in taken)
@@ -92,7 +103,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_list(_: argparse.Namespace) -> int:
     for case in CASES.values():
-        print(f"case {case.name}: {case.size_param} in {list(case.sizes)}, {dict(case.fixed)}")
+        groups = "all groups" if case.executors is None else (", ".join(sorted(case.executors)) or "no group")
+        extra = "".join(f"; {group}: {case.size_param} in {list(sizes)}"
+                        for group, sizes in case.sizes_by_executor.items())
+        in_all = f"; in `run all`: {dict(case.fixed_in_all)}" if case.fixed_in_all else ""
+        print(f"case {case.name}: {case.size_param} in {list(case.sizes)}{extra}, {dict(case.fixed)}{in_all} "
+              f"(run all: {groups})")
     for adapter in ADAPTERS.values():
         print(f"adapter {adapter.name}: library {adapter.library}, executor {adapter.executor}")
     return 0

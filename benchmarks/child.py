@@ -42,7 +42,8 @@ def _private_stdout() -> TextIO:
     return os.fdopen(record_fd, "w", encoding="utf-8")
 
 
-def measure(adapter: Adapter, case: Case, params: dict[str, Any], workers: int) -> dict[str, Any]:
+def measure(adapter: Adapter, case: Case, params: dict[str, Any], workers: int,
+            run_dir: Path | None = None) -> dict[str, Any]:
     """Start, run and stop one library, timing start and stop apart from the case.
 
     Args:
@@ -50,21 +51,27 @@ def measure(adapter: Adapter, case: Case, params: dict[str, Any], workers: int) 
         case: what to run.
         params: the case's parameters.
         workers: W.
+        run_dir: the library's run directory, kept afterwards (the parent
+            decides); None makes a temporary one, removed afterwards.
 
     Returns:
-        ``figures``, ``startup_s`` and ``stop_s``, or ``error`` (with
+        ``figures`` (the case's, then the adapter's start-up figures such as
+        ``connected_s``), ``startup_s`` and ``stop_s``, or ``error`` (with
         ``traceback``) and whatever was measured before it.
     """
     out: dict[str, Any] = {}
-    run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-"))
+    owned = run_dir is None
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-"))
     clock = time.perf_counter
     started = False
     try:
+        adapter.prepare()  # imports: not start-up
         t0 = clock()
         adapter.start(workers, run_dir)
         started = True
         out["startup_s"] = clock() - t0
-        out["figures"] = case(adapter, params)
+        out["figures"] = {**case(adapter, params), **adapter.startup_figures}
         t0 = clock()
         started = False  # a failing stop() is recorded, not retried
         adapter.stop()
@@ -76,7 +83,8 @@ def measure(adapter: Adapter, case: Case, params: dict[str, Any], workers: int) 
         if started:
             _stop_quietly(adapter)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if owned:
+            shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
 
@@ -94,6 +102,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--case", required=True, choices=sorted(CASES))
     parser.add_argument("--params", required=True, help="the case's parameters as a JSON object")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="the library's run directory, left in place (default: a temporary one, removed)")
     return parser.parse_args(argv)
 
 
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "python": platform.python_version(),
     }
-    record.update(measure(adapter_cls(), CASES[args.case], params, args.workers))
+    record.update(measure(adapter_cls(), CASES[args.case], params, args.workers, args.run_dir))
     record_out.write(json.dumps(record) + "\n")
     record_out.flush()
     return 1 if "error" in record else 0

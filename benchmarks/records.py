@@ -5,7 +5,8 @@ rewritten; ``RESULTS.md`` is derived from them. A record holds the child's
 fields (``adapter``, ``library``, ``executor``, ``case``, ``params``,
 ``workers``, ``python``, ``figures``, ``startup_s``, ``stop_s`` or ``error``)
 and the parent's (``run_id``, ``repeat``, ``timestamp``, ``loadavg_before``,
-``loadavg_after``, ``wall_s``, ``git_commit``, ``machine``).
+``loadavg_after``, ``wall_s``, ``git_commit``, ``git_dirty``, ``machine``, and
+``run_dir`` when the library's run directory was kept).
 """
 from __future__ import annotations
 
@@ -95,6 +96,25 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_dirty() -> list[str] | None:
+    """Files changed since the commit outside ``benchmarks/`` (what was measured differs), or None (no git).
+
+    Runs ``git --no-optional-locks status``, which reads and never writes
+    (not even the index's stat cache). Untracked files are not listed.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no",
+             "--", ".", ":(exclude)benchmarks"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
 
 
 def machine() -> dict[str, Any]:

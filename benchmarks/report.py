@@ -6,16 +6,23 @@ only meaningful between libraries measured in one run, interleaved, on one
 machine at one load. Cells are medians across repeats; ``±`` is half the
 min-max spread, relative to the median. Every run is listed in the history at
 the end.
+
+A column is a library, or an adapter when one library has several in the
+table (``parsl_lite-htex`` and ``parsl_lite-htex-plain``); the first
+parsl_lite column is "ours" and every other column gets a ratio against it.
+The ``htex`` group also gets a summary against TARGETS.md and two plots
+(``noop.png``, ``pi.png``, see :mod:`benchmarks.plots`).
 """
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks import records
+from benchmarks.adapters import ADAPTERS
 from benchmarks.cases import CASES, Figure
 
 Record = records.Record
@@ -24,13 +31,20 @@ Record = records.Record
 _LIBRARY_ORDER = ("parsl_lite", "parsl", "dask", "processpool")
 _OURS = "parsl_lite"
 _HIGHER_SUFFIXES = ("_per_s",)
+# Start-up figures every table shows after the case's own (when measured).
+_STARTUP_FIGURES = (Figure("startup_s", higher_is_better=False), Figure("connected_s", higher_is_better=False))
+# The group whose tables get plots and the summary against TARGETS.md.
+_HTEX = "htex"
 
 
-def render(all_records: Iterable[Record]) -> str:
+def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
     """The whole ``RESULTS.md``.
 
     Args:
         all_records: every record ever written, in any order.
+        images: file names of plots written next to ``RESULTS.md``
+            (``noop.png``, ``pi.png``); each is shown under its case's
+            ``htex`` table.
 
     Returns:
         Markdown text.
@@ -40,6 +54,7 @@ def render(all_records: Iterable[Record]) -> str:
     for rec in all_records:
         by_group[(rec["case"], rec["executor"])].append(rec)
         runs[rec.get("run_id", "?")].append(rec)
+    images = set(images)
     lines = [
         "# Benchmark results",
         "",
@@ -52,11 +67,16 @@ def render(all_records: Iterable[Record]) -> str:
         "all of them interleaved in one run, each measurement in its own fresh process.",
         "Cells are medians across repeats (± half the min–max spread, relative to the",
         "median); ↑ higher is better, ↓ lower is better.",
-        "`parsl_lite / X` is parsl_lite's median divided by X's.",
+        "A column is a library, or an adapter where one library has several;",
+        "`A / X` is the median of the first parsl_lite column (A) divided by X's.",
         "",
     ]
+    selected = {group: selected_records(recs) for group, recs in by_group.items()}
+    lines += _render_targets({case: recs for (case, executor), recs in selected.items() if executor == _HTEX})
     for case, executor in sorted(by_group, key=_group_sort_key):
-        lines += _render_group(case, executor, by_group[(case, executor)])
+        lines += _render_group(case, executor, selected[(case, executor)])
+        if executor == _HTEX and f"{case}.png" in images:
+            lines[-1:-1] = ["", f"![{case}, {executor} group]({case}.png)"]
     lines += _render_history(runs)
     return "\n".join(lines) + "\n"
 
@@ -71,7 +91,11 @@ def write(records_dir: Path, output: Path) -> Path:
     Returns:
         ``output``.
     """
-    output.write_text(render(records.load(records_dir)), encoding="utf-8")
+    all_records = list(records.load(records_dir))
+    from benchmarks import plots  # noqa: PLC0415  (matplotlib is imported only when plotting)
+
+    images = plots.write(all_records, output.parent)
+    output.write_text(render(all_records, [p.name for p in images]), encoding="utf-8")
     return output
 
 
@@ -90,50 +114,204 @@ def _latest_run(group: list[Record]) -> list[Record]:
     return runs[max(comparing or runs)]
 
 
+def selected_records(group: list[Record]) -> list[Record]:
+    """The records one case table of one executor group shows.
+
+    Each parameter set comes from its own latest comparing run, so a quick
+    run of one size does not hide the last measurement of another.
+
+    Args:
+        group: every record of one case and executor group.
+
+    Returns:
+        The chosen records, ordered by parameter set.
+    """
+    by_params: dict[str, list[Record]] = defaultdict(list)
+    for rec in group:
+        by_params[_params_text(rec["params"], rec.get("workers"))].append(rec)
+    chosen = [_latest_run(recs) for recs in by_params.values()]
+    return [rec for recs in sorted(chosen, key=lambda rs: _size_key(rs[0])) for rec in recs]
+
+
+def params_groups(recs: Iterable[Record]) -> list[tuple[str, list[Record]]]:
+    """``recs`` grouped by parameter set (with W), in first-seen order."""
+    out: dict[str, list[Record]] = {}
+    for rec in recs:
+        out.setdefault(_params_text(rec["params"], rec.get("workers")), []).append(rec)
+    return list(out.items())
+
+
 def _libraries(recs: Iterable[Record]) -> list[str]:
     present = {rec["library"] for rec in recs}
     known = [lib for lib in _LIBRARY_ORDER if lib in present]
     return known + sorted(present - set(known))
 
 
+def columns(recs: Iterable[Record]) -> list[str]:
+    """The table's columns: a library, or an adapter where one library has several.
+
+    Ordered by library (ours first), then by adapter registration order.
+    """
+    recs = list(recs)
+    adapters_of: dict[str, set[str]] = defaultdict(set)
+    for rec in recs:
+        adapters_of[rec["library"]].add(rec["adapter"])
+    order = list(ADAPTERS)
+    out = []
+    for lib in _libraries(recs):
+        names = adapters_of[lib]
+        if len(names) == 1:
+            out.append(lib)
+        else:
+            out += sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return out
+
+
+def column_of(rec: Record, cols: Sequence[str]) -> str:
+    """The column ``rec`` belongs to among ``cols``."""
+    return rec["adapter"] if rec["adapter"] in cols else rec["library"]
+
+
+def ours(cols: Sequence[str]) -> str | None:
+    """The first parsl_lite column, or None."""
+    for col in cols:
+        if col == _OURS or col.startswith(_OURS + "-"):
+            return col
+    return None
+
+
 def _figures_of(case: str, recs: Sequence[Record]) -> list[Figure]:
     if case in CASES:
-        return list(CASES[case].figures)
-    names = sorted({k for rec in recs for k in rec.get("figures", {})})
-    return [Figure(n, n.endswith(_HIGHER_SUFFIXES)) for n in names]
+        figures = list(CASES[case].figures)
+    else:
+        names = sorted({k for rec in recs for k in rec.get("figures", {})})
+        figures = [Figure(n, n.endswith(_HIGHER_SUFFIXES)) for n in names]
+    present = {k for rec in recs for k in rec.get("figures", {})} | {"startup_s"}
+    return figures + [f for f in _STARTUP_FIGURES if f.name in present and f not in figures]
 
 
-def _render_group(case: str, executor: str, group: list[Record]) -> list[str]:
-    """One case's table for one executor group.
-
-    Each parameter set comes from its own latest comparing run, so a quick
-    run of one size does not hide the last measurement of another.
-    """
-    by_params: dict[str, list[Record]] = defaultdict(list)
-    for rec in group:
-        by_params[_params_text(rec["params"], rec.get("workers"))].append(rec)
-    chosen = {text: _latest_run(recs) for text, recs in by_params.items()}
-    ordered = sorted(chosen.items(), key=lambda kv: _size_key(kv[1][0]))
-    selected = [rec for _, recs in ordered for rec in recs]
-    libs = _libraries(selected)
-    peers = [lib for lib in libs if lib != _OURS] if _OURS in libs else []
+def _render_group(case: str, executor: str, selected: list[Record]) -> list[str]:
+    """One case's table for one executor group, from :func:`selected_records`."""
+    ordered = params_groups(selected)
+    cols = columns(selected)
+    mine = ours(cols)
+    peers = [c for c in cols if c != mine] if mine else []
     lines = [f"## `{case}` — {executor} executor", ""]
     lines += _render_runs(ordered)
     lines += [
         "",
-        "| params | figure | " + " | ".join(libs) + "".join(f" | {_OURS} / {p}" for p in peers) + " |",
-        "|---|---|" + "---:|" * (len(libs) + len(peers)),
+        "| params | figure | " + " | ".join(cols) + "".join(f" | {mine} / {p}" for p in peers) + " |",
+        "|---|---|" + "---:|" * (len(cols) + len(peers)),
     ]
-    figures = _figures_of(case, selected) + [Figure("startup_s", higher_is_better=False)]
     for params_text, prs in ordered:
-        for fig in figures:
-            cells = {lib: _values(prs, lib, fig.name) for lib in libs}
-            medians = {lib: statistics.median(v) if v else None for lib, v in cells.items()}
+        for fig in _figures_of(case, prs):
+            cells = {col: values(prs, cols, col, fig.name) for col in cols}
+            if not any(cells.values()):
+                continue
+            medians = {col: statistics.median(v) if v else None for col, v in cells.items()}
             row = [params_text, f"{fig.name} {'↑' if fig.higher_is_better else '↓'}"]
-            row += [_cell(cells[lib]) for lib in libs]
-            row += [_ratio(medians[_OURS], medians[p]) for p in peers]
+            row += [_cell(cells[col]) for col in cols]
+            row += [_ratio(medians[mine], medians[p]) for p in peers]
             lines.append("| " + " | ".join(row) + " |")
     lines += _render_errors(selected)
+    return lines + [""]
+
+
+def _median(recs: Sequence[Record], figure: str, col: str | None) -> float | None:
+    """Median of ``figure`` in column ``col`` (a library or adapter name) of ``recs``."""
+    if col is None:
+        return None
+    found = values(recs, columns(recs), col, figure)
+    return statistics.median(found) if found else None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**not met**")  # – : nothing to judge
+
+
+def _render_targets(by_case: dict[str, list[Record]]) -> list[str]:
+    """The ``htex`` group against TARGETS.md, from the records the tables show.
+
+    Args:
+        by_case: the selected records of each ``htex`` case.
+
+    Returns:
+        A section with one row per target and parameter set.
+    """
+    rows: list[tuple[str, str, str, str, bool | None]] = []
+
+    def ratio_row(what: str, params: str, target: str, mine: float | None, peer: float | None,
+                  unit: str, ok: Callable[[float], bool]) -> None:
+        if mine is None or peer is None or peer == 0:
+            rows.append((what, params, target, "not measured", None))
+            return
+        r = mine / peer
+        rows.append((what, params, target, f"{_num(mine)} vs {_num(peer)} {unit} = {r:.3g}×", ok(r)))
+
+    for params, prs in params_groups(by_case.get("noop", [])):
+        mine = ours(columns(prs))
+        me = _median(prs, "throughput_per_s", mine)
+        for peer, need in (("parsl", 10.0), ("dask", 10.0), ("processpool", 0.7)):
+            ratio_row(f"no-op throughput / {peer}", params, f"≥ {need:g}×", me,
+                      _median(prs, "throughput_per_s", peer), "/s", lambda r, need=need: r >= need)
+        rate = _median(prs, "submit_rate_per_s", mine)
+        rows.append(("submit rate (apps/s)", params, "≥ 50,000/s",
+                     "not measured" if rate is None else f"{_num(rate)}/s", None if rate is None else rate >= 50_000))
+    for params, prs in params_groups(by_case.get("latency", [])):
+        mine = ours(columns(prs))
+        for fig, limit in (("p50_ms", 0.5), ("p95_ms", 1.0)):
+            v = _median(prs, fig, mine)
+            rows.append((f"round trip {fig[:3]}", params, f"≤ {limit:g} ms",
+                         "not measured" if v is None else f"{v:.3g} ms", None if v is None else v <= limit))
+    everything = [rec for recs in by_case.values() for rec in recs]
+    if everything:
+        mine = ours(columns(everything))
+        for fig, what in (("startup_s", "start-up: load → W workers ran a task"),
+                          ("connected_s", "start-up: load → W workers connected")):
+            found = values(everything, columns(everything), mine, fig) if mine else []
+            if found:
+                med = statistics.median(found)
+                rows.append((what, f"median of {len(found)} children", "≤ 1 s",
+                             f"{med:.3g} s ({min(found):.3g}–{max(found):.3g})", med <= 1.0))
+    for params, prs in params_groups(by_case.get("dag", [])):
+        mine = ours(columns(prs))
+        ratio_row("fan-out/fan-in wall / processpool", params, "≤ 2×", _median(prs, "wall_s", mine),
+                  _median(prs, "wall_s", "processpool"), "s", lambda r: r <= 2.0)
+    pi_groups: dict[str, list[tuple[int, list[Record]]]] = defaultdict(list)
+    for params, prs in params_groups(by_case.get("pi", [])):
+        rest = {k: v for k, v in prs[0]["params"].items() if k != "b"}
+        pi_groups[_params_text(rest, prs[0].get("workers"))].append((prs[0]["params"]["b"], prs))
+    for params, per_b in pi_groups.items():
+        for peer, target, ok in (("processpool", "≤ 1.05× at every b", lambda r: r <= 1.05),
+                                 ("dask", "< 1× at every b", lambda r: r < 1.0)):
+            parts, verdicts = [], []
+            for b, prs in sorted(per_b):
+                me, other = _median(prs, "wall_s", ours(columns(prs))), _median(prs, "wall_s", peer)
+                if me is None or other is None or other == 0:
+                    parts.append(f"b={b}: –")
+                    continue
+                parts.append(f"b={b}: {me / other:.3g}×")
+                verdicts.append(ok(me / other))
+            rows.append((f"pi wall / {peer}", params, target, ", ".join(parts),
+                         all(verdicts) if verdicts else None))
+    for params, prs in params_groups(by_case.get("memory", [])):
+        v = _median(prs, "peak_rss_mib", ours(columns(prs)))
+        rows.append(("peak RSS of the submitting process", params, "none at 100k (< 2 GiB at 1M apps)",
+                     "not measured" if v is None else f"{v:.1f} MiB", None))
+    if not rows:
+        return []
+    lines = [
+        "## Targets — htex group",
+        "",
+        "parsl_lite's default high-throughput executor (`parsl_lite-htex`, encrypted) against",
+        "`shared/TARGETS.md`, from the same records as the tables below (latest comparing run",
+        "of each parameter set; medians; ratio = parsl_lite-htex / peer).",
+        "",
+        "| what | params | target | measured | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {what} | {params} | {target} | {measured} | {_verdict(ok)} |"
+              for what, params, target, measured, ok in rows]
     return lines + [""]
 
 
@@ -152,16 +330,17 @@ def _render_runs(ordered: list[tuple[str, list[Record]]]) -> list[str]:
         lines.append(
             f"- {'; '.join(rows_of[run_id])}: run `{run_id}`, "
             f"{len({rec.get('repeat') for rec in recs})} repeat(s), python {first.get('python', '?')}, "
-            f"{_machine_text(first.get('machine', {}))}, commit `{(first.get('git_commit') or 'none')[:10]}`, "
+            f"{_machine_text(first.get('machine', {}))}, commit {_commit_text(first)}, "
             f"1-min load {min(load):.2f}–{max(load):.2f}"
         )
     return lines
 
 
-def _values(recs: Iterable[Record], library: str, figure: str) -> list[float]:
+def values(recs: Iterable[Record], cols: Sequence[str], col: str, figure: str) -> list[float]:
+    """The values of ``figure`` (or ``startup_s``) in column ``col``, failed records left out."""
     out = []
     for rec in recs:
-        if rec["library"] != library or "error" in rec:
+        if column_of(rec, cols) != col or "error" in rec:
             continue
         value = rec.get("startup_s") if figure == "startup_s" else rec.get("figures", {}).get(figure)
         if value is not None:
@@ -206,6 +385,13 @@ def _size_key(rec: Record) -> tuple[Any, ...]:
     return tuple((k, v if isinstance(v, (int, float)) else str(v)) for k, v in items)
 
 
+def _commit_text(rec: Record) -> str:
+    """The commit, and how many files outside benchmarks/ differed from it."""
+    text = f"`{(rec.get('git_commit') or 'none')[:10]}`"
+    dirty = rec.get("git_dirty")
+    return text + (f" + {len(dirty)} changed file(s)" if dirty else "")
+
+
 def _machine_text(machine: dict[str, Any]) -> str:
     return f"{machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), {machine.get('platform', '?')}"
 
@@ -243,8 +429,8 @@ def _render_history(runs: dict[str, list[Record]]) -> list[str]:
         lines.append(
             f"| `{run_id}` | {', '.join(sorted({r['case'] for r in recs}))} "
             f"| {', '.join(sorted({r['executor'] for r in recs}))} "
-            f"| {', '.join(_libraries(recs))} | {len(recs)} "
+            f"| {', '.join(columns(recs))} | {len(recs)} "
             f"| {sum('error' in r for r in recs)} | {min(load):.2f}–{max(load):.2f} "
-            f"| `{(recs[0].get('git_commit') or 'none')[:10]}` |"
+            f"| {_commit_text(recs[0])} |"
         )
     return lines

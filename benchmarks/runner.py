@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from benchmarks.cases import Case
 logger = logging.getLogger(__name__)
 
 _STDERR_TAIL_CHARS = 2000
+_LEFTOVER_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class RunPlan:
         sizes: overrides each case's default sizes when given.
         timeout_s: overrides each case's per-child budget when given.
         records_dir: where records are appended.
+        overrides: fixed parameters replaced per case name (``--pi-n``).
+        in_all: the plan is ``run all`` (cases use their ``fixed_in_all``).
+        keep_run_dirs: keep every child's run directory, not only failed ones'.
     """
 
     cases: Sequence[Case]
@@ -61,6 +66,9 @@ class RunPlan:
     sizes: Sequence[int] | None
     timeout_s: float | None
     records_dir: Path
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    in_all: bool = False
+    keep_run_dirs: bool = False
 
 
 def run(plan: RunPlan) -> list[records.Record]:
@@ -73,8 +81,10 @@ def run(plan: RunPlan) -> list[records.Record]:
         The records, in the order taken.
     """
     run_id = records.new_run_id()
-    common = {"run_id": run_id, "git_commit": records.git_commit(), "machine": records.machine()}
-    steps = [(case, params) for case in plan.cases for params in case.param_sets(plan.sizes)]
+    common = {"run_id": run_id, "git_commit": records.git_commit(), "git_dirty": records.git_dirty(),
+              "machine": records.machine()}
+    steps = [(case, params) for case in plan.cases
+             for params in case.param_sets(plan.sizes, plan.executor, plan.overrides.get(case.name), plan.in_all)]
     total = plan.repeats * len(steps) * len(plan.adapters)
     logger.info("run %s: %d measurements (%s; %s)", run_id, total,
                 ", ".join(c.name for c in plan.cases), ", ".join(a.name for a in plan.adapters))
@@ -97,11 +107,17 @@ def _rotated(items: Sequence[type[Adapter]], shift: int) -> list[type[Adapter]]:
 
 
 def _measure(adapter: type[Adapter], case: Case, params: dict[str, Any], plan: RunPlan) -> records.Record:
-    """Run one child and return its record, or an error record in its name."""
+    """Run one child and return its record, or an error record in its name.
+
+    The child's run directory (the library's logs) is removed after a clean
+    measurement and kept after a failed one (``run_dir`` in the record).
+    """
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-{case.name}-"))
     cmd = [
         sys.executable, "-m", "benchmarks.child",
         "--adapter", adapter.name, "--case", case.name,
         "--params", json.dumps(params), "--workers", str(plan.workers),
+        "--run-dir", str(run_dir),
     ]
     timeout_s = plan.timeout_s or case.timeout_s
     before = {"timestamp": records.now_iso(), "loadavg_before": records.loadavg()}
@@ -121,11 +137,17 @@ def _measure(adapter: type[Adapter], case: Case, params: dict[str, Any], plan: R
     elif status != "exited 0" and "error" not in record:
         record["warning"] = f"child {status} after writing its record"
     record.update(before, **after)
+    if "error" in record or "warning" in record or plan.keep_run_dirs:
+        record["run_dir"] = str(run_dir)
+        if "error" in record or "warning" in record:
+            logger.warning("%s %s %s: its run directory (logs) is kept: %s", adapter.name, case.name, params, run_dir)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return record
 
 
 def _run_child(cmd: list[str], timeout_s: float) -> tuple[str, str, str]:
-    """Run ``cmd`` in its own session with ``PYTHONPATH`` on the checkout.
+    """Run ``cmd`` in its own session with ``PYTHONPATH`` on the checkout and the interpreter's bin on ``PATH``.
 
     Output goes to temporary files, not pipes: a grandchild that outlives the
     child (a stray worker process) would hold a pipe open and stall the read.
@@ -136,6 +158,9 @@ def _run_child(cmd: list[str], timeout_s: float) -> tuple[str, str, str]:
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(records.REPO_DIR), env.get("PYTHONPATH")) if p)
+    # The environment's scripts first, as if it were activated: Parsl's HTEX runs
+    # `interchange.py` and `process_worker_pool.py` from PATH.
+    env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH")) if p)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             cmd, cwd=records.REPO_DIR, env=env, text=True,
@@ -144,6 +169,7 @@ def _run_child(cmd: list[str], timeout_s: float) -> tuple[str, str, str]:
         try:
             proc.wait(timeout=timeout_s)
             status = f"exited {proc.returncode}"
+            _grace(proc.pid, _LEFTOVER_GRACE_S)
             if _kill_group(proc.pid, "left behind"):
                 status += ", leaving processes behind (killed)"
         except subprocess.TimeoutExpired:
@@ -158,6 +184,22 @@ def _run_child(cmd: list[str], timeout_s: float) -> tuple[str, str, str]:
         out.seek(0)
         err.seek(0)
         return out.read(), err.read(), status
+
+
+def _grace(pgid: int, seconds: float) -> None:
+    """Give what is left of a finished child's group ``seconds`` to exit by itself.
+
+    Helpers that end on their own when their parent is gone (the
+    ``multiprocessing`` resource tracker that Dask's nannies start) are
+    often still alive just after the child exits; they are not left behind.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 def _kill_group(pgid: int, why: str) -> bool:

@@ -12,43 +12,67 @@
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from parsl_lite.app.app import bash_app, join_app, python_app
-from parsl_lite.config import Config
-from parsl_lite.data_provider.files import File
-from parsl_lite.dataflow.kernel import DataFlowKernel
-from parsl_lite.dataflow.loader import DataFlowKernelLoader
-from parsl_lite.dataflow.streams import AUTO_LOGNAME
-from parsl_lite.executors import ThreadPoolExecutor
-from parsl_lite.log_utils import set_file_logger, set_stream_logger
+if TYPE_CHECKING:
+    from parsl_lite.dataflow.kernel import DataFlowKernel
+
+# Imported on first use (PEP 562), so that worker processes, which import only
+# what they run, start fast instead of loading the whole kernel.
+_LAZY = {
+    "bash_app": "parsl_lite.app.app", "join_app": "parsl_lite.app.app", "python_app": "parsl_lite.app.app",
+    "Config": "parsl_lite.config", "File": "parsl_lite.data_provider.files",
+    "DataFlowKernel": "parsl_lite.dataflow.kernel", "DataFlowKernelLoader": "parsl_lite.dataflow.loader",
+    "AUTO_LOGNAME": "parsl_lite.dataflow.streams", "ThreadPoolExecutor": "parsl_lite.executors.threads",
+    "HighThroughputExecutor": "parsl_lite.executors.htex.executor",
+    "set_file_logger": "parsl_lite.log_utils", "set_stream_logger": "parsl_lite.log_utils",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'parsl_lite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 __all__ = ["bash_app", "python_app", "join_app", "Config", "DataFlowKernel", "File", "AUTO_LOGNAME",
-           "ThreadPoolExecutor", "load", "dfk", "clear", "wait_for_current_tasks",
+           "ThreadPoolExecutor", "HighThroughputExecutor", "load", "dfk", "clear", "wait_for_current_tasks",
            "set_file_logger", "set_stream_logger"]
 
 
-def load(config: Any = None) -> DataFlowKernel:
+def load(config: Any = None) -> "DataFlowKernel":
     """Load a config and start its kernel; usable as ``with parsl_lite.load(...):``.
 
     Args:
         config: a ``Config``, a path to a ``.toml`` file or to a Python module
             that defines ``config``, or None for the local default.
     """
+    from parsl_lite.dataflow.loader import DataFlowKernelLoader
+
     return DataFlowKernelLoader.load(config)
 
 
-def dfk() -> DataFlowKernel:
+def dfk() -> "DataFlowKernel":
     """The loaded kernel (raises ``NoDataFlowKernelError`` if none)."""
+    from parsl_lite.dataflow.loader import DataFlowKernelLoader
+
     return DataFlowKernelLoader.dfk()
 
 
 def clear() -> None:
     """Clean up and forget the loaded kernel."""
+    from parsl_lite.dataflow.loader import DataFlowKernelLoader
+
     DataFlowKernelLoader.clear()
 
 
 def wait_for_current_tasks() -> None:
     """Wait until every task submitted so far has finished."""
+    from parsl_lite.dataflow.loader import DataFlowKernelLoader
+
     DataFlowKernelLoader.wait_for_current_tasks()

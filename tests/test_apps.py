@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-import parsl_lite
 from parsl_lite import AUTO_LOGNAME, File, bash_app, join_app, python_app
 from parsl_lite.app.errors import (
     AppBadFormatting, AppTimeout, BadOutputs, BadStdStreamFile, BashAppNoReturn, BashExitFailure, MissingOutputs,

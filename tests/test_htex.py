@@ -9,9 +9,7 @@ import time
 import psutil
 import pytest
 
-import parsl_lite
 from parsl_lite import python_app
-from parsl_lite.config import Config
 from parsl_lite.errors import SerializationError
 from parsl_lite.executors.htex.errors import InterchangeLost, ManagerLost, WorkerLost
 from parsl_lite.executors.htex.executor import HighThroughputExecutor

@@ -15,7 +15,7 @@ from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.htex.errors import ManagerLost, MalformedMessage, WorkerLost
 from parsl_lite.executors.htex.ledger import (
     AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger,
-    LedgerConfig, ManagerDraining, ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick,
+    LedgerConfig, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
     WorkerConnected, WorkerDied,
 )
 from parsl_lite.executors.htex.messages import PROTOCOL_VERSION, TaskMessage

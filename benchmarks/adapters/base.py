@@ -9,6 +9,7 @@ all and each child imports only its own.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -32,6 +33,21 @@ class Adapter(abc.ABC):
     name: ClassVar[str]
     library: ClassVar[str]
     executor: ClassVar[str]
+
+    startup_figures: dict[str, float]
+    """Figures of the start-up itself (``connected_s``...), filled by :meth:`start`.
+
+    The child adds them to the case's figures, so the report shows them."""
+
+    def __init__(self) -> None:
+        self.startup_figures = {}
+
+    def prepare(self) -> None:
+        """Import the library; called by the child before start-up is timed.
+
+        Import time is not start-up (TARGETS.md times ``load(config)`` to
+        all workers connected). The default does nothing.
+        """
 
     @abc.abstractmethod
     def start(self, workers: int, run_dir: Path) -> None:
@@ -79,6 +95,56 @@ class Adapter(abc.ABC):
         """
         result = self.result
         return [result(f) for f in futures]
+
+    def partitioned_mean(self, items: int, blocks: int, block_fn: Callable[..., float],
+                         item_fn: Callable[..., float], *args: Any) -> float:
+        """Evaluate ``items`` estimates split into ``blocks`` tasks and return their mean.
+
+        The default submits ``blocks`` apps ``block_fn(items // blocks, *args)``
+        (each evaluates its share in a row and returns the share's mean) and
+        averages what they return. A library with its own idiom for this (a
+        Dask bag) overrides it and uses ``item_fn(index, *args)`` per item.
+
+        Args:
+            items: how many estimates in all; a multiple of ``blocks``.
+            blocks: how many tasks.
+            block_fn: ``block_fn(count, *args) -> mean of count estimates``.
+            item_fn: ``item_fn(index, *args) -> one estimate``.
+            args: passed on to ``block_fn`` / ``item_fn``.
+
+        Returns:
+            The mean of all ``items`` estimates.
+        """
+        submit = self.app(block_fn)
+        per_block = items // blocks
+        means = self.gather([submit(per_block, *args) for _ in range(blocks)])
+        return sum(means) / len(means)
+
+    def wait_ready(self, workers: int, timeout_s: float = 120.0, probe_s: float = 0.02) -> None:
+        """Block until ``workers`` distinct worker processes have each run a task.
+
+        The same probe for every process-based library, so that start-up means
+        the same everywhere: rounds of ``workers`` tasks
+        (:func:`benchmarks.tasks.whoami`, holding a worker ``probe_s``) until
+        as many different process ids have answered.
+
+        Args:
+            workers: W.
+            timeout_s: give up after this long.
+            probe_s: how long each probe task holds its worker.
+
+        Raises:
+            TimeoutError: fewer than ``workers`` processes answered in time.
+        """
+        from benchmarks import tasks  # noqa: PLC0415  (tiny; imported where used)
+
+        submit = self.app(tasks.whoami)
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(seen)} of {workers} workers ran a task within {timeout_s:g} s")
+            seen.update(self.gather([submit(probe_s) for _ in range(workers)]))
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -43,6 +43,13 @@ class Case:
         size_param: the parameter ``--sizes`` overrides.
         fixed: the other parameters, the same in every run.
         timeout_s: default budget of one child, start-up included.
+        sizes_by_executor: default sizes for some executor groups, in place
+            of :attr:`sizes` (``latency`` takes 200 round trips in ``htex``).
+        executors: the groups whose ``run all`` includes this case; None is
+            every group. ``run CASE`` runs it in any group.
+        fixed_in_all: replaces some of :attr:`fixed` when the case runs as
+            part of ``run all`` (``pi`` uses 10**5 points there, 10**6 alone),
+            unless the command line overrides them.
     """
 
     name: str
@@ -52,17 +59,30 @@ class Case:
     size_param: str = "n"
     fixed: Mapping[str, Any] = field(default_factory=dict)
     timeout_s: float = 300.0
+    sizes_by_executor: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    executors: frozenset[str] | None = None
+    fixed_in_all: Mapping[str, Any] = field(default_factory=dict)
 
-    def param_sets(self, sizes: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    def in_all(self, executor: str) -> bool:
+        """Whether ``run all --executor EXECUTOR`` includes this case."""
+        return self.executors is None or executor in self.executors
+
+    def param_sets(self, sizes: Sequence[int] | None = None, executor: str | None = None,
+                   overrides: Mapping[str, Any] | None = None, in_all: bool = False) -> list[dict[str, Any]]:
         """The parameter dicts of one repeat, one per size.
 
         Args:
-            sizes: overrides :attr:`sizes` when given.
+            sizes: overrides the default sizes when given.
+            executor: the group; picks its entry of :attr:`sizes_by_executor`.
+            overrides: replace fixed parameters (``--pi-n``).
+            in_all: the case runs as part of ``run all`` (:attr:`fixed_in_all`).
 
         Returns:
             ``[{size_param: size, **fixed}, ...]``.
         """
-        return [{self.size_param: size, **self.fixed} for size in (sizes or self.sizes)]
+        fixed = {**self.fixed, **(self.fixed_in_all if in_all else {}), **(overrides or {})}
+        default = self.sizes_by_executor.get(executor or "", self.sizes)
+        return [{self.size_param: size, **fixed} for size in (sizes or default)]
 
     def __call__(self, adapter: Adapter, params: Mapping[str, Any]) -> Figures:
         """Run the case once.

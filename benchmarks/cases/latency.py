@@ -43,6 +43,7 @@ LATENCY = register_case(Case(
     name="latency",
     run=run_latency,
     sizes=(1_000,),
+    sizes_by_executor={"htex": (200,)},
     fixed={"warmup": 50},
     figures=(
         Figure("p50_ms", higher_is_better=False),

@@ -9,11 +9,13 @@ key but not the client's secret is refused before any message reaches us.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 _SERVER = "server"
 _CLIENT = "client"
@@ -34,8 +36,10 @@ def create_keys(cert_dir: str) -> str:
     return cert_dir
 
 
-def start_authenticator(context: zmq.Context, cert_dir: str) -> ThreadAuthenticator:
+def start_authenticator(context: zmq.Context, cert_dir: str) -> "ThreadAuthenticator":
     """Start the ZAP handler that admits only the client key (call in the interchange)."""
+    from zmq.auth.thread import ThreadAuthenticator  # pulls in asyncio: only the interchange needs it
+
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=os.path.join(cert_dir, "allowed"))

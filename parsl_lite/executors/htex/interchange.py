@@ -22,16 +22,16 @@ from typing import Any, Callable, Optional
 import zmq
 
 from parsl_lite.executors.htex import curve
-from parsl_lite.executors.htex.errors import MalformedMessage
+from parsl_lite.executors.htex.errors import MalformedMessage, WorkerLost
 from parsl_lite.executors.htex.ledger import (
-    AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger,
+    AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger, ManagerGone,
     LedgerConfig,
     ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick, WorkerConnected,
     WorkerDied as WorkerDiedEvent,
 )
 from parsl_lite.executors.htex.messages import (
     Command, CommandReply, Heartbeat, HeartbeatAck, Register, RegisterReply, ResultBatch, ResultMessage,
-    Shutdown, TaskBatch, TaskMessage, WorkerDied, WorkerHello, WorkerStarted, decode, encode,
+    Shutdown, TaskBatch, WorkerDied, WorkerHello, WorkerStarted, decode, encode,
 )
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.serialize import serialize
@@ -145,6 +145,12 @@ class Interchange:
                 if info.block_id in blocks:
                     self._apply(self.ledger.handle(HoldManager(info.manager_id)))
             return {"ok": True}
+        if command.name == "block_lost":
+            block, reason = command.args.get("block_id"), str(command.args.get("reason", "its job ended"))
+            for info in self.ledger.managers():
+                if info.block_id == block:
+                    self._apply(self.ledger.handle(ManagerGone(info.manager_id, reason, time.monotonic())))
+            return {"ok": True}
         if command.name == "shutdown":
             self._shutdown_managers("the executor shut down")
             self.running = False
@@ -220,8 +226,13 @@ class Interchange:
 
     def _dispatch(self, action: Dispatch) -> None:
         identity = self.identity_of.get((action.manager_id, action.worker_index))
-        if identity is None:
-            logger.error("dispatch to unknown worker %s/%d", action.manager_id.hex(), action.worker_index)
+        if identity is None:  # cannot happen while the ledger and the routing agree; never strand tasks
+            error = WorkerLost(-1, self.hosts.get(action.manager_id, "?"), action.worker_index,
+                               "the interchange lost its route to this worker")
+            logger.error("dispatch to unknown worker %s/%d: failing %d tasks", action.manager_id.hex(),
+                         action.worker_index, len(action.tasks))
+            self._to_client(ResultBatch(tuple(ResultMessage(t.task_id, "lost", serialize(error))
+                                              for t in action.tasks)))
             return
         self._send_worker(identity, TaskBatch(action.tasks))
 

@@ -36,14 +36,17 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional
 
 from parsl_lite.errors import ConfigurationError
-from parsl_lite.executors.htex.errors import ManagerLost, MalformedMessage, VersionMismatch, WorkerLost, \
-    describe_exit
+from parsl_lite.executors.htex.errors import VersionMismatch, describe_exit
 from parsl_lite.executors.htex.messages import PROTOCOL_VERSION, ManagerId, TaskId, TaskMessage
+from parsl_lite.executors.htex.ledger_events import (  # noqa: F401  (re-exported)
+    AcceptManager, Action, Dispatch, DropResults, Event, FailReason, FailTasks, ForgetManager, HeartbeatReceived,
+    HoldManager, IdleManager, ManagerDraining, ManagerGone, ManagerInfo, ManagerRegistered, RejectManager,
+    ResultsArrived, TasksArrived, Tick, WorkerConnected, WorkerDied,
+)
 
-FailReason = Literal["worker_lost", "manager_lost", "unknown_function"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,184 +70,6 @@ class LedgerConfig:
             raise ConfigurationError("max_batch", f"must be >= 1, got {self.max_batch}")
         if not self.heartbeat_threshold_s > 0:
             raise ConfigurationError("heartbeat_threshold", f"must be > 0, got {self.heartbeat_threshold_s}")
-
-
-# ---------------------------------------------------------------- events (past tense)
-
-@dataclass(frozen=True, slots=True)
-class ManagerRegistered:
-    manager_id: ManagerId
-    block_id: str
-    hostname: str
-    worker_count: int
-    protocol_version: int
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConnected:
-    """A worker said hello. ``pid`` (0: unknown) tells its process apart from the slot's earlier ones."""
-    manager_id: ManagerId
-    worker_index: int
-    now: float
-    pid: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TasksArrived:
-    """Tasks from the executor; a body comes with the first task of each digest."""
-    tasks: Sequence[TaskMessage]
-
-
-@dataclass(frozen=True, slots=True)
-class ResultsArrived:
-    manager_id: ManagerId
-    worker_index: int
-    task_ids: Sequence[TaskId]
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatReceived:
-    manager_id: ManagerId
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerDied:
-    """A pool reported a worker's exit (``exitcode`` < 0: killed by that signal)."""
-    manager_id: ManagerId
-    worker_index: int
-    exitcode: int
-    now: float
-    pid: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerDraining:
-    """The pool takes no new tasks (it exits once idle)."""
-    manager_id: ManagerId
-
-
-@dataclass(frozen=True, slots=True)
-class HoldManager:
-    """The executor asked that the pool get no new tasks (before scaling its block in)."""
-    manager_id: ManagerId
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed: pools silent for longer than the threshold are lost."""
-    now: float
-
-
-Event = Union[ManagerRegistered, WorkerConnected, TasksArrived, ResultsArrived, HeartbeatReceived, WorkerDied,
-              ManagerDraining, HoldManager, Tick]
-
-
-# ---------------------------------------------------------------- actions (imperative)
-
-@dataclass(frozen=True, slots=True)
-class AcceptManager:
-    """Reply ``RegisterReply(accepted=True, ...)`` to the pool."""
-    manager_id: ManagerId
-
-
-@dataclass(frozen=True, slots=True)
-class RejectManager:
-    """Refuse the pool (``RegisterReply(accepted=False, reason)`` or ``Shutdown(reason)``)."""
-    manager_id: ManagerId
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Send ``TaskBatch(tasks)`` to that worker; bodies are already attached where needed."""
-    manager_id: ManagerId
-    worker_index: int
-    tasks: tuple[TaskMessage, ...]
-
-    @property
-    def task_ids(self) -> tuple[TaskId, ...]:
-        return tuple(task.task_id for task in self.tasks)
-
-    @property
-    def bodies_to_attach(self) -> dict[bytes, bytes]:
-        """The function bodies this batch carries, by digest."""
-        return {task.fn_digest: task.fn_body for task in self.tasks if task.fn_body is not None}
-
-
-@dataclass(frozen=True, slots=True)
-class FailTasks:
-    """Fail these tasks on the executor's side (status ``"lost"``); the ledger has forgotten them.
-
-    ``manager_id`` and ``hostname`` name the pool (empty for ``unknown_function``),
-    ``worker_index`` and ``exitcode`` (negative: a signal) the worker that died
-    (``worker_lost`` only; the exit code if known), ``details`` say it in words.
-    """
-
-    task_ids: tuple[TaskId, ...]
-    reason: FailReason
-    manager_id: ManagerId
-    hostname: str
-    worker_index: Optional[int]
-    exitcode: Optional[int]
-    details: str
-
-    def exception_for(self, task_id: TaskId) -> Exception:
-        """The exception to set on that task's future (``WorkerLost``, ``ManagerLost``, ...)."""
-        return _EXCEPTIONS[self.reason](self, task_id)
-
-
-_EXCEPTIONS: dict[str, Callable[[FailTasks, TaskId], Exception]] = {
-    "worker_lost": lambda a, task_id: WorkerLost(task_id, a.hostname, a.worker_index if a.worker_index is not None
-                                                 else "?", a.details if a.exitcode is None else a.exitcode),
-    "manager_lost": lambda a, task_id: ManagerLost(task_id, a.manager_id, a.hostname, a.details),
-    "unknown_function": lambda a, task_id: MalformedMessage("task_batch", f"task {task_id}: {a.details}"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ForgetManager:
-    """Drop the pool's routing entries (and tell it ``Shutdown(reason)`` in case it still listens)."""
-    manager_id: ManagerId
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class DropResults:
-    """Do not forward these results: their tasks are not (or no longer) on that worker."""
-    manager_id: ManagerId
-    worker_index: int
-    task_ids: tuple[TaskId, ...]
-    reason: str
-
-
-Action = Union[AcceptManager, RejectManager, Dispatch, FailTasks, ForgetManager, DropResults]
-
-
-# ---------------------------------------------------------------- read-only views
-
-@dataclass(frozen=True, slots=True)
-class IdleManager:
-    manager_id: ManagerId
-    block_id: str
-    hostname: str
-    idle_s: float
-    held: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerInfo:
-    """A snapshot of one pool, e.g. for the ``status`` command."""
-    manager_id: ManagerId
-    block_id: str
-    hostname: str
-    worker_count: int
-    worker_tasks: dict[int, int]   # connected worker index -> tasks it holds
-    held: bool
-    draining: bool
-    last_heartbeat: float
 
 
 # ---------------------------------------------------------------- internal records
@@ -309,6 +134,7 @@ class Ledger:
             ManagerDraining: lambda event: self._close(event.manager_id, held=False),
             HoldManager: lambda event: self._close(event.manager_id, held=True),
             Tick: self._tick,
+            ManagerGone: self._gone,
         }
 
     def handle(self, event: Event) -> list[Action]:
@@ -411,6 +237,15 @@ class Ledger:
             self._remove(manager, event.now, details, actions)
             actions.append(ForgetManager(manager.manager_id, details))
         if actions:
+            self._fill_all(actions)
+        return actions
+
+    def _gone(self, event: ManagerGone) -> list[Action]:
+        manager = self._managers.get(event.manager_id)
+        actions: list[Action] = []
+        if manager is not None:
+            self._remove(manager, event.now, event.details, actions)
+            actions.append(ForgetManager(manager.manager_id, event.details))
             self._fill_all(actions)
         return actions
 

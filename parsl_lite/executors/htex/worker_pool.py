@@ -35,7 +35,7 @@ from parsl_lite.executors.htex.messages import (
     PROTOCOL_VERSION, Heartbeat, HeartbeatAck, Register, RegisterReply, Shutdown, WorkerDied, WorkerStarted,
     decode, encode,
 )
-from parsl_lite.executors.htex.errors import MalformedMessage
+from parsl_lite.executors.htex.errors import MalformedMessage, describe_exit
 
 logger = logging.getLogger("parsl_lite.executors.htex.worker_pool")
 
@@ -169,16 +169,6 @@ class WorkerPool:
                 proc.wait()
         self.socket.close(linger=0)
         self.context.term()
-
-
-def describe_exit(code: int) -> str:
-    """``exit code 3`` or ``killed by SIGKILL``."""
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
