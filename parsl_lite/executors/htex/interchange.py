@@ -53,6 +53,7 @@ class Interchange:
         self.ledger = Ledger(LedgerConfig(prefetch_capacity=settings.prefetch_capacity, max_batch=settings.max_batch,
                                           heartbeat_threshold_s=settings.heartbeat_threshold_s))
         self.registering: set[bytes] = set()
+        self.manager_identity: dict[bytes, bytes] = {}           # manager id -> its socket identity
         self.client_identity: Optional[bytes] = None
         self.worker_of: dict[bytes, tuple[bytes, int]] = {}     # socket identity -> (manager, index)
         self.identity_of: dict[tuple[bytes, int], bytes] = {}   # (manager, index) -> socket identity
@@ -178,6 +179,7 @@ class Interchange:
 
     def _on_register(self, identity: bytes, message: Register) -> None:
         self.hosts[message.manager_id] = message.hostname
+        self.manager_identity[message.manager_id] = identity
         logger.info("pool %s registering: host %s, block %s, %d workers, protocol %d, python %s",
                     message.manager_id.hex(), message.hostname, message.block_id, message.worker_count,
                     message.protocol_version, message.python_version)
@@ -243,17 +245,19 @@ class Interchange:
         self._to_client(ResultBatch(results))
 
     def _accept_manager(self, action: AcceptManager) -> None:
-        self._send_worker(action.manager_id, RegisterReply(True, "", self.settings.heartbeat_period_s))
+        self._send_manager(action.manager_id, RegisterReply(True, "", self.settings.heartbeat_period_s))
 
     def _reject_manager(self, action: RejectManager) -> None:
         logger.error("refusing pool %s: %s", action.manager_id.hex(), action.reason)
         if action.manager_id in self.registering:
-            self._send_worker(action.manager_id, RegisterReply(False, action.reason, self.settings.heartbeat_period_s))
+            self._send_manager(action.manager_id, RegisterReply(False, action.reason, self.settings.heartbeat_period_s))
         else:
-            self._send_worker(action.manager_id, Shutdown(action.reason))
+            self._send_manager(action.manager_id, Shutdown(action.reason))
+        self.manager_identity.pop(action.manager_id, None)
 
     def _forget_manager(self, action: ForgetManager) -> None:
-        self._send_worker(action.manager_id, Shutdown(action.reason))
+        self._send_manager(action.manager_id, Shutdown(action.reason))
+        self.manager_identity.pop(action.manager_id, None)
         for key in [k for k in self.identity_of if k[0] == action.manager_id]:
             self.worker_of.pop(self.identity_of.pop(key), None)
 
@@ -272,6 +276,9 @@ class Interchange:
             return
         self.client.send_multipart([self.client_identity, *frames], copy=False)
 
+    def _send_manager(self, manager_id: bytes, message: Any) -> None:
+        self._send_worker(self.manager_identity.get(manager_id, manager_id), message)
+
     def _send_worker(self, identity: bytes, message: Any) -> None:
         try:
             self.workers.send_multipart([identity, *encode(message)], copy=False)
@@ -280,7 +287,7 @@ class Interchange:
 
     def _shutdown_managers(self, reason: str) -> None:
         for manager_id in self.ledger.manager_ids():
-            self._send_worker(manager_id, Shutdown(reason))
+            self._send_manager(manager_id, Shutdown(reason))
         for identity in list(self.worker_of):
             self._send_worker(identity, Shutdown(reason))
 
