@@ -78,10 +78,9 @@ _REGISTRIES: dict[str, _Registry] = {
 _SEARCHED_FOR_OTHER_KEYS = ("executors", "provider", "launcher")
 
 # The default executor, written as a TOML table so it is built lazily by the same
-# code as a file. To make the default a local worker pool once htex exists,
-# change this one line to:
-#   {"type": "HighThroughputExecutor", "label": "htex_local", "provider": {"type": "LocalProvider"}}
-_DEFAULT_EXECUTOR: Mapping[str, Any] = {"type": "ThreadPoolExecutor", "label": "threads"}
+# code as a file: a pool of worker processes on this machine (one per core).
+_DEFAULT_EXECUTOR: Mapping[str, Any] = {"type": "HighThroughputExecutor", "label": "htex_local",
+                                        "provider": {"type": "LocalProvider", "init_blocks": 1, "max_blocks": 1}}
 
 _TYPECHECK_ARGUMENT = re.compile(r'argument "([^"]+)"')
 _module_ids = itertools.count()
@@ -135,9 +134,8 @@ def load_config(source: ConfigSource = None) -> Config:
 def default_config() -> Config:
     """The config used when ``load`` gets nothing: one executor on this machine.
 
-    Built from ``_DEFAULT_EXECUTOR`` on each call, so every caller gets fresh,
-    unstarted executors. Switching the default to a HighThroughputExecutor on a
-    LocalProvider is a one-line change of that table.
+    Built from ``_DEFAULT_EXECUTOR`` (a HighThroughputExecutor on a
+    LocalProvider) on each call, so every caller gets fresh, unstarted executors.
     """
     return config_from_dict({"executors": [dict(_DEFAULT_EXECUTOR)]}, origin="<default config>")
 

@@ -36,13 +36,15 @@ def load_error(path: Path) -> ConfigurationError:
 # --- the shipped configs, the pass-through and the default ---
 
 
-@pytest.mark.parametrize("name", ["threads.toml", "local.toml", "local.py"])
-def test_shipped_configs_load(name: str) -> None:
+@pytest.mark.parametrize("name,kind,label", [("threads.toml", "ThreadPoolExecutor", "threads"),
+                                              ("local.toml", "HighThroughputExecutor", "htex_local"),
+                                              ("local.py", "HighThroughputExecutor", "htex_local")])
+def test_shipped_configs_load(name: str, kind: str, label: str) -> None:
     config = load_config(str(CONFIGS / name))
     assert isinstance(config, Config)
     [executor] = config.executors
-    assert isinstance(executor, ThreadPoolExecutor)
-    assert executor.label == "threads"
+    assert type(executor).__name__ == kind
+    assert executor.label == label
 
 
 def test_threads_toml_sets_its_values() -> None:
@@ -66,7 +68,8 @@ def test_config_object_passes_through() -> None:
 def test_none_gives_default_local_config() -> None:
     config = load_config(None)
     [executor] = config.executors
-    assert isinstance(executor, ThreadPoolExecutor) and executor.label == "threads"
+    assert type(executor).__name__ == "HighThroughputExecutor" and executor.label == "htex_local"
+    assert type(executor.provider).__name__ == "LocalProvider"
     assert load_config() is not config
     assert default_config().executors[0] is not executor  # fresh, unstarted executors each time
 
