@@ -63,8 +63,15 @@ def wait_until(predicate, timeout_s=20.0, what="condition"):
 
 
 def our_processes(name: str) -> list[psutil.Process]:
-    me = psutil.Process()
-    return [p for p in me.children(recursive=True) if name in " ".join(p.cmdline())]
+    """Our live descendants whose command line contains ``name`` (zombies and the departed skipped)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and name in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_apps_run_on_worker_processes(htex_dfk):
@@ -123,17 +130,19 @@ def test_unencrypted_executor_works(make_dfk):
 
 
 def test_killed_worker_fails_its_task_with_worker_lost_and_is_replaced(htex_dfk):
-    victim = pid_of_worker().result(timeout=30)
+    executor = htex_dfk.executors["htex"]
     fut = sleep_then(30)
-    wait_until(lambda: any(p.pid == victim or True for p in our_processes("htex.worker ")), what="workers")
+    workers = wait_until(lambda: len(w := our_processes("parsl_lite.executors.htex.worker ")) == 2 and w,
+                         what="two workers")
     time.sleep(0.5)  # let the task reach a worker
-    for proc in our_processes("parsl_lite.executors.htex.worker "):
-        if proc.status() != psutil.STATUS_ZOMBIE:
-            proc.kill()
+    for proc in workers:
+        proc.kill()
     with pytest.raises(WorkerLost, match="SIGKILL"):
         fut.result(timeout=30)
-    assert double(5).result(timeout=30) == 10  # replacements took over
-
+    killed = {p.pid for p in workers}
+    wait_until(lambda: len([p for p in our_processes("parsl_lite.executors.htex.worker ") if p.pid not in killed]) == 2
+               and executor.connected_workers == 2, what="two replacement workers")
+    assert double(5).result(timeout=30) == 10
 
 def test_worker_lost_is_retried_when_asked(make_dfk, tmp_path):
     make_dfk(executors=[htex()], strategy="none", retries=1)

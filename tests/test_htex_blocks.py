@@ -5,17 +5,15 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 import zmq
 
-from parsl_lite import python_app
 from parsl_lite.executors.htex.errors import ManagerLost
 from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.executors.htex.messages import Register, RegisterReply, decode, encode
 from parsl_lite.providers import LocalProvider
 
-from .test_htex import double, sleep_then, wait_until
+from .test_htex import double, our_processes, sleep_then, wait_until
 
 
 def test_blocks_follow_the_load_out_and_back_in(make_dfk):
@@ -37,8 +35,7 @@ def test_a_block_killed_behind_our_back_fails_its_tasks_at_the_next_poll(make_df
     fut = sleep_then(30)
     time.sleep(0.3)
     [job_id] = executor.blocks.values()
-    pool = wait_until(lambda: [p for p in psutil.Process().children(recursive=True)
-                               if "htex.worker_pool" in " ".join(p.cmdline())], what="the pool")[0]
+    pool = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")[0]
     os.killpg(os.getpgid(pool.pid), signal.SIGKILL)  # the whole job, as a scheduler would
     started = time.monotonic()
     with pytest.raises(ManagerLost, match="job ended"):

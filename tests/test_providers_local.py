@@ -194,8 +194,13 @@ def test_cancel_stops_the_whole_group_including_grandchildren(provider):
     p = provider()
     job_id = p.submit("sleep 300 & sleep 300 & wait", 2)  # bash -> 2 copies -> 2 sleeps each
     leader = psutil.Process(p._jobs[job_id].process.pid)
-    descendants = wait_for(lambda: len(c := leader.children(recursive=True)) >= 6 and c)
-    assert sum(d.name() == "sleep" for d in descendants) == 4
+    # forked children are named bash until they exec sleep: wait for the four sleeps themselves
+    def four_sleeps():
+        children = leader.children(recursive=True)
+        return children if sum(_name(d) == "sleep" for d in children) == 4 else None
+
+    descendants = wait_for(four_sleeps)
+    assert sum(_name(d) == "sleep" for d in descendants) == 4
     assert p.cancel([job_id]) == [True]
     assert state_of(p, job_id) is JobState.CANCELLED
     wait_for(lambda: not live_group_members(leader.pid))
@@ -257,3 +262,10 @@ def test_script_dir_problems_are_named(tmp_path):
 def test_provider_interface_is_small():
     abstract = sorted(ExecutionProvider.__abstractmethods__)
     assert abstract == ["cancel", "label", "status", "status_polling_interval", "submit"]
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
