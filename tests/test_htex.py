@@ -211,3 +211,26 @@ def test_shutdown_leaves_no_process_behind(make_dfk):
     dfk.cleanup()
     assert time.monotonic() - started < 10
     wait_until(lambda: not our_processes("parsl_lite.executors.htex"), timeout_s=10, what="processes to exit")
+
+
+def test_running_time_limit_interrupts_the_task(htex_dfk):
+    from parsl_lite.executors.htex.errors import TaskTimeout
+
+    @python_app
+    def spin(parsl_resource_specification=None):
+        while True:
+            pass
+
+    with pytest.raises(TaskTimeout, match="running_time_limit of 0.5"):
+        spin(parsl_resource_specification={"running_time_limit": 0.5}).result(timeout=30)
+    assert double(2).result(timeout=30) == 4  # the worker survived
+
+
+def test_bad_resource_specification_is_refused_by_name(htex_dfk):
+    from parsl_lite.executors.htex.errors import InvalidResourceSpecification
+
+    fut = double(1, parsl_resource_specification={"gpus": 2})
+    with pytest.raises(InvalidResourceSpecification, match=r"unknown resource specification keys \['gpus'\]"):
+        fut.result(timeout=5)
+    with pytest.raises(InvalidResourceSpecification, match="'cores' must be a number"):
+        double(1, parsl_resource_specification={"cores": "two"}).result(timeout=5)

@@ -186,3 +186,22 @@ class TaskTooLarge(HighThroughputError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.size, self.limit)
+
+
+class TaskTimeout(HighThroughputError):
+    """A task ran past its ``running_time_limit`` (resource specification) and was interrupted."""
+
+
+class InvalidResourceSpecification(HighThroughputError, ValueError):
+    """A ``parsl_resource_specification`` has keys or values this executor does not understand.
+
+    Args:
+        reason: which keys or values, and what is accepted.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))

@@ -24,7 +24,7 @@ from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.executors.errors import ExecutorShutdown
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.client import InterchangeClient
-from parsl_lite.executors.htex.errors import TaskTooLarge
+from parsl_lite.executors.htex.errors import InvalidResourceSpecification, TaskTooLarge
 from parsl_lite.executors.htex.messages import ResultMessage, TaskMessage
 from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range
 from parsl_lite.fast_future import FastFuture
@@ -36,6 +36,29 @@ DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --addre
                       "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
                       "--heartbeat-period {heartbeat_period} --heartbeat-threshold {heartbeat_threshold} "
                       "{cert_dir} --logdir {logdir} {debug}")
+
+
+# What a task's parsl_resource_specification may say here. running_time_limit is
+# enforced by the worker (TaskTimeout); cores, memory and disk are checked and
+# recorded but each task takes one worker slot: size slots with cores_per_worker
+# and mem_per_worker. priority is accepted (tasks run in submission order).
+RESOURCE_KEYS = frozenset({"cores", "memory", "disk", "running_time_limit", "priority"})
+
+
+def check_resource_specification(spec: dict) -> None:
+    """Refuse unknown keys and non-numeric values, naming them.
+
+    Raises:
+        InvalidResourceSpecification: what is wrong and what is accepted.
+    """
+    unknown = sorted(set(spec) - RESOURCE_KEYS)
+    if unknown:
+        raise InvalidResourceSpecification(f"unknown resource specification keys {unknown}; "
+                                           f"accepted: {sorted(RESOURCE_KEYS)}")
+    for key, value in spec.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InvalidResourceSpecification(f"resource specification {key!r} must be a number >= 0, "
+                                               f"got {value!r}")
 
 
 class HighThroughputExecutor(ParslExecutor):
@@ -216,6 +239,8 @@ class HighThroughputExecutor(ParslExecutor):
         broken = self._broken
         if broken is not None:
             raise broken
+        if resource_specification:
+            check_resource_specification(resource_specification)
         digest, body = self._functions.get(func)
         packed = pack_apply_message(args, kwargs)
         if len(packed) > self.max_payload_bytes:

@@ -18,7 +18,8 @@ import zmq
 
 from parsl_lite.errors import SerializationError
 from parsl_lite.executors.htex import curve
-from parsl_lite.executors.htex.errors import MalformedMessage
+from parsl_lite.deadline import call_with_deadline
+from parsl_lite.executors.htex.errors import MalformedMessage, TaskTimeout
 from parsl_lite.executors.htex.messages import (
     ResultBatch, ResultMessage, Shutdown, TaskBatch, TaskMessage, WorkerHello, decode, encode,
 )
@@ -38,8 +39,13 @@ def run_task(task: TaskMessage, store: FunctionStore, max_result_bytes: int) -> 
         args, kwargs = unpack_apply_message(task.args)
     except Exception:
         return ResultMessage(task.task_id, "error", serialize(wrap_current_exception()))
+    limit = task.resource_spec.get("running_time_limit") if task.resource_spec else None
     try:
-        value = func(*args, **kwargs)
+        if limit:
+            value = call_with_deadline(func, args, kwargs, float(limit), TaskTimeout,
+                                       f"task {task.task_id} ran past its running_time_limit of {limit} s")
+        else:
+            value = func(*args, **kwargs)
     except BaseException:  # the task's own failure, SystemExit included, goes to its future
         return ResultMessage(task.task_id, "error", serialize(wrap_current_exception()))
     try:
