@@ -43,6 +43,10 @@ class Config(RepresentationMixin):
         usage_tracking: accepted for Parsl compatibility; parsl_lite never
             sends usage data anywhere.
         project_name: accepted for Parsl compatibility.
+        max_pending_tasks: unfinished tasks at which an app call from the
+            user's code blocks until some finish (backpressure, so a script
+            that submits millions of apps does not grow queues without bound);
+            None: never block.
     """
 
     @typechecked
@@ -63,6 +67,7 @@ class Config(RepresentationMixin):
         initialize_logging: bool = True,
         usage_tracking: int = 0,
         project_name: Optional[str] = None,
+        max_pending_tasks: Optional[int] = 200_000,
     ) -> None:
         if executors is None:
             from parsl_lite.executors.threads import ThreadPoolExecutor
@@ -99,6 +104,9 @@ class Config(RepresentationMixin):
         self.initialize_logging = initialize_logging
         self.usage_tracking = usage_tracking
         self.project_name = project_name
+        if max_pending_tasks is not None and max_pending_tasks < 1:
+            raise ConfigurationError("max_pending_tasks", f"must be >= 1 or None, got {max_pending_tasks}")
+        self.max_pending_tasks = max_pending_tasks
 
     @property
     def executors(self) -> tuple[ParslExecutor, ...]:

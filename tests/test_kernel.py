@@ -200,3 +200,20 @@ def test_parsl_import_paths_exist():
     import parsl_lite.launchers  # noqa: F401
     import parsl_lite.providers  # noqa: F401
     assert parsl_lite.AUTO_LOGNAME is not None
+
+
+def test_submit_blocks_at_max_pending_tasks_and_everything_completes(make_dfk):
+    dfk = make_dfk(executors=[ThreadPoolExecutor(max_threads=1)], max_pending_tasks=10)
+    slow = python_app(lambda i: (__import__("time").sleep(0.002), i)[1])
+    futs, seen = [], []
+    for i in range(100):
+        futs.append(slow(i))
+        seen.append(len(dfk.tasks))
+    assert [f.result(timeout=30) for f in futs] == list(range(100))
+    assert max(seen) <= 10
+    assert min(seen[20:]) >= 1  # it kept working while the caller waited
+
+
+def test_max_pending_tasks_must_be_positive():
+    with pytest.raises(ConfigurationError, match="max_pending_tasks"):
+        Config(max_pending_tasks=0)

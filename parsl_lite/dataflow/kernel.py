@@ -91,6 +91,9 @@ class DataFlowKernel:
             self._detach_log()
             raise
         self._labels = tuple(self.executors)
+        self._max_pending = self.config.max_pending_tasks
+        self._room = threading.Condition(self._lock)
+        self._room_waiters = 0
         self._callback = self._exec_done  # bound once: the hot path adds it to every future
         atexit.register(self._atexit_cleanup)
 
@@ -131,6 +134,8 @@ class DataFlowKernel:
         """
         if self._cleanup_called:
             raise KernelShutdown("the DataFlowKernel was cleaned up; load a new config to submit more apps")
+        if self._max_pending is not None and len(self._graph) >= self._max_pending:
+            self._wait_for_room()
         kwargs = app_kwargs if app_kwargs else _NO_KWARGS
         tid = TaskId(next(self._ids))
         record = TaskRecord(tid, func.__name__, cache and self._memoize_on(), join)
@@ -317,6 +322,9 @@ class DataFlowKernel:
 
     def _finish(self, record: TaskRecord, state: States, result: Any, exc: Optional[BaseException]) -> None:
         record.time_returned = time.time()
+        if self._room_waiters:
+            with self._room:
+                self._room.notify_all()
         if not self.config.garbage_collect:
             self._finished[record.id] = record
         app_fu: AppFuture = record.app_fu
@@ -380,6 +388,23 @@ class DataFlowKernel:
         self._apply(actions)
 
     # ------------------------------------------------------------ helpers
+
+    def _wait_for_room(self) -> None:
+        """Backpressure: block the user's thread until the graph drops below 90% of the limit.
+
+        Our own threads (executor I/O, join bodies) never block here: they are
+        the ones that make room.
+        """
+        if threading.current_thread().name.startswith("parsl_lite"):
+            return
+        low_water = int(self._max_pending * 0.9)  # type: ignore[operator]
+        with self._room:
+            self._room_waiters += 1
+            try:
+                while len(self._graph) > low_water and not self._cleanup_called:
+                    self._room.wait(1.0)
+            finally:
+                self._room_waiters -= 1
 
     def _memoize_on(self) -> bool:
         return bool(getattr(self.memoizer, "memoize", True))
