@@ -12,8 +12,9 @@
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from parsl_lite.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from parsl_lite.dataflow.kernel import DataFlowKernel
@@ -30,13 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'parsl_lite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes("parsl_lite", globals(), _LAZY)
 
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import zmq
 
@@ -237,7 +237,3 @@ class InterchangeClient:
             if not waiter.done():
                 waiter.set_exception(InterchangeLost("the connection to the interchange is closed"))
 
-
-def describe_settings(settings: InterchangeSettings) -> dict[str, Any]:
-    """The settings as a dict, for logs."""
-    return json.loads(settings.to_json())
