@@ -107,6 +107,8 @@ def _cmd_list(_: argparse.Namespace) -> int:
         extra = "".join(f"; {group}: {case.size_param} in {list(sizes)}"
                         for group, sizes in case.sizes_by_executor.items())
         in_all = f"; in `run all`: {dict(case.fixed_in_all)}" if case.fixed_in_all else ""
+        in_all += "".join(f"; in `run all --executor {group}`: {case.size_param} in {list(sizes)}"
+                          for group, sizes in case.sizes_in_all.items())
         print(f"case {case.name}: {case.size_param} in {list(case.sizes)}{extra}, {dict(case.fixed)}{in_all} "
               f"(run all: {groups})")
     for adapter in ADAPTERS.values():

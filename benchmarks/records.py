@@ -10,6 +10,7 @@ and the parent's (``run_id``, ``repeat``, ``timestamp``, ``loadavg_before``,
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -98,23 +99,36 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_dirty() -> list[str] | None:
-    """Files changed since the commit outside ``benchmarks/`` (what was measured differs), or None (no git).
-
-    Runs ``git --no-optional-locks status``, which reads and never writes
-    (not even the index's stat cache). Untracked files are not listed.
-    """
+def _git(*args: str) -> str | None:
+    """Output of a read-only git command on the repository, or None."""
     try:
         out = subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no",
-             "--", ".", ":(exclude)benchmarks"],
+            ["git", "--no-optional-locks", "-C", str(REPO_DIR), *args],
             capture_output=True, text=True, timeout=10, check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_dirty() -> dict[str, Any] | None:
+    """How the measured code differs from the commit, outside ``benchmarks/``; None if it does not.
+
+    Only read-only commands run (``status`` and ``diff`` with
+    ``--no-optional-locks``: not even the index's stat cache is written).
+    Untracked files are not listed.
+
+    Returns:
+        ``{"files": [...], "diff_sha1": ...}`` (the hash tells two dirty
+        states apart), or None when clean or without git.
+    """
+    pathspec = ["--", ".", ":(exclude)benchmarks"]
+    status = _git("status", "--porcelain", "--untracked-files=no", *pathspec)
+    if not status:
         return None
-    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+    diff = _git("diff", "HEAD", *pathspec) or ""
+    return {"files": [line[3:] for line in status.splitlines() if line.strip()],
+            "diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12]}
 
 
 def machine() -> dict[str, Any]:

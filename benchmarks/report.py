@@ -330,7 +330,7 @@ def _render_runs(ordered: list[tuple[str, list[Record]]]) -> list[str]:
         lines.append(
             f"- {'; '.join(rows_of[run_id])}: run `{run_id}`, "
             f"{len({rec.get('repeat') for rec in recs})} repeat(s), python {first.get('python', '?')}, "
-            f"{_machine_text(first.get('machine', {}))}, commit {_commit_text(first)}, "
+            f"{_machine_text(first.get('machine', {}))}, {_commits_text(recs)}, "
             f"1-min load {min(load):.2f}–{max(load):.2f}"
         )
     return lines
@@ -389,7 +389,20 @@ def _commit_text(rec: Record) -> str:
     """The commit, and how many files outside benchmarks/ differed from it."""
     text = f"`{(rec.get('git_commit') or 'none')[:10]}`"
     dirty = rec.get("git_dirty")
-    return text + (f" + {len(dirty)} changed file(s)" if dirty else "")
+    if not dirty:
+        return text
+    files = dirty.get("files", []) if isinstance(dirty, dict) else dirty
+    sha = f", diff `{dirty['diff_sha1']}`" if isinstance(dirty, dict) and dirty.get("diff_sha1") else ""
+    return text + f" + {len(files)} changed file(s){sha}"
+
+
+def _commits_text(recs: Sequence[Record], short: bool = False) -> str:
+    """The code the records measured: one commit (and changes), or several if it moved during the run."""
+    texts = list(dict.fromkeys(_commit_text(rec) for rec in recs))
+    if len(texts) == 1:
+        return texts[0] if short else f"commit {texts[0]}"
+    return ("; ".join(texts) + f" (**code changed during the run**: {len(texts)} states)") if not short \
+        else f"{len(texts)} code states"
 
 
 def _machine_text(machine: dict[str, Any]) -> str:
@@ -431,6 +444,6 @@ def _render_history(runs: dict[str, list[Record]]) -> list[str]:
             f"| {', '.join(sorted({r['executor'] for r in recs}))} "
             f"| {', '.join(columns(recs))} | {len(recs)} "
             f"| {sum('error' in r for r in recs)} | {min(load):.2f}–{max(load):.2f} "
-            f"| {_commit_text(recs[0])} |"
+            f"| {_commits_text(recs, short=True)} |"
         )
     return lines

@@ -8,6 +8,7 @@
           for library:                 machine whose load drifts
             python -m benchmarks.child ──stdout──▶ one JSON record
             + run_id, repeat, loadavg, timestamp, commit ──▶ records/<case>.jsonl
+                                       (commit and changed files read per child)
 
 Each child gets a fresh interpreter and its own session (process group), so a
 library's threads, sockets or worker processes can neither disturb the next
@@ -81,8 +82,7 @@ def run(plan: RunPlan) -> list[records.Record]:
         The records, in the order taken.
     """
     run_id = records.new_run_id()
-    common = {"run_id": run_id, "git_commit": records.git_commit(), "git_dirty": records.git_dirty(),
-              "machine": records.machine()}
+    common = {"run_id": run_id, "machine": records.machine()}
     steps = [(case, params) for case in plan.cases
              for params in case.param_sets(plan.sizes, plan.executor, plan.overrides.get(case.name), plan.in_all)]
     total = plan.repeats * len(steps) * len(plan.adapters)
@@ -120,7 +120,9 @@ def _measure(adapter: type[Adapter], case: Case, params: dict[str, Any], plan: R
         "--run-dir", str(run_dir),
     ]
     timeout_s = plan.timeout_s or case.timeout_s
-    before = {"timestamp": records.now_iso(), "loadavg_before": records.loadavg()}
+    # The checkout is read per measurement: the code may be committed or edited while a run goes on.
+    before = {"timestamp": records.now_iso(), "git_commit": records.git_commit(), "git_dirty": records.git_dirty(),
+              "loadavg_before": records.loadavg()}
     t0 = time.perf_counter()
     stdout, stderr, status = _run_child(cmd, timeout_s)
     after = {"wall_s": round(time.perf_counter() - t0, 3), "loadavg_after": records.loadavg()}

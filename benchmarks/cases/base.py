@@ -50,6 +50,10 @@ class Case:
         fixed_in_all: replaces some of :attr:`fixed` when the case runs as
             part of ``run all`` (``pi`` uses 10**5 points there, 10**6 alone),
             unless the command line overrides them.
+        sizes_in_all: default sizes of some groups when the case runs as part
+            of ``run all`` (``noop`` runs only n=10,000 in ``htex``'s: its
+            100k-task measurement of Parsl and Dask alone takes ~9 minutes
+            here), unless ``--sizes`` is given.
     """
 
     name: str
@@ -62,6 +66,7 @@ class Case:
     sizes_by_executor: Mapping[str, Sequence[int]] = field(default_factory=dict)
     executors: frozenset[str] | None = None
     fixed_in_all: Mapping[str, Any] = field(default_factory=dict)
+    sizes_in_all: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
     def in_all(self, executor: str) -> bool:
         """Whether ``run all --executor EXECUTOR`` includes this case."""
@@ -82,6 +87,8 @@ class Case:
         """
         fixed = {**self.fixed, **(self.fixed_in_all if in_all else {}), **(overrides or {})}
         default = self.sizes_by_executor.get(executor or "", self.sizes)
+        if in_all:
+            default = self.sizes_in_all.get(executor or "", default)
         return [{self.size_param: size, **fixed} for size in (sizes or default)]
 
     def __call__(self, adapter: Adapter, params: Mapping[str, Any]) -> Figures:

@@ -84,3 +84,45 @@ class UnknownJob(ProviderError):
     def __init__(self, provider: str, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(provider, f"unknown job id {job_id!r}: it was not submitted by this provider")
+
+
+_STDERR_IN_MESSAGE = 1000  # characters of a failed command's stderr kept in its error
+
+
+class SchedulerCommandFailed(ProviderError):
+    """A scheduler command exited non-zero, or could not be started.
+
+    Attributes:
+        command: the command line, as a string.
+        returncode: its exit code (negative: killed by that signal), or None if it never ran.
+        stderr: what it wrote on stderr.
+        stdout: what it wrote on stdout.
+    """
+
+    def __init__(self, provider: str, command: str, returncode: Optional[int], stderr: str,
+                 stdout: str = "") -> None:
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        detail = stderr.strip()[-_STDERR_IN_MESSAGE:] or "(nothing on stderr)"
+        if returncode is None:
+            reason = f"cannot run `{command}`: {detail}"
+        else:
+            reason = f"`{command}` failed with exit code {returncode}: {detail}"
+        super().__init__(provider, reason)
+
+
+class SchedulerCommandTimeout(ProviderError):
+    """A scheduler command did not finish within its timeout; it was killed.
+
+    Attributes:
+        command: the command line, as a string.
+        timeout_s: the timeout it exceeded.
+    """
+
+    def __init__(self, provider: str, command: str, timeout_s: float) -> None:
+        self.command = command
+        self.timeout_s = timeout_s
+        super().__init__(provider, f"`{command}` did not finish within cmd_timeout={timeout_s:g}s and was killed; "
+                                   "is the scheduler's controller reachable and responsive?")

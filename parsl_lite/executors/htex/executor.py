@@ -229,6 +229,12 @@ class HighThroughputExecutor(ParslExecutor):
         if self._client is not None:
             self._client.stop()
         self._cancel_blocks(list(self.blocks))
+        close = getattr(self._provider, "close", None)  # e.g. SSH connections and tunnels, after the cancel
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                logger.exception("executor %r: closing the provider failed", self.label)
         if not already_broken:
             self._fail_pending(ExecutorShutdown(self.label, "shut down before the task finished"))
         logger.info("executor %r shut down", self.label)
