@@ -105,3 +105,16 @@ def test_an_unauthenticated_peer_cannot_talk_to_an_encrypted_interchange(make_df
         context.term()
     assert double(5).result(timeout=30) == 10
     assert "intruder" not in open(os.path.join(dfk.run_dir, "htex", "interchange.log")).read()
+
+
+def test_blocks_that_keep_failing_fail_the_tasks_instead_of_stranding_them(make_dfk):
+    from parsl_lite.executors.errors import ExecutorError
+
+    executor = HighThroughputExecutor(label="htex", launch_cmd="echo 'no python here' >&2; exit 3",
+                                      heartbeat_period=1, heartbeat_threshold=5,
+                                      provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
+    make_dfk(executors=[executor], strategy="simple", strategy_period=0.2)
+    with pytest.raises(ExecutorError, match="blocks failed and no worker connected.*exit code 3"):
+        double(1).result(timeout=30)
+    with pytest.raises(ExecutorError):
+        double(2).result(timeout=5)  # the executor stays failed: new tasks fail at once

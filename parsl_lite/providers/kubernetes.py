@@ -325,6 +325,16 @@ class KubernetesProvider(ExecutionProvider):
             results.append(True)
         return results
 
+    def close(self) -> None:
+        """Release the API client's connections; the executor calls this at shutdown, after cancelling.
+
+        The client is made again if the provider is used afterwards.
+        """
+        with self._lock:
+            core, self._core = self._core, None
+        if core is not None:
+            core.api_client.close()
+
     # ------------------------------------------------------------ internals
 
     def _job(self, job_id: str) -> _Job:

@@ -21,7 +21,7 @@ from typeguard import typechecked
 
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ParslExecutor
-from parsl_lite.executors.errors import ExecutorShutdown
+from parsl_lite.executors.errors import ExecutorError, ExecutorShutdown
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.client import InterchangeClient
 from parsl_lite.executors.htex.errors import InvalidResourceSpecification, TaskTooLarge
@@ -31,6 +31,8 @@ from parsl_lite.fast_future import FastFuture
 from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
 
 logger = logging.getLogger(__name__)
+
+_FAILED_BLOCKS_BEFORE_GIVING_UP = 2
 
 DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --address {address} --port {worker_port} "
                       "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
@@ -183,6 +185,7 @@ class HighThroughputExecutor(ParslExecutor):
         self._block_ids = itertools.count()
         self.cert_dir: Optional[str] = None
         self._block_submitted: dict[str, float] = {}
+        self._failed_blocks = 0
         self._status_cache: dict = {}
         self._status_time = float("-inf")
 
@@ -339,10 +342,26 @@ class HighThroughputExecutor(ParslExecutor):
             return
         reason = f"block {block_id}'s job ended: {status}"
         logger.error("executor %r: %s", self.label, reason)
+        if state == "FAILED":
+            self._block_failed(reason)
         try:
             self.command("block_lost", {"block_id": block_id, "reason": reason})
         except Exception as exc:  # the interchange will notice the silence anyway
             logger.warning("executor %r: could not report block %s lost: %r", self.label, block_id, exc)
+
+    def _block_failed(self, reason: str) -> None:
+        """Parsl's block error handler: when blocks keep failing and no worker ever came, fail the executor.
+
+        Otherwise tasks would wait for workers that will never come (a bad
+        partition, a missing image, a worker that cannot start).
+        """
+        self._failed_blocks += 1
+        if not self.block_error_handler or self._failed_blocks < _FAILED_BLOCKS_BEFORE_GIVING_UP:
+            return
+        if any(self.blocks) or self._status(max_age_s=0.0).get("connected_workers", 0):
+            return
+        self._fail(ExecutorError(self.label, f"{self._failed_blocks} blocks failed and no worker connected; "
+                                             f"last: {reason}"))
 
     def command(self, name: str, args: Optional[dict] = None, timeout_s: float = 10.0) -> dict:
         """Ask the interchange something (``status``, ``hold_block``...)."""
@@ -366,7 +385,11 @@ class HighThroughputExecutor(ParslExecutor):
         for _ in range(blocks):
             block_id = str(next(self._block_ids))
             command = self._launch_command(block_id)
-            job_id = self._provider.submit(command, 1, f"parsl_lite.{self.label}.block-{block_id}")
+            try:
+                job_id = self._provider.submit(command, 1, f"parsl_lite.{self.label}.block-{block_id}")
+            except Exception as exc:
+                self._block_failed(f"the provider could not start block {block_id}: {exc}")
+                raise
             self.blocks[block_id] = job_id
             self._block_submitted[block_id] = time.monotonic()
             started.append(block_id)

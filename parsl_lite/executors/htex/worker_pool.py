@@ -60,7 +60,8 @@ class WorkerPool:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.manager_id = uuid.uuid4().bytes
-        self.cores = os.cpu_count() or 1
+        # a container's share of the node (PARSL_CORES, set by providers that know it) wins over the node's count
+        self.cores = int(float(os.environ.get("PARSL_CORES") or 0)) or os.cpu_count() or 1
         self.mem_bytes = psutil.virtual_memory().total
         self.count = worker_count(args.max_workers_per_node, args.cores_per_worker, args.mem_per_worker,
                                   self.cores, self.mem_bytes)
