@@ -92,8 +92,8 @@ def make_provider(k8s: dict[str, str]) -> Any:
 
     yield _make
     for provider in made:  # those pointed at a bad server or with bad credentials made nothing
-        if provider._core is not None and provider.kubeconfig == k8s["KUBECONFIG"]:
-            provider._core.delete_collection_namespaced_pod(
+        if provider.kubeconfig == k8s["KUBECONFIG"]:
+            provider._api().delete_collection_namespaced_pod(
                 provider.namespace, label_selector=f"{LABEL_RUN}={provider.run_id}", grace_period_seconds=0)
 
 
@@ -184,7 +184,7 @@ def test_pi_workflow_runs_on_pods_from_the_shipped_config(k8s, make_dfk, tmp_pat
     estimate = mean(*[pi(20_000) for _ in range(4)]).result(timeout=60)
     assert abs(estimate - 3.14159) < 0.1
 
-    pods = provider._core.list_namespaced_pod(provider.namespace, label_selector=f"{LABEL_EXECUTOR}=htex_k8s,"
+    pods = provider._api().list_namespaced_pod(provider.namespace, label_selector=f"{LABEL_EXECUTOR}=htex_k8s,"
                                                                                  f"{LABEL_RUN}={provider.run_id}")
     assert [pod.metadata.name for pod in pods.items] == [job_id]
     assert pods.items[0].spec.restart_policy == "Never"
@@ -212,7 +212,7 @@ def test_blocks_scale_out_under_load_and_in_when_idle(k8s, make_provider, make_d
     assert hosts == set(job_ids)  # each pod ran one task
     _wait(lambda: not executor.blocks, what="idle pods to be released")
     assert [s.state for s in provider.status(job_ids)] == [JobState.CANCELLED] * 2
-    gone = lambda: not [p for p in provider._core.list_namespaced_pod(  # noqa: E731
+    gone = lambda: not [p for p in provider._api().list_namespaced_pod(  # noqa: E731
         provider.namespace, label_selector=f"{LABEL_RUN}={provider.run_id}").items if not p.metadata.deletion_timestamp]
     _wait(gone, what="the released pods to be deleted")
 
@@ -228,7 +228,7 @@ def test_a_pod_deleted_behind_our_back_ends_its_task_with_manager_lost_or_a_retr
     future = sleep_once(marker, 60)
     _wait(lambda: os.path.exists(marker), what="the task to start in the pod")
     [job_id] = executor.blocks.values()
-    provider._core.delete_namespaced_pod(job_id, provider.namespace, grace_period_seconds=0)
+    provider._api().delete_namespaced_pod(job_id, provider.namespace, grace_period_seconds=0)
     deleted = time.monotonic()
     if retries:
         new_pod = future.result(timeout=45)  # the retry finds the marker and returns at once
@@ -252,7 +252,7 @@ def test_an_image_that_does_not_exist_fails_the_block_naming_the_pull_error(make
     assert "ErrImagePull" in status.message or "ImagePullBackOff" in status.message
     assert "localhost/plite-no-such-image:1" in status.message
     assert status.exit_code is None  # it never started
-    [pod] = provider._core.list_namespaced_pod(provider.namespace,
+    [pod] = provider._api().list_namespaced_pod(provider.namespace,
                                                label_selector=f"{LABEL_RUN}={provider.run_id}").items or [None]
     assert pod is None or pod.metadata.deletion_timestamp, "deleted, so that kubelet stops retrying the pull"
 
@@ -285,7 +285,7 @@ def test_one_status_poll_covers_fifty_blocks(make_provider):
 def test_a_pod_gone_without_us_is_missing_and_a_cancelled_one_cancelled(make_provider):
     provider = make_provider(node_selector={"plite-test": "no-such-node"})
     gone, cancelled = (provider.submit("true", 1, f"job-{i}") for i in range(2))
-    provider._core.delete_namespaced_pod(gone, provider.namespace, grace_period_seconds=0)
+    provider._api().delete_namespaced_pod(gone, provider.namespace, grace_period_seconds=0)
     assert provider.cancel([cancelled]) == [True]
     missing, was_cancelled = provider.status([gone, cancelled])
     assert missing.state is JobState.MISSING and "deleted outside parsl_lite" in missing.message

@@ -17,14 +17,15 @@ Dispatch policy (it decides our throughput). Let ``pending`` be the queue
 length and ``eligible`` the number of connected workers on pools that are
 neither held nor draining. A worker may hold up to::
 
-    limit = max(1 + prefetch_capacity, min(ceil(pending / eligible), max_batch))
+    limit = max_batch        if ceil(pending / eligible) >= max_batch
+    limit = 1 + prefetch     otherwise
 
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
-prefetched); the second term lets a deep queue of short tasks flow in batches
-of up to ``max_batch``, while a few long tasks still spread over the workers.
-``pending`` is re-read before each worker is served, so shares shrink as the
-queue drains (guided self-scheduling) and the tail goes one by one to whichever
-worker frees up first. Idle workers are served first, then the others in
+prefetched); the batch lets a deep queue of short tasks flow in bulk. Batches
+are sent only while the queue holds a full batch for every worker, so a few
+long tasks (or the tail of a long run) still go one by one to whichever worker
+frees up first, and a block that joins later still finds work. ``pending`` is
+re-read before each worker is served. Idle workers are served first, then the others in
 round-robin order. Dispatch happens on every event that adds room or tasks;
 after every event the queue is empty or no eligible worker has room.
 
@@ -392,20 +393,24 @@ class Ledger:
         if not self._queue or not self._eligible:
             return
         self._fill(list(self._hungry), actions)
-        if self._queue and -(-len(self._queue) // self._eligible) > self._base:
+        if self._queue and self._limit(len(self._queue)) > self._base:
             self._fill(list(self._ready), actions)
 
     def _fill(self, workers: Iterable[_Worker], actions: list[Action]) -> None:
-        queue, base, max_batch = self._queue, self._base, self.config.max_batch
+        queue = self._queue
         for worker in workers:
             if not queue:
                 return
             if not (worker.connected and worker.manager.eligible):
                 continue
-            limit = max(base, min(-(-len(queue) // self._eligible), max_batch))
-            room = limit - len(worker.tasks)
+            room = self._limit(len(queue)) - len(worker.tasks)
             if room > 0:
                 self._dispatch(worker, min(room, len(queue)), actions)
+
+    def _limit(self, pending: int) -> int:
+        """How many tasks a worker may hold now: a full batch only while every worker's share is one."""
+        share = -(-pending // self._eligible)
+        return self._cap if share >= self._cap else self._base
 
     def _dispatch(self, worker: _Worker, count: int, actions: list[Action]) -> None:
         popleft = self._queue.popleft
