@@ -75,11 +75,14 @@ def test_tasks_wait_in_the_queue_until_a_worker_connects():
     ledger = Ledger()
     assert ledger.handle(TasksArrived(tasks([1, 2]))) == []
     assert ledger.pending_count == 2 and ledger.outstanding_count == 2
-    ledger.handle(ManagerRegistered(b"m", "0", "h", 1, PROTOCOL_VERSION, 0.0))
+    ledger.handle(ManagerRegistered(b"m", "0", "h", 2, PROTOCOL_VERSION, 0.0))
     actions = ledger.handle(WorkerConnected(b"m", 0, 0.0))
-    assert dispatched(actions) == {(b"m", 0): (1, 2)}
+    assert dispatched(actions) == {(b"m", 0): (1,)}  # ceil(2/1) = 2 < max_batch: 1 + prefetch = 1
+    assert ledger.pending_count == 1 and ledger.outstanding_count == 2
+    assert ledger.location(1) == (b"m", 0) and ledger.location(2) is None and ledger.location(99) is None
+    actions = ledger.handle(WorkerConnected(b"m", 1, 0.0))  # the next worker finds the rest
+    assert dispatched(actions) == {(b"m", 1): (2,)}
     assert ledger.pending_count == 0 and ledger.outstanding_count == 2
-    assert ledger.location(1) == (b"m", 0) and ledger.location(99) is None
 
 
 def test_registering_again_fails_what_the_previous_process_held():
@@ -102,11 +105,22 @@ def test_one_task_goes_to_one_worker_and_two_are_spread():
 def test_a_few_long_tasks_spread_and_the_tail_waits_for_a_free_worker():
     ledger = make(workers=2)
     actions = ledger.handle(TasksArrived(tasks(range(1, 6))))
-    # guided self-scheduling: ceil(5/2) = 3, then ceil(2/2) = 1; one stays queued
-    assert dispatched(actions) == {(b"m1", 0): (1, 2, 3), (b"m1", 1): (4,)}
+    # ceil(5/2) = 3 < max_batch: no full batch for every worker, so one each; the rest stay queued
+    assert dispatched(actions) == {(b"m1", 0): (1,), (b"m1", 1): (2,)}
+    assert ledger.pending_count == 3
+    actions = ledger.handle(ResultsArrived(b"m1", 1, [2], 1.0))
+    assert dispatched(actions) == {(b"m1", 1): (3,)}      # whichever worker frees up first
+    actions = ledger.handle(ResultsArrived(b"m1", 0, [1], 1.0))
+    assert dispatched(actions) == {(b"m1", 0): (4,)}
     assert ledger.pending_count == 1
-    actions = ledger.handle(ResultsArrived(b"m1", 1, [4], 1.0))
-    assert dispatched(actions) == {(b"m1", 1): (5,)}
+    # the tail of a run that started in batches goes one by one too
+    ledger = make(workers=2, max_batch=2)
+    actions = ledger.handle(TasksArrived(tasks(range(1, 6))))
+    # ceil(5/2) = 3 >= 2: a batch; then ceil(3/2) = 2 >= 2: a batch; one stays queued
+    assert dispatched(actions) == {(b"m1", 0): (1, 2), (b"m1", 1): (3, 4)}
+    assert ledger.pending_count == 1
+    actions = ledger.handle(ResultsArrived(b"m1", 1, [3, 4], 1.0))
+    assert dispatched(actions) == {(b"m1", 1): (5,)}      # ceil(1/2) = 1 < 2: not a batch
 
 
 def test_a_deep_queue_flows_in_batches_capped_at_max_batch():
@@ -136,14 +150,22 @@ def test_prefetch_capacity_is_the_floor_of_what_a_worker_may_hold():
 
 def test_idle_workers_are_served_first():
     ledger = make(workers=3)
-    ledger.handle(TasksArrived(tasks([1, 2])))                 # w0 gets 1 (ceil(2/3)=1), w1 gets 1
+    ledger.handle(TasksArrived(tasks([1, 2])))                 # no full batch: w0 gets 1, w1 gets 1
     actions = ledger.handle(TasksArrived(tasks([3], first_with_body=False)))
     assert dispatched(actions) == {(b"m1", 2): (3,)}
+    # a busy worker with room (w0) comes before the idle one (w1) in round-robin order; the idle one wins
+    ledger = make(workers=2, max_batch=2)
+    ledger.handle(TasksArrived(tasks([1, 2])))                 # ceil(2/2) = 1 < 2: w0 gets 1, w1 gets 2
+    ledger.handle(ResultsArrived(b"m1", 1, [2], 1.0))          # w1 idle, w0 holds 1 of a possible 2
+    actions = ledger.handle(TasksArrived(tasks(range(3, 7), first_with_body=False)))
+    # ceil(4/2) = 2: a full batch to the idle w1; then ceil(2/2) = 1 < 2, and w0 already holds 1
+    assert dispatched(actions) == {(b"m1", 1): (3, 4)}
+    assert ledger.pending_count == 2
 
 
 def test_a_function_body_goes_to_each_worker_once():
-    ledger = make(workers=2)
-    actions = ledger.handle(TasksArrived(tasks([1, 2, 3])))
+    ledger = make(workers=2, max_batch=2)
+    actions = ledger.handle(TasksArrived(tasks([1, 2, 3])))  # ceil(3/2) = 2: a batch to w0, then 1 to w1
     sent = {a.worker_index: a for a in actions if isinstance(a, Dispatch)}
     assert [t.fn_body for t in sent[0].tasks] == [b"body-f", None]
     assert [t.fn_body for t in sent[1].tasks] == [b"body-f"]
@@ -179,9 +201,11 @@ def test_a_duplicate_task_id_is_ignored():
 
 def test_results_free_room_and_unknown_results_are_dropped():
     ledger = make(workers=1)
-    ledger.handle(TasksArrived(tasks([1, 2])))
-    actions = ledger.handle(ResultsArrived(b"m1", 0, [1, 2, 42], 1.0))
-    assert actions == [DropResults(b"m1", 0, (42,), actions[0].reason)]
+    ledger.handle(TasksArrived(tasks([1, 2])))               # ceil(2/1) = 2 < max_batch: w0 gets 1, 2 waits
+    actions = ledger.handle(ResultsArrived(b"m1", 0, [1, 2, 42], 1.0))  # 2 is still queued: not w0's
+    assert actions == [DropResults(b"m1", 0, (2, 42), actions[0].reason), actions[1]]
+    assert dispatched(actions) == {(b"m1", 0): (2,)}         # 1's result made room for 2
+    assert ledger.handle(ResultsArrived(b"m1", 0, [2], 2.0)) == []
     assert ledger.outstanding_count == 0
     assert kinds(ledger.handle(ResultsArrived(b"nobody", 0, [7], 1.0))) == ["DropResults"]
 
@@ -196,24 +220,26 @@ def test_results_from_the_wrong_worker_are_dropped():
 # ---------------------------------------------------------------- worker deaths
 
 def test_a_dead_workers_tasks_fail_with_worker_lost_and_are_not_requeued():
-    ledger = make(workers=2)
-    ledger.handle(TasksArrived(tasks(range(1, 6))))  # w0: 1,2,3  w1: 4  queued: 5
+    ledger = make(workers=2, max_batch=3)
+    ledger.handle(TasksArrived(tasks(range(1, 6))))  # ceil(5/2) = 3: w0 1,2,3; ceil(2/2) = 1: w1 4; queued: 5
     actions = ledger.handle(WorkerDied(b"m1", 0, -signal.SIGKILL, 1.0, pid=100))
     fail = actions[0]
     assert isinstance(fail, FailTasks) and fail.task_ids == (1, 2, 3) and fail.reason == "worker_lost"
     exc = fail.exception_for(2)
     assert isinstance(exc, WorkerLost) and "SIGKILL" in str(exc) and "host-m1" in str(exc) and "task 2" in str(exc)
     assert pickle.loads(pickle.dumps(exc)).task_id == 2
-    assert dispatched(actions) == {}  # w1 holds 1 of a share of ceil(1/1) = 1
+    assert dispatched(actions) == {}  # ceil(1/1) = 1 < 3: w1 already holds its 1 + prefetch = 1
     assert ledger.connected_workers == 1 and ledger.pending_count == 1
 
 
 def test_a_dead_worker_widens_the_share_of_the_others():
-    ledger = make(workers=2, max_batch=64)
+    ledger = make(workers=2, max_batch=2)
     ledger.handle(TasksArrived(tasks([0, 1])))     # one each
-    assert ledger.handle(TasksArrived(tasks([2, 3], first_with_body=False))) == []  # share: ceil(2/2) = 1
+    assert ledger.handle(TasksArrived(tasks([2, 3], first_with_body=False))) == []  # ceil(2/2) = 1 < 2: no batch
     actions = ledger.handle(WorkerDied(b"m1", 0, 1, 1.0))
-    assert kinds(actions) == ["FailTasks", "Dispatch"] and actions[1].task_ids == (2,)  # share: ceil(2/1) = 2
+    # ceil(2/1) = 2 >= 2: now a full batch for the one worker left
+    assert kinds(actions) == ["FailTasks", "Dispatch"] and actions[1].task_ids == (2,)
+    assert ledger.pending_count == 1
 
 
 def test_a_new_process_in_the_slot_before_the_death_report_is_handled_once():
@@ -261,11 +287,11 @@ def test_a_lost_idle_pool_is_forgotten_without_failures():
 
 @pytest.mark.parametrize("event", [HoldManager, ManagerDraining])
 def test_a_held_or_draining_pool_gets_no_new_tasks_but_finishes_its_own(event):
-    ledger = make(workers=1, managers=(b"m1", b"m2"))
+    ledger = make(workers=1, managers=(b"m1", b"m2"), max_batch=2)
     ledger.handle(TasksArrived(tasks([1, 2])))
     assert ledger.handle(event(b"m1")) == []
     actions = ledger.handle(TasksArrived(tasks([3, 4], first_with_body=False)))
-    assert set(dispatched(actions)) <= {(b"m2", 0)}
+    assert dispatched(actions) == {(b"m2", 0): (3,)}  # only m2 counts: ceil(2/1) = 2, a batch of 2 in all
     actions = ledger.handle(ResultsArrived(b"m1", 0, [1], 1.0))
     assert dispatched(actions) == {} and ledger.outstanding_count == 3
     assert ledger.handle(event(b"unknown")) == []
@@ -284,8 +310,8 @@ def test_idle_pools_and_task_counts_per_block():
 
 
 def test_status_is_json_ready():
-    ledger = make(workers=2, managers=(b"\x01",))
-    ledger.handle(TasksArrived(tasks([1, 2, 3, 4])))   # 2 + 1 sent, 1 queued
+    ledger = make(workers=2, managers=(b"\x01",), max_batch=2)
+    ledger.handle(TasksArrived(tasks([1, 2, 3, 4])))   # ceil(4/2) = 2: a batch to w0; ceil(2/2) = 1: 1 to w1; 1 queued
     status = ledger.status()
     assert json.loads(json.dumps(status)) == status
     assert status["pending"] == 1 and status["outstanding"] == 4 and status["connected_workers"] == 2
@@ -350,16 +376,26 @@ class LedgerMachine(RuleBasedStateMachine):
         assert failed == set(expect_failed)
         assert dropped == set(expect_dropped)
 
+    def eligible_slots(self):
+        return [(mid, i) for mid, m in self.managers.items() if not m["closed"]
+                for i, pid in m["slots"].items() if pid is not None]
+
+    def limit(self, pending):
+        """What a worker may hold: a full batch only while the queue holds one for every eligible worker."""
+        share = math.ceil(pending / len(self.eligible_slots()))
+        return self.cap if share >= self.config.max_batch else self.base
+
     def check_dispatch(self, action):
         mid, index = action.manager_id, action.worker_index
         manager = self.managers[mid]
         assert not manager["closed"] and mid not in self.held_ever
         assert manager["slots"].get(index) is not None
         ids = list(action.task_ids)
+        limit = self.limit(len(self.queued))                        # pending is re-read before each worker
         assert 0 < len(ids) and ids == self.queued[:len(ids)]       # FIFO, each task once
         del self.queued[:len(ids)]
         load = sum(1 for where in self.on.values() if where == (mid, index))
-        assert load + len(ids) <= self.cap
+        assert load + len(ids) <= limit <= self.cap
         known = manager["known"].setdefault(index, set())
         for t in action.tasks:
             if t.fn_digest in known:
@@ -507,11 +543,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def no_eligible_worker_has_room_while_tasks_wait(self):
         if not self.queued:
             return
-        slots = [(mid, i) for mid, m in self.managers.items() if not m["closed"]
-                 for i, pid in m["slots"].items() if pid is not None]
+        slots = self.eligible_slots()
         if not slots:
             return
-        limit = max(self.base, min(math.ceil(len(self.queued) / len(slots)), self.config.max_batch))
+        limit = self.limit(len(self.queued))
         for mid, index in slots:
             assert len(self.tasks_on(mid, index)) >= limit
 

@@ -17,8 +17,8 @@ Dispatch policy (it decides our throughput). Let ``pending`` be the queue
 length and ``eligible`` the number of connected workers on pools that are
 neither held nor draining. A worker may hold up to::
 
-    limit = max_batch        if ceil(pending / eligible) >= max_batch
-    limit = 1 + prefetch     otherwise
+    limit = max(1 + prefetch, max_batch)   if ceil(pending / eligible) >= max_batch
+    limit = 1 + prefetch                   otherwise
 
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
 prefetched); the batch lets a deep queue of short tasks flow in bulk. Batches
@@ -408,7 +408,7 @@ class Ledger:
                 self._dispatch(worker, min(room, len(queue)), actions)
 
     def _limit(self, pending: int) -> int:
-        """How many tasks a worker may hold now: a full batch only while every worker's share is one."""
+        """How many tasks a worker may hold now: a full batch only while every worker's share is a full batch."""
         share = -(-pending // self._eligible)
         return self._cap if share >= self._cap else self._base
 
