@@ -40,7 +40,8 @@ bench-install: $(BENCH_VENV)/.installed
 
 ## bench: run every benchmark side by side with the peers and regenerate benchmarks/RESULTS.md
 bench: bench-install
-	$(BPY) -m benchmarks run all
+	$(BPY) -m benchmarks run all --executor threads
+	$(BPY) -m benchmarks run all --executor htex
 	$(BPY) -m benchmarks report
 
 clean:

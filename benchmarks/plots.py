@@ -38,14 +38,14 @@ def write(all_records: Iterable[records.Record], out_dir: Path) -> list[Path]:
         The files written (none without matplotlib or without records).
     """
     try:
-        import matplotlib  # noqa: PLC0415
+        import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
     except ImportError:
         logger.warning("matplotlib is not installed: no plots (pip install -r benchmarks/requirements.txt)")
         return []
-    from benchmarks import report  # noqa: PLC0415  (report imports this module lazily too)
+    from benchmarks import report  # (report imports this module lazily too)
 
     by_case: dict[str, list[records.Record]] = defaultdict(list)
     for rec in all_records:
@@ -116,7 +116,7 @@ def _draw_noop(plt: Any, recs: list[records.Record], report: Any) -> Any:
     """Throughput bars: one group per n, one bar per column."""
     cols = report.columns(recs)
     groups = report.params_groups(recs)
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(cols) * len(groups)), 4.4))
+    fig, ax = plt.subplots(figsize=(min(10.0, max(6.4, 1.0 * len(cols) * len(groups))), 4.4))
     width = 0.8 / max(1, len(cols))
     for i, col in enumerate(cols):
         xs, ys = [], []

@@ -92,7 +92,7 @@ def write(records_dir: Path, output: Path) -> Path:
         ``output``.
     """
     all_records = list(records.load(records_dir))
-    from benchmarks import plots  # noqa: PLC0415  (matplotlib is imported only when plotting)
+    from benchmarks import plots  # (matplotlib is imported only when plotting)
 
     images = plots.write(all_records, output.parent)
     output.write_text(render(all_records, [p.name for p in images]), encoding="utf-8")
@@ -381,7 +381,12 @@ def _params_text(params: dict[str, Any], workers: Any = None) -> str:
 
 
 def _size_key(rec: Record) -> tuple[Any, ...]:
-    items = [*rec["params"].items(), ("W", rec.get("workers") or 0)]
+    """Rows sort by the fixed parameters first, then by the size (pi: by points, then b)."""
+    case = CASES.get(rec["case"])
+    size = case.size_param if case else None
+    params = rec["params"]
+    items = [*((k, v) for k, v in params.items() if k != size), ("W", rec.get("workers") or 0),
+             *((k, v) for k, v in params.items() if k == size)]
     return tuple((k, v if isinstance(v, (int, float)) else str(v)) for k, v in items)
 
 
@@ -401,7 +406,7 @@ def _commits_text(recs: Sequence[Record], short: bool = False) -> str:
     texts = list(dict.fromkeys(_commit_text(rec) for rec in recs))
     if len(texts) == 1:
         return texts[0] if short else f"commit {texts[0]}"
-    return ("; ".join(texts) + f" (**code changed during the run**: {len(texts)} states)") if not short \
+    return ("code " + "; ".join(texts) + f" (**code changed during the run**: {len(texts)} states)") if not short \
         else f"{len(texts)} code states"
 
 

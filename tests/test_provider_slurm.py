@@ -417,3 +417,22 @@ def test_the_pi_example_runs_unchanged_on_slurm(slurm, tmp_path):
                          check=False, capture_output=True, text=True, timeout=50)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("pi is about 3.")
+
+
+@python_app
+def sleep_a_while(seconds, value):
+    import time
+    time.sleep(seconds)
+    return value
+
+
+def test_slurm_blocks_scale_out_under_load_and_in_when_idle(provider, make_dfk):
+    p = provider(init_blocks=0, min_blocks=0, max_blocks=2)
+    executor = slurm_htex(p)
+    make_dfk(executors=[executor], strategy="htex_auto_scale", strategy_period=0.2, max_idletime=0.5)
+    futures = [sleep_a_while(1.0, i) for i in range(4)]
+    wait_for(lambda: len(executor.blocks) == 2, 30, "scale-out to 2 Slurm jobs")
+    jobs = set(executor.blocks.values())
+    assert [f.result(timeout=45) for f in futures] == [0, 1, 2, 3]
+    wait_for(lambda: not executor.blocks, 30, "idle Slurm jobs to be released")
+    wait_for(lambda: not active_jobs(jobs), 30, "the released jobs to leave the queue", 0.1)

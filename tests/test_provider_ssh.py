@@ -465,3 +465,20 @@ def test_pi_example_runs_unchanged_on_the_ssh_config(ssh_hosts, shell, hosts, tm
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.fullmatch(r"pi is about 3\.1\d+\n", done.stdout)
     assert_nothing_left(shell, hosts, str(tmp_path))
+
+
+def test_ssh_blocks_scale_out_under_load_and_in_when_idle(make_provider, make_dfk, hosts, shell, ssh_hosts,
+                                                         run_dir):
+    provider = make_provider(hosts, init_blocks=0, min_blocks=0, max_blocks=2)
+    provider.status_poll_interval_s = 0.2
+    executor = HighThroughputExecutor(label="htex_ssh", provider=provider, max_workers_per_node=1,
+                                      heartbeat_period=1, heartbeat_threshold=4,
+                                      address=ssh_hosts["SSH_HOST_ADDR_FROM_H2"])
+    dfk = make_dfk(Config(executors=[executor], run_dir=run_dir, strategy="htex_auto_scale",
+                          strategy_period=0.2, max_idletime=0.5))
+    futures = [host_name(1.0) for _ in range(4)]
+    wait_for(lambda: len(executor.blocks) == 2, 40, "scale-out to a block on each host", 0.1)
+    assert {f.result(timeout=45) for f in futures} <= {socket.gethostname(), "h2"}
+    wait_for(lambda: not executor.blocks, 40, "idle blocks to be released", 0.1)
+    dfk.cleanup()
+    assert_nothing_left(shell, hosts, run_dir)

@@ -136,7 +136,7 @@ class Adapter(abc.ABC):
         Raises:
             TimeoutError: fewer than ``workers`` processes answered in time.
         """
-        from benchmarks import tasks  # noqa: PLC0415  (tiny; imported where used)
+        from benchmarks import tasks  # (tiny; imported where used)
 
         submit = self.app(tasks.whoami)
         seen: set[int] = set()

@@ -43,12 +43,12 @@ class DaskDistributed(Adapter):
 
     def prepare(self) -> None:
         """Import ``distributed`` and ``dask.bag`` (not timed)."""
-        import dask.bag  # noqa: F401,PLC0415
-        import distributed  # noqa: F401,PLC0415
+        import dask.bag  # noqa: F401
+        import distributed  # noqa: F401
 
     def start(self, workers: int, run_dir: Path) -> None:
         """Start the local cluster and a client; wait for W workers, then for W ready ones."""
-        import distributed  # noqa: PLC0415  (import inside start: see adapters/base.py)
+        import distributed  # (import inside start: see adapters/base.py)
 
         t0 = time.perf_counter()
         self._cluster = distributed.LocalCluster(
@@ -76,7 +76,7 @@ class DaskDistributed(Adapter):
     def partitioned_mean(self, items: int, blocks: int, block_fn: Callable[..., float],
                          item_fn: Callable[..., float], *args: Any) -> float:
         """``dask.bag.from_sequence(range(items), npartitions=blocks).map(item_fn, *args).mean()``."""
-        import dask.bag  # noqa: PLC0415
+        import dask.bag
 
         bag = dask.bag.from_sequence(range(items), npartitions=blocks)
         if bag.npartitions != blocks:

@@ -43,7 +43,7 @@ class ProcessPool(Adapter):
 
     def start(self, workers: int, run_dir: Path) -> None:
         """Create the pool and wait until W worker processes have each run a task."""
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(max_workers=workers)
         self.wait_ready(workers)

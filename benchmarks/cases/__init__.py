@@ -6,10 +6,10 @@ for it, and import the module below.
 """
 # Import order is registration order, which is the order of `run all` and the report.
 from benchmarks.cases import throughput  # noqa: F401,I001  (registers noop, chain)
-from benchmarks.cases import latency  # noqa: F401,I001  (registers latency)
-from benchmarks.cases import pi  # noqa: F401,I001  (registers pi)
-from benchmarks.cases import dag  # noqa: F401,I001  (registers dag)
-from benchmarks.cases import memory  # noqa: F401,I001  (registers memory)
+from benchmarks.cases import latency  # noqa: F401  (registers latency)
+from benchmarks.cases import pi  # noqa: F401  (registers pi)
+from benchmarks.cases import dag  # noqa: F401  (registers dag)
+from benchmarks.cases import memory  # noqa: F401  (registers memory)
 from benchmarks.cases.base import CASES, Case, Figure, Figures, register_case
 
 __all__ = ["CASES", "Case", "Figure", "Figures", "register_case"]

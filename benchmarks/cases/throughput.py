@@ -91,7 +91,7 @@ NOOP = register_case(Case(
     name="noop",
     run=run_noop,
     sizes=(10_000, 100_000),
-    timeout_s=600.0,  # Parsl's thread executor needs ~2 min for 100k here; Dask ~5 min
+    timeout_s=1200.0,  # 100k: Parsl's thread executor ~2 min here, Dask ~5 min (more under load)
     # 100k no-ops take Parsl's HTEX ~3.5 min and Dask ~5.5 min here: `run all
     # --executor htex` leaves them out (it stays under 10 minutes); `run noop` has them.
     sizes_in_all={"htex": (10_000,)},

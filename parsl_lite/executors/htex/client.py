@@ -63,6 +63,7 @@ class InterchangeClient:
         self._request_ids = itertools.count(1)
         self._wake_r, self._wake_w = os.pipe()
         self._stop = False
+        self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self.process: Optional[subprocess.Popen] = None
         self.client_port = self.worker_port = 0
@@ -108,6 +109,7 @@ class InterchangeClient:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the interchange to shut down, stop the I/O thread, make sure the process is gone."""
+        self._stopping = True  # from now on the interchange exiting is expected, not a loss
         if self._thread is not None and self._thread.is_alive():
             try:
                 self.command("shutdown", {}, timeout_s=min(2.0, timeout_s))
@@ -173,6 +175,8 @@ class InterchangeClient:
                     last_heard = time.monotonic()
                 now = time.monotonic()
                 if self.process is not None and self.process.poll() is not None:
+                    if self._stopping:
+                        return
                     raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
                                           f"{self.process.returncode}")
                 if now - last_ping >= self.settings.heartbeat_period_s:

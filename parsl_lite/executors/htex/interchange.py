@@ -283,7 +283,8 @@ class Interchange:
         try:
             self.workers.send_multipart([identity, *encode(message)], copy=False)
         except zmq.ZMQError as exc:  # the peer is gone; the ledger learns it from heartbeats or the pool
-            logger.warning("could not send %s to %r: %s", type(message).__name__, identity, exc)
+            level = logging.DEBUG if isinstance(message, Shutdown) else logging.WARNING  # gone is what we wanted
+            logger.log(level, "could not send %s to %r: %s", type(message).__name__, identity, exc)
 
     def _shutdown_managers(self, reason: str) -> None:
         for manager_id in self.ledger.manager_ids():
