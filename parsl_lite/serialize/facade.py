@@ -5,11 +5,13 @@ import hashlib
 import pickle
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import dill
 
 from parsl_lite.errors import DeserializationError, SerializationError
+from parsl_lite.serialize.globals_watch import GlobalsWatch, watch_for
+from parsl_lite.serialize.main_classes import dumps_by_value
 
 _PICKLE = b"P"
 _DILL = b"D"
@@ -23,6 +25,10 @@ def serialize(obj: Any, what: str = "object") -> bytes:
         obj: anything picklable by pickle or dill.
         what: how to name ``obj`` in an error (``"argument 'x'"``).
 
+    Pickle stores classes by reference (``__main__.Point`` too), which is what
+    a checkpoint read by the next run of the same script wants; for bytes
+    bound for another process, use :func:`serialize_for_transfer`.
+
     Raises:
         SerializationError: neither pickle nor dill could serialize it.
     """
@@ -31,8 +37,34 @@ def serialize(obj: Any, what: str = "object") -> bytes:
             return _PICKLE + pickle.dumps(obj, protocol=_PROTOCOL)
         except Exception:  # pickle raises many types (TypeError, PicklingError, AttributeError)
             pass
+    return _dill(obj, what, assign_ids=False)
+
+
+def serialize_for_transfer(obj: Any, what: str = "object") -> bytes:
+    """Like :func:`serialize`, for a process that lacks this one's ``__main__``.
+
+    Pickle first; only if its bytes mention ``__main__`` (a memchr-speed scan;
+    a false hit just takes the slow path) is ``obj`` re-serialized with dill
+    by value, ``__main__`` classes tracked so that they stay one class at both
+    ends (see :mod:`parsl_lite.serialize.main_classes`).
+
+    Raises:
+        SerializationError: neither pickle nor dill could serialize it.
+    """
+    if not callable(obj):
+        try:
+            blob = pickle.dumps(obj, protocol=_PROTOCOL)
+        except Exception:
+            pass
+        else:
+            if b"__main__" not in blob:
+                return _PICKLE + blob
+    return _dill(obj, what, assign_ids=True)
+
+
+def _dill(obj: Any, what: str, assign_ids: bool) -> bytes:
     try:
-        return _DILL + dill.dumps(obj, protocol=_PROTOCOL, recurse=True)
+        return _DILL + dumps_by_value(obj, assign_ids)
     except Exception as exc:
         raise SerializationError(f"{what} of type {type(obj).__qualname__}", str(exc)) from exc
 
@@ -59,18 +91,19 @@ def pack_apply_message(args: tuple, kwargs: dict) -> bytes:
     """Serialize a call's arguments in one blob.
 
     The fast path pickles everything at once; only when that fails are the
-    arguments tried one by one, so that the error names the culprit.
+    arguments tried one by one, so that the error names the culprit. Objects
+    of ``__main__`` classes go by value (:func:`serialize_for_transfer`).
 
     Raises:
         SerializationError: naming the first argument that cannot be serialized.
     """
     try:
-        return serialize((args, kwargs), "arguments")
+        return serialize_for_transfer((args, kwargs), "arguments")
     except SerializationError:
         for index, arg in enumerate(args):
-            serialize(arg, f"positional argument {index}")
+            serialize_for_transfer(arg, f"positional argument {index}")
         for name, arg in kwargs.items():
-            serialize(arg, f"argument {name!r}")
+            serialize_for_transfer(arg, f"argument {name!r}")
         raise
 
 
@@ -83,27 +116,45 @@ def unpack_apply_message(blob: bytes) -> tuple[tuple, dict]:
 class FunctionCache:
     """Serializes each function once per process and names it by digest.
 
+    A function dill sends by value (from ``__main__``, a notebook, a closure)
+    carries the values of the globals it reads; if the user rebinds one
+    (re-runs ``x = 5``), the next :meth:`get` sees it (a
+    :class:`~parsl_lite.serialize.globals_watch.GlobalsWatch` compares the
+    values by identity) and serializes the function again, under a new
+    digest. In-place mutation of a global is not seen. Functions imported by
+    name are sent by reference and never watched.
+
+    Cost on the submit path (``get`` of a cached ``__main__`` function that
+    reads three globals; ``python benchmarks/function_cache_get.py``, 2-core
+    machine): 0.33 µs before the watch, 0.96 µs with it.
+
     The cache keeps a strong reference to at most ``max_entries`` functions,
     least recently used first out.
     """
 
     def __init__(self, max_entries: int = 1024) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[int, tuple[Callable, bytes, bytes]] = OrderedDict()
+        # id(func) -> (func, digest, body, watch, snapshot of what the watch saw)
+        self._entries: OrderedDict[int, tuple[Callable, bytes, bytes, Optional[GlobalsWatch], tuple]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, func: Callable) -> tuple[bytes, bytes]:
-        """Return ``(digest, body)`` for ``func``, serializing it on first use."""
+        """Return ``(digest, body)`` for ``func``, serializing it on first use or when its globals changed."""
         key = id(func)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry[0] is func:
-                self._entries.move_to_end(key)
-                return entry[1], entry[2]
-        body = serialize(func, f"function {getattr(func, '__qualname__', func)!r}")
+                watch = entry[3]
+                if watch is None or watch.unchanged(entry[4]):
+                    self._entries.move_to_end(key)
+                    return entry[1], entry[2]
+        watch = watch_for(func)
+        seen = watch.snapshot() if watch is not None else ()  # before serializing: a later rebinding is seen next time
+        body = serialize_for_transfer(func, f"function {getattr(func, '__qualname__', func)!r}")
         digest = hashlib.blake2b(body, digest_size=16).digest()
         with self._lock:
-            self._entries[key] = (func, digest, body)
+            self._entries[key] = (func, digest, body, watch, seen)
+            self._entries.move_to_end(key)
             if len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return digest, body

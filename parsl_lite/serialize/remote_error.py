@@ -1,7 +1,6 @@
 """Exceptions raised on a worker, carried home with their traceback."""
 from __future__ import annotations
 
-import pickle
 import sys
 from types import TracebackType
 from typing import NoReturn
@@ -9,6 +8,7 @@ from typing import NoReturn
 from tblib import Traceback
 
 from parsl_lite.errors import ParslError
+from parsl_lite.serialize.facade import deserialize, serialize
 
 
 class RemoteTaskError(ParslError):
@@ -18,9 +18,11 @@ class RemoteTaskError(ParslError):
 class RemoteExceptionWrapper:
     """An exception from another process, with its original traceback.
 
-    The exception itself is pickled when it can be; if it cannot (or its type
-    does not exist on this side), :meth:`reraise` raises a
-    :class:`RemoteTaskError` with the original type's name and message.
+    The exception itself is serialized when it can be (an exception class
+    defined in the user's ``__main__`` comes home as that class, see
+    ``main_classes.py``); if it cannot (or its type does not exist on this
+    side), :meth:`reraise` raises a :class:`RemoteTaskError` with the original
+    type's name and message.
     """
 
     __slots__ = ("type_name", "text", "pickled", "traceback")
@@ -29,8 +31,8 @@ class RemoteExceptionWrapper:
         self.type_name = f"{e_type.__module__}.{e_type.__qualname__}"
         self.text = str(e_value)
         try:
-            self.pickled: bytes | None = pickle.dumps(e_value)
-            pickle.loads(self.pickled)  # an exception may pickle but fail to unpickle
+            self.pickled: bytes | None = serialize(e_value)
+            deserialize(self.pickled)  # an exception may pickle but fail to unpickle
         except Exception:
             self.pickled = None
         self.traceback = Traceback(traceback).to_dict() if traceback is not None else None
@@ -40,7 +42,7 @@ class RemoteExceptionWrapper:
         exc: BaseException | None = None
         if self.pickled is not None:
             try:
-                exc = pickle.loads(self.pickled)
+                exc = deserialize(self.pickled)
             except Exception:
                 exc = None
         if exc is None:
