@@ -145,3 +145,132 @@ def test_function_body_crosses_once_and_exceptions_come_home(proc_dfk):
 
     with pytest.raises(ArithmeticError, match="far away"):
         fails().result(timeout=30)
+
+
+# ---------------------------------------------------------------- __main__ classes, rebound globals
+
+WORKER_SIDE = r"""
+import sys
+from parsl_lite.serialize import FunctionStore, serialize, unpack_apply_message
+data = sys.stdin.buffer.read()
+size = int.from_bytes(data[:8], "big")
+func = FunctionStore().add(b"digest", data[8:8 + size])
+args, kwargs = unpack_apply_message(data[8 + size:])
+sys.stdout.buffer.write(serialize(func(*args, **kwargs)))
+"""
+
+
+def test_main_class_instances_cross_by_value_and_come_home_as_the_users_class(tmp_path):
+    """A script (a real ``__main__``) sends a function and an instance of its own class to another process."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import dataclasses, subprocess, sys
+        from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+            def __add__(self, other):
+                return Point(self.x + other.x, self.y + other.y)
+
+        @dataclasses.dataclass
+        class Tagged:
+            tag: str
+            items: list = dataclasses.field(default_factory=list)
+
+        def shift(p, t):
+            return p + Point(10, 10), isinstance(p, Point), [f.name for f in dataclasses.fields(t)], Tagged("made")
+
+        _, body = FunctionCache().get(shift)
+        packed = pack_apply_message((Point(1, 2), Tagged("x")), {{}})
+        out = subprocess.run([sys.executable, "-c", {WORKER_SIDE!r}], input=len(body).to_bytes(8, "big") + body + packed,
+                             capture_output=True, check=True).stdout
+        moved, was_point, fields, made = deserialize(out)
+        assert type(moved) is Point and (moved.x, moved.y) == (11, 12), vars(moved)
+        assert was_point, "the worker saw two different Point classes"
+        assert fields == ["tag", "items"]
+        assert type(made) is Tagged and made == Tagged("made")
+        print("ok")
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_plain_serialize_keeps_main_classes_by_reference(tmp_path):
+    """Checkpoints and memo keys want ``__main__.Point`` by name: the next run of the script resolves it."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        from parsl_lite.serialize import pack_apply_message, serialize
+        class Point:
+            pass
+        assert serialize(Point())[:1] == b"P"
+        assert pack_apply_message((Point(),), {})[:1] == b"D"
+        assert pack_apply_message((1, "x"), {"k": [2]})[:1] == b"P"   # the fast path stays pickle
+        print("ok")
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_false_main_hit_only_takes_the_slow_path():
+    args, kwargs = unpack_apply_message(pack_apply_message(("__main__",), {"__main__": b"__main__"}))
+    assert args == ("__main__",) and kwargs == {"__main__": b"__main__"}
+
+
+REBOUND = 1
+SHARED = [1]
+
+
+def _make_helper():
+    def helper():
+        return REBOUND
+    return helper
+
+
+_helper_reads_rebound = _make_helper()  # not importable by its qualname, so dill sends it by value
+
+
+def test_rebinding_a_global_makes_a_new_body(monkeypatch):
+    cache = FunctionCache()
+
+    def reads_global():  # a local function: dill sends it by value, with REBOUND's value
+        return REBOUND
+
+    first = cache.get(reads_global)
+    assert cache.get(reads_global)[1] is first[1]  # nothing changed: the very same body
+    monkeypatch.setitem(globals(), "REBOUND", 2)
+    second = cache.get(reads_global)
+    assert second[0] != first[0]
+    assert deserialize(first[1])() == 1 and deserialize(second[1])() == 2
+
+
+def test_rebinding_a_global_of_a_helper_or_a_closure_cell_is_seen(monkeypatch):
+    cache = FunctionCache()
+    scale = 3
+
+    def through_helper(x):
+        return _helper_reads_rebound() * x * scale
+
+    first = cache.get(through_helper)
+    monkeypatch.setitem(globals(), "REBOUND", 5)
+    second = cache.get(through_helper)
+    assert deserialize(second[1])(1) == 15 and second[0] != first[0]
+    scale = 4  # noqa: F841 - rebinds the closure cell
+    assert deserialize(cache.get(through_helper)[1])(1) == 20
+
+
+def test_mutation_in_place_is_not_seen_and_importable_functions_are_not_watched():
+    from parsl_lite.serialize.globals_watch import watch_for
+
+    cache = FunctionCache()
+
+    def reads_list():
+        return list(SHARED)
+
+    first = cache.get(reads_list)
+    SHARED.append(2)
+    try:
+        assert cache.get(reads_list)[1] is first[1]  # documented: same object, same body
+    finally:
+        SHARED.pop()
+    assert watch_for(deserialize) is None  # sent by reference: the worker imports it
