@@ -23,7 +23,10 @@ class Config(RepresentationMixin):
     """What the DataFlowKernel runs with.
 
     Args:
-        executors: where apps run; default one ``ThreadPoolExecutor``.
+        executors: where apps run. Left out (or None): one ``ThreadPoolExecutor``,
+            as in Parsl; this is the one default, also of ``parsl_lite.load()``
+            with no config and of a TOML file without ``[[executors]]``. An
+            empty list is refused (Parsl quietly turns it into the default).
         memoizer: memoization and checkpointing (default ``BasicMemoizer()``).
         exit_mode: what leaving ``with parsl_lite.load(...)`` does without an
             exception: ``cleanup`` (shut down), ``skip`` (nothing), ``wait``
@@ -74,6 +77,9 @@ class Config(RepresentationMixin):
 
             executors = [ThreadPoolExecutor()]
         self._executors = tuple(executors)
+        if not self._executors:
+            raise ConfigurationError("executors", "is empty: name at least one executor, or leave 'executors' "
+                                                  "out for the default (one ThreadPoolExecutor)")
         for index, executor in enumerate(self._executors):  # typeguard does not look inside iterables
             if not isinstance(executor, ParslExecutor):
                 raise TypeCheckError(f'argument "executors" item {index} ({type(executor).__qualname__}) '

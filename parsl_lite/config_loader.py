@@ -1,7 +1,9 @@
 """Turns what the user passes to ``parsl_lite.load`` into a :class:`Config`.
 
 A source is a ``Config`` (used as is), a Python module defining ``config``
-(Parsl's way), a TOML file, or ``None`` for the default local config. TOML
+(Parsl's way), a TOML file, or ``None`` for the default, ``Config()``: one
+``ThreadPoolExecutor``, as in Parsl (a TOML file without ``[[executors]]``
+gets the same; ``parsl_lite.configs.htex_local`` has worker processes). TOML
 builds the very same objects a Python config would, without code::
 
     run_dir = "runinfo"                 # top-level keys: Config arguments
@@ -77,11 +79,6 @@ _REGISTRIES: dict[str, _Registry] = {
 # A table with a ``type`` under any other key is looked for in these, in order.
 _SEARCHED_FOR_OTHER_KEYS = ("executors", "provider", "launcher")
 
-# The default executor, written as a TOML table so it is built lazily by the same
-# code as a file: a pool of worker processes on this machine (one per core).
-_DEFAULT_EXECUTOR: Mapping[str, Any] = {"type": "HighThroughputExecutor", "label": "htex_local",
-                                        "provider": {"type": "LocalProvider", "init_blocks": 1, "max_blocks": 1}}
-
 _TYPECHECK_ARGUMENT = re.compile(r'argument "([^"]+)"')
 _module_ids = itertools.count()
 
@@ -132,12 +129,13 @@ def load_config(source: ConfigSource = None) -> Config:
 
 
 def default_config() -> Config:
-    """The config used when ``load`` gets nothing: one executor on this machine.
+    """The config used when ``load`` gets nothing: ``Config()``, one ``ThreadPoolExecutor``.
 
-    Built from ``_DEFAULT_EXECUTOR`` (a HighThroughputExecutor on a
-    LocalProvider) on each call, so every caller gets fresh, unstarted executors.
+    Parsl's default, and the same as a TOML file with no ``[[executors]]``:
+    one rule for "no executors given". Built on each call, so every caller
+    gets fresh, unstarted executors.
     """
-    return config_from_dict({"executors": [dict(_DEFAULT_EXECUTOR)]}, origin="<default config>")
+    return config_from_dict({}, origin="<default config>")
 
 
 def config_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> Config:

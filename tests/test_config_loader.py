@@ -53,9 +53,11 @@ def test_threads_toml_sets_its_values() -> None:
     assert config.strategy == "none"
 
 
-def test_local_files_match_the_built_in_default() -> None:
-    # configs/local.{toml,py} document the default; keep them from drifting apart.
-    expected = repr(default_config())
+def test_local_files_match_the_htex_local_module() -> None:
+    # configs/local.{toml,py} and parsl_lite.configs.htex_local are one config; keep them from drifting apart.
+    from parsl_lite.configs import htex_local
+
+    expected = repr(htex_local.config)
     assert repr(load_config(CONFIGS / "local.toml")) == expected
     assert repr(load_config(CONFIGS / "local.py")) == expected
 
@@ -65,13 +67,28 @@ def test_config_object_passes_through() -> None:
     assert load_config(config) is config
 
 
-def test_none_gives_default_local_config() -> None:
+def test_one_default_for_no_executors(tmp_path) -> None:
+    # load() with nothing, Config(), and a TOML file without [[executors]]: one ThreadPoolExecutor (Parsl's).
+    path = tmp_path / "none.toml"
+    path.write_text('retries = 1\n')
+    from_file = load_config(path)
     config = load_config(None)
-    [executor] = config.executors
-    assert type(executor).__name__ == "HighThroughputExecutor" and executor.label == "htex_local"
-    assert type(executor.provider).__name__ == "LocalProvider"
+    for built in (config, from_file, Config()):
+        [executor] = built.executors
+        assert type(executor) is ThreadPoolExecutor and executor.label == "threads"
+    assert repr(config) == repr(Config()) == repr(default_config())
     assert load_config() is not config
-    assert default_config().executors[0] is not executor  # fresh, unstarted executors each time
+    assert default_config().executors[0] is not config.executors[0]  # fresh, unstarted executors each time
+
+
+def test_an_empty_executor_list_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigurationError, match="executors") as caught:
+        Config(executors=[])
+    assert caught.value.field == "executors"
+    path = tmp_path / "empty.toml"
+    path.write_text("executors = []\n")
+    with pytest.raises(ConfigurationError, match="empty.toml.*executors.*empty"):
+        load_config(path)
 
 
 def test_wrong_source_type_is_refused() -> None:
