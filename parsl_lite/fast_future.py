@@ -57,7 +57,7 @@ class FastFuture(Future):
         for callback in callbacks:
             try:
                 callback(self)
-            except Exception:
+            except (Exception, SystemExit):  # SystemExit too: it would end the thread that resolves us
                 logger.exception("exception calling callback for %r", self)
 
     @property  # type: ignore[override]
@@ -117,7 +117,7 @@ class FastFuture(Future):
             return
         try:
             fn(self)
-        except Exception:
+        except (Exception, SystemExit):
             logger.exception("exception calling callback for %r", self)
 
     def set_running_or_notify_cancel(self) -> bool:

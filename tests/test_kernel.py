@@ -217,3 +217,62 @@ def test_submit_blocks_at_max_pending_tasks_and_everything_completes(make_dfk):
 def test_max_pending_tasks_must_be_positive():
     with pytest.raises(ConfigurationError, match="max_pending_tasks"):
         Config(max_pending_tasks=0)
+
+
+# ---------------------------------------------------------------- SystemExit in an app, a callback, a handler
+
+def test_sys_exit_in_a_thread_app_fails_its_future_and_the_script_goes_on(make_dfk):
+    from parsl_lite.app.errors import AppException
+    from parsl_lite.dataflow.errors import AppExit
+
+    make_dfk(executors=[ThreadPoolExecutor(max_threads=1)])
+    exits = python_app(lambda code: __import__("sys").exit(code))
+    fut = exits(3)
+    with pytest.raises(AppExit, match=r"raised SystemExit\(3\)") as caught:
+        fut.result(timeout=10)  # an Exception, not the SystemExit: an uncaught one does not end the script
+    assert isinstance(caught.value, AppException) and caught.value.code == 3
+    assert isinstance(caught.value.__cause__, SystemExit)
+    assert where().result(timeout=10).startswith("parsl_lite-threads")  # the only thread is still there
+
+
+def test_sys_exit_in_a_join_app_body_fails_its_future(dfk):
+    from parsl_lite.app.app import join_app
+    from parsl_lite.dataflow.errors import AppExit
+
+    @join_app
+    def exits():
+        raise SystemExit(4)
+
+    with pytest.raises(AppExit) as caught:
+        exits().result(timeout=10)
+    assert caught.value.code == 4
+
+
+def test_sys_exit_in_a_done_callback_does_not_kill_the_executor_thread(make_dfk, caplog):
+    make_dfk(executors=[ThreadPoolExecutor(max_threads=1)])
+    gate = threading.Event()
+    first = wait_on(gate)
+    first.add_done_callback(lambda _: __import__("sys").exit(5))
+    gate.set()  # the callback now runs on the executor's only thread, as the task completes
+    first.result(timeout=10)
+    later = [where() for _ in range(3)]
+    assert all(f.result(timeout=10).startswith("parsl_lite-threads") for f in later)
+    assert any("exception calling callback" in r.getMessage() for r in caplog.records)
+
+
+def test_sys_exit_in_the_retry_handler_is_a_handler_failure(make_dfk):
+    def handler(exc, record):
+        raise SystemExit(6)
+
+    make_dfk(executors=[ThreadPoolExecutor(max_threads=1)], retries=3, retry_handler=handler)
+    failing = python_app(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing().result(timeout=10)  # not retried, not stuck, not the end of the script
+    assert where().result(timeout=10)
+
+
+def test_a_config_can_be_loaded_again_after_cleanup(run_dir):
+    config = Config(executors=[ThreadPoolExecutor(max_threads=1)], run_dir=run_dir)
+    for _ in range(2):
+        with parsl_lite.load(config):
+            assert where().result(timeout=10).startswith("parsl_lite-threads")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from parsl_lite.app.errors import AppException
 from parsl_lite.errors import ParslError
 
 
@@ -43,6 +44,37 @@ class JoinError(DataFlowException):
         failed = ", ".join(f"{type(exc).__name__}: {exc}" + (f" (task {tid})" if tid is not None else "")
                            for exc, tid in self.dependent_exceptions_tids)
         super().__init__(f"join app task {task_id}: inner futures failed: {failed}")
+
+
+class KernelShutdown(DataFlowException):
+    """The kernel was cleaned up before this task finished, or after it, when the app was called.
+
+    Whatever the executor, a task not done when ``cleanup()`` begins fails
+    with this (its dependants too); what the executor reported for it during
+    the shutdown, if anything, is the ``__cause__``. No retries are made.
+    """
+
+
+class AppExit(AppException, DataFlowException):
+    """The app raised ``SystemExit`` or ``KeyboardInterrupt`` itself (e.g. it called ``sys.exit(3)``).
+
+    On executors that run apps inside the user's process (threads, join
+    apps), such an exception must not end the user's script, so its future
+    fails with this instead; the original is ``__cause__``, its exit code
+    ``code``. (On htex the worker process exits and the task fails with ``WorkerLost``.)
+
+    Args:
+        task_id: the task.
+        func_name: the app's name.
+        raised: the ``SystemExit`` (or other ``BaseException``) it raised.
+    """
+
+    def __init__(self, task_id: int, func_name: str, raised: BaseException) -> None:
+        self.task_id = task_id
+        self.code = getattr(raised, "code", None)
+        super().__init__(f"task {task_id} ({func_name}) raised {raised!r} "
+                         f"(did it call sys.exit?); an app cannot end the script, so its future fails instead")
+        self.__cause__ = raised
 
 
 class BadCheckpoint(DataFlowException):

@@ -15,14 +15,14 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
 from parsl_lite.app.errors import AppException, BadOutputs
 from parsl_lite.config import Config
 from parsl_lite.data_provider.files import File
 from parsl_lite.dataflow import arguments
-from parsl_lite.dataflow.errors import DependencyError, JoinError
+from parsl_lite.dataflow.errors import AppExit, DependencyError, JoinError, KernelShutdown
 from parsl_lite.dataflow.futures import AppFuture, DataFuture
 from parsl_lite.dataflow.job_status_poller import JobStatusPoller
 from parsl_lite.dataflow.graph import (
@@ -31,9 +31,10 @@ from parsl_lite.dataflow.graph import (
     TaskRejected, TaskSubmitted,
 )
 from parsl_lite.dataflow.rundirs import make_rundir
+from parsl_lite.dataflow.signals import SigtermCleanup
 from parsl_lite.dataflow.states import States
 from parsl_lite.dataflow.streams import resolve_std_streams
-from parsl_lite.errors import ConfigurationError, ParslError
+from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.log_utils import remove_handler, set_file_logger
 from parsl_lite.serialize.remote_error import RemoteExceptionWrapper
@@ -45,9 +46,7 @@ logger = logging.getLogger(__name__)
 _NO_KWARGS: dict = {}
 _NO_RESOURCES: dict = {}
 
-
-class KernelShutdown(ParslError):
-    """The kernel was cleaned up before this task finished."""
+__all__ = ["DataFlowKernel", "KernelShutdown"]  # KernelShutdown lives in dataflow/errors.py; importable here too
 
 
 class DataFlowKernel:
@@ -55,6 +54,10 @@ class DataFlowKernel:
 
     Args:
         config: the configuration; ``Config()`` (one thread pool) if omitted.
+
+    Loaded from the main thread, the kernel turns SIGTERM into ``SystemExit``
+    until its cleanup, so ``kill`` runs the same cleanup as the end of the
+    script (:mod:`parsl_lite.dataflow.signals`).
     """
 
     def __init__(self, config: Optional[Config] = None) -> None:
@@ -77,7 +80,9 @@ class DataFlowKernel:
         self.memoizer = self.config.get_memoizer()
         self._poller = JobStatusPoller(strategy=self.config.strategy, max_idletime=self.config.max_idletime,
                                        strategy_period=self.config.strategy_period)
+        self._sigterm = SigtermCleanup()
         try:
+            self._sigterm.install()  # first: a SIGTERM during a slow start cleans up too
             self.memoizer.start(run_dir=self.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
@@ -88,6 +93,7 @@ class DataFlowKernel:
             logger.error("kernel failed to start: %r", exc)
             self._poller.close()
             self._shutdown_executors()
+            self._sigterm.restore()
             self._detach_log()
             raise
         self._labels = tuple(self.executors)
@@ -170,7 +176,10 @@ class DataFlowKernel:
         return app_fu
 
     def wait_for_current_tasks(self) -> None:
-        """Block until every task submitted so far has finished (results or errors)."""
+        """Block until every task submitted so far has finished (results or errors).
+
+        Ctrl-C (``KeyboardInterrupt``) and SIGTERM's ``SystemExit`` stop the wait.
+        """
         while True:
             with self._lock:
                 pending = [r.app_fu for r in self._graph.tasks.values()]
@@ -179,7 +188,7 @@ class DataFlowKernel:
             for fut in pending:
                 try:
                     fut.exception()
-                except BaseException:  # a cancelled or broken future still counts as finished
+                except CancelledError:  # a cancelled future still counts as finished
                     pass
 
     def checkpoint(self) -> Optional[str]:
@@ -190,21 +199,31 @@ class DataFlowKernel:
         """Fail unfinished tasks, shut executors down, close the memoizer. Idempotent.
 
         Order (one failure path): refuse new submissions, shut the executors
-        down (they fail what they still hold), fail whatever the graph still
-        holds, close the memoizer (``dfk_exit`` checkpoints), detach the log.
+        down, fail whatever the graph still holds, close the memoizer
+        (``dfk_exit`` checkpoints), put SIGTERM's handler back, detach the log.
+
+        Every task not done by then fails with :class:`KernelShutdown`, whatever
+        the executor: from the moment cleanup begins a failure reported by an
+        executor (``ExecutorShutdown``, a lost worker) becomes the
+        ``__cause__`` of a ``KernelShutdown``, the retry handler is not called
+        and nothing is retried or launched; dependants of such tasks fail with
+        ``KernelShutdown`` too, not ``DependencyError``. Results that arrive
+        during the cleanup (thread-pool tasks already running) still count.
         """
         with self._lock:
             if self._cleanup_called:
                 return
             self._cleanup_called = True
+        self._sigterm.cleaning()
         logger.info("kernel cleanup: %d unfinished tasks", len(self._graph))
-        self._poller.close()
-        self._shutdown_executors()
-        self._abandon_unfinished()
         try:
+            self._poller.close()
+            self._shutdown_executors()
+            self._abandon_unfinished()
             self.memoizer.close()
         finally:
             atexit.unregister(self._atexit_cleanup)
+            self._sigterm.restore()
             from parsl_lite.dataflow.loader import DataFlowKernelLoader
 
             DataFlowKernelLoader.forget(self)
@@ -217,14 +236,22 @@ class DataFlowKernel:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         mode = self.config.exit_mode
         if exc_type is None and mode == "wait":
-            self.wait_for_current_tasks()
+            try:
+                self.wait_for_current_tasks()
+            except BaseException:  # Ctrl-C or SIGTERM while waiting: clean up, then let it propagate
+                self.cleanup()
+                raise
         if exc_type is not None or mode in ("cleanup", "wait"):
             self.cleanup()
 
     # ------------------------------------------------------------ events in
 
     def _dependency_done(self, tid: TaskId, dep: Future) -> None:
-        failed = dep.exception() is not None
+        exc = dep.exception()
+        if type(exc) is KernelShutdown:  # the parent was abandoned: so is this task
+            self._abandon(tid, None)
+            return
+        failed = exc is not None
         with self._lock:
             actions = self._graph.handle(DependencyDone(tid, failed))
         if actions:
@@ -237,8 +264,11 @@ class DataFlowKernel:
             result = exec_fu.result()
             if type(result) is RemoteExceptionWrapper:
                 result.reraise()
-        except BaseException as exc:  # whatever the task raised belongs to its future
+        except Exception as exc:  # whatever the task raised belongs to its future
             self._task_failed(record, exc)
+            return
+        except BaseException as exc:  # SystemExit/KeyboardInterrupt from an in-process app must not end the script
+            self._task_failed(record, AppExit(record.id, record.func_name, exc))
             return
         if record.join:
             with self._lock:
@@ -250,6 +280,9 @@ class DataFlowKernel:
         self._apply(actions, result)
 
     def _task_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        if self._cleanup_called:  # shutting down: no retry handler, no retry (cleanup's docstring)
+            self._abandon(record.id, exc)
+            return
         if record.fail_history is None:
             record.fail_history = []
         record.fail_history.append(repr(exc))
@@ -263,7 +296,7 @@ class DataFlowKernel:
             return 1.0
         try:
             return float(self._retry_handler(exc, record))
-        except Exception:
+        except (Exception, SystemExit):
             logger.exception("task %d: retry_handler raised; not retrying", record.id)
             return float("inf")
 
@@ -284,6 +317,9 @@ class DataFlowKernel:
                 self._publish(action)
 
     def _launch(self, record: TaskRecord) -> None:
+        if self._cleanup_called:  # a dependant made ready, or a retry, during cleanup
+            self._abandon(record.id, None)
+            return
         if record.depends:
             self._resolve_dependencies(record)
         try:
@@ -337,8 +373,8 @@ class DataFlowKernel:
         if state is States.dep_fail:
             exc = DependencyError(arguments.failed_dependencies(record.depends or []), record.id)
         elif exc is None:
-            exc = KernelShutdown(f"task {record.id} ({record.func_name}) did not finish: the kernel was cleaned up")
-        else:
+            exc = self._shutdown_error(record, None)
+        elif type(exc) is not KernelShutdown:
             if record.memoize:
                 self.memoizer.update_memo_exception(record, exc)
         logger.info("task %d (%s) %s: %s: %s", record.id, record.func_name, state.name, type(exc).__name__, exc)
@@ -378,7 +414,7 @@ class DataFlowKernel:
         for listener in self._listeners:
             try:
                 listener(change)
-            except Exception:
+            except (Exception, SystemExit):
                 logger.exception("task state listener %r failed", listener)
 
     def report_running(self, tid: TaskId) -> None:
@@ -428,6 +464,21 @@ class DataFlowKernel:
                 raise BadOutputs(f"task {record.id} ({record.func_name}): outputs[{index}] must be a File, "
                                  f"got {type(item).__name__} {item!r}")
         app_fu._outputs = [DataFuture(app_fu, f, record.id) for f in outputs]
+
+    def _abandon(self, tid: TaskId, cause: Optional[BaseException]) -> None:
+        """Fail one unfinished task with :class:`KernelShutdown` (``cause``: what the executor said)."""
+        with self._lock:
+            record = self._graph.tasks.get(tid)
+            if record is None:  # already final
+                return
+            actions = self._graph.handle(TaskAbandoned(tid))
+        self._apply(actions, exc=self._shutdown_error(record, cause))
+
+    @staticmethod
+    def _shutdown_error(record: TaskRecord, cause: Optional[BaseException]) -> KernelShutdown:
+        exc = KernelShutdown(f"task {record.id} ({record.func_name}) did not finish: the kernel was cleaned up")
+        exc.__cause__ = cause
+        return exc
 
     def _abandon_unfinished(self) -> None:
         with self._lock:

@@ -39,11 +39,19 @@ def _worker(queue: "SimpleQueue[Optional[_WorkItem]]") -> None:
             continue
         try:
             result = func(*args, **kwargs)
-        except BaseException as exc:  # the task's failure, whatever it is, belongs to its future
-            future.set_exception(exc)
+        except BaseException as exc:  # the task's failure, whatever it is (SystemExit too), belongs to its future
+            _complete(future.set_exception, exc)
         else:
-            future.set_result(result)
+            _complete(future.set_result, result)
         del item, future, func, args, kwargs
+
+
+def _complete(setter: Callable[[Any], None], value: Any) -> None:
+    """Resolve a future; whatever its callbacks (the kernel's completion) raise must not end this thread."""
+    try:
+        setter(value)
+    except BaseException:  # e.g. SystemExit from a callback: the thread would vanish without a word
+        logger.exception("completing a task on an executor thread raised; the thread carries on")
 
 
 class ThreadPoolExecutor(ParslExecutor):
@@ -79,6 +87,9 @@ class ThreadPoolExecutor(ParslExecutor):
         self._broken: Optional[BaseException] = None
 
     def start(self) -> None:
+        """Start the threads. After a shutdown this starts afresh, so a Config can be loaded again."""
+        self._queue = SimpleQueue()  # threads of a previous start keep the old queue
+        self._broken = None
         prefix = self.thread_name_prefix or f"parsl_lite-{self.label}"
         for index in range(self.max_threads):
             thread = threading.Thread(target=_worker, args=(self._queue,), name=f"{prefix}-{index}", daemon=True)

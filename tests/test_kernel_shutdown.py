@@ -1,0 +1,109 @@
+"""``cleanup()`` with tasks in flight: one exception, ``KernelShutdown``, whatever the executor.
+
+Every task not done when cleanup begins fails with it, its dependants too
+(not ``DependencyError``), and the retry handler is neither called nor are
+retries made. Real thread pools and a real htex (interchange, pool, workers).
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from parsl_lite import python_app
+from parsl_lite.dataflow.errors import DependencyError, KernelShutdown
+from parsl_lite.dataflow.kernel import KernelShutdown as KernelShutdownFromKernel
+from parsl_lite.executors import ThreadPoolExecutor
+from parsl_lite.executors.htex.executor import HighThroughputExecutor
+from parsl_lite.providers import LocalProvider
+
+
+@python_app
+def wait_on(event):
+    event.wait(30)
+    return "released"
+
+
+@python_app
+def sleep_then(seconds, value=None):
+    import time
+    time.sleep(seconds)
+    return value
+
+
+@python_app
+def plus_one(x):
+    return x + 1
+
+
+@python_app
+def fail(message):
+    raise ValueError(message)
+
+
+def htex() -> HighThroughputExecutor:
+    return HighThroughputExecutor(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
+                                  provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
+
+
+class Recorder:
+    """A retry handler that remembers what it was asked about."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, exc: BaseException, record: object) -> float:
+        self.calls.append(type(exc).__name__)
+        return 1.0
+
+
+def assert_abandoned(fut) -> KernelShutdown:
+    with pytest.raises(KernelShutdown, match="did not finish: the kernel was cleaned up") as caught:
+        fut.result(timeout=30)
+    return caught.value
+
+
+def test_kernel_shutdown_is_importable_from_both_paths():
+    assert KernelShutdownFromKernel is KernelShutdown
+
+
+def test_threads_unfinished_tasks_and_dependants_fail_with_kernel_shutdown(make_dfk):
+    handler = Recorder()
+    dfk = make_dfk(executors=[ThreadPoolExecutor(max_threads=1)], retries=2, retry_handler=handler)
+    release = threading.Event()
+    running = wait_on(release)          # holds the only thread past the 2 s grace
+    queued = plus_one(1)                # never starts: the executor cancels it
+    child_of_queued = plus_one(queued)  # pending on an abandoned parent
+    child_of_running = plus_one(running)
+    try:
+        dfk.cleanup()
+    finally:
+        release.set()
+    for fut in (running, queued, child_of_queued, child_of_running):
+        assert_abandoned(fut)
+    assert handler.calls == []  # no retry handler, hence no retries, during shutdown
+
+
+def test_a_real_failure_before_cleanup_keeps_its_error(make_dfk):
+    dfk = make_dfk(executors=[ThreadPoolExecutor(max_threads=2)])
+    failed = fail("before")
+    child = plus_one(failed)
+    with pytest.raises(DependencyError):
+        child.result(timeout=10)
+    dfk.cleanup()
+    with pytest.raises(ValueError, match="before"):
+        failed.result(timeout=1)
+
+
+def test_htex_unfinished_tasks_and_dependants_fail_with_kernel_shutdown(make_dfk):
+    handler = Recorder()
+    dfk = make_dfk(executors=[htex()], strategy="none", retries=2, retry_handler=handler)
+    assert sleep_then(0, "up").result(timeout=30) == "up"  # the pool is connected
+    running = [sleep_then(30, i) for i in range(2)]  # one per worker
+    queued = sleep_then(30, "queued")
+    dependants = [plus_one(running[0]), plus_one(queued)]
+    grandchild = plus_one(dependants[0])
+    dfk.cleanup()
+    for fut in (*running, queued, *dependants, grandchild):
+        assert_abandoned(fut)
+    assert handler.calls == []
