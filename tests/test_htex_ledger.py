@@ -18,7 +18,7 @@ from parsl_lite.executors.htex.ledger import (
     LedgerConfig, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
     WorkerConnected, WorkerDied,
 )
-from parsl_lite.executors.htex.messages import PROTOCOL_VERSION, TaskMessage
+from parsl_lite.executors.htex.messages import NO_TASK, PROTOCOL_VERSION, ManagerStatus, TaskMessage
 
 BODY = {b"f": b"body-f", b"g": b"body-g"}
 
@@ -219,17 +219,39 @@ def test_results_from_the_wrong_worker_are_dropped():
 
 # ---------------------------------------------------------------- worker deaths
 
-def test_a_dead_workers_tasks_fail_with_worker_lost_and_are_not_requeued():
+def test_only_the_running_task_of_a_dead_worker_fails_the_others_go_back_to_the_front():
     ledger = make(workers=2, max_batch=3)
     ledger.handle(TasksArrived(tasks(range(1, 6))))  # ceil(5/2) = 3: w0 1,2,3; ceil(2/2) = 1: w1 4; queued: 5
-    actions = ledger.handle(WorkerDied(b"m1", 0, -signal.SIGKILL, 1.0, pid=100))
+    actions = ledger.handle(WorkerDied(b"m1", 0, -signal.SIGKILL, 1.0, pid=100, running_task=2))
     fail = actions[0]
-    assert isinstance(fail, FailTasks) and fail.task_ids == (1, 2, 3) and fail.reason == "worker_lost"
+    assert isinstance(fail, FailTasks) and fail.task_ids == (2,) and fail.reason == "worker_lost"
     exc = fail.exception_for(2)
     assert isinstance(exc, WorkerLost) and "SIGKILL" in str(exc) and "host-m1" in str(exc) and "task 2" in str(exc)
     assert pickle.loads(pickle.dumps(exc)).task_id == 2
-    assert dispatched(actions) == {}  # ceil(1/1) = 1 < 3: w1 already holds its 1 + prefetch = 1
-    assert ledger.connected_workers == 1 and ledger.pending_count == 1
+    # 1 and 3 had not started: back in front of 5; ceil(3/1) = 3, so w1 may now hold a batch of 3
+    assert dispatched(actions) == {(b"m1", 1): (1, 3)}
+    assert ledger.connected_workers == 1 and ledger.pending_count == 1 and ledger.outstanding_count == 4
+    assert dispatched(ledger.handle(ResultsArrived(b"m1", 1, [4, 1, 3], 2.0))) == {(b"m1", 1): (5,)}
+
+
+def test_a_requeued_task_gets_its_function_body_on_its_new_worker():
+    ledger = make(workers=1, max_batch=2)
+    ledger.handle(TasksArrived(tasks([1, 2])))  # w0: 1, 2, the body with 1
+    ledger.handle(WorkerConnected(b"m1", 1, 0.5, pid=300))  # a second worker, that never saw the body
+    [action] = [a for a in ledger.handle(WorkerDied(b"m1", 0, 3, 1.0, pid=100, running_task=1))
+                if isinstance(a, Dispatch)]
+    assert action.worker_index == 1 and action.task_ids == (2,) and action.tasks[0].fn_body == BODY[b"f"]
+
+
+def test_a_worker_that_died_between_tasks_loses_none_and_an_unknown_one_the_oldest():
+    ledger = make(workers=1, max_batch=3)
+    ledger.handle(TasksArrived(tasks([1, 2, 3])))  # all three to w0 (ceil(3/1) = 3)
+    assert kinds(ledger.handle(WorkerDied(b"m1", 0, -9, 1.0, pid=100, running_task=NO_TASK))) == []
+    assert ledger.pending_count == 3
+    actions = ledger.handle(WorkerConnected(b"m1", 0, 1.1, pid=200))
+    assert dispatched(actions) == {(b"m1", 0): (1, 2, 3)}
+    actions = ledger.handle(WorkerDied(b"m1", 0, -9, 1.2, pid=200))  # the pool could not tell: the oldest
+    assert [a.task_ids for a in actions if isinstance(a, FailTasks)] == [(1,)] and ledger.pending_count == 2
 
 
 def test_a_dead_worker_widens_the_share_of_the_others():
@@ -295,6 +317,28 @@ def test_a_held_or_draining_pool_gets_no_new_tasks_but_finishes_its_own(event):
     actions = ledger.handle(ResultsArrived(b"m1", 0, [1], 1.0))
     assert dispatched(actions) == {} and ledger.outstanding_count == 3
     assert ledger.handle(event(b"unknown")) == []
+    # a drained pool (nothing left on it) is let go; a held one waits for its block to be cancelled
+    assert kinds(actions) == (["ForgetManager"] if event is ManagerDraining else [])
+    assert [info.manager_id for info in ledger.managers()] == ([b"m2"] if event is ManagerDraining else [b"m1", b"m2"])
+
+
+def test_an_idle_pool_that_drains_is_let_go_at_once_and_its_queue_goes_elsewhere():
+    ledger = make(workers=1, managers=(b"m1", b"m2"))
+    actions = ledger.handle(ManagerDraining(b"m1"))
+    assert [a for a in actions if isinstance(a, ForgetManager)][0].reason.startswith("drained")
+    assert dispatched(ledger.handle(TasksArrived(tasks([1])))) == {(b"m2", 0): (1,)}
+    assert ledger.handle(WorkerConnected(b"m1", 0, 1.0, pid=500)) == []  # a late hello of the drained pool
+
+
+def test_a_draining_pools_dead_worker_hands_its_unstarted_tasks_to_others():
+    ledger = make(workers=1, managers=(b"m1", b"m2"), max_batch=2)
+    ledger.handle(TasksArrived(tasks([1, 2, 3, 4])))   # m1/0: 1, 2 (a batch: ceil(4/2) = 2); m2/0: 3; queued: 4
+    ledger.handle(ManagerDraining(b"m1"))
+    actions = ledger.handle(WorkerDied(b"m1", 0, -9, 1.0, pid=100, running_task=1))
+    # 1 is lost, 2 goes back in front of 4; m1 holds nothing now: let go; m2 may hold a batch of 2 (ceil(2/1))
+    assert kinds(actions) == ["FailTasks", "ForgetManager", "Dispatch"] and ledger.pending_count == 1
+    assert dispatched(actions) == {(b"m2", 0): (2,)}
+    assert dispatched(ledger.handle(ResultsArrived(b"m2", 0, [3, 2], 2.0))) == {(b"m2", 0): (4,)}
 
 
 def test_idle_pools_and_task_counts_per_block():
@@ -309,13 +353,12 @@ def test_idle_pools_and_task_counts_per_block():
     assert [i.held for i in ledger.idle_managers(10.0)] == [True, False]
 
 
-def test_status_is_json_ready():
+def test_manager_statuses_are_what_the_status_reply_carries():
     ledger = make(workers=2, managers=(b"\x01",), max_batch=2)
     ledger.handle(TasksArrived(tasks([1, 2, 3, 4])))   # ceil(4/2) = 2: a batch to w0; ceil(2/2) = 1: 1 to w1; 1 queued
-    status = ledger.status()
-    assert json.loads(json.dumps(status)) == status
-    assert status["pending"] == 1 and status["outstanding"] == 4 and status["connected_workers"] == 2
-    assert status["managers"][0]["manager_id"] == "01" and status["managers"][0]["worker_tasks"] == {"0": 2, "1": 1}
+    assert ledger.pending_count == 1 and ledger.outstanding_count == 4 and ledger.connected_workers == 2
+    assert ledger.manager_statuses() == (ManagerStatus("01", "block-\x01", "host-\x01", 2, 2, 3, False, False),)
+    assert [info.worker_tasks for info in ledger.managers()] == [{0: 2, 1: 1}]
     assert ledger.manager_ids() == [b"\x01"]
 
 
@@ -338,7 +381,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = Ledger(self.config)
         self.base, self.cap = 1 + prefetch, max(1 + prefetch, max_batch)
         self.now = 0.0
-        self.managers: dict[bytes, dict] = {}   # mid -> {"beat", "closed", "slots": {i: pid}, "known": {i: set}}
+        self.managers: dict[bytes, dict] = {}   # mid -> {"beat", "closed", "draining", "slots": {i: pid}, "known"}
         self.pids = iter(range(1000, 10**6))
         self.old_pids: dict[tuple[bytes, int], list[int]] = {}
         self.tids = iter(range(10**6))
@@ -408,18 +451,33 @@ class LedgerMachine(RuleBasedStateMachine):
     def tasks_on(self, mid, index=None):
         return {tid for tid, (m, i) in self.on.items() if m == mid and (index is None or i == index)}
 
-    def lose_slot(self, mid, index):
+    def lose_slot(self, mid, index, running=None):
+        """The slot's process is gone: the task it ran is lost, the others go back to the front of the queue."""
         manager = self.managers[mid]
         self.old_pids.setdefault((mid, index), []).append(manager["slots"][index])
         manager["slots"][index] = None
         manager["known"][index] = set()
+        held = [tid for tid, where in self.on.items() if where == (mid, index)]  # in the order sent
+        if running is None:
+            running = held[0] if held else NO_TASK
+        again = [tid for tid in held if tid != running]
+        for tid in again:
+            del self.on[tid]
+        self.queued[:0] = again
+        return {running} & set(held)
+
+    def release_if_drained(self, mid, actions):
+        manager = self.managers.get(mid)
+        if manager is not None and manager["draining"] and not self.tasks_on(mid):
+            del self.managers[mid]
+            assert any(isinstance(a, ForgetManager) and a.manager_id == mid for a in actions)
 
     # -------------------------------------------------------- rules
 
     @rule(mid=st.sampled_from(MIDS), workers=st.integers(1, 3))
     def register(self, mid, workers):
         lost = self.tasks_on(mid) if mid in self.managers else set()
-        self.managers[mid] = {"beat": self.now, "closed": False, "slots": {}, "known": {}}
+        self.managers[mid] = {"beat": self.now, "closed": False, "draining": False, "slots": {}, "known": {}}
         for index in (0, 1):
             self.died_unseen.pop((mid, index), None)
         self.held_ever.discard(mid)
@@ -442,24 +500,30 @@ class LedgerMachine(RuleBasedStateMachine):
         if mid in self.managers:
             manager = self.managers[mid]
             if manager["slots"].get(index) is not None:
-                lost = self.tasks_on(mid, index)
-                self.lose_slot(mid, index)
+                lost = self.lose_slot(mid, index)  # its death is not known yet: the oldest is taken as running
             manager["slots"][index] = pid
             manager["known"][index] = set()
-        self.apply(self.ledger.handle(WorkerConnected(mid, index, self.now, pid)), expect_failed=lost)
+        actions = self.ledger.handle(WorkerConnected(mid, index, self.now, pid))
+        self.apply(actions, expect_failed=lost)
+        if lost:
+            self.release_if_drained(mid, actions)
 
-    @rule(mid=st.sampled_from(MIDS), index=st.integers(0, 1), exitcode=st.integers(-15, 3), stale=st.booleans())
-    def die(self, mid, index, exitcode, stale):
+    @rule(mid=st.sampled_from(MIDS), index=st.integers(0, 1), exitcode=st.integers(-15, 3), stale=st.booleans(),
+          data=st.data())
+    def die(self, mid, index, exitcode, stale, data):
         manager = self.managers.get(mid)
-        pid, lost = next(self.pids), set()
+        pid, lost, running = next(self.pids), set(), None
         if manager is not None and stale and self.old_pids.get((mid, index)):
             pid = self.old_pids[(mid, index)][-1]            # an earlier process: already handled
         elif manager is not None and manager["slots"].get(index) is not None:
-            pid, lost = manager["slots"][index], self.tasks_on(mid, index)
-            self.lose_slot(mid, index)
+            held = sorted(self.tasks_on(mid, index))
+            running = data.draw(st.sampled_from([None, NO_TASK, *held]))  # None: the pool could not tell
+            pid, lost = manager["slots"][index], self.lose_slot(mid, index, running)
         elif manager is not None:
             self.died_unseen.setdefault((mid, index), []).append(pid)
-        self.apply(self.ledger.handle(WorkerDied(mid, index, exitcode, self.now, pid)), expect_failed=lost)
+        actions = self.ledger.handle(WorkerDied(mid, index, exitcode, self.now, pid, running))
+        self.apply(actions, expect_failed=lost)
+        self.release_if_drained(mid, actions)
 
     @rule(n=st.integers(1, 12), digest=st.sampled_from([b"f", b"g"]), orphan=st.booleans())
     def submit(self, n, digest, orphan):
@@ -486,8 +550,10 @@ class LedgerMachine(RuleBasedStateMachine):
         for tid in ids:
             del self.on[tid]
             self.done.add(tid)
-        self.apply(self.ledger.handle(ResultsArrived(mid, index, ids + junk + elsewhere, self.now)),
-                   expect_dropped=junk + elsewhere)
+        actions = self.ledger.handle(ResultsArrived(mid, index, ids + junk + elsewhere, self.now))
+        self.apply(actions, expect_dropped=junk + elsewhere)
+        if ids:
+            self.release_if_drained(mid, actions)
 
     @rule(mid=st.sampled_from(MIDS))
     def heartbeat(self, mid):
@@ -513,9 +579,13 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), hold=st.booleans())
     def close(self, data, hold):
         mid = data.draw(st.sampled_from(sorted(self.managers)))
-        self.managers[mid]["closed"] = True
+        manager = self.managers[mid]
+        manager["closed"] = True
+        manager["draining"] = manager["draining"] or not hold
         self.held_ever.add(mid)
-        self.apply(self.ledger.handle(HoldManager(mid) if hold else ManagerDraining(mid)))
+        actions = self.ledger.handle(HoldManager(mid) if hold else ManagerDraining(mid))
+        self.apply(actions)
+        self.release_if_drained(mid, actions)
 
     # -------------------------------------------------------- invariants
 

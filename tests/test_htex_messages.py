@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 from parsl_lite.errors import ParslError
 from parsl_lite.executors.htex import messages as m
 from parsl_lite.executors.htex.errors import (
-    InterchangeLost, ManagerLost, MalformedMessage, TaskTooLarge, VersionMismatch, WorkerLost, describe_exit,
+    InterchangeLost, ManagerLost, MalformedMessage, NotAuthenticated, ResultTooLarge, TaskTooLarge, VersionMismatch,
+    WorkerLost, describe_exit,
 )
 from parsl_lite.executors.htex.messages import (
-    BIG_PAYLOAD_BYTES, MESSAGES, PROTOCOL_VERSION, Command, CommandReply, Drain, Heartbeat, HeartbeatAck,
-    Register, RegisterReply, ResultBatch, ResultMessage, Shutdown, TaskBatch, TaskMessage, WorkerDied,
-    WorkerHello, WorkerStarted, decode, encode,
+    BIG_PAYLOAD_BYTES, HELLOS, MESSAGES, PROTOCOL_VERSION, UNKNOWN_TASK, Ack, BlockLost, ClientHello, Drain,
+    ErrorReply, Heartbeat, HeartbeatAck, HoldBlocks, ManagerStatus, Ping, Register, RegisterReply, ResultBatch,
+    ResultFrames, ResultMessage, Shutdown, ShutdownRequest, StatusReply, StatusRequest, TaskBatch, TaskMessage,
+    WorkerDied, WorkerHello, WorkerStarted, decode, encode, peek_results,
 )
 
 # ---------------------------------------------------------------- strategies
@@ -39,15 +41,26 @@ result = st.builds(ResultMessage, int64, st.sampled_from(["ok", "error", "lost"]
 MESSAGE_STRATEGIES = {
     TaskBatch: st.builds(TaskBatch, st.lists(task, max_size=8).map(tuple)),
     ResultBatch: st.builds(ResultBatch, st.lists(result, max_size=8).map(tuple)),
-    Command: st.builds(Command, small_int, text, json_dict),
-    CommandReply: st.builds(CommandReply, small_int, json_dict),
+    ClientHello: st.builds(ClientHello, small_int, st.integers(0, 5), text),
+    Ping: st.builds(Ping, small_int),
+    StatusRequest: st.builds(StatusRequest, small_int),
+    HoldBlocks: st.builds(HoldBlocks, small_int, st.lists(text, max_size=4).map(tuple)),
+    BlockLost: st.builds(BlockLost, small_int, text, text),
+    ShutdownRequest: st.builds(ShutdownRequest, small_int),
+    Ack: st.builds(Ack, small_int),
+    ErrorReply: st.builds(ErrorReply, small_int, text),
+    StatusReply: st.builds(StatusReply, small_int, small_int, small_int, small_int,
+                           st.lists(st.builds(ManagerStatus, text, text, text, small_int, small_int, small_int,
+                                              st.booleans(), st.booleans()), max_size=3).map(tuple),
+                           st.dictionaries(text, st.floats(allow_nan=False, allow_infinity=False), max_size=3),
+                           st.dictionaries(text, small_int, max_size=3)),
     Register: st.builds(Register, st.integers(0, 5), payload, text, text, small_int, small_int, small_int,
                         small_int, text),
     Heartbeat: st.builds(Heartbeat, payload),
     WorkerStarted: st.builds(WorkerStarted, payload, small_int, small_int),
-    WorkerDied: st.builds(WorkerDied, payload, small_int, small_int, small_int),
+    WorkerDied: st.builds(WorkerDied, payload, small_int, small_int, small_int, small_int),
     Drain: st.builds(Drain, payload),
-    WorkerHello: st.builds(WorkerHello, payload, small_int, small_int),
+    WorkerHello: st.builds(WorkerHello, st.integers(0, 5), payload, small_int, small_int),
     RegisterReply: st.builds(RegisterReply, st.booleans(), text,
                              st.floats(allow_nan=False, allow_infinity=False)),
     Shutdown: st.builds(Shutdown, text),
@@ -110,8 +123,51 @@ def test_big_payloads_travel_in_frames_of_their_own_untouched():
 
 
 def test_new_optional_pid_fields_default_to_zero():
-    assert WorkerHello(b"m", 1) == decode(encode(WorkerHello(b"m", 1, 0)))
+    assert WorkerHello(PROTOCOL_VERSION, b"m", 1) == decode(encode(WorkerHello(PROTOCOL_VERSION, b"m", 1, 0)))
     assert WorkerDied(b"m", 1, -9).pid == 0
+    assert WorkerDied(b"m", 1, -9).running_task == UNKNOWN_TASK
+
+
+def test_every_hello_carries_the_protocol_version():
+    assert {cls.kind for cls in HELLOS} == {"client_hello", "register", "worker_hello"}
+    for cls in HELLOS:
+        assert "protocol_version" in cls.__dataclass_fields__
+
+
+def test_status_reply_fields_are_typed_on_the_way_back():
+    reply = StatusReply(3, 1, 2, 4, (ManagerStatus("ab", "0", "h", 2, 2, 1, False, True),), {"0": 1}, {"0": 1})
+    back = decode(encode(reply))
+    assert back == reply and type(back.managers[0]) is ManagerStatus and type(back.block_idle_s["0"]) is float
+    assert StatusReply.empty() == StatusReply(0, 0, 0, 0, (), {}, {})
+    malformed([b"status_reply", b'{"request_id":1,"pending":0,"outstanding":0,"connected_workers":0,'
+                                b'"managers":[[1]],"block_idle_s":{},"block_busy":{}}'], "status_reply")
+    malformed([b"status_reply", b'{"request_id":1,"pending":0,"outstanding":0,"connected_workers":0,'
+                                b'"managers":[],"block_idle_s":{"0":"x"},"block_busy":{}}'], "status_reply")
+    malformed([b"hold_blocks", b'{"request_id":1,"block_ids":"0"}'], "hold_blocks")
+    malformed([b"hold_blocks", b'{"request_id":1,"block_ids":[0]}'], "hold_blocks")
+
+
+@settings(max_examples=150, deadline=None)
+@given(MESSAGE_STRATEGIES[ResultBatch])
+def test_peek_reads_the_ids_of_a_result_batch_and_leaves_its_frames_alone(batch):
+    frames = encode(batch)
+    peeked = peek_results(frames)
+    assert type(peeked) is ResultFrames
+    assert peeked.task_ids == [r.task_id for r in batch.results] and peeked.frames is frames
+    assert decode(peeked.frames) == batch
+
+
+def test_peek_decodes_every_other_message_and_refuses_what_decode_refuses():
+    assert peek_results(encode(Heartbeat(b"m"))) == Heartbeat(b"m")
+    good = encode(ResultBatch((ResultMessage(1, "ok", b"x" * 10), ResultMessage(2, "error", b"y"))))
+    for bad in (good[:3], good + [b"stray"], [good[0], good[1], good[2][:-1], good[3]],
+                [good[0], good[1], good[2], good[3] + b"!"], [good[0], b"[3]", good[2], good[3]]):
+        with pytest.raises(MalformedMessage):
+            peek_results(bad)
+    index = bytearray(good[2])
+    index[16] = 9  # status code 9
+    with pytest.raises(MalformedMessage):
+        peek_results([good[0], good[1], bytes(index), good[3]])
 
 
 def test_encode_refuses_what_it_cannot_carry():
@@ -120,7 +176,7 @@ def test_encode_refuses_what_it_cannot_carry():
     with pytest.raises(ValueError):
         encode(RegisterReply(True, "", float("nan")))
     with pytest.raises(TypeError):
-        encode(Command(1, "x", {"bad": object()}))
+        encode(ErrorReply(1, object()))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not a message"):
         encode("not a message")  # type: ignore[arg-type]
 
@@ -145,9 +201,10 @@ def test_unknown_kind_and_too_few_frames():
 def test_small_message_field_errors_name_the_problem():
     assert "missing fields ['reason']" in str(malformed([b"shutdown", b"{}"], "shutdown"))
     assert "unexpected fields ['extra']" in str(malformed([b"shutdown", b'{"reason":"x","extra":1}'], "shutdown"))
-    assert "'request_id'" in str(malformed([b"command", b'{"request_id":true,"name":"x","args":{}}'], "command"))
-    malformed([b"command", b'{"request_id":1.5,"name":"x","args":{}}'], "command")
-    malformed([b"command", b'{"request_id":1,"name":"x","args":[]}'], "command")
+    assert "'request_id'" in str(malformed([b"block_lost", b'{"request_id":true,"block_id":"x","reason":""}'],
+                                           "block_lost"))
+    malformed([b"block_lost", b'{"request_id":1.5,"block_id":"x","reason":""}'], "block_lost")
+    malformed([b"block_lost", b'{"request_id":1,"block_id":[],"reason":""}'], "block_lost")
     malformed([b"heartbeat", b"{}"], "heartbeat")                   # the manager_id frame is missing
     malformed([b"heartbeat", b"{}", b"id", b"extra"], "heartbeat")
     malformed([b"shutdown", b"[1, 2]"], "shutdown")
@@ -182,12 +239,17 @@ def test_batch_structure_errors():
     malformed([results[0], results[1], bytes(index), results[3]], "result_batch")
 
 
-def test_register_of_another_version_that_cannot_be_read_is_a_version_mismatch():
+@pytest.mark.parametrize("kind", ["register", "worker_hello", "client_hello"])
+def test_a_hello_of_another_version_that_cannot_be_read_is_a_version_mismatch(kind):
     header = {"protocol_version": PROTOCOL_VERSION + 1, "new_field": 1}
     with pytest.raises(VersionMismatch) as info:
-        decode([b"register", json.dumps(header).encode(), b"id"])
+        decode([kind.encode(), json.dumps(header).encode(), b"id"])
     assert info.value.theirs == PROTOCOL_VERSION + 1 and info.value.ours == PROTOCOL_VERSION
-    assert isinstance(info.value, MalformedMessage)
+    assert info.value.kind == kind and isinstance(info.value, MalformedMessage)
+    assert f"version {PROTOCOL_VERSION + 1}" in str(info.value) and f"version {PROTOCOL_VERSION}" in str(info.value)
+
+
+def test_register_of_another_version_that_can_be_read_decodes():
     # readable, but another version: decodes; the ledger refuses it with a reason
     other = Register(PROTOCOL_VERSION + 1, b"id", "0", "host", 1, 2, 3, 4, "3.11")
     assert decode(encode(other)) == other
@@ -276,6 +338,9 @@ ERRORS = [
     MalformedMessage("heartbeat", "missing fields ['x']"),
     MalformedMessage(None, "unknown kind b'x'"),
     VersionMismatch(2, 1),
+    VersionMismatch(3, 2, "worker_hello"),
+    NotAuthenticated("no proof frame"),
+    ResultTooLarge(4, 2_000_000, 1_000_000),
     TaskTooLarge(20_000_000, 10_000_000),
 ]
 
@@ -296,11 +361,13 @@ def test_error_messages_say_what_where_and_why():
     assert "task 9" in text and "0102" in text and "node2" in text and "3.2 s" in text
     assert "20000000" in str(TaskTooLarge(20_000_000, 10_000_000))
     assert "version 2" in str(VersionMismatch(2, 1)) and "version 1" in str(VersionMismatch(2, 1))
+    text = str(ResultTooLarge(4, 2_000_000, 1_000_000))
+    assert "task 4" in text and "2000000 bytes" in text and "1000000 bytes" in text
 
 
 @pytest.mark.parametrize("code, words", [
     (-9, "killed by SIGKILL — out of memory"), (-11, "SIGSEGV"), (-15, "SIGTERM"), (137, "137, i.e. killed by SIGKILL"),
-    (1, "exit code 1"), (0, "sys.exit"), (-200, "signal 200"),
+    (1, "exit code 1"), (0, "sys.exit"), (-200, "signal 200"), (3, "sys.exit(3)"),
 ])
 def test_describe_exit(code, words):
     assert words in describe_exit(code)

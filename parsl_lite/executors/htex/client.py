@@ -8,9 +8,17 @@ single task leaves at once.
 
 The I/O thread also watches the interchange: a dead process, or silence past
 the heartbeat threshold while tasks are out, is reported through ``on_lost``.
+
+Before the I/O thread starts, :meth:`InterchangeClient.start` says
+``ClientHello`` (with the protocol version) and waits for the answer, so an
+interchange of another version is refused at start with both versions named.
+Every message to the interchange carries a proof of the run's secret
+(``wire_auth.py``), which :meth:`start` also writes for the pools
+(:attr:`InterchangeClient.secret_file`).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -27,7 +35,11 @@ import zmq
 
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.errors import InterchangeLost, MalformedMessage
-from parsl_lite.executors.htex.messages import Command, CommandReply, ResultBatch, TaskBatch, TaskMessage, decode, encode
+from parsl_lite.executors.htex.messages import (
+    PROTOCOL_VERSION, Ack, ClientHello, ErrorReply, Ping, Reply, Request, ResultBatch, ShutdownRequest, StatusReply,
+    TaskBatch, TaskMessage, decode, encode,
+)
+from parsl_lite.executors.htex.wire_auth import CLIENT, Signer, write_secret_file
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.executors.errors import ExecutorError
 from parsl_lite.fast_future import FastFuture
@@ -36,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
 _MAX_TASKS_PER_MESSAGE = 1024
+_REPLIES = (Ack, ErrorReply, StatusReply)
 
 
 class InterchangeClient:
@@ -58,7 +71,9 @@ class InterchangeClient:
         self._has_outstanding = has_outstanding
         self._lock = threading.Lock()
         self._outgoing: list[TaskMessage] = []
-        self._commands: list[Command] = []
+        self._commands: list[Request] = []
+        self._proof = Signer(settings.secret, CLIENT)
+        self.secret_file = ""
         self._replies: dict[int, Future] = {}
         self._request_ids = itertools.count(1)
         self._wake_r, self._wake_w = os.pipe()
@@ -79,6 +94,7 @@ class InterchangeClient:
             ExecutorError: the interchange did not start (with its reason, e.g. no free port).
         """
         os.makedirs(self.settings.logdir, exist_ok=True)
+        self.secret_file = write_secret_file(self.settings.logdir, self.settings.secret)
         stderr = open(os.path.join(self.settings.logdir, "interchange.stderr"), "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "parsl_lite.executors.htex.interchange"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
@@ -104,15 +120,46 @@ class InterchangeClient:
         self._socket.setsockopt(zmq.LINGER, 0)
         curve.make_client(self._socket, self.settings.cert_dir)
         self._socket.connect(f"tcp://{self.settings.client_address}:{self.client_port}")
+        self._say_hello()
         self._thread = threading.Thread(target=self._run, name=f"parsl_lite-{self.label}-io", daemon=True)
         self._thread.start()
+
+    def _say_hello(self) -> None:
+        """``ClientHello`` and its answer, before the I/O thread owns the socket.
+
+        Raises:
+            ExecutorError: refused (another protocol version) or no answer.
+        """
+        socket = self._socket
+        assert socket is not None
+        socket.send_multipart(self._proof.sign(encode(ClientHello(0, PROTOCOL_VERSION, self.label))))
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while socket.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            try:
+                reply = decode(socket.recv_multipart())
+            except MalformedMessage as exc:
+                reply = ErrorReply(0, f"its answer to our hello is not one we can read ({exc})")
+            if isinstance(reply, Ack):
+                return
+            if isinstance(reply, ErrorReply):
+                self._abandon()
+                raise ExecutorError(self.label, f"the interchange refused this executor: {reply.reason}")
+        self._abandon()
+        raise ExecutorError(self.label, f"the interchange did not answer our hello within {_START_TIMEOUT_S:.0f} s "
+                                        f"(see {self.settings.logdir}/interchange.log)")
+
+    def _abandon(self) -> None:
+        assert self._socket is not None and self.process is not None
+        self._socket.close(linger=0)
+        self.process.kill()
+        self.process.wait()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the interchange to shut down, stop the I/O thread, make sure the process is gone."""
         self._stopping = True  # from now on the interchange exiting is expected, not a loss
         if self._thread is not None and self._thread.is_alive():
             try:
-                self.command("shutdown", {}, timeout_s=min(2.0, timeout_s))
+                self.request(ShutdownRequest(0), timeout_s=min(2.0, timeout_s))
             except Exception as exc:  # it may be dead already; we kill it below either way
                 logger.info("interchange shutdown command: %r", exc)
             self._stop = True
@@ -138,17 +185,25 @@ class InterchangeClient:
             if len(self._outgoing) == 1:
                 self._poke()
 
-    def command(self, name: str, args: dict, timeout_s: float = 10.0) -> dict:
-        """Send a command to the interchange and wait for its reply.
+    def request(self, request: Request, timeout_s: float = 10.0) -> Reply:
+        """Send a request to the interchange and wait for its reply.
+
+        Args:
+            request: e.g. ``StatusRequest(0)``; its ``request_id`` is replaced by a fresh one.
+            timeout_s: how long to wait.
+
+        Returns:
+            ``Ack``, ``StatusReply`` (to a ``StatusRequest``) or ``ErrorReply`` (refused, with the reason).
 
         Raises:
             TimeoutError: no reply within ``timeout_s``.
+            InterchangeLost: the connection closed before the reply came.
         """
         reply: Future = FastFuture()
         with self._lock:
             request_id = next(self._request_ids)
             self._replies[request_id] = reply
-            self._commands.append(Command(request_id, name, args))
+            self._commands.append(dataclasses.replace(request, request_id=request_id))
             self._poke()
         return reply.result(timeout=timeout_s)
 
@@ -180,7 +235,7 @@ class InterchangeClient:
                     raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
                                           f"{self.process.returncode}")
                 if now - last_ping >= self.settings.heartbeat_period_s:
-                    self._send_command(Command(0, "ping", {}))
+                    self._send_command(Ping(0))
                     last_ping = now
                     if not self._has_outstanding():
                         last_heard = now  # silence while idle is not a fault
@@ -203,12 +258,12 @@ class InterchangeClient:
             commands, self._commands = self._commands, []
         for start in range(0, len(tasks), _MAX_TASKS_PER_MESSAGE):
             chunk = tuple(tasks[start:start + _MAX_TASKS_PER_MESSAGE])
-            self._socket.send_multipart(encode(TaskBatch(chunk)), copy=False)  # type: ignore[union-attr]
+            self._socket.send_multipart(self._proof.sign(encode(TaskBatch(chunk))), copy=False)  # type: ignore[union-attr]
         for command in commands:
             self._send_command(command)
 
-    def _send_command(self, command: Command) -> None:
-        self._socket.send_multipart(encode(command))  # type: ignore[union-attr]
+    def _send_command(self, request: Request) -> None:
+        self._socket.send_multipart(self._proof.sign(encode(request)))  # type: ignore[union-attr]
 
     def _receive_all(self) -> None:
         socket = self._socket
@@ -225,14 +280,14 @@ class InterchangeClient:
                 continue
             if isinstance(message, ResultBatch):
                 self._on_results(message.results)
-            elif isinstance(message, CommandReply):
-                self._resolve_command(message)
+            elif isinstance(message, _REPLIES):
+                self._resolve_request(message)
 
-    def _resolve_command(self, reply: CommandReply) -> None:
+    def _resolve_request(self, reply: Reply) -> None:
         with self._lock:
             waiter = self._replies.pop(reply.request_id, None)
         if waiter is not None:
-            waiter.set_result(reply.result)
+            waiter.set_result(reply)
 
     def _fail_commands(self) -> None:
         with self._lock:

@@ -45,7 +45,8 @@ def describe_exit(exitcode: int) -> str:
         return f"exit code {exitcode}, i.e. " + _describe_signal(exitcode - 128, "killed by")
     if exitcode == 0:
         return "exit code 0 while holding a task — the task called sys.exit() or os._exit()?"
-    return f"exit code {exitcode} — see the worker's log for its last error"
+    return (f"exit code {exitcode} — the task called sys.exit({exitcode}) or os._exit({exitcode}), or see the "
+            f"worker's log for its last error")
 
 
 def _describe_signal(number: int, verb: str) -> str:
@@ -151,23 +152,41 @@ class VersionMismatch(MalformedMessage):
     """A peer speaks another version of the wire protocol.
 
     It is a :class:`MalformedMessage` because :func:`messages.decode` raises it
-    when a ``Register`` message of another version cannot be read at all.
+    when a hello (``Register``, ``WorkerHello``, ``ClientHello``) of another
+    version cannot be read at all.
 
     Args:
         theirs: the peer's protocol version.
         ours: this side's protocol version.
+        kind: the hello that carried it.
     """
 
-    def __init__(self, theirs: int, ours: int) -> None:
+    def __init__(self, theirs: int, ours: int, kind: str = "register") -> None:
         self.theirs = theirs
         self.ours = ours
-        self.kind = "register"
+        self.kind = kind
         self.reason = (f"protocol version mismatch: the peer speaks version {theirs}, this side speaks "
                        f"version {ours}; install the same parsl_lite version on both sides")
         HighThroughputError.__init__(self, self.reason)  # not "malformed ...": the message is fine, just foreign
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.theirs, self.ours)
+        return type(self), (self.theirs, self.ours, self.kind)
+
+
+class NotAuthenticated(HighThroughputError):
+    """A message to the interchange did not carry a valid proof of this run's secret.
+
+    Args:
+        reason: what was wrong (no proof frame, a wrong one).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"refused a message that does not prove it belongs to this run: {reason} (a peer of "
+                         f"another run, an old pool, or a stranger on the worker port?)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reason,)
 
 
 class TaskTooLarge(HighThroughputError):
@@ -186,6 +205,26 @@ class TaskTooLarge(HighThroughputError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.size, self.limit)
+
+
+class ResultTooLarge(HighThroughputError):
+    """A task's serialized result exceeds the executor's ``max_payload_bytes``.
+
+    Args:
+        task_id: the task whose result it is.
+        size: the result's size in bytes.
+        limit: the largest size allowed, in bytes.
+    """
+
+    def __init__(self, task_id: int, size: int, limit: int) -> None:
+        self.task_id = task_id
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the result of task {task_id} is {size} bytes, over the limit of {limit} bytes "
+                         f"(max_payload_bytes): return large data in files, or raise the limit")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.task_id, self.size, self.limit)
 
 
 class TaskTimeout(HighThroughputError):

@@ -37,6 +37,7 @@ _FAILED_BLOCKS_BEFORE_GIVING_UP = 2
 DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --address {address} --port {worker_port} "
                       "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
                       "--heartbeat-period {heartbeat_period} --heartbeat-threshold {heartbeat_threshold} "
+                      "--max-result-bytes {max_payload_bytes} {drain_period} --secret-file {secret_file} "
                       "{cert_dir} --logdir {logdir} {debug}")
 
 
@@ -310,7 +311,7 @@ class HighThroughputExecutor(ParslExecutor):
 
     @property
     def connected_workers(self) -> int:
-        return int(self._status(max_age_s=0.0).get("connected_workers", 0))
+        return self._status(max_age_s=0.0).connected_workers
 
     @property
     def workers_per_block(self) -> int:
@@ -324,8 +325,8 @@ class HighThroughputExecutor(ParslExecutor):
     def block_idle_since(self, block_id: str) -> Optional[float]:
         """When the block last held a task (its submission, if no pool registered yet); None if busy."""
         status = self._status(max_age_s=1.0)
-        idle_s = status.get("block_idle_s", {}).get(block_id)
-        busy = status.get("block_busy", {}).get(block_id, 0)
+        idle_s = status.block_idle_s.get(block_id)
+        busy = status.block_busy.get(block_id, 0)
         if busy:
             return None
         if idle_s is None:
@@ -344,8 +345,10 @@ class HighThroughputExecutor(ParslExecutor):
         logger.error("executor %r: %s", self.label, reason)
         if state == "FAILED":
             self._block_failed(reason)
+        from parsl_lite.executors.htex.messages import BlockLost
+
         try:
-            self.command("block_lost", {"block_id": block_id, "reason": reason})
+            self.command(BlockLost(0, block_id, reason))
         except Exception as exc:  # the interchange will notice the silence anyway
             logger.warning("executor %r: could not report block %s lost: %r", self.label, block_id, exc)
 
@@ -358,26 +361,45 @@ class HighThroughputExecutor(ParslExecutor):
         self._failed_blocks += 1
         if not self.block_error_handler or self._failed_blocks < _FAILED_BLOCKS_BEFORE_GIVING_UP:
             return
-        if any(self.blocks) or self._status(max_age_s=0.0).get("connected_workers", 0):
+        if any(self.blocks) or self._status(max_age_s=0.0).connected_workers:
             return
         self._fail(ExecutorError(self.label, f"{self._failed_blocks} blocks failed and no worker connected; "
                                              f"last: {reason}"))
 
-    def command(self, name: str, args: Optional[dict] = None, timeout_s: float = 10.0) -> dict:
-        """Ask the interchange something (``status``, ``hold_block``...)."""
-        if self._client is None or self._broken is not None:
-            return {}
-        return self._client.command(name, args or {}, timeout_s)
+    def command(self, request: Any, timeout_s: float = 10.0) -> Any:
+        """Send the interchange a typed request and return its typed reply.
 
-    def _status(self, max_age_s: float) -> dict:
+        Args:
+            request: a request of ``messages.py``, e.g. ``StatusRequest(0)`` or
+                ``HoldBlocks(0, ("3",))`` (the request id is assigned on sending).
+            timeout_s: how long to wait for the reply.
+
+        Returns:
+            ``Ack``, ``StatusReply`` or ``ErrorReply`` (also when the executor is
+            not running: nothing is asked then).
+        """
+        from parsl_lite.executors.htex.messages import ErrorReply
+
+        client = self._client
+        if client is None or self._broken is not None:
+            return ErrorReply(0, f"executor {self.label!r} is not running")
+        return client.request(request, timeout_s)
+
+    def _status(self, max_age_s: float) -> Any:
+        """The interchange's ``StatusReply``, at most ``max_age_s`` old; an empty one if it cannot be asked."""
+        from parsl_lite.executors.htex.messages import StatusReply, StatusRequest
+
         now = time.monotonic()
         if now - self._status_time > max_age_s:
             try:
-                self._status_cache = self.command("status")
+                reply = self.command(StatusRequest(0))
             except Exception as exc:
                 logger.warning("executor %r: status query failed: %r", self.label, exc)
+            else:
+                self._status_cache = reply if isinstance(reply, StatusReply) else StatusReply.empty()
             self._status_time = now
-        return self._status_cache
+        cache = self._status_cache
+        return cache if isinstance(cache, StatusReply) else StatusReply.empty()
 
     def scale_out(self, blocks: int = 1) -> list[str]:
         """Start ``blocks`` more blocks of worker pools through the provider."""
@@ -400,8 +422,10 @@ class HighThroughputExecutor(ParslExecutor):
         """Stop sending tasks to these blocks, then cancel their jobs."""
         ids = [b for b in block_ids if b in self.blocks]
         if ids:
+            from parsl_lite.executors.htex.messages import HoldBlocks
+
             try:
-                self.command("hold_blocks", {"block_ids": ids})
+                self.command(HoldBlocks(0, tuple(ids)))
             except Exception as exc:
                 logger.warning("executor %r: could not hold blocks %s: %r", self.label, ids, exc)
         return self._cancel_blocks(ids)
@@ -431,6 +455,9 @@ class HighThroughputExecutor(ParslExecutor):
             mem_per_worker=f"--mem-per-worker {self.mem_per_worker}" if self.mem_per_worker else "",
             heartbeat_period=self.heartbeat_period,
             heartbeat_threshold=self.heartbeat_threshold,
+            max_payload_bytes=self.max_payload_bytes,
+            drain_period=f"--drain-period {self.drain_period}" if self.drain_period else "",
+            secret_file=shlex.quote(self._client.secret_file),  # the path only: `ps` must not show the secret
             cert_dir=f"--cert-dir {shlex.quote(self.cert_dir)}" if self.cert_dir else "",
             logdir=shlex.quote(logdir),
             debug="--debug" if self.worker_debug else "",

@@ -17,26 +17,30 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable, Optional
+from functools import partial
+from typing import Any, Callable, Optional, Sequence
 
 import zmq
 
 from parsl_lite.executors.htex import curve
-from parsl_lite.executors.htex.errors import MalformedMessage, WorkerLost
+from parsl_lite.executors.htex.errors import MalformedMessage, NotAuthenticated, VersionMismatch, WorkerLost
 from parsl_lite.executors.htex.ledger import (
-    AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger, ManagerGone,
-    LedgerConfig,
-    ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick, WorkerConnected,
-    WorkerDied as WorkerDiedEvent,
+    AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger, LedgerConfig,
+    ManagerDraining, ManagerGone, ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick,
+    WorkerConnected, WorkerDied as WorkerDiedEvent,
 )
 from parsl_lite.executors.htex.messages import (
-    Command, CommandReply, Heartbeat, HeartbeatAck, Register, RegisterReply, ResultBatch, ResultMessage,
-    Shutdown, TaskBatch, WorkerDied, WorkerHello, WorkerStarted, decode, encode,
+    PROTOCOL_VERSION, UNKNOWN_TASK, Ack, BlockLost, ClientHello, Drain, ErrorReply, Heartbeat, HeartbeatAck, HoldBlocks,
+    Ping, Register, RegisterReply, Reply, ResultBatch, ResultFrames, ResultMessage, Shutdown, ShutdownRequest,
+    StatusReply, StatusRequest, TaskBatch, WorkerDied, WorkerHello, WorkerStarted, decode, encode, peek_results,
 )
 from parsl_lite.executors.htex.settings import InterchangeSettings
+from parsl_lite.executors.htex.wire_auth import CLIENT, WORKERS, Signer
 from parsl_lite.serialize import serialize
 
 logger = logging.getLogger("parsl_lite.executors.htex.interchange")
+
+_LOG_EVERY_REFUSAL_UP_TO = 20   # then one line per 1000, so a flood cannot fill the disk
 
 
 class Interchange:
@@ -46,6 +50,8 @@ class Interchange:
         self.settings = settings
         self.context = zmq.Context()
         self.auth = curve.start_authenticator(self.context, settings.cert_dir) if settings.cert_dir else None
+        self.client_proof = Signer(settings.secret, CLIENT)
+        self.worker_proof = Signer(settings.secret, WORKERS)
         self.client = self._bind(settings.client_address, None, settings.interchange_port_range)
         self.workers = self._bind(settings.worker_address, settings.worker_port, settings.worker_port_range)
         self.client_port = int(self.client.last_endpoint.decode().rsplit(":", 1)[1])
@@ -54,16 +60,23 @@ class Interchange:
                                           heartbeat_threshold_s=settings.heartbeat_threshold_s))
         self.registering: set[bytes] = set()
         self.manager_identity: dict[bytes, bytes] = {}           # manager id -> its socket identity
-        self.client_identity: Optional[bytes] = None
+        self.client_identity: Optional[bytes] = None             # set by an authenticated ClientHello only
         self.worker_of: dict[bytes, tuple[bytes, int]] = {}     # socket identity -> (manager, index)
         self.identity_of: dict[tuple[bytes, int], bytes] = {}   # (manager, index) -> socket identity
         self.hosts: dict[bytes, str] = {}
         self.running = True
         self.dropped = 0
-        self._frames: list[bytes] = []
+        self.refused = 0
+        self._from_client_table: dict[type, Callable[[bytes, Any], None]] = {
+            TaskBatch: self._on_tasks, ClientHello: self._on_client_hello,
+            **{kind: partial(self._on_request, handler) for kind, handler in (
+                (Ping, self._on_ping), (StatusRequest, self._on_status), (HoldBlocks, self._on_hold_blocks),
+                (BlockLost, self._on_block_lost), (ShutdownRequest, self._on_shutdown))},
+        }
         self._from_workers: dict[type, Callable[[bytes, Any], None]] = {
             Register: self._on_register, Heartbeat: self._on_heartbeat, WorkerHello: self._on_worker_hello,
-            WorkerStarted: self._on_worker_started, WorkerDied: self._on_worker_died, ResultBatch: self._on_results,
+            WorkerStarted: self._on_worker_started, WorkerDied: self._on_worker_died, Drain: self._on_drain,
+            ResultFrames: self._on_results,
         }
         self._actions: dict[type, Callable[[Any], None]] = {
             Dispatch: self._dispatch, FailTasks: self._fail_tasks, AcceptManager: self._accept_manager,
@@ -114,9 +127,20 @@ class Interchange:
                 return
             try:
                 handle(frames)
+            except NotAuthenticated as exc:
+                self._refuse(frames, exc)
             except MalformedMessage as exc:
                 self.dropped += 1
                 logger.warning("dropped a malformed message (%d so far): %s", self.dropped, exc)
+
+    def _refuse(self, frames: list[bytes], exc: NotAuthenticated) -> None:
+        """A message without this run's proof: count it, log it (not a flood of it), answer a hello."""
+        self.refused += 1
+        if self.refused <= _LOG_EVERY_REFUSAL_UP_TO or self.refused % 1000 == 0:
+            logger.warning("refused an unauthenticated message (%d so far) from peer %s: %s", self.refused,
+                           frames[0].hex(), exc)
+        if b"register" in frames[1:3]:  # a pool of another run, or started with the wrong secret: tell it why
+            self._send_worker(frames[0], RegisterReply(False, str(exc), self.settings.heartbeat_period_s))
 
     def _apply(self, actions: list) -> None:
         for action in actions:
@@ -125,57 +149,89 @@ class Interchange:
     # ------------------------------------------------------------ from the executor
 
     def _from_client(self, frames: list[bytes]) -> None:
-        identity, message = frames[0], decode(frames[1:])
+        identity = frames[0]
+        body = self.client_proof.verify(frames[1:])  # before anything is read
+        try:
+            message = decode(body)
+        except VersionMismatch as exc:
+            self._reply(identity, ErrorReply(0, f"executor refused: {exc}"))
+            raise
+        if identity != self.client_identity and type(message) is not ClientHello:
+            raise MalformedMessage(type(message).kind, "from a client that did not say ClientHello first")
+        handler = self._from_client_table.get(type(message))
+        if handler is None:
+            raise MalformedMessage(type(message).kind, "not a message the executor sends")
+        handler(identity, message)
+
+    def _on_client_hello(self, identity: bytes, hello: ClientHello) -> None:
+        if hello.protocol_version != PROTOCOL_VERSION:
+            mismatch = VersionMismatch(hello.protocol_version, PROTOCOL_VERSION, ClientHello.kind)
+            logger.error("refusing executor %r: %s", hello.label, mismatch)
+            self._reply(identity, ErrorReply(hello.request_id, f"executor {hello.label!r} refused: {mismatch}"))
+            return
+        if self.client_identity not in (None, identity):
+            logger.info("executor %r connected again (new socket)", hello.label)
         self.client_identity = identity
-        if isinstance(message, TaskBatch):
-            self._apply(self.ledger.handle(TasksArrived(message.tasks)))
-        elif isinstance(message, Command):
-            result = self._command(message)
-            self.client.send_multipart([identity, *encode(CommandReply(message.request_id, result))])
-        else:
-            raise MalformedMessage(type(message).__name__, "not a message the executor sends")
+        self._reply(identity, Ack(hello.request_id))
 
-    def _command(self, command: Command) -> dict:
-        if command.name == "ping":
-            return {}
-        if command.name == "status":
-            return self._status()
-        if command.name == "hold_blocks":
-            blocks = set(command.args.get("block_ids", ()))
-            for info in self.ledger.managers():
-                if info.block_id in blocks:
-                    self._apply(self.ledger.handle(HoldManager(info.manager_id)))
-            return {"ok": True}
-        if command.name == "block_lost":
-            block, reason = command.args.get("block_id"), str(command.args.get("reason", "its job ended"))
-            for info in self.ledger.managers():
-                if info.block_id == block:
-                    self._apply(self.ledger.handle(ManagerGone(info.manager_id, reason, time.monotonic())))
-            return {"ok": True}
-        if command.name == "shutdown":
-            self._shutdown_managers("the executor shut down")
-            self.running = False
-            return {"ok": True}
-        return {"error": f"unknown command {command.name!r}"}
+    def _on_tasks(self, identity: bytes, message: TaskBatch) -> None:
+        self._apply(self.ledger.handle(TasksArrived(message.tasks)))
 
-    def _status(self) -> dict:
-        status = self.ledger.status()
+    def _on_request(self, handler: Callable[[Any], Reply], identity: bytes, request: Any) -> None:
+        self._reply(identity, handler(request))
+
+    def _reply(self, identity: bytes, reply: Reply) -> None:
+        self.client.send_multipart([identity, *encode(reply)])
+
+    def _on_ping(self, request: Ping) -> Reply:
+        return Ack(request.request_id)
+
+    def _on_status(self, request: StatusRequest) -> Reply:
+        ledger, now = self.ledger, time.monotonic()
         idle: dict[str, float] = {}
-        for manager in self.ledger.idle_managers(time.monotonic()):
+        for manager in ledger.idle_managers(now):
             idle[manager.block_id] = min(idle.get(manager.block_id, manager.idle_s), manager.idle_s)
-        status["block_idle_s"] = idle
-        status["block_busy"] = self.ledger.block_task_counts()
-        return status
+        return StatusReply(request.request_id, ledger.pending_count, ledger.outstanding_count,
+                           ledger.connected_workers, ledger.manager_statuses(), idle, ledger.block_task_counts())
+
+    def _on_hold_blocks(self, request: HoldBlocks) -> Reply:
+        blocks = set(request.block_ids)
+        for info in self.ledger.managers():
+            if info.block_id in blocks:
+                self._apply(self.ledger.handle(HoldManager(info.manager_id)))
+        return Ack(request.request_id)
+
+    def _on_block_lost(self, request: BlockLost) -> Reply:
+        for info in self.ledger.managers():
+            if info.block_id == request.block_id:
+                self._apply(self.ledger.handle(ManagerGone(info.manager_id, request.reason, time.monotonic())))
+        return Ack(request.request_id)
+
+    def _on_shutdown(self, request: ShutdownRequest) -> Reply:
+        self._shutdown_managers("the executor shut down")
+        self.running = False
+        return Ack(request.request_id)
 
     # ------------------------------------------------------------ from pools and workers
 
     def _from_worker(self, frames: list[bytes]) -> None:
-        identity, message = frames[0], decode(frames[1:])
-        self._frames = frames  # a result batch is forwarded as received, without re-encoding
+        identity = frames[0]
+        body = self.worker_proof.verify(frames[1:])  # before anything is read
+        try:
+            message = peek_results(body)  # a result batch: ids read, payloads forwarded untouched
+        except VersionMismatch as exc:
+            self._refuse_hello(identity, exc.kind, str(exc))
+            raise
         handler = self._from_workers.get(type(message))
         if handler is None:
-            raise MalformedMessage(type(message).__name__, "not a message pools or workers send")
+            raise MalformedMessage(type(message).kind, "not a message pools or workers send")
         handler(identity, message)
+
+    def _refuse_hello(self, identity: bytes, kind: Optional[str], reason: str) -> None:
+        logger.error("refusing a %s from peer %s: %s", kind, identity.hex(), reason)
+        refusal = RegisterReply(False, reason, self.settings.heartbeat_period_s) if kind == Register.kind \
+            else Shutdown(f"refused: {reason}")
+        self._send_worker(identity, refusal)
 
     def _on_register(self, identity: bytes, message: Register) -> None:
         self.hosts[message.manager_id] = message.hostname
@@ -196,6 +252,11 @@ class Interchange:
         self._send_worker(identity, HeartbeatAck())
 
     def _on_worker_hello(self, identity: bytes, message: WorkerHello) -> None:
+        if message.protocol_version != PROTOCOL_VERSION:
+            mismatch = VersionMismatch(message.protocol_version, PROTOCOL_VERSION, WorkerHello.kind)
+            self._refuse_hello(identity, WorkerHello.kind, f"worker {message.worker_index} of pool "
+                                                           f"{message.manager_id.hex()}: {mismatch}")
+            return
         key = (message.manager_id, message.worker_index)
         self.worker_of[identity] = key
         self.identity_of[key] = identity
@@ -207,19 +268,26 @@ class Interchange:
 
     def _on_worker_died(self, identity: bytes, message: WorkerDied) -> None:
         self._apply(self.ledger.handle(WorkerDiedEvent(message.manager_id, message.worker_index, message.exitcode,
-                                                       time.monotonic(), message.pid)))
+                                                       time.monotonic(), message.pid,
+                                                       None if message.running_task == UNKNOWN_TASK
+                                                       else message.running_task)))
 
-    def _on_results(self, identity: bytes, message: ResultBatch) -> None:
+    def _on_drain(self, identity: bytes, message: Drain) -> None:
+        logger.info("pool %s is draining (its drain_period is over)", message.manager_id.hex())
+        self._apply(self.ledger.handle(ManagerDraining(message.manager_id)))
+
+    def _on_results(self, identity: bytes, message: ResultFrames) -> None:
         key = self.worker_of.get(identity)
         if key is None:
             raise MalformedMessage("result_batch", "results from a worker that never said hello")
-        actions = self.ledger.handle(ResultsArrived(key[0], key[1], tuple(r.task_id for r in message.results),
-                                                    time.monotonic()))
+        actions = self.ledger.handle(ResultsArrived(key[0], key[1], message.task_ids, time.monotonic()))
         dropped = {tid for a in actions if isinstance(a, DropResults) for tid in a.task_ids}
         if not dropped:
-            self._forward_raw(self._frames[1:])
-        else:
-            kept = tuple(r for r in message.results if r.task_id not in dropped)
+            self._forward_raw(message.frames)
+        else:  # rare: only now are the payloads cut apart (still never unpickled)
+            batch = decode(message.frames)
+            assert isinstance(batch, ResultBatch)
+            kept = tuple(r for r in batch.results if r.task_id not in dropped)
             if kept:
                 self._to_client(ResultBatch(kept))
         self._apply(actions)
@@ -270,7 +338,7 @@ class Interchange:
     def _to_client(self, message: Any) -> None:
         self._forward_raw(encode(message))
 
-    def _forward_raw(self, frames: list[bytes]) -> None:
+    def _forward_raw(self, frames: Sequence[bytes]) -> None:
         if self.client_identity is None:
             logger.error("no executor connected: dropping a message for it")
             return
@@ -320,7 +388,8 @@ def main() -> int:
         interchange.run()
     finally:
         interchange.close()
-        logger.info("interchange down")
+        logger.info("interchange down (%d unauthenticated messages refused, %d malformed ones dropped)",
+                    interchange.refused, interchange.dropped)
     return 0
 
 

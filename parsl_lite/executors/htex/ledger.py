@@ -5,13 +5,22 @@ events (with the time in them) and carries out the actions returned, in order::
 
     TasksArrived(tasks)                        -> [Dispatch(m, 0, tasks[:k]), ...]
     ResultsArrived(m, 0, ids, now)             -> [Dispatch(m, 0, more)] or []
-    WorkerDied(m, 0, -9, now)                  -> [FailTasks(ids, "worker_lost", ...)]
+    WorkerDied(m, 0, -9, now, running_task=7)  -> [FailTasks((7,), "worker_lost", ...), Dispatch(...)]
     Tick(now), a pool silent past the threshold -> [FailTasks(ids, "manager_lost", ...), ForgetManager(m)]
 
 It knows the worker pools ("managers"), their workers (connected or not, the
 tasks and function digests each holds), the FIFO queue of pending tasks and
-where every task is. It never retries: tasks on a lost worker or pool fail
-(:class:`FailTasks`) and the executor decides about retries.
+where every task is. It never retries what ran: the task a dead worker was
+running, and the tasks of a lost pool, fail (:class:`FailTasks`) and the
+executor decides about retries. The other tasks a dead worker held had not
+started (a worker runs its tasks in the order it got them): they go back to
+the front of the queue, in order, and run elsewhere. Which one was running the
+pool reads from the worker's slot file (``WorkerDied.running_task``); when that
+is not known, it is the oldest one not yet returned.
+
+A draining pool (``ManagerDraining``: its ``drain_period`` is over) gets no new
+task; once its workers hold none it is forgotten and told to shut down
+(``ForgetManager``), and its block's job ends.
 
 Dispatch policy (it decides our throughput). Let ``pending`` be the queue
 length and ``eligible`` the number of connected workers on pools that are
@@ -36,12 +45,12 @@ it was given, because the executor sends each body only once.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.htex.errors import VersionMismatch, describe_exit
-from parsl_lite.executors.htex.messages import PROTOCOL_VERSION, ManagerId, TaskId, TaskMessage
+from parsl_lite.executors.htex.messages import NO_TASK, PROTOCOL_VERSION, ManagerId, ManagerStatus, TaskId, TaskMessage
 from parsl_lite.executors.htex.ledger_events import (  # noqa: F401  (re-exported)
     AcceptManager, Action, Dispatch, DropResults, Event, FailReason, FailTasks, ForgetManager, HeartbeatReceived,
     HoldManager, IdleManager, ManagerDraining, ManagerGone, ManagerInfo, ManagerRegistered, RejectManager,
@@ -102,7 +111,7 @@ class _Worker:
     index: int
     connected: bool = False
     pid: int = 0
-    tasks: set[TaskId] = field(default_factory=set)
+    tasks: dict[TaskId, TaskMessage] = field(default_factory=dict)  # in the order sent, bodies stripped
     known_digests: set[bytes] = field(default_factory=set)
     dead_pids: set[int] = field(default_factory=set)  # died before their hello was seen
 
@@ -183,12 +192,10 @@ class Ledger:
                             {w.index: len(w.tasks) for w in m.workers.values() if w.connected},
                             m.held, m.draining, m.last_heartbeat) for m in self._managers.values()]
 
-    def status(self) -> dict[str, Any]:
-        """Everything above as JSON values, for the ``status`` command's reply."""
-        managers = [{**asdict(info), "manager_id": info.manager_id.hex(),
-                     "worker_tasks": {str(i): n for i, n in info.worker_tasks.items()}} for info in self.managers()]
-        return {"pending": self.pending_count, "outstanding": self.outstanding_count,
-                "connected_workers": self.connected_workers, "managers": managers}
+    def manager_statuses(self) -> tuple[ManagerStatus, ...]:
+        """Every pool, as the wire's ``StatusReply`` carries it."""
+        return tuple(ManagerStatus(m.manager_id.hex(), m.block_id, m.hostname, m.worker_count, m.connected(), m.busy,
+                                   m.held, m.draining) for m in self._managers.values())
 
     # ------------------------------------------------------------ pools
 
@@ -227,8 +234,19 @@ class Ledger:
                 self._unlist(worker)
         manager.held, manager.draining = manager.held or held, manager.draining or not held
         actions: list[Action] = []
+        self._release_if_drained(manager, actions)
         self._fill_all(actions)  # fewer eligible workers: a bigger share for each of the others
         return actions
+
+    def _release_if_drained(self, manager: _Manager, actions: list[Action]) -> None:
+        """A draining pool whose workers hold nothing is done: forget it and let it exit."""
+        if manager.draining and manager.busy == 0 and manager.manager_id in self._managers:
+            del self._managers[manager.manager_id]
+            for worker in manager.workers.values():
+                worker.connected = False
+                self._unlist(worker)
+            actions.append(ForgetManager(manager.manager_id, "drained: its drain_period is over and its workers "
+                                                             "finished their tasks"))
 
     def _tick(self, event: Tick) -> list[Action]:
         threshold = self.config.heartbeat_threshold_s
@@ -277,14 +295,22 @@ class Ledger:
         if worker.connected and event.pid and event.pid == worker.pid:
             return []  # the same process said hello twice
         actions: list[Action] = []
-        if worker.connected:  # the slot's previous process is gone, whether or not its death was reported
+        replaced = worker.connected
+        if replaced:  # the slot's previous process is gone, whether or not its death was reported
             self._disconnect(worker, event.now, None, "another process connected in its slot", actions)
+            self._release_if_drained(manager, actions)
+            if manager.manager_id not in self._managers:  # drained and let go: the newcomer is not needed
+                self._fill_all(actions)
+                return actions
         worker.connected = True
         worker.pid = event.pid
         if manager.eligible:
             self._eligible += 1
         self._refresh(worker)
-        self._fill((worker,), actions)  # one more worker only shrinks the others' share
+        if replaced:  # its unstarted tasks went back to the queue: anyone may take them
+            self._fill_all(actions)
+        else:
+            self._fill((worker,), actions)  # one more worker only shrinks the others' share
         return actions
 
     def _worker_died(self, event: WorkerDied) -> list[Action]:
@@ -301,7 +327,9 @@ class Ledger:
                 worker.dead_pids.add(event.pid)
             return []
         actions: list[Action] = []
-        self._disconnect(worker, event.now, event.exitcode, describe_exit(event.exitcode), actions)
+        self._disconnect(worker, event.now, event.exitcode, describe_exit(event.exitcode), actions,
+                         event.running_task)
+        self._release_if_drained(manager, actions)
         self._fill_all(actions)
         return actions
 
@@ -313,24 +341,37 @@ class Ledger:
         return worker
 
     def _disconnect(self, worker: _Worker, now: float, exitcode: Optional[int], details: str,
-                    actions: list[Action]) -> None:
-        """The worker's process is gone: its tasks fail with ``worker_lost``."""
+                    actions: list[Action], running: Optional[TaskId] = None) -> None:
+        """The worker's process is gone: the task it ran fails with ``worker_lost``, the others are queued again.
+
+        ``running`` is the task it was running (``NO_TASK``: none); None if
+        unknown, and then it is the oldest one not yet returned.
+        """
         worker.connected = False
         worker.known_digests.clear()
         if worker.manager.eligible:
             self._eligible -= 1
         self._unlist(worker)
+        if running is None:
+            running = next(iter(worker.tasks), NO_TASK)
+        held = worker.tasks
+        again = [task for task_id, task in held.items() if task_id != running]
         lost = self._unplace(worker, now)
-        if lost:
+        if again:
+            where = self._where
+            for task in again:
+                where[task.task_id] = None
+            self._queue.extendleft(reversed(again))
+        if running in lost:
             manager = worker.manager
-            actions.append(FailTasks(tuple(sorted(lost)), "worker_lost", manager.manager_id, manager.hostname,
+            actions.append(FailTasks((running,), "worker_lost", manager.manager_id, manager.hostname,
                                      worker.index, exitcode, details))
 
     def _unplace(self, worker: _Worker, now: float) -> list[TaskId]:
         lost = list(worker.tasks)
         for task_id in lost:
             del self._where[task_id]
-        worker.tasks.clear()
+        worker.tasks = {}
         self._count(worker.manager, -len(lost), now)
         return lost
 
@@ -372,7 +413,7 @@ class Ledger:
         for task_id in event.task_ids:
             if worker is not None and where.get(task_id) is worker:
                 del where[task_id]
-                worker.tasks.remove(task_id)
+                del worker.tasks[task_id]
                 accepted += 1
             else:
                 dropped.append(task_id)
@@ -382,6 +423,9 @@ class Ledger:
                                        "not on this worker (failed as lost already, or never sent to it)"))
         if worker is not None and accepted:
             self._count(worker.manager, -accepted, event.now)
+            if worker.manager.draining:
+                self._release_if_drained(worker.manager, actions)
+                return actions
             self._refresh(worker)
             self._fill((worker,), actions)  # only this worker gained room (see the module docstring)
         return actions
@@ -417,11 +461,11 @@ class Ledger:
         batch = [popleft() for _ in range(count)]
         where, held, known = self._where, worker.tasks, worker.known_digests
         for i, task in enumerate(batch):
+            held[task.task_id] = task
             if task.fn_digest not in known:
                 known.add(task.fn_digest)
                 batch[i] = task._replace(fn_body=self._bodies[task.fn_digest])
             where[task.task_id] = worker
-            held.add(task.task_id)
         worker.manager.busy += count
         self._refresh(worker, rotate=True)
         actions.append(Dispatch(worker.manager.manager_id, worker.index, tuple(batch)))

@@ -56,12 +56,17 @@ class HeartbeatReceived:
 
 @dataclass(frozen=True, slots=True)
 class WorkerDied:
-    """A pool reported a worker's exit (``exitcode`` < 0: killed by that signal)."""
+    """A pool reported a worker's exit (``exitcode`` < 0: killed by that signal).
+
+    ``running_task``: the task it was running (``messages.NO_TASK``: none), or
+    None if the pool could not tell (the oldest task it held is taken).
+    """
     manager_id: ManagerId
     worker_index: int
     exitcode: int
     now: float
     pid: int = 0
+    running_task: Optional[TaskId] = None
 
 
 @dataclass(frozen=True, slots=True)

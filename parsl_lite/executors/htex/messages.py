@@ -6,6 +6,8 @@ maps kinds to classes. :func:`encode` turns a message into a list of frames for
 or raises :class:`MalformedMessage` (and nothing else) when they are not one.
 No frame is ever unpickled here: a peer that sends bytes cannot make us run
 code. Payloads (serialized functions, arguments, results) are opaque bytes.
+How values become frames is ``codec.py``'s job; who may send what is
+``wire_auth.py``'s (a proof frame in front of every message to the interchange).
 
 Frames::
 
@@ -27,31 +29,37 @@ arguments blobs then of the function bodies (of the tasks listed in
 would cost ~4 µs each in pyzmq. Larger ones travel in frames of their own,
 never copied or re-encoded; their length in ``index`` is -1. ``spec_pairs``
 lists ``[task number, resource_spec]`` for the tasks whose spec is not empty.
+The interchange reads only the header and the index of a result batch
+(:func:`peek_results`) and forwards the frames as they came.
 
-Dict fields (``resource_spec``, ``Command.args``, ``CommandReply.result``)
-must hold JSON values: str keys; None, bool, int, float, str, lists, dicts.
+The executor talks to the interchange in requests (``ClientHello``, ``Ping``,
+``StatusRequest``, ``HoldBlocks``, ``BlockLost``, ``ShutdownRequest``), each
+with a ``request_id`` that its reply (``Ack``, ``ErrorReply``, ``StatusReply``)
+repeats.
 
-Versioning: ``Register`` carries :data:`PROTOCOL_VERSION`; the interchange
-refuses other versions. If a ``Register`` of another version cannot even be
-read, :func:`decode` raises :class:`VersionMismatch` (a ``MalformedMessage``),
-so the interchange can still answer with a clear reason.
+Versioning: every hello (``ClientHello``, ``Register``, ``WorkerHello``)
+carries :data:`PROTOCOL_VERSION`; the interchange refuses other versions with
+both numbers in the reason. If a hello of another version cannot even be read,
+:func:`decode` raises :class:`VersionMismatch` (a ``MalformedMessage``), so
+the interchange can still answer with a clear reason.
 """
 from __future__ import annotations
 
-import io
-import json
-import sys
-from array import array
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, ClassVar, Final, Literal, NamedTuple, NewType, Optional, Sequence, Union, \
-    get_origin, get_type_hints
+from typing import Any, Callable, ClassVar, Final, Literal, NamedTuple, NewType, Optional, Sequence, Union
 
+from parsl_lite.executors.htex.codec import (
+    BIG_PAYLOAD_BYTES, Invalid, Schema, check_lengths, count, dumps, frame_to_ints, header_list, ints_to_frame, loads,
+    pack, positions, unpack,
+)
 from parsl_lite.executors.htex.errors import MalformedMessage, VersionMismatch
 
-PROTOCOL_VERSION: Final = 1
-BIG_PAYLOAD_BYTES: Final = 64 * 1024
-"""Payloads at least this large travel in a frame of their own instead of the shared blob."""
+PROTOCOL_VERSION: Final = 2
+NO_TASK: Final = -1
+"""``WorkerDied.running_task`` when the worker was between tasks."""
+UNKNOWN_TASK: Final = -2
+"""``WorkerDied.running_task`` when the pool could not tell (the oldest task the worker held is taken)."""
 
 TaskId = NewType("TaskId", int)
 ManagerId = NewType("ManagerId", bytes)
@@ -98,7 +106,19 @@ class ResultMessage(NamedTuple):
     payload: bytes
 
 
-# ---------------------------------------------------------------- client <-> interchange
+class ManagerStatus(NamedTuple):
+    """One worker pool, as the interchange sees it (in a :class:`StatusReply`)."""
+    manager_id: str          # hex
+    block_id: str
+    hostname: str
+    worker_count: int
+    connected_workers: int
+    tasks: int               # held by its workers
+    held: bool
+    draining: bool
+
+
+# ---------------------------------------------------------------- executor -> interchange
 
 @dataclass(frozen=True, slots=True)
 class TaskBatch:
@@ -108,13 +128,53 @@ class TaskBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
-    """A request from the executor to the interchange (``"status"``, ``"hold_manager"``, ``"shutdown"``...)."""
-    kind: ClassVar[str] = "command"
+class ClientHello:
+    """The executor's first message: who it is and which protocol it speaks. Answered by ``Ack`` or ``ErrorReply``."""
+    kind: ClassVar[str] = "client_hello"
     request_id: int
-    name: str
-    args: dict[str, Any]
+    protocol_version: int
+    label: str
 
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Are you there? (``Ack``). Also keeps the link's silence detector quiet."""
+    kind: ClassVar[str] = "ping"
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """What is queued, out and connected (``StatusReply``)."""
+    kind: ClassVar[str] = "status_request"
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBlocks:
+    """Send the pools of these blocks no new task (they are about to be scaled in)."""
+    kind: ClassVar[str] = "hold_blocks"
+    request_id: int
+    block_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLost:
+    """The block's job ended (the provider says so): its pools are gone, fail their tasks now."""
+    kind: ClassVar[str] = "block_lost"
+    request_id: int
+    block_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequest:
+    """Stop every pool, then the interchange itself (``Ack`` first)."""
+    kind: ClassVar[str] = "shutdown_request"
+    request_id: int
+
+
+# ---------------------------------------------------------------- interchange -> executor
 
 @dataclass(frozen=True, slots=True)
 class ResultBatch:
@@ -124,14 +184,52 @@ class ResultBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandReply:
-    """The interchange's answer to the :class:`Command` with the same ``request_id``."""
-    kind: ClassVar[str] = "command_reply"
+class Ack:
+    """The request with this ``request_id`` was carried out."""
+    kind: ClassVar[str] = "ack"
     request_id: int
-    result: dict[str, Any]
 
 
-# ---------------------------------------------------------------- manager -> interchange
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """The request with this ``request_id`` was refused; ``reason`` says why."""
+    kind: ClassVar[str] = "error_reply"
+    request_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """The answer to :class:`StatusRequest`.
+
+    Attributes:
+        pending: tasks queued, not yet on a worker.
+        outstanding: tasks not finished (queued or on a worker).
+        connected_workers: worker processes connected now.
+        managers: every registered pool.
+        block_idle_s: for blocks whose pools hold no task, seconds since the last one finished.
+        block_busy: tasks held by the workers of each block with a registered pool.
+    """
+    kind: ClassVar[str] = "status_reply"
+    request_id: int
+    pending: int
+    outstanding: int
+    connected_workers: int
+    managers: tuple[ManagerStatus, ...]
+    block_idle_s: dict[str, float]
+    block_busy: dict[str, int]
+
+    @classmethod
+    def empty(cls, request_id: int = 0) -> "StatusReply":
+        """What we know when the interchange cannot be asked: nothing."""
+        return cls(request_id, 0, 0, 0, (), {}, {})
+
+
+Request = Union[ClientHello, Ping, StatusRequest, HoldBlocks, BlockLost, ShutdownRequest]
+Reply = Union[Ack, ErrorReply, StatusReply]
+
+
+# ---------------------------------------------------------------- pool -> interchange
 
 @dataclass(frozen=True, slots=True)
 class Register:
@@ -169,18 +267,22 @@ class WorkerDied:
 
     ``pid`` (0: unknown) tells which process of the slot died: this message and
     the replacement's ``WorkerHello`` travel on different connections and may
-    arrive in either order.
+    arrive in either order. ``running_task`` is the task it was running
+    (:data:`NO_TASK` if none, :data:`UNKNOWN_TASK` if the pool cannot tell),
+    as the worker last wrote it in its slot file: only that task is lost, the
+    others it held run elsewhere.
     """
     kind: ClassVar[str] = "worker_died"
     manager_id: ManagerId
     worker_index: int
     exitcode: int
     pid: int = 0
+    running_task: int = UNKNOWN_TASK
 
 
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """The pool takes no new tasks; it exits once its workers are idle."""
+    """The pool takes no new tasks (its ``drain_period`` is over); it exits once its workers are idle."""
     kind: ClassVar[str] = "drain"
     manager_id: ManagerId
 
@@ -191,12 +293,13 @@ class Drain:
 class WorkerHello:
     """A worker process (``pid``; 0: unknown) connected; its socket identity now stands for this slot."""
     kind: ClassVar[str] = "worker_hello"
+    protocol_version: int
     manager_id: ManagerId
     worker_index: int
     pid: int = 0
 
 
-# ---------------------------------------------------------------- interchange -> manager
+# ---------------------------------------------------------------- interchange -> pool or worker
 
 @dataclass(frozen=True, slots=True)
 class RegisterReply:
@@ -218,12 +321,21 @@ class HeartbeatAck:
     kind: ClassVar[str] = "heartbeat_ack"
 
 
-Message = Union[TaskBatch, Command, ResultBatch, CommandReply, Register, Heartbeat, WorkerStarted, WorkerDied,
-                Drain, WorkerHello, RegisterReply, Shutdown, HeartbeatAck]
+Message = Union[TaskBatch, ResultBatch, Request, Reply, Register, Heartbeat, WorkerStarted, WorkerDied, Drain,
+                WorkerHello, RegisterReply, Shutdown, HeartbeatAck]
 
-MESSAGES: Final[dict[str, type[Message]]] = {m.kind: m for m in (
-    TaskBatch, Command, ResultBatch, CommandReply, Register, Heartbeat, WorkerStarted, WorkerDied, Drain,
-    WorkerHello, RegisterReply, Shutdown, HeartbeatAck)}
+MESSAGES: Final[dict[str, type[Message]]] = {m.kind: m for m in (  # type: ignore[misc]
+    TaskBatch, ClientHello, Ping, StatusRequest, HoldBlocks, BlockLost, ShutdownRequest,
+    ResultBatch, Ack, ErrorReply, StatusReply,
+    Register, Heartbeat, WorkerStarted, WorkerDied, Drain, WorkerHello, RegisterReply, Shutdown, HeartbeatAck)}
+HELLOS: Final = (ClientHello, Register, WorkerHello)
+"""The first message of each kind of peer; each carries ``protocol_version``."""
+
+
+class ResultFrames(NamedTuple):
+    """A result batch as the interchange routes it: the task ids read, the frames untouched."""
+    task_ids: list[int]
+    frames: Sequence[bytes]
 
 
 # ---------------------------------------------------------------- public entry points
@@ -248,117 +360,49 @@ def decode(frames: Sequence[bytes]) -> Message:
     Raises:
         MalformedMessage: the frames are not a valid message of this protocol,
             whatever is wrong with them; :class:`VersionMismatch` if they are
-            a ``Register`` of another protocol version that cannot be read.
+            a hello of another protocol version that cannot be read.
     """
+    return _guarded(frames, lambda decoder, frames: decoder(frames))
+
+
+def peek_results(frames: Sequence[bytes]) -> Union[ResultFrames, Message]:
+    """Like :func:`decode`, but a result batch is checked and its task ids read, its payloads left alone.
+
+    The interchange routes results with this: it needs the ids (for the
+    ledger), not the payloads, which it forwards as they came.
+
+    Raises:
+        MalformedMessage: as :func:`decode`.
+    """
+    return _guarded(frames, _peek_or_decode)
+
+
+def _guarded(frames: Sequence[bytes], run: Callable[[Any, Sequence[bytes]], Any]) -> Any:
     kind: Optional[str] = None
     try:
         if len(frames) < 2:
-            raise _Invalid(f"{len(frames)} frame(s); every message has at least 2")
+            raise Invalid(f"{len(frames)} frame(s); every message has at least 2")
         if set(map(type, frames)) != {bytes}:
-            raise _Invalid("frames must be bytes")
+            raise Invalid("frames must be bytes")
         entry = _DECODERS.get(frames[0])
         if entry is None:
-            raise _Invalid(f"unknown kind {frames[0][:40]!r}")
+            raise Invalid(f"unknown kind {frames[0][:40]!r}")
         kind, decoder = entry
-        return decoder(frames)
+        return run(decoder, frames)
     except MalformedMessage:
         raise
-    except _Invalid as exc:
+    except Invalid as exc:
         raise MalformedMessage(kind, str(exc)) from None
     except Exception as exc:  # the boundary: whatever the peer's bytes break is the peer's fault
         raise MalformedMessage(kind, f"{type(exc).__name__}: {exc}") from exc
 
 
-# ---------------------------------------------------------------- shared helpers
-
-class _Invalid(ValueError):
-    """Raised inside decoders; :func:`decode` turns it into ``MalformedMessage``."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Invalid(f"{name} is not allowed in a header")
-
-
-_JSON_OUT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_JSON_IN = json.JSONDecoder(parse_constant=_refuse_constant)
-_LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-def _dumps(obj: Any) -> bytes:
-    return _JSON_OUT.encode(obj).encode("ascii")
-
-
-def _loads(frame: bytes) -> Any:
-    return _JSON_IN.decode(frame.decode("utf-8"))
-
-
-def _ints_to_frame(values: list[int]) -> bytes:
-    numbers = array("q", values)
-    if not _LITTLE_ENDIAN:
-        numbers.byteswap()
-    return numbers.tobytes()
-
-
-def _frame_to_ints(frame: bytes) -> list[int]:
-    numbers = array("q")
-    numbers.frombytes(frame)
-    if not _LITTLE_ENDIAN:
-        numbers.byteswap()
-    return numbers.tolist()
-
-
-def _pack(payloads: list[bytes]) -> tuple[list[int], list[bytes]]:
-    """Lengths (-1: in a frame of its own) and frames ``[blob, *own_frames]``."""
-    lengths = list(map(len, payloads))
-    if not payloads or max(lengths) < BIG_PAYLOAD_BYTES:
-        return lengths, [b"".join(payloads)]
-    small: list[bytes] = []
-    own: list[bytes] = []
-    for index, payload in enumerate(payloads):
-        if lengths[index] >= BIG_PAYLOAD_BYTES:
-            own.append(payload)
-            lengths[index] = -1
-        else:
-            small.append(payload)
-    return lengths, [b"".join(small), *own]
-
-
-def _unpack(lengths: list[int], blob: bytes, own: Sequence[bytes]) -> list[bytes]:
-    """Inverse of :func:`_pack`, checking that the lengths and frames agree."""
-    n_own = lengths.count(-1)
-    if lengths and min(lengths) < -1:
-        raise _Invalid("negative payload length")
-    if n_own != len(own):
-        raise _Invalid(f"{n_own} payload(s) announced in frames of their own, {len(own)} frame(s) sent")
-    if sum(lengths) + n_own != len(blob):
-        raise _Invalid(f"payload lengths add up to {sum(lengths) + n_own} bytes, the blob has {len(blob)}")
-    read = io.BytesIO(blob).read  # shares blob's buffer; read(k) is the fastest way to cut it up
-    if not n_own:
-        return list(map(read, lengths))
-    next_own = iter(own).__next__
-    return [next_own() if length < 0 else read(length) for length in lengths]
-
-
-def _header_list(frames: Sequence[bytes], size: int) -> list[Any]:
-    header = _loads(frames[1])
-    if type(header) is not list or len(header) != size:
-        raise _Invalid(f"header must be a JSON list of {size} items")
-    return header
-
-
-def _count(value: Any, what: str) -> int:
-    if type(value) is not int or value < 0:
-        raise _Invalid(f"{what} must be a non-negative integer")
-    return value
-
-
-def _positions(value: Any, n: int, what: str) -> list[int]:
-    """A strictly increasing list of task numbers in ``range(n)``."""
-    if type(value) is not list or set(map(type, value)) - {int}:
-        raise _Invalid(f"{what} must be a list of integers")
-    if value and (value[0] < 0 or value[-1] >= n or any(a >= b for a, b in zip(value, value[1:]))):
-        raise _Invalid(f"{what} must be increasing task numbers below {n}")
-    return value
+def _peek_or_decode(decoder: Callable[[Sequence[bytes]], Message], frames: Sequence[bytes]) -> Any:
+    if frames[0] != _RESULT_BATCH:
+        return decoder(frames)
+    ids, _, lengths = _result_index(frames)
+    check_lengths(lengths, len(frames[3]), len(frames) - 4)
+    return ResultFrames(ids, frames)
 
 
 # ---------------------------------------------------------------- TaskBatch
@@ -385,27 +429,27 @@ def _encode_task_batch(msg: TaskBatch) -> list[bytes]:
         body_tasks = [i for i, body in enumerate(bodies) if body is not None]
         payloads += [bodies[i] for i in body_tasks]
     spec_pairs = [[i, spec] for i, spec in enumerate(specs) if spec] if any(specs) else []
-    lengths, data = _pack(payloads)
-    header = _dumps([n, [digest.hex() for digest in unique], body_tasks, spec_pairs])
-    return [_TASK_BATCH, header, _ints_to_frame([*ids, *digest_numbers, *lengths]), *data]
+    lengths, data = pack(payloads)
+    header = dumps([n, [digest.hex() for digest in unique], body_tasks, spec_pairs])
+    return [_TASK_BATCH, header, ints_to_frame([*ids, *digest_numbers, *lengths]), *data]
 
 
 def _decode_task_batch(frames: Sequence[bytes]) -> TaskBatch:
-    n, digests_hex, body_tasks, spec_pairs = _header_list(frames, 4)
-    n = _count(n, "the task count")
-    body_tasks = _positions(body_tasks, n, "body_tasks")
+    n, digests_hex, body_tasks, spec_pairs = header_list(frames, 4)
+    n = count(n, "the task count")
+    body_tasks = positions(body_tasks, n, "body_tasks")
     if len(frames) < 4:
-        raise _Invalid(f"{len(frames)} frames; a task batch has at least 4")
+        raise Invalid(f"{len(frames)} frames; a task batch has at least 4")
     if len(frames[2]) != 8 * (3 * n + len(body_tasks)):
-        raise _Invalid(f"index of {len(frames[2])} bytes does not fit {n} tasks and {len(body_tasks)} bodies")
+        raise Invalid(f"index of {len(frames[2])} bytes does not fit {n} tasks and {len(body_tasks)} bodies")
     if type(digests_hex) is not list or set(map(type, digests_hex)) - {str}:
-        raise _Invalid("digests must be a list of hex strings")
+        raise Invalid("digests must be a list of hex strings")
     digests = [bytes.fromhex(text) for text in digests_hex]
-    numbers = _frame_to_ints(frames[2])
+    numbers = frame_to_ints(frames[2])
     ids, digest_numbers, lengths = numbers[:n], numbers[n:2 * n], numbers[2 * n:]
     if n and (min(digest_numbers) < 0 or max(digest_numbers) >= len(digests)):
-        raise _Invalid("a task refers to a digest the header does not list")
-    payloads = _unpack(lengths, frames[3], frames[4:])
+        raise Invalid("a task refers to a digest the header does not list")
+    payloads = unpack(lengths, frames[3], frames[4:])
     bodies: list[Optional[bytes]] = [None] * n
     for i, body in zip(body_tasks, payloads[n:]):
         bodies[i] = body
@@ -418,13 +462,13 @@ def _decode_task_batch(frames: Sequence[bytes]) -> TaskBatch:
 
 def _fill_specs(spec_pairs: Any, specs: list[dict[str, Any]]) -> None:
     if type(spec_pairs) is not list:
-        raise _Invalid("spec_pairs must be a list")
+        raise Invalid("spec_pairs must be a list")
     for pair in spec_pairs:
         if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not int or type(pair[1]) is not dict:
-            raise _Invalid("spec_pairs must hold [task number, resource_spec] pairs")
+            raise Invalid("spec_pairs must hold [task number, resource_spec] pairs")
         index, spec = pair
         if not 0 <= index < len(specs) or specs[index] or not spec:
-            raise _Invalid(f"bad or repeated resource_spec entry for task number {index}")
+            raise Invalid(f"bad or repeated resource_spec entry for task number {index}")
         specs[index] = spec
 
 
@@ -449,116 +493,48 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
             codes = list(map(_STATUS_CODES.__getitem__, statuses))
         except KeyError as exc:
             raise ValueError(f"result status must be one of {_STATUS_NAMES}, got {exc.args[0]!r}") from None
-    lengths, data = _pack(list(payloads))
-    return [_RESULT_BATCH, _dumps([n]), _ints_to_frame([*ids, *codes, *lengths]), *data]
+    lengths, data = pack(list(payloads))
+    return [_RESULT_BATCH, dumps([n]), ints_to_frame([*ids, *codes, *lengths]), *data]
+
+
+def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int]]:
+    """A result batch's task ids, status codes and payload lengths, checked against its header."""
+    (n,) = header_list(frames, 1)
+    n = count(n, "the result count")
+    if len(frames) < 4:
+        raise Invalid(f"{len(frames)} frames; a result batch has at least 4")
+    if len(frames[2]) != 8 * 3 * n:
+        raise Invalid(f"index of {len(frames[2])} bytes does not fit {n} results")
+    numbers = frame_to_ints(frames[2])
+    codes = numbers[n:2 * n]
+    if any(codes) and not set(codes) <= {0, 1, 2}:
+        raise Invalid("result status codes must be 0, 1 or 2")
+    return numbers[:n], codes, numbers[2 * n:]
 
 
 def _decode_result_batch(frames: Sequence[bytes]) -> ResultBatch:
-    (n,) = _header_list(frames, 1)
-    n = _count(n, "the result count")
-    if len(frames) < 4:
-        raise _Invalid(f"{len(frames)} frames; a result batch has at least 4")
-    if len(frames[2]) != 8 * 3 * n:
-        raise _Invalid(f"index of {len(frames[2])} bytes does not fit {n} results")
-    numbers = _frame_to_ints(frames[2])
-    ids, codes, lengths = numbers[:n], numbers[n:2 * n], numbers[2 * n:]
-    if any(codes):
-        if not set(codes) <= {0, 1, 2}:
-            raise _Invalid("result status codes must be 0, 1 or 2")
-        statuses = list(map(_STATUS_NAMES.__getitem__, codes))
-    else:
-        statuses = ["ok"] * n
-    payloads = _unpack(lengths, frames[3], frames[4:])
+    ids, codes, lengths = _result_index(frames)
+    n = len(ids)
+    statuses = list(map(_STATUS_NAMES.__getitem__, codes)) if any(codes) else ["ok"] * n
+    payloads = unpack(lengths, frames[3], frames[4:])
     return ResultBatch(tuple(map(_new_result, zip(ids, statuses, payloads))))
 
 
-# ---------------------------------------------------------------- the small messages
+# ---------------------------------------------------------------- hellos of other versions
 
-def _check_int(value: Any) -> int:
-    if type(value) is not int:
-        raise _Invalid(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
-def _check_float(value: Any) -> float:
-    if type(value) is not float and type(value) is not int:
-        raise _Invalid(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _exact(kind: type) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if type(value) is not kind:
-            raise _Invalid(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-    return check
-
-
-_CHECKS: Final[dict[Any, Callable[[Any], Any]]] = {
-    int: _check_int, float: _check_float, bool: _exact(bool), str: _exact(str), dict: _exact(dict),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Schema:
-    """How a small message maps onto frames: JSON fields in the header, bytes fields after it."""
-    cls: type[Message]
-    kind: str
-    json_fields: tuple[tuple[str, Callable[[Any], Any]], ...]
-    frame_fields: tuple[str, ...]
-
-    @classmethod
-    def of(cls, message_cls: type[Message]) -> "_Schema":
-        hints = get_type_hints(message_cls)
-        json_fields: list[tuple[str, Callable[[Any], Any]]] = []
-        frame_fields: list[str] = []
-        for field in fields(message_cls):
-            hint = hints[field.name]
-            hint = getattr(hint, "__supertype__", hint)  # a NewType's base type
-            hint = get_origin(hint) or hint              # dict[str, Any] -> dict
-            if hint is bytes:
-                frame_fields.append(field.name)
-            else:
-                json_fields.append((field.name, _CHECKS[hint]))
-        return cls(message_cls, message_cls.kind, tuple(json_fields), tuple(frame_fields))
-
-    def encode(self, msg: Any) -> list[bytes]:
-        header = {name: getattr(msg, name) for name, _ in self.json_fields}
-        return [self.kind.encode(), _dumps(header), *(getattr(msg, name) for name in self.frame_fields)]
-
-    def decode(self, frames: Sequence[bytes]) -> Message:
-        header = _loads(frames[1])
-        if type(header) is not dict:
-            raise _Invalid("header must be a JSON object")
-        missing = [name for name, _ in self.json_fields if name not in header]
-        if missing or len(header) != len(self.json_fields):
-            unexpected = sorted(set(header) - {name for name, _ in self.json_fields})
-            raise _Invalid(f"missing fields {missing}, unexpected fields {unexpected}")
-        if len(frames) != 2 + len(self.frame_fields):
-            raise _Invalid(f"{len(frames)} frames, expected {2 + len(self.frame_fields)}")
-        values: dict[str, Any] = {}
-        for name, check in self.json_fields:
-            try:
-                values[name] = check(header[name])
-            except _Invalid as exc:
-                raise _Invalid(f"field {name!r}: {exc}") from None
-        values.update(zip(self.frame_fields, frames[2:]))
-        return self.cls(**values)
-
-
-def _decode_register(schema: _Schema, frames: Sequence[bytes]) -> Message:
+def _decode_hello(schema: Schema, frames: Sequence[bytes]) -> Message:
     try:
         return schema.decode(frames)
     except Exception:
         theirs = _peek_version(frames[1])
         if theirs is not None and theirs != PROTOCOL_VERSION:
-            raise VersionMismatch(theirs, PROTOCOL_VERSION) from None
+            raise VersionMismatch(theirs, PROTOCOL_VERSION, schema.kind) from None
         raise
 
 
 def _peek_version(header: bytes) -> Optional[int]:
     try:
-        version = _loads(header).get("protocol_version")
+        version = loads(header).get("protocol_version")
     except Exception:  # a broken header has no version to report
         return None
     return version if type(version) is int else None
@@ -573,8 +549,8 @@ _DECODERS: Final[dict[bytes, tuple[str, Callable[[Sequence[bytes]], Message]]]] 
 
 for _cls in MESSAGES.values():
     if _cls not in _ENCODERS:
-        _schema = _Schema.of(_cls)
+        _schema = Schema.of(_cls)
         _ENCODERS[_cls] = _schema.encode
-        _DECODERS[_cls.kind.encode()] = (_cls.kind, partial(_decode_register, _schema) if _cls is Register
+        _DECODERS[_cls.kind.encode()] = (_cls.kind, partial(_decode_hello, _schema) if _cls in HELLOS
                                          else _schema.decode)
 del _cls, _schema

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.htex.wire_auth import new_secret
 
 
 def check_port_range(field: str, port_range: tuple[int, int]) -> None:
@@ -32,6 +33,8 @@ class InterchangeSettings:
         cert_dir: CurveZMQ keys, or None for plain TCP.
         logdir: where ``interchange.log`` goes.
         parent_pid: the executor's process; the interchange exits when it is gone.
+        secret: the run's secret (hex, see ``wire_auth.py``): every message to the
+            interchange must prove it knows it. Never shown in a repr or a log.
         debug: log at DEBUG.
     """
 
@@ -47,6 +50,7 @@ class InterchangeSettings:
     cert_dir: Optional[str]
     logdir: str
     parent_pid: int
+    secret: str = field(default_factory=new_secret, repr=False)  # made fresh with the settings, at start
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +65,12 @@ class InterchangeSettings:
             raise ConfigurationError("prefetch_capacity", f"must be >= 0, got {self.prefetch_capacity}")
         if self.max_batch < 1:
             raise ConfigurationError("max_batch", f"must be >= 1, got {self.max_batch}")
+        try:
+            key_bytes = len(bytes.fromhex(self.secret))
+        except ValueError:
+            key_bytes = 0
+        if key_bytes < 16:
+            raise ConfigurationError("secret", "must be at least 16 bytes, as hex (see wire_auth.new_secret)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -2,36 +2,70 @@
 
 Started by its pool (``worker_pool.py``), one per slot. It holds no state but
 the functions it has been sent (by digest), so the pool can replace it at any
-time. It exits when told to, when its pool dies, or when the interchange has
-been silent for longer than the heartbeat threshold.
+time. It exits when told to, when its pool dies (Linux's parent-death signal,
+so even in the middle of a long task; elsewhere it checks its parent between
+tasks), or when a task calls ``sys.exit()``: as in Parsl, that ends the worker,
+the pool reports the exit code and the task fails with ``WorkerLost``.
+
+Before each task it writes the task's id into its slot of the pool's slot file
+(one int64 per worker, shared through ``mmap``); after it, :data:`NO_TASK`.
+When the worker dies, the pool reads which task was running: only that one is
+lost, the others it held go back to the queue.
+
+Every message it sends starts with a proof of the run's secret
+(``wire_auth.py``), which it gets from its environment (never ``argv``).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Optional
 
 import zmq
 
+from parsl_lite.deadline import call_with_deadline
 from parsl_lite.errors import SerializationError
 from parsl_lite.executors.htex import curve
-from parsl_lite.deadline import call_with_deadline
-from parsl_lite.executors.htex.errors import MalformedMessage, TaskTimeout
+from parsl_lite.executors.htex.errors import MalformedMessage, ResultTooLarge, TaskTimeout
 from parsl_lite.executors.htex.messages import (
-    ResultBatch, ResultMessage, Shutdown, TaskBatch, TaskMessage, WorkerHello, decode, encode,
+    NO_TASK, PROTOCOL_VERSION, ResultBatch, ResultMessage, Shutdown, TaskBatch, TaskMessage, WorkerHello, decode,
+    encode,
 )
+from parsl_lite.executors.htex.slots import SlotFile
+from parsl_lite.executors.htex.wire_auth import SECRET_ENV, WORKERS, Signer
 from parsl_lite.serialize import FunctionStore, serialize, unpack_apply_message, wrap_current_exception
 
 logger = logging.getLogger("parsl_lite.executors.htex.worker")
 
 _FLUSH_AFTER_S = 0.005  # results of a long batch go home at least this often
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when our parent (the pool) dies; exit now if it is already gone.
+
+    The ``getppid`` check right after closes the race of a parent that died
+    before the request took effect. Elsewhere than Linux this does nothing and
+    the worker's loop notices the parent between tasks.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent_pid:
+        logger.warning("pool process %d is gone already; exiting", parent_pid)
+        os._exit(1)
 
 
 def run_task(task: TaskMessage, store: FunctionStore, max_result_bytes: int) -> ResultMessage:
-    """Run one task; every outcome, including a failure to load it, becomes a result."""
+    """Run one task; every outcome but ``SystemExit`` (which ends the worker) becomes a result."""
     try:
         if task.fn_body is not None and task.fn_digest not in store:
             store.add(task.fn_digest, task.fn_body)
@@ -46,14 +80,15 @@ def run_task(task: TaskMessage, store: FunctionStore, max_result_bytes: int) -> 
                                        f"task {task.task_id} ran past its running_time_limit of {limit} s")
         else:
             value = func(*args, **kwargs)
-    except BaseException:  # the task's own failure, SystemExit included, goes to its future
+    except SystemExit:
+        raise  # the task ends its worker, as in Parsl: the pool reports the exit code (WorkerLost)
+    except BaseException:  # the task's own failure, KeyboardInterrupt included, goes to its future
         return ResultMessage(task.task_id, "error", serialize(wrap_current_exception()))
     try:
         payload = serialize(value, f"the result of task {task.task_id} ({type(value).__qualname__})")
         if len(payload) > max_result_bytes:
-            raise SerializationError(f"the result of task {task.task_id}",
-                                     f"{len(payload)} bytes is over the limit of {max_result_bytes} bytes")
-    except SerializationError:
+            raise ResultTooLarge(task.task_id, len(payload), max_result_bytes)
+    except (SerializationError, ResultTooLarge):
         return ResultMessage(task.task_id, "error", serialize(wrap_current_exception()))
     return ResultMessage(task.task_id, "ok", payload)
 
@@ -61,10 +96,12 @@ def run_task(task: TaskMessage, store: FunctionStore, max_result_bytes: int) -> 
 class Worker:
     """The socket loop around :func:`run_task`."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, secret: str) -> None:
         self.args = args
         self.manager_id = bytes.fromhex(args.manager_id)
         self.store = FunctionStore()
+        self.proof = Signer(secret, WORKERS)
+        self.slots = SlotFile.attach(args.slot_file) if args.slot_file else None
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -73,7 +110,7 @@ class Worker:
         self.socket.connect(f"tcp://{args.address}:{args.port}")
 
     def run(self) -> None:
-        self.socket.send_multipart(encode(WorkerHello(self.manager_id, self.args.index, os.getpid())))
+        self._send(WorkerHello(PROTOCOL_VERSION, self.manager_id, self.args.index, os.getpid()))
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         while True:
@@ -91,29 +128,49 @@ class Worker:
             if isinstance(message, TaskBatch):
                 self._run_batch(message)
             elif isinstance(message, Shutdown):
-                logger.info("worker %d: shutdown (%s)", self.args.index, message.reason)
+                level = logging.ERROR if message.reason.startswith("refused") else logging.INFO
+                logger.log(level, "worker %d: shutdown (%s)", self.args.index, message.reason)
                 return
 
     def _run_batch(self, batch: TaskBatch) -> None:
         done: list[ResultMessage] = []
         first_done: Optional[float] = None
         for task in batch.tasks:
-            done.append(run_task(task, self.store, self.args.max_result_bytes))
+            self._mark(task.task_id)
+            try:
+                done.append(run_task(task, self.store, self.args.max_result_bytes))
+            except SystemExit as exc:
+                logger.error("worker %d: task %d called sys.exit(%r): the worker exits", self.args.index,
+                             task.task_id, exc.code)
+                if done:  # the results of the tasks before it are not lost with it
+                    self._send_results(done)
+                self.socket.setsockopt(zmq.LINGER, 5000)
+                raise
+            self._mark(NO_TASK)
             now = time.monotonic()
             if first_done is None:
                 first_done = now
             elif now - first_done > _FLUSH_AFTER_S:
-                self._send(done)
+                self._send_results(done)
                 done, first_done = [], None
         if done:
-            self._send(done)
+            self._send_results(done)
 
-    def _send(self, results: list[ResultMessage]) -> None:
-        self.socket.send_multipart(encode(ResultBatch(tuple(results))), copy=False)
+    def _mark(self, task_id: int) -> None:
+        if self.slots is not None:
+            self.slots.write(self.args.index, task_id)
+
+    def _send_results(self, results: list[ResultMessage]) -> None:
+        self.socket.send_multipart(self.proof.sign(encode(ResultBatch(tuple(results)))), copy=False)
+
+    def _send(self, message: WorkerHello) -> None:
+        self.socket.send_multipart(self.proof.sign(encode(message)))
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.socket.close()  # with the linger set: 0, or a few seconds after a task's sys.exit()
         self.context.term()
+        if self.slots is not None:
+            self.slots.close()
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -126,18 +183,24 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--max-result-bytes", type=int, default=2**31)
+    parser.add_argument("--slot-file", default=None, help="the pool's file of running task ids, one int64 a worker")
     parser.add_argument("--debug", action="store_true")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    die_with_parent(args.parent_pid)
     os.makedirs(args.log_dir, exist_ok=True)
     from parsl_lite.log_utils import set_file_logger
 
     set_file_logger(os.path.join(args.log_dir, f"worker_{args.index}.log"),
                     level=logging.DEBUG if args.debug else logging.INFO)
-    worker = Worker(args)
+    secret = os.environ.pop(SECRET_ENV, "")  # popped: the tasks and their subprocesses need not see it
+    if not secret:
+        logger.error("worker %d: no run secret in $%s; its pool must set it", args.index, SECRET_ENV)
+        return 2
+    worker = Worker(args, secret)
     logger.info("worker %d (pid %d) connecting to %s:%d", args.index, os.getpid(), args.address, args.port)
     try:
         worker.run()

@@ -3,14 +3,27 @@
 The pool ("manager") does not carry tasks: its workers talk to the interchange
 directly. It registers (protocol version, host, cores, memory, worker count),
 heartbeats, starts one worker process per slot, and when a worker dies says so
-(``WorkerDied`` with the exit code or signal, so its task fails with
+(``WorkerDied`` with the exit code or signal and the task it was running, read
+from the slot file the workers write, so only that task fails with
 ``WorkerLost``) and starts a replacement. It exits, taking its workers with it,
-when the interchange says so or falls silent past the heartbeat threshold.
+when the interchange says so, when its connection to the interchange drops and
+does not come back within a couple of seconds (the interchange died: a ZMQ
+socket monitor sees the disconnect), or when the interchange falls silent past
+the heartbeat threshold. Workers die with it even mid-task (parent-death signal).
+
+``--drain-period S``: S seconds after it started, the pool sends ``Drain``; the
+interchange gives it no new task and, once its workers hold none, tells it to
+shut down; it exits and its block's job ends, for the strategy to replace.
+
+Every message it sends starts with a proof of the run's secret
+(``wire_auth.py``), read from ``--secret-file`` (or ``$PARSL_LITE_HTEX_SECRET``)
+and handed to its workers through their environment.
 
 Started by a provider through a launcher, e.g.::
 
     python -m parsl_lite.executors.htex.worker_pool --address 127.0.0.1 --port 54001 \\
-        --block-id 0 --max-workers-per-node 2 --logdir runinfo/000/htex/block-0
+        --block-id 0 --max-workers-per-node 2 --secret-file runinfo/000/htex/htex.secret \\
+        --logdir runinfo/000/htex/block-0
 """
 from __future__ import annotations
 
@@ -29,18 +42,22 @@ from typing import Optional
 
 import psutil
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from parsl_lite.executors.htex import curve
-from parsl_lite.executors.htex.messages import (
-    PROTOCOL_VERSION, Heartbeat, HeartbeatAck, Register, RegisterReply, Shutdown, WorkerDied, WorkerStarted,
-    decode, encode,
-)
 from parsl_lite.executors.htex.errors import MalformedMessage, describe_exit
+from parsl_lite.executors.htex.messages import (
+    NO_TASK, PROTOCOL_VERSION, UNKNOWN_TASK, Drain, Heartbeat, HeartbeatAck, Message, Register, RegisterReply,
+    Shutdown, WorkerDied, WorkerStarted, decode, encode,
+)
+from parsl_lite.executors.htex.slots import SlotFile
+from parsl_lite.executors.htex.wire_auth import SECRET_ENV, WORKERS, Signer, read_secret_file
 
 logger = logging.getLogger("parsl_lite.executors.htex.worker_pool")
 
 _CHECK_WORKERS_S = 0.05      # how often dead workers are looked for
 _FAST_DEATHS_BEFORE_GIVING_UP = 5
+_RECONNECT_GRACE_S = 2.0     # a dropped connection that is not back by then: the interchange is gone
 
 
 def worker_count(max_workers_per_node: Optional[int], cores_per_worker: float,
@@ -57,8 +74,10 @@ def worker_count(max_workers_per_node: Optional[int], cores_per_worker: float,
 class WorkerPool:
     """The pool's socket loop and its worker processes."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, secret: str) -> None:
         self.args = args
+        self.secret = secret
+        self.proof = Signer(secret, WORKERS)
         self.manager_id = uuid.uuid4().bytes
         # a container's share of the node (PARSL_CORES, set by providers that know it) wins over the node's count
         self.cores = int(float(os.environ.get("PARSL_CORES") or 0)) or os.cpu_count() or 1
@@ -67,29 +86,37 @@ class WorkerPool:
                                   self.cores, self.mem_bytes)
         self.workers: dict[int, subprocess.Popen] = {}
         self.fast_deaths = 0
+        self.slots = SlotFile.create(self.count)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, self.manager_id)
         curve.make_client(self.socket, args.cert_dir)
+        # connected / disconnected events of the link: a dead interchange is seen at once, not after the threshold
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.socket.connect(f"tcp://{args.address}:{args.port}")
+        self.started = time.monotonic()
+        self.drain_at = self.started + args.drain_period if args.drain_period else None
 
     # ------------------------------------------------------------ life cycle
 
     def run(self) -> int:
-        if not self._register():
-            return 1
-        for index in range(self.count):
-            self._start_worker(index)
         try:
+            if not self._register():
+                return 1
+            for index in range(self.count):
+                self._start_worker(index)
             return self._loop()
         finally:
             self._stop_workers()
 
+    def _send(self, message: Message) -> None:
+        self.socket.send_multipart(self.proof.sign(encode(message)))
+
     def _register(self) -> bool:
         hello = Register(PROTOCOL_VERSION, self.manager_id, self.args.block_id, socket.gethostname(), os.getpid(),
                          self.cores, self.mem_bytes, self.count, platform.python_version())
-        self.socket.send_multipart(encode(hello))
+        self._send(hello)
         if not self.socket.poll(int(self.args.heartbeat_threshold * 1000)):
             logger.error("no answer from the interchange at %s:%d within %.1f s", self.args.address,
                          self.args.port, self.args.heartbeat_threshold)
@@ -105,8 +132,15 @@ class WorkerPool:
         period = self.args.heartbeat_period
         next_beat = time.monotonic() + period
         last_contact = time.monotonic()
+        disconnected_at: Optional[float] = None
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         while True:
-            if self.socket.poll(int(_CHECK_WORKERS_S * 1000)):
+            events = dict(poller.poll(int(_CHECK_WORKERS_S * 1000)))
+            if self.monitor in events:
+                disconnected_at = self._link_events(disconnected_at)
+            if self.socket in events:
                 try:
                     message = decode(self.socket.recv_multipart())
                 except MalformedMessage as exc:
@@ -119,37 +153,62 @@ class WorkerPool:
                 if not isinstance(message, HeartbeatAck):
                     logger.warning("unexpected %s from the interchange", type(message).__name__)
             now = time.monotonic()
+            if disconnected_at is not None and now - disconnected_at > _RECONNECT_GRACE_S:
+                logger.error("lost the connection to the interchange (not back after %.1f s): it is gone; exiting",
+                             now - disconnected_at)
+                return 2
             if now - last_contact > self.args.heartbeat_threshold:
                 logger.error("interchange silent for %.1f s (threshold %.1f s): exiting",
                              now - last_contact, self.args.heartbeat_threshold)
                 return 2
             if now >= next_beat:
-                self.socket.send_multipart(encode(Heartbeat(self.manager_id)))
+                self._send(Heartbeat(self.manager_id))
                 next_beat = now + period
+            if self.drain_at is not None and now >= self.drain_at:
+                logger.info("drain_period of %s s is over: draining (no new tasks; exit once idle)",
+                            self.args.drain_period)
+                self._send(Drain(self.manager_id))
+                self.drain_at = None
             if not self._replace_dead_workers():
                 return 3
+
+    def _link_events(self, disconnected_at: Optional[float]) -> Optional[float]:
+        """Read the socket monitor: when the link dropped (None: it is up)."""
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                logger.warning("the connection to the interchange dropped")
+                disconnected_at = disconnected_at or time.monotonic()
+            elif event == zmq.EVENT_CONNECTED:
+                disconnected_at = None
+        return disconnected_at
 
     # ------------------------------------------------------------ workers
 
     def _start_worker(self, index: int) -> None:
         cmd = [sys.executable, "-m", "parsl_lite.executors.htex.worker", "--manager-id", self.manager_id.hex(),
                "--index", str(index), "--address", self.args.address, "--port", str(self.args.port),
-               "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid())]
+               "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid()),
+               "--max-result-bytes", str(self.args.max_result_bytes), "--slot-file", self.slots.path]
         if self.args.cert_dir:
             cmd += ["--cert-dir", self.args.cert_dir]
         if self.args.debug:
             cmd.append("--debug")
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.slots.write(index, NO_TASK)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env={**os.environ, SECRET_ENV: self.secret})
         self.workers[index] = proc
-        self.socket.send_multipart(encode(WorkerStarted(self.manager_id, index, proc.pid)))
+        self._send(WorkerStarted(self.manager_id, index, proc.pid))
 
     def _replace_dead_workers(self) -> bool:
         for index, proc in list(self.workers.items()):
             code = proc.poll()
             if code is None:
                 continue
-            logger.error("worker %d (pid %d) died: %s", index, proc.pid, describe_exit(code))
-            self.socket.send_multipart(encode(WorkerDied(self.manager_id, index, code, proc.pid)))
+            running = self.slots.read(index)
+            logger.error("worker %d (pid %d) died: %s%s", index, proc.pid, describe_exit(code),
+                         f", running task {running}" if running != NO_TASK else ", between tasks")
+            self._send(WorkerDied(self.manager_id, index, code, proc.pid, running if running >= NO_TASK
+                                  else UNKNOWN_TASK))
             self.fast_deaths = self.fast_deaths + 1 if code != 0 else 0
             if self.fast_deaths > _FAST_DEATHS_BEFORE_GIVING_UP * self.count:
                 logger.error("workers keep dying (%d in a row): giving up", self.fast_deaths)
@@ -168,8 +227,11 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
         self.context.term()
+        self.slots.close()
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -182,6 +244,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--mem-per-worker", type=float, default=None, help="GiB")
     parser.add_argument("--heartbeat-period", type=float, default=30.0)
     parser.add_argument("--heartbeat-threshold", type=float, default=120.0)
+    parser.add_argument("--max-result-bytes", type=int, default=2**30, help="the largest serialized result")
+    parser.add_argument("--drain-period", type=float, default=None,
+                        help="seconds after start to stop taking tasks and exit once idle")
+    parser.add_argument("--secret-file", default=None, help=f"the run's secret (else ${SECRET_ENV})")
     parser.add_argument("--cert-dir", default=None)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--debug", action="store_true")
@@ -196,7 +262,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     set_file_logger(os.path.join(args.logdir, "worker_pool.log"), level=logging.DEBUG if args.debug else logging.INFO)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs the finally that stops the workers
     logger.info("worker pool starting: pid %d, host %s, args %s", os.getpid(), socket.gethostname(), vars(args))
-    return WorkerPool(args).run()
+    try:
+        secret = read_secret_file(args.secret_file) if args.secret_file else os.environ.get(SECRET_ENV, "")
+    except OSError as exc:
+        logger.error("cannot read the run's secret from %s: %s (is the run directory shared with this node?)",
+                     args.secret_file, exc)
+        return 1
+    if not secret:
+        logger.error("no run secret: pass --secret-file or set $%s", SECRET_ENV)
+        return 1
+    return WorkerPool(args, secret).run()
 
 
 if __name__ == "__main__":
