@@ -1,7 +1,7 @@
 """KubernetesProvider against a real API server and kubelet (``../shared/backends/k8s.sh``).
 
-The session fixture starts the backend with a node (``WITH_NODE=1``) and stops
-it at the end only if it was not up before. Worker pods use the backend's
+The backend runs with a node (``WITH_NODE=1``), started before the tests
+(see ``conftest.py``). Worker pods use the backend's
 ``plite-host`` image: an empty skeleton into which this machine's ``/usr``,
 Python prefixes and parsl_lite's source are mounted read-only (hostPath), plus
 the run directory read-write, so pools find the executor's CurveZMQ keys
@@ -36,41 +36,12 @@ from parsl_lite.providers import kubernetes as kube_module
 from parsl_lite.providers.errors import ProviderError, SubmitException
 from parsl_lite.providers.kubernetes import LABEL_EXECUTOR, LABEL_RUN, host_python_mounts, pod_status
 
-BACKENDS = Path(__file__).resolve().parents[1].parent / "shared" / "backends"
+from .conftest import wait_for
+
 PROJECT = Path(__file__).resolve().parents[1]
-K8S_SCRIPT = BACKENDS / "k8s.sh"
 
 
-# ---------------------------------------------------------------- fixtures
-
-
-def _backend(action: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(K8S_SCRIPT), action], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=600)
-
-
-def _facts(stdout: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-
-
-@pytest.fixture(scope="session")
-def k8s() -> Any:
-    """The backend's facts (``KUBECONFIG``, ``K8S_IMAGE_HOST``, ...); a node is running."""
-    if os.geteuid() != 0:
-        pytest.skip("the Kubernetes test backend needs root (it starts etcd, the API server and a kubelet)")
-    if not K8S_SCRIPT.is_file():
-        pytest.skip(f"the Kubernetes test backend script is missing: {K8S_SCRIPT}")
-    was_up = _backend("status").returncode == 0
-    started = time.monotonic()
-    up = _backend("up", WITH_NODE="1")  # also adds the node to a control plane that runs without one
-    if up.returncode != 0:
-        pytest.fail(f"k8s.sh up failed:\n{up.stderr[-3000:]}", pytrace=False)
-    print(f"\n[k8s] backend {'was up' if was_up else 'started'} ({time.monotonic() - started:.1f}s)")
-    try:
-        yield _facts(up.stdout)
-    finally:
-        if not was_up:
-            _backend("down")
+# ---------------------------------------------------------------- fixtures (``k8s``: conftest)
 
 
 @pytest.fixture
@@ -133,17 +104,6 @@ def _apps() -> tuple[Callable, Callable, Callable, Callable]:
     return pi, mean, sleep_once, hold_until
 
 
-def _wait(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _htex(k8s: dict[str, str], provider: KubernetesProvider, **kwargs: Any) -> HighThroughputExecutor:
     kwargs.setdefault("heartbeat_period", 2)
     kwargs.setdefault("heartbeat_threshold", 60)  # pods lost behind our back are noticed by the provider
@@ -173,9 +133,9 @@ def test_pi_workflow_runs_on_pods_from_the_shipped_config(k8s, make_dfk, tmp_pat
     submitted = time.monotonic()
     dfk = make_dfk(config)  # the initial block's pod is created before this returns
     [job_id] = executor.blocks.values()
-    running = _wait(lambda: provider.status([job_id])[0].state is JobState.RUNNING and time.monotonic(),
-                    what="the block's pod to run")
-    connected = _wait(lambda: executor.connected_workers > 0 and time.monotonic(), what="the first pool")
+    running = wait_for(lambda: provider.status([job_id])[0].state is JobState.RUNNING and time.monotonic(), 30,
+                       what="the block's pod to run")
+    connected = wait_for(lambda: executor.connected_workers > 0 and time.monotonic(), 30, what="the first pool")
     started = time.monotonic()
     provider.status([job_id])
     poll_s = time.monotonic() - started
@@ -204,17 +164,17 @@ def test_blocks_scale_out_under_load_and_in_when_idle(k8s, make_provider, make_d
     _, _, _, hold_until = _apps()
     go = os.path.join(run_dir, "go")
     futures = [hold_until(go) for _ in range(2)]  # one per pool: a pool has 1 worker and takes 1 task at a time
-    _wait(lambda: len(executor.blocks) == 2, what="scale-out to 2 pods")
+    wait_for(lambda: len(executor.blocks) == 2, 30, what="scale-out to 2 pods")
     job_ids = list(executor.blocks.values())
-    _wait(lambda: executor.connected_workers == 2, what="both pods' pools to connect")
+    wait_for(lambda: executor.connected_workers == 2, 30, what="both pods' pools to connect")
     open(go, "w").close()
     hosts = {future.result(timeout=30) for future in futures}
     assert hosts == set(job_ids)  # each pod ran one task
-    _wait(lambda: not executor.blocks, what="idle pods to be released")
+    wait_for(lambda: not executor.blocks, 30, what="idle pods to be released")
     assert [s.state for s in provider.status(job_ids)] == [JobState.CANCELLED] * 2
     gone = lambda: not [p for p in provider._api().list_namespaced_pod(  # noqa: E731
         provider.namespace, label_selector=f"{LABEL_RUN}={provider.run_id}").items if not p.metadata.deletion_timestamp]
-    _wait(gone, what="the released pods to be deleted")
+    wait_for(gone, 30, what="the released pods to be deleted")
 
 
 @pytest.mark.parametrize("retries", [0, 1])
@@ -226,7 +186,7 @@ def test_a_pod_deleted_behind_our_back_ends_its_task_with_manager_lost_or_a_retr
     _, _, sleep_once, _ = _apps()
     marker = os.path.join(run_dir, "marker")
     future = sleep_once(marker, 60)
-    _wait(lambda: os.path.exists(marker), what="the task to start in the pod")
+    wait_for(lambda: os.path.exists(marker), 30, what="the task to start in the pod")
     [job_id] = executor.blocks.values()
     provider._api().delete_namespaced_pod(job_id, provider.namespace, grace_period_seconds=0)
     deleted = time.monotonic()
@@ -246,7 +206,7 @@ def test_a_pod_deleted_behind_our_back_ends_its_task_with_manager_lost_or_a_retr
 def test_an_image_that_does_not_exist_fails_the_block_naming_the_pull_error(make_provider, tmp_path):
     provider = make_provider(image="localhost/plite-no-such-image:1")
     job_id = provider.submit("true", 1, "parsl_lite.htex.block-0")
-    status = _wait(lambda: (lambda s: s if s.terminal else None)(provider.status([job_id])[0]), 30,
+    status = wait_for(lambda: (lambda s: s if s.terminal else None)(provider.status([job_id])[0]), 30,
                    what="the pull failure")
     assert status.state is JobState.FAILED
     assert "ErrImagePull" in status.message or "ImagePullBackOff" in status.message
@@ -260,7 +220,7 @@ def test_an_image_that_does_not_exist_fails_the_block_naming_the_pull_error(make
 def test_a_block_over_its_memory_limit_is_failed_naming_oomkilled(make_provider, tmp_path):
     provider = make_provider(init_mem="40Mi", max_mem="40Mi", host_path_volumes=host_python_mounts())
     job_id = provider.submit(f"{sys.executable} -c 'x = bytearray(400 * 2**20)'", 1, "oom")
-    status = _wait(lambda: (lambda s: s if s.terminal else None)(provider.status([job_id])[0]), 30,
+    status = wait_for(lambda: (lambda s: s if s.terminal else None)(provider.status([job_id])[0]), 30,
                    what="the OOM kill")
     assert status.state is JobState.FAILED
     assert "OOMKilled" in status.message and "max_mem=40Mi" in status.message
@@ -271,7 +231,7 @@ def test_one_status_poll_covers_fifty_blocks(make_provider):
     started = time.monotonic()
     job_ids = [provider.submit("true", 1, f"parsl_lite.htex.block-{i}") for i in range(50)]
     submit_s = time.monotonic() - started
-    _wait(lambda: all(s.message for s in provider.status(job_ids)), what="the scheduler's verdicts")
+    wait_for(lambda: all(s.message for s in provider.status(job_ids)), 30, what="the scheduler's verdicts")
     started = time.monotonic()
     statuses = provider.status(job_ids)
     poll_s = time.monotonic() - started

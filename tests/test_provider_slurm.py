@@ -1,7 +1,7 @@
 """SlurmProvider against a real single-node Slurm (``../shared/backends/slurm.sh``).
 
-The session fixture starts Slurm if it is not up (and stops it at the end
-only then). Jobs run as the test's user in its working directory, with the
+Slurm is started before the tests (see ``conftest.py``; its ``slurm`` fixture
+gives the facts). Jobs run as the test's user in its working directory, with the
 same Python, so the high-throughput executor's default launch command works
 inside them. Fakes of ``squeue``/``scontrol`` on PATH stand in for a hung or
 forgetful controller, which a real one cannot be made to be on demand.
@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from parsl_lite import python_app
@@ -25,59 +26,9 @@ from parsl_lite.providers.cluster import SchedulerCommandFailed, SchedulerComman
 from parsl_lite.providers.errors import ProviderError, SubmitException, UnknownJob
 from parsl_lite.providers.slurm import SLURM_STATES, parse_sacct, parse_scontrol, parse_squeue, slurm_state
 
-BACKENDS = Path(__file__).resolve().parents[1].parent / "shared" / "backends"
-SLURM_SH = BACKENDS / "slurm.sh"
+from .conftest import wait_for
+
 WAIT_FOR_FLAG = 'while [ ! -e {flag} ]; do sleep 0.05; done'
-
-
-def backend(action: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SLURM_SH), action], check=False, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
-
-
-def facts(stdout: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    """Slurm's facts (``SLURM_PARTITION``, ``SLURM_CPUS``...); starts it if needed, stops only what it started."""
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm test backend needs root (slurm.sh starts slurmctld and slurmd)")
-    if not SLURM_SH.is_file():
-        pytest.skip(f"no Slurm test backend at {SLURM_SH}")
-    was_up = slurm_was_up()
-    started = backend("up", PLITE_SLURM_CPUS="8")  # more CPUs advertised: more 1-CPU blocks at once
-    if started.returncode != 0:
-        pytest.fail(f"slurm.sh up failed:\n{started.stderr[-3000:]}", pytrace=False)
-    try:
-        yield facts(started.stdout)
-    finally:
-        if not was_up:
-            backend("down")
-
-
-def slurm_was_up() -> bool:
-    """True if Slurm is up; a cluster that is up but briefly unhealthy (busy controller) counts as up."""
-    deadline = time.monotonic() + 5
-    while True:
-        status = backend("status")
-        if status.returncode == 0:
-            return True
-        if "not up" in status.stderr or time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-
-
-def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition", interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def active_jobs(job_ids) -> set[str]:
@@ -114,6 +65,13 @@ def provider(slurm, tmp_path):
     if ours:
         subprocess.run(["scancel", *ours], check=False, capture_output=True, timeout=10)
         wait_for(lambda: not active_jobs(ours), 20, "our jobs to leave the queue", 0.1)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def fake_command(monkeypatch, tmp_path: Path, name: str, body: str) -> None:
@@ -307,11 +265,12 @@ def test_a_bad_partition_shows_slurms_own_error(provider):
 def test_squeue_hanging_past_cmd_timeout_is_an_error_naming_it(provider, tmp_path, monkeypatch):
     p = provider(cmd_timeout=0.5)
     job_id = p.submit("true", 1, "plite-test-hang")
-    fake_command(monkeypatch, tmp_path, "squeue", "sleep 30 & wait")  # a child holds the pipes too
-    started = time.monotonic()
+    sleeper = tmp_path / "sleeper.pid"
+    # A child holds the pipes too: returning at all (not after 3000 s) shows the whole group was killed.
+    fake_command(monkeypatch, tmp_path, "squeue", f"sleep 3000 & echo $! > {sleeper}; wait")
     with pytest.raises(SchedulerCommandTimeout) as caught:
         p.status([job_id])
-    assert time.monotonic() - started < 5
+    wait_for(lambda: process_gone(int(sleeper.read_text())), 10, "the hung squeue's child to die")
     assert "squeue" in str(caught.value) and "cmd_timeout=0.5s" in str(caught.value)
     assert isinstance(caught.value, ProviderError)
 

@@ -3,8 +3,8 @@
 ``h2`` is a network namespace with its own address (``SSH_H2_HOST``) that
 reaches this machine only as ``SSH_HOST_ADDR_FROM_H2``; it shares the file
 system except ``/home``, so the venv's Python and ``/tmp`` paths (run
-directories, certificates) are the same there. The session fixture starts
-the backend if it is not up, and stops it at the end only then.
+directories, certificates) are the same there. The backend is started
+before the tests (see ``conftest.py``; its ``ssh_hosts`` fixture gives the facts).
 """
 from __future__ import annotations
 
@@ -29,36 +29,7 @@ from parsl_lite.providers.errors import ProviderError, SubmitException
 from parsl_lite.providers.ssh import Observation, parse_probe, probe_command
 from parsl_lite.providers.ssh_channel import SSHConnection, SSHSettings, SSHTarget, parse_target
 
-BACKENDS = Path(__file__).resolve().parents[1].parent / "shared" / "backends"
-SSH_SH = BACKENDS / "ssh.sh"
-
-
-def backend(action: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SSH_SH), action], capture_output=True, text=True, timeout=300)
-
-
-def facts_of(stdout: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-
-
-@pytest.fixture(scope="session")
-def ssh_hosts():
-    """The backend's facts (``SSH_HOST``, ``SSH_H2_HOST``...); starts it if needed, stops only what it started."""
-    if os.geteuid() != 0:
-        pytest.skip("the SSH test backend needs root (ssh.sh starts sshd and a network namespace)")
-    if not SSH_SH.is_file():
-        pytest.skip(f"no SSH test backend at {SSH_SH}")
-    status = backend("status")
-    was_up = status.returncode == 0 and "SSH_H2_HOST" in facts_of(status.stdout)
-    started = status if was_up else backend("up")
-    if started.returncode != 0:
-        pytest.fail(f"ssh.sh up failed:\n{started.stderr[-3000:]}", pytrace=False)
-    try:
-        yield facts_of(started.stdout)
-    finally:
-        if not was_up:
-            backend("down")
-
+from .conftest import wait_for
 
 @pytest.fixture
 def hosts(ssh_hosts):
@@ -105,17 +76,6 @@ def shell(ssh_hosts):
         connection.close()
 
 
-def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition", interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
-
-
 def pid_of(job_id: str) -> int:
     return int(re.search(r"-pid(\d+)$", job_id).group(1))
 
@@ -144,10 +104,10 @@ def leftovers(shell, host: str, marker: str = "", pgid: int = 0) -> list:
 
 def assert_nothing_left(shell, hosts, marker: str = "", pgid: int = 0) -> None:
     for host in hosts:
-        deadline = time.monotonic() + 20
-        while (left := leftovers(shell, host, marker, pgid)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"left running on {host}: {left}"
+        try:
+            wait_for(lambda: not leftovers(shell, host, marker, pgid), 20, f"our processes on {host} to end", 0.2)
+        except AssertionError:
+            raise AssertionError(f"left running on {host}: {leftovers(shell, host, marker, pgid)}") from None
 
 
 # ------------------------------------------------------------ jobs on both hosts
