@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import time
 
 import pytest
 
@@ -276,10 +275,8 @@ def test_bash_walltime_kills_the_command(dfk, tmp_path):
         return f"sleep 30; touch {marker}"
 
     marker = tmp_path / "never"
-    start = time.monotonic()
     with pytest.raises(AppTimeout, match="walltime of 0.5"):
-        slow(str(marker), walltime=0.5).result(timeout=20)
-    assert time.monotonic() - start < 20
+        slow(str(marker), walltime=0.5).result(timeout=20)  # the command would sleep 30 s
     assert not marker.exists()
 
 

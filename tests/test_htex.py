@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
 import psutil
 import pytest
@@ -14,6 +13,8 @@ from parsl_lite.errors import SerializationError
 from parsl_lite.executors.htex.errors import InterchangeLost, ManagerLost, WorkerLost
 from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.providers import LocalProvider
+
+from .conftest import wait_for
 
 
 def htex(**kwargs) -> HighThroughputExecutor:
@@ -52,14 +53,20 @@ def crash(message):
     raise KeyError(message)
 
 
-def wait_until(predicate, timeout_s=20.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+@python_app
+def mark_then_sleep(marker, seconds):
+    """Say it runs (the marker file), then hold its worker."""
+    import time
+    open(marker, "w").close()
+    time.sleep(seconds)
+
+
+def running_on_a_worker(tmp_path, seconds: float = 30):
+    """A task that is running on a worker (it wrote its marker) when this returns."""
+    marker = tmp_path / f"running-{os.urandom(4).hex()}"
+    fut = mark_then_sleep(str(marker), seconds)
+    wait_for(marker.exists, 20, "the task to start on a worker")
+    return fut
 
 
 def our_processes(name: str) -> list[psutil.Process]:
@@ -129,19 +136,18 @@ def test_unencrypted_executor_works(make_dfk):
     assert double(21).result(timeout=30) == 42
 
 
-def test_killed_worker_fails_its_task_with_worker_lost_and_is_replaced(htex_dfk):
+def test_killed_worker_fails_its_task_with_worker_lost_and_is_replaced(htex_dfk, tmp_path):
     executor = htex_dfk.executors["htex"]
-    fut = sleep_then(30)
-    workers = wait_until(lambda: len(w := our_processes("parsl_lite.executors.htex.worker ")) == 2 and w,
-                         what="two workers")
-    time.sleep(0.5)  # let the task reach a worker
+    fut = running_on_a_worker(tmp_path)
+    workers = wait_for(lambda: len(w := our_processes("parsl_lite.executors.htex.worker ")) == 2 and w,
+                       what="two workers")
     for proc in workers:
         proc.kill()
     with pytest.raises(WorkerLost, match="SIGKILL"):
         fut.result(timeout=30)
     killed = {p.pid for p in workers}
-    wait_until(lambda: len([p for p in our_processes("parsl_lite.executors.htex.worker ") if p.pid not in killed]) == 2
-               and executor.connected_workers == 2, what="two replacement workers")
+    wait_for(lambda: len([p for p in our_processes("parsl_lite.executors.htex.worker ") if p.pid not in killed]) == 2
+             and executor.connected_workers == 2, what="two replacement workers")
     assert double(5).result(timeout=30) == 10
 
 def test_worker_lost_is_retried_when_asked(make_dfk, tmp_path):
@@ -160,20 +166,18 @@ def test_worker_lost_is_retried_when_asked(make_dfk, tmp_path):
     assert die_once(str(marker)).result(timeout=30) == "second try"
 
 
-def test_killed_pool_fails_tasks_with_manager_lost(htex_dfk):
-    fut = sleep_then(30)
-    pools = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")
-    time.sleep(0.5)
+def test_killed_pool_fails_tasks_with_manager_lost(htex_dfk, tmp_path):
+    fut = running_on_a_worker(tmp_path)
+    pools = wait_for(lambda: our_processes("htex.worker_pool"), what="the pool")
     for pool in pools:
         pool.kill()
     with pytest.raises((ManagerLost, WorkerLost)):
         fut.result(timeout=30)
 
 
-def test_frozen_pool_is_declared_lost(htex_dfk):
-    fut = sleep_then(30)
-    pools = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")
-    time.sleep(0.5)
+def test_frozen_pool_is_declared_lost(htex_dfk, tmp_path):
+    fut = running_on_a_worker(tmp_path)
+    pools = wait_for(lambda: our_processes("htex.worker_pool"), what="the pool")
     for pool in pools:
         pool.send_signal(signal.SIGSTOP)
     try:
@@ -186,7 +190,7 @@ def test_frozen_pool_is_declared_lost(htex_dfk):
 
 def test_killed_interchange_fails_every_outstanding_future(htex_dfk):
     futs = [sleep_then(30) for _ in range(4)]
-    [interchange] = wait_until(lambda: our_processes("htex.interchange"), what="the interchange")
+    [interchange] = wait_for(lambda: our_processes("htex.interchange"), what="the interchange")
     interchange.kill()
     for fut in futs:
         with pytest.raises(InterchangeLost):
@@ -207,10 +211,8 @@ def test_shutdown_leaves_no_process_behind(make_dfk):
     dfk = make_dfk(executors=[htex()], strategy="none")
     assert double(1).result(timeout=30) == 2
     assert our_processes("parsl_lite.executors.htex")
-    started = time.monotonic()
     dfk.cleanup()
-    assert time.monotonic() - started < 10
-    wait_until(lambda: not our_processes("parsl_lite.executors.htex"), timeout_s=10, what="processes to exit")
+    wait_for(lambda: not our_processes("parsl_lite.executors.htex"), 10, "processes to exit")
 
 
 def test_running_time_limit_interrupts_the_task(htex_dfk):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 import zmq
@@ -14,7 +13,8 @@ from parsl_lite.executors.htex.messages import Register, RegisterReply, decode, 
 from parsl_lite.executors.htex.wire_auth import CLIENT, WORKERS, Signer
 from parsl_lite.providers import LocalProvider
 
-from .test_htex import double, our_processes, sleep_then, wait_until
+from .conftest import wait_for
+from .test_htex import double, our_processes, running_on_a_worker, sleep_then
 
 
 def test_blocks_follow_the_load_out_and_back_in(make_dfk):
@@ -23,25 +23,22 @@ def test_blocks_follow_the_load_out_and_back_in(make_dfk):
     make_dfk(executors=[executor], strategy="htex_auto_scale", strategy_period=0.2, max_idletime=0.5)
     assert executor.blocks == {}
     futs = [sleep_then(1.0, i) for i in range(4)]
-    wait_until(lambda: len(executor.blocks) == 2, what="scale-out to 2 blocks")
+    wait_for(lambda: len(executor.blocks) == 2, what="scale-out to 2 blocks")
     assert [f.result(timeout=30) for f in futs] == [0, 1, 2, 3]
-    wait_until(lambda: len(executor.blocks) == 0, what="idle blocks to be released")
+    wait_for(lambda: len(executor.blocks) == 0, what="idle blocks to be released")
 
 
-def test_a_block_killed_behind_our_back_fails_its_tasks_at_the_next_poll(make_dfk):
+def test_a_block_killed_behind_our_back_fails_its_tasks_at_the_next_poll(make_dfk, tmp_path):
     executor = HighThroughputExecutor(label="htex", max_workers_per_node=1, heartbeat_period=5, heartbeat_threshold=60,
                                       provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
     make_dfk(executors=[executor], strategy="simple", strategy_period=0.2)
     assert double(1).result(timeout=30) == 2
-    fut = sleep_then(30)
-    time.sleep(0.3)
+    fut = running_on_a_worker(tmp_path)
     [job_id] = executor.blocks.values()
-    pool = wait_until(lambda: our_processes("htex.worker_pool"), what="the pool")[0]
+    pool = wait_for(lambda: our_processes("htex.worker_pool"), what="the pool")[0]
     os.killpg(os.getpgid(pool.pid), signal.SIGKILL)  # the whole job, as a scheduler would
-    started = time.monotonic()
-    with pytest.raises(ManagerLost, match="job ended"):
+    with pytest.raises(ManagerLost, match="job ended"):  # the poll's verdict, not the (60 s) heartbeat's
         fut.result(timeout=30)
-    assert time.monotonic() - started < 20  # long before the 60 s heartbeat threshold
     assert double(2).result(timeout=30) == 4  # the strategy started a new block
 
 
@@ -94,7 +91,7 @@ def test_malformed_messages_are_dropped_and_logged(plain_htex):
             context.term()
     assert double(4).result(timeout=30) == 8
     log = os.path.join(dfk.run_dir, "htex", "interchange.log")
-    wait_until(lambda: open(log).read().count("dropped a malformed message") >= 6, what="the drops to be logged")
+    wait_for(lambda: open(log).read().count("dropped a malformed message") >= 6, what="the drops to be logged")
 
 
 def test_an_unauthenticated_peer_cannot_talk_to_an_encrypted_interchange(make_dfk):

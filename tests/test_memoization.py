@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections import namedtuple
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,6 +23,8 @@ from parsl_lite.dataflow.graph import TaskId, TaskRecord
 from parsl_lite.dataflow.memoization import BasicMemoizer, id_for_memo, make_hash
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.utils import get_all_checkpoints, get_last_checkpoint
+
+from .conftest import wait_for
 
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64
 
@@ -385,10 +386,8 @@ def test_mode_periodic_writes_from_a_timer_thread(tmp_path: Path) -> None:
     memoizer = started(tmp_path, checkpoint_mode="periodic", checkpoint_period="00:00:01")
     rec = record(double, 1)
     run(memoizer, rec, 2)
-    deadline = time.monotonic() + 8
-    while not (ckpt_file(tmp_path).exists() and read_checkpoint(str(tmp_path / "checkpoint"))):
-        assert time.monotonic() < deadline, "the periodic checkpoint never came"
-        time.sleep(0.05)
+    wait_for(lambda: ckpt_file(tmp_path).exists() and read_checkpoint(str(tmp_path / "checkpoint")), 8,
+             "the periodic checkpoint")
     run(memoizer, record(double, 2), 4)
     memoizer.close()  # stops the thread and writes what is left
     assert len(read_checkpoint(str(tmp_path / "checkpoint"))) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import os
 import signal
-import time
 
 import psutil
 import pytest
@@ -16,17 +15,7 @@ from parsl_lite.providers import TERMINAL_STATES, ExecutionProvider, JobState, J
 from parsl_lite.providers.base import read_tail, seconds_to_walltime, walltime_to_seconds
 from parsl_lite.providers.errors import ProviderError, ScriptWriteError, UnknownJob
 
-
-def wait_for(predicate, timeout=10.0, interval=0.02):
-    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(interval)
+from .conftest import wait_for
 
 
 def state_of(provider, job_id):

@@ -25,6 +25,8 @@ from parsl_lite.executors import ThreadPoolExecutor
 from parsl_lite.launchers import SimpleLauncher
 from parsl_lite.providers import JobState, LocalProvider
 
+from .conftest import wait_for
+
 R, P, F, C = JobState.RUNNING, JobState.PENDING, JobState.FAILED, JobState.COMPLETED
 NOW = 1000.0
 
@@ -252,15 +254,6 @@ class BlockExecutorDouble:
 
     def pids(self):
         return [job.process.pid for job in self._provider._jobs.values()]
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return value
 
 
 def nothing_left(pids):
