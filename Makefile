@@ -26,9 +26,34 @@ install-test: $(VENV)/.installed-test
 demo: install
 	cd examples && ../$(PY) pi.py
 
+# The test backends (../shared/backends): NAME:ENV of each, as tests/conftest.py's BACKENDS wants them.
+# `make test` starts those not up, each `up` under its own timeout (a fresh machine installs packages and
+# unpacks Kubernetes), before pytest and so outside the 60 s per-test timeout; it stops the ones it started
+# at the end. A backend that cannot start fails its tests (PLITE_REQUIRE_BACKENDS=1), it does not skip them.
+BACKENDS_DIR ?= ../shared/backends
+BACKEND_UPS = slurm:PLITE_SLURM_CPUS=8 ssh:WITH_H2=1 k8s:WITH_NODE=1
+BACKEND_UP_TIMEOUT ?= 900
+KEEP_BACKENDS ?= 0
+PYTEST_ARGS ?=
+
 ## test: install test extras, start the backends the tests need, run the whole suite
+## (pytest's exit code is make's: 5, no test collected, fails too)
 test: install-test
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	@started=""; \
+	for spec in $(BACKEND_UPS); do \
+	  name=$${spec%%:*}; vars=$${spec#*:}; \
+	  if env $$vars bash $(BACKENDS_DIR)/$$name.sh status >/dev/null 2>&1; then continue; fi; \
+	  echo "make test: starting the $$name backend (timeout $(BACKEND_UP_TIMEOUT) s)"; \
+	  if env $$vars timeout $(BACKEND_UP_TIMEOUT) bash $(BACKENDS_DIR)/$$name.sh up >/dev/null; then \
+	    started="$$name $$started"; \
+	  else echo "make test: the $$name backend did not start; its tests will fail"; fi; \
+	done; \
+	rc=0; PLITE_REQUIRE_BACKENDS=1 $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests || rc=$$?; \
+	if [ "$(KEEP_BACKENDS)" != 1 ]; then \
+	  for name in $$started; do bash $(BACKENDS_DIR)/$$name.sh down >/dev/null 2>&1 || true; done; \
+	fi; \
+	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests"; fi; \
+	exit $$rc
 
 $(BENCH_VENV)/.installed: setup.cfg benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
