@@ -24,6 +24,7 @@ from parsl_lite.config import Config
 from parsl_lite.dataflow.kernel import DataFlowKernel
 from parsl_lite.dataflow.signals import EXIT_CODE, SigtermCleanup
 from parsl_lite.executors import ThreadPoolExecutor
+from .conftest import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANG_GUARD_S = 30  # a hang fails the test; how fast it exits is measured, not asserted
@@ -110,15 +111,14 @@ class Script:
 
     def assert_no_child_left(self, deadline_s: float = 15.0) -> None:
         """Every process it had started is gone (zombies waiting for init count as gone)."""
-        deadline = time.monotonic() + deadline_s
-        while True:
+        try:
+            wait_for(lambda: not any(_alive(p) for p in self.children), deadline_s,
+                     what="the script's child processes to exit")
+        except AssertionError:
             alive = [p for p in self.children if _alive(p)]
-            if not alive or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        for proc in alive:
-            proc.kill()
-        assert not alive, f"left running: {[(p.pid, p.cmdline()) for p in alive if _alive(p)]}"
+            described = [(p.pid, " ".join(p.cmdline())) for p in alive]
+            self.kill()
+            raise AssertionError(f"left running after the script exited: {described}") from None
 
     def kill(self) -> None:
         for proc in [*self.children, psutil.Process(self.proc.pid)]:
