@@ -1,7 +1,9 @@
 """Estimate pi with Monte-Carlo apps: the README's example.
 
-Run it with the default local config (``python pi.py``) or any config file
-(``python pi.py ../configs/threads.toml``); the workflow does not change.
+Run it with the default config, threads (``python pi.py``), or any config file
+(``python pi.py ../configs/local.toml`` for worker processes), or under the CLI
+(``parsl-lite run pi.py --config ../configs/local.toml``: the CLI's config wins
+over the ``load`` below); the workflow does not change.
 """
 import sys
 

@@ -7,7 +7,7 @@
     def double(x):
         return 2 * x
 
-    with parsl.load():                    # a Config, a config file, or the local default
+    with parsl.load():                    # a Config, a config file, or the default (threads)
         print(double(21).result())        # 42
 """
 from __future__ import annotations
@@ -45,7 +45,10 @@ def load(config: Any = None) -> "DataFlowKernel":
 
     Args:
         config: a ``Config``, a path to a ``.toml`` file or to a Python module
-            that defines ``config``, or None for the local default.
+            that defines ``config``, or None for the default, ``Config()``: one
+            ``ThreadPoolExecutor``, as in Parsl (``parsl_lite.configs.htex_local``
+            has worker processes). Under ``parsl-lite run --config FILE``, FILE
+            is loaded whatever is passed here.
     """
     from parsl_lite.dataflow.loader import DataFlowKernelLoader
 
