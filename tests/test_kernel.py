@@ -276,3 +276,17 @@ def test_a_config_can_be_loaded_again_after_cleanup(run_dir):
     for _ in range(2):
         with parsl_lite.load(config):
             assert where().result(timeout=10).startswith("parsl_lite-threads")
+
+
+def test_a_start_cut_short_is_shut_down_too(run_dir):
+    class StartsThenFails(ThreadPoolExecutor):
+        def start(self):
+            super().start()  # threads are running now...
+            raise RuntimeError("provider said no")  # ...and the start fails (or Ctrl-C lands here)
+
+    executor = StartsThenFails(max_threads=2)
+    with pytest.raises(RuntimeError, match="provider said no"):
+        parsl_lite.load(Config(executors=[executor], run_dir=run_dir))
+    assert executor._threads == []  # shut down; the fixture checks that no thread is left
+    with pytest.raises(NoDataFlowKernelError):
+        parsl_lite.dfk()

@@ -276,3 +276,21 @@ def test_an_ignored_sigterm_stays_ignored(run_dir):
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, original)
+
+
+def test_ctrl_c_stops_a_load_whose_provider_hangs_and_leaves_no_process(tmp_path):
+    body = '''
+        from parsl_lite.executors.htex.executor import HighThroughputExecutor
+        from parsl_lite.providers import LocalProvider
+
+        class HangingProvider(LocalProvider):
+            def submit(self, *args, **kwargs):
+                threading.Event().wait()  # an sbatch that never returns, say
+
+        executor = HighThroughputExecutor(label="htex", provider=HangingProvider(init_blocks=1, max_blocks=1))
+        announce_when_blocked_in("submit")
+        parsl_lite.load(Config(executors=[executor], run_dir="runinfo", strategy="none"))
+    '''
+    script = interrupted(tmp_path, body)
+    assert script.children, "the interchange had not started"
+    script.assert_no_child_left()

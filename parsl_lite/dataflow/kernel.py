@@ -86,8 +86,8 @@ class DataFlowKernel:
             self.memoizer.start(run_dir=self.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
+                self.executors[executor.label] = executor  # before start: a start cut short is shut down too
                 executor.start()
-                self.executors[executor.label] = executor
             self._poller.add_executors(list(self.executors.values()))  # starts the initial blocks now
         except BaseException as exc:  # leave nothing running behind a failed load
             logger.error("kernel failed to start: %r", exc)
