@@ -324,6 +324,7 @@ class Interchange:
         self.manager_identity.pop(action.manager_id, None)
 
     def _forget_manager(self, action: ForgetManager) -> None:
+        logger.info("forgetting pool %s: %s", action.manager_id.hex(), action.reason)
         self._send_manager(action.manager_id, Shutdown(action.reason))
         self.manager_identity.pop(action.manager_id, None)
         for key in [k for k in self.identity_of if k[0] == action.manager_id]:
