@@ -129,6 +129,8 @@ class DataFlowKernelLoader:
 
     @classmethod
     def _load_for_script(cls) -> Optional[Any]:
+        if cls._session is None:  # the usual case: no lock, so dfk() never waits for a load in progress
+            return None
         with cls._lock:
             if cls._dfk is not None:
                 return cls._dfk
