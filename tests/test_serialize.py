@@ -200,21 +200,34 @@ def test_plain_serialize_keeps_main_classes_by_reference(tmp_path):
     """Checkpoints and memo keys want ``__main__.Point`` by name: the next run of the script resolves it."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent("""
+        import os
         from parsl_lite.serialize import pack_apply_message, serialize
         class Point:
             pass
+        def in_main():
+            pass
         assert serialize(Point())[:1] == b"P"
         assert pack_apply_message((Point(),), {})[:1] == b"D"
-        assert pack_apply_message((1, "x"), {"k": [2]})[:1] == b"P"   # the fast path stays pickle
+        assert pack_apply_message(([{"f": in_main}],), {})[:1] == b"D"
+        assert pack_apply_message((1, "x", os.path.join), {"k": [2]})[:1] == b"P"   # the fast path stays pickle
         print("ok")
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-def test_a_false_main_hit_only_takes_the_slow_path():
-    args, kwargs = unpack_apply_message(pack_apply_message(("__main__",), {"__main__": b"__main__"}))
-    assert args == ("__main__",) and kwargs == {"__main__": b"__main__"}
+def test_the_word_main_in_data_stays_on_the_fast_path():
+    packed = pack_apply_message(("__main__",), {"__main__": b"__main__"})
+    assert packed[:1] == b"P"
+    assert unpack_apply_message(packed) == (("__main__",), {"__main__": b"__main__"})
+
+
+def test_the_fast_path_survives_a_refused_argument_and_big_payloads():
+    with pytest.raises(SerializationError):
+        pack_apply_message(((x for x in range(2)),), {})
+    big = b"x" * (3 << 20)
+    assert unpack_apply_message(pack_apply_message((big,), {}))[0][0] == big
+    assert unpack_apply_message(pack_apply_message((1,), {})) == ((1,), {})
 
 
 REBOUND = 1

@@ -23,6 +23,7 @@ import pickle
 import threading
 import uuid
 import weakref
+from types import FunctionType
 from typing import Any, Optional
 
 import dill
@@ -104,3 +105,59 @@ def dumps_by_value(obj: Any, assign_ids: bool) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, assign_ids).dump(obj)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- the fast path: plain pickle
+
+class _MentionsMain(Exception):
+    """Raised inside the pickler: ``obj`` refers to ``__main__``, so it must go by value."""
+
+
+class _MainFinder(pickle.Pickler):
+    """The C pickler, stopped by the first class or function of ``__main__``.
+
+    ``reducer_override`` is not called for ``None``, bools and exact ints,
+    floats, str, bytes, lists, tuples, dicts and sets, so plain data pays
+    nothing; each other object pays one Python call (~0.15 µs). This is
+    precise where scanning the bytes for ``b"__main__"`` is not, and the
+    scan runs at ~2 GB/s here (0.5 ms per MiB of payload).
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        cls = obj if isinstance(obj, type) else type(obj)
+        if cls.__module__ == "__main__" or (cls is FunctionType and obj.__module__ == "__main__"):
+            raise _MentionsMain
+        return NotImplemented
+
+
+_local = threading.local()
+
+
+def pickle_unless_main(obj: Any, header: bytes) -> Optional[bytes]:
+    """``header`` + ``obj`` pickled, or None if it refers to ``__main__``.
+
+    One pickler and buffer per thread: writing to a file object also spares
+    the C pickler's copy of large payloads (a 1 MiB bytes: 0.04 ms, against
+    0.4 ms through ``pickle.dumps``).
+
+    Raises:
+        Exception: whatever pickle raises for an object it refuses.
+    """
+    cached = getattr(_local, "pickler", None)
+    _local.pickler = None  # in use: a re-entrant call (a __reduce__ that serializes) makes its own
+    if cached is None:
+        buffer = io.BytesIO()
+        cached = (_MainFinder(buffer, _PROTOCOL), buffer)
+    pickler, buffer = cached
+    buffer.write(header)
+    try:
+        pickler.dump(obj)
+        blob = buffer.getvalue()
+    except _MentionsMain:
+        return None  # a pickler stopped mid-dump is dropped, never reused
+    pickler.clear_memo()
+    buffer.seek(0)
+    buffer.truncate()
+    if len(blob) < (1 << 20):  # after a big payload start afresh: no big buffer kept by an idle thread
+        _local.pickler = cached
+    return blob
