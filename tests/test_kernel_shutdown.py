@@ -19,8 +19,9 @@ from parsl_lite.providers import LocalProvider
 
 
 @python_app
-def wait_on(event):
-    event.wait(30)
+def hold(started, release):
+    started.set()
+    release.wait(30)
     return "released"
 
 
@@ -70,8 +71,9 @@ def test_kernel_shutdown_is_importable_from_both_paths():
 def test_threads_unfinished_tasks_and_dependants_fail_with_kernel_shutdown(make_dfk):
     handler = Recorder()
     dfk = make_dfk(executors=[ThreadPoolExecutor(max_threads=1)], retries=2, retry_handler=handler)
-    release = threading.Event()
-    running = wait_on(release)          # holds the only thread past the 2 s grace
+    started, release = threading.Event(), threading.Event()
+    running = hold(started, release)    # holds the only thread past the 2 s grace
+    assert started.wait(10)
     queued = plus_one(1)                # never starts: the executor cancels it
     child_of_queued = plus_one(queued)  # pending on an abandoned parent
     child_of_running = plus_one(running)

@@ -328,12 +328,14 @@ class DataFlowKernel:
             else:
                 exec_fu = self.executors[record.executor].submit(
                     record.exec_func, record.resource_specification, *record.args, **record.kwargs)
-        except BaseException as exc:  # refused at the edge: fail the task, never its caller's thread
+        except BaseException as exc:  # refused at the edge: fail the task, not its caller's thread
             logger.error("task %d (%s) could not be launched on %r: %r",
                          record.id, record.func_name, record.executor, exc)
             with self._lock:
                 actions = self._graph.handle(LaunchFailed(record.id))
             self._apply(actions, exc=exc)
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C in the user's thread: the task has failed, the interrupt goes on
             return
         exec_fu.parsl_record = record  # type: ignore[attr-defined]
         record.exec_fu = exec_fu
