@@ -294,3 +294,34 @@ def test_ctrl_c_stops_a_load_whose_provider_hangs_and_leaves_no_process(tmp_path
     script = interrupted(tmp_path, body)
     assert script.children, "the interchange had not started"
     script.assert_no_child_left()
+
+
+def test_a_sigterm_during_cleanup_waits_for_it_then_reaches_the_previous_handler():
+    received = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        handler = SigtermCleanup()
+        handler.install()
+        handler.cleaning()
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread: deferred, no SystemExit
+        wait_for(lambda: handler._deferred, 10, "the handler to see the signal")
+        assert received == []
+        handler.restore()  # the previous handler is back, and gets the deferred signal
+        wait_for(lambda: received == [signal.SIGTERM], 10, "the deferred SIGTERM")
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def test_a_kernel_loaded_off_the_main_thread_leaves_sigterm_alone(run_dir):
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def load_and_look():
+        dfk = DataFlowKernel(Config(executors=[ThreadPoolExecutor(max_threads=1)], run_dir=run_dir))
+        seen.append(signal.getsignal(signal.SIGTERM))
+        dfk.cleanup()
+
+    thread = threading.Thread(target=load_and_look)
+    thread.start()
+    thread.join(30)
+    assert seen == [before] and signal.getsignal(signal.SIGTERM) == before
