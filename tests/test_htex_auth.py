@@ -118,6 +118,7 @@ def test_a_stranger_speaking_the_protocol_is_refused_and_its_pickle_never_unpick
     wait_for(lambda: open(log).read().count("refused an unauthenticated message") >= 6, 20, "the refusals logged")
     assert fut.result(timeout=30) == "the real result"  # the stranger's "result" never reached the future
     assert not planted.exists()
+    assert executor._status(max_age_s=0.0).refused >= 6
     assert double(21).result(timeout=30) == 42
 
 

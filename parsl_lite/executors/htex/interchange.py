@@ -192,7 +192,8 @@ class Interchange:
         for manager in ledger.idle_managers(now):
             idle[manager.block_id] = min(idle.get(manager.block_id, manager.idle_s), manager.idle_s)
         return StatusReply(request.request_id, ledger.pending_count, ledger.outstanding_count,
-                           ledger.connected_workers, ledger.manager_statuses(), idle, ledger.block_task_counts())
+                           ledger.connected_workers, ledger.manager_statuses(), idle, ledger.block_task_counts(),
+                           self.refused, self.dropped)
 
     def _on_hold_blocks(self, request: HoldBlocks) -> Reply:
         blocks = set(request.block_ids)

@@ -209,6 +209,8 @@ class StatusReply:
         managers: every registered pool.
         block_idle_s: for blocks whose pools hold no task, seconds since the last one finished.
         block_busy: tasks held by the workers of each block with a registered pool.
+        refused: messages refused so far for lacking this run's proof (strangers, other runs).
+        dropped: authenticated messages dropped so far as malformed.
     """
     kind: ClassVar[str] = "status_reply"
     request_id: int
@@ -218,6 +220,8 @@ class StatusReply:
     managers: tuple[ManagerStatus, ...]
     block_idle_s: dict[str, float]
     block_busy: dict[str, int]
+    refused: int = 0
+    dropped: int = 0
 
     @classmethod
     def empty(cls, request_id: int = 0) -> "StatusReply":
