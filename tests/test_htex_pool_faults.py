@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -112,13 +113,19 @@ def test_killing_the_interchange_takes_every_pool_and_worker_with_it(make_dfk, t
 
 
 def test_a_worker_dies_with_its_pool_even_in_the_middle_of_a_task(make_dfk, tmp_path):
-    executor = htex(max_workers_per_node=1)
+    # the pool is started here, not by the provider, which would kill its job's leftovers itself
+    executor = htex(max_workers_per_node=1, provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1))
     make_dfk(executors=[executor], strategy="none", strategy_period=0.2)
-    fut, busy_worker = start_marker(tmp_path)
-    pool = busy_worker.parent()
-    assert "worker_pool" in " ".join(pool.cmdline())
-    pool.kill()  # no chance to stop its workers: the parent-death signal must
-    wait_for(lambda: not alive(busy_worker), 10, "the worker to die with its pool")
+    command = shlex.split(executor._launch_command("outside"))
+    pool = subprocess.Popen(command, start_new_session=True)
+    try:
+        fut, busy_worker = start_marker(tmp_path)
+        assert busy_worker.ppid() == pool.pid
+        pool.kill()  # no chance to stop its workers: the parent-death signal must
+        wait_for(lambda: not alive(busy_worker), 10, "the worker to die with its pool")
+    finally:
+        pool.kill()
+        pool.wait()
 
 
 def test_one_dead_worker_loses_only_the_task_it_was_running(make_dfk, tmp_path):
