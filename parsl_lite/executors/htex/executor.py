@@ -24,8 +24,10 @@ from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.executors.errors import ExecutorError, ExecutorShutdown
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.client import InterchangeClient
+from parsl_lite.executors.htex.completion import Completer, Settle
 from parsl_lite.executors.htex.errors import InvalidResourceSpecification, TaskTooLarge
 from parsl_lite.executors.htex.messages import ResultMessage, TaskMessage
+from parsl_lite.executors.htex.restart import Lost, RestartBudget, RestartsInterchange, fail_all, fail_all_of
 from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range
 from parsl_lite.fast_future import FastFuture
 from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
@@ -33,6 +35,7 @@ from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
 logger = logging.getLogger(__name__)
 
 _FAILED_BLOCKS_BEFORE_GIVING_UP = 2
+_RESTART_JOIN_S = 40.0  # a new interchange may take 30 s to start; shutdown waits for that at most
 
 DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --address {address} --port {worker_port} "
                       "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
@@ -64,7 +67,7 @@ def check_resource_specification(spec: dict) -> None:
                                                f"got {value!r}")
 
 
-class HighThroughputExecutor(ParslExecutor):
+class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     """Runs tasks on worker pools through a ZMQ interchange. Parameters follow Parsl's.
 
     Args:
@@ -87,6 +90,10 @@ class HighThroughputExecutor(ParslExecutor):
         poll_period: accepted for Parsl compatibility (the I/O is event driven).
         encrypted: CurveZMQ on every connection; only holders of this executor's keys connect.
         max_payload_bytes: the largest serialized arguments or result of one task.
+        interchange_restarts: how many times a lost interchange (dead or silent) is replaced
+            by a new one, with new blocks, within 10 minutes before the executor gives up.
+            Its tasks in flight fail with ``InterchangeLost`` (``Config(retries=)`` re-runs
+            them); 0 makes the first loss final, as it was before.
         worker_debug: workers and pools log at DEBUG.
         worker_logdir_root: where pools write logs (default: the executor's run dir).
 
@@ -131,6 +138,7 @@ class HighThroughputExecutor(ParslExecutor):
         remote_monitoring_radio: Optional[Any] = None,
         max_payload_bytes: int = 2**30,
         max_batch: int = 64,
+        interchange_restarts: int = 3,
     ) -> None:
         check_port_range("worker_port_range", worker_port_range)
         check_port_range("interchange_port_range", interchange_port_range)
@@ -175,6 +183,7 @@ class HighThroughputExecutor(ParslExecutor):
         self.remote_monitoring_radio = remote_monitoring_radio
         self.max_payload_bytes = max_payload_bytes
         self.max_batch = max_batch
+        self.interchange_restarts = interchange_restarts
         self._functions = FunctionCache()
         self._sent_digests: set[bytes] = set()
         self._futures: dict[int, Future] = {}
@@ -182,6 +191,13 @@ class HighThroughputExecutor(ParslExecutor):
         self._lock = threading.Lock()
         self._broken: Optional[BaseException] = None
         self._client: Optional[InterchangeClient] = None
+        self._settings: Optional[InterchangeSettings] = None
+        self._completer: Optional[Completer] = None
+        # While a lost interchange is being replaced: the tasks submitted meanwhile
+        # (id, digest, body, arguments, resources), sent to the new one when it is up.
+        self._held: Optional[list[tuple]] = None
+        self._restarts = RestartBudget(interchange_restarts)
+        self._restart_thread: Optional[threading.Thread] = None
         self.blocks: dict[str, str] = {}  # block id -> provider job id
         self._block_ids = itertools.count()
         self.cert_dir: Optional[str] = None
@@ -215,9 +231,15 @@ class HighThroughputExecutor(ParslExecutor):
             parent_pid=os.getpid(),
             debug=self.worker_debug,
         )
-        self._client = InterchangeClient(settings, self.label, self._on_results, self._fail,
-                                         lambda: bool(self._futures))
-        self._client.start()
+        self._settings = settings  # a replacement interchange gets the same settings (keys, secret)
+        self._completer = Completer(f"parsl_lite-{self.label}-completion", self._prepare)
+        self._completer.start()
+        self._client = self._new_client(self._futures)
+        try:
+            self._client.start()
+        except BaseException:
+            self._completer.stop()
+            raise
         logger.info("executor %r: interchange up (client port %d, worker port %d)", self.label,
                     self._client.client_port, self._client.worker_port)
         if self._provider is not None:  # its blocks are started and scaled by the kernel's job status poller
@@ -228,8 +250,10 @@ class HighThroughputExecutor(ParslExecutor):
         with self._lock:
             if isinstance(self._broken, ExecutorShutdown):
                 return
-            already_broken = self._broken is not None
             self._broken = ExecutorShutdown(self.label, "shut down")
+            restart = self._restart_thread
+        if restart is not None and restart is not threading.current_thread():
+            restart.join(_RESTART_JOIN_S)  # it sees the shutdown and stops what it started
         if self._client is not None:
             self._client.stop()
         self._cancel_blocks(list(self.blocks))
@@ -239,16 +263,16 @@ class HighThroughputExecutor(ParslExecutor):
                 close()
             except Exception:
                 logger.exception("executor %r: closing the provider failed", self.label)
-        if not already_broken:
-            self._fail_pending(ExecutorShutdown(self.label, "shut down before the task finished"))
+        shut = ExecutorShutdown(self.label, "shut down before the task finished")
+        if self._completer is not None:  # results already received still complete; then the rest fails
+            for futures, _ in self._completer.stop():
+                fail_all(futures, shut)
+        self._fail_pending(shut)
         logger.info("executor %r shut down", self.label)
 
     # ------------------------------------------------------------ tasks
 
     def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
-        broken = self._broken
-        if broken is not None:
-            raise broken
         if resource_specification:
             check_resource_specification(resource_specification)
         digest, body = self._functions.get(func)
@@ -256,52 +280,81 @@ class HighThroughputExecutor(ParslExecutor):
         if len(packed) > self.max_payload_bytes:
             raise TaskTooLarge(len(packed), self.max_payload_bytes)
         future: Future = FastFuture()
+        resources = resource_specification or {}
+        # One critical section with _fail and _interchange_lost: a future is either
+        # refused here or registered where their failure will find it.
         with self._lock:
+            broken = self._broken
+            if broken is not None:
+                raise broken
             task_id = next(self._ids)
             self._futures[task_id] = future
+            if self._held is not None:  # a new interchange is starting; it gets the task when up
+                self._held.append((task_id, digest, body, packed, resources))
+                return future
             send_body = None
             if digest not in self._sent_digests:
                 self._sent_digests.add(digest)
                 send_body = body
-        assert self._client is not None
-        self._client.send_task(TaskMessage(task_id, digest, send_body, packed, resource_specification or {}))
+            client = self._client
+        assert client is not None
+        client.send_task(TaskMessage(task_id, digest, send_body, packed, resources))
         return future
 
-    def _on_results(self, results: tuple[ResultMessage, ...]) -> None:
-        futures = self._futures
-        for result in results:
-            future = futures.pop(result.task_id, None)
-            if future is None:
-                logger.warning("executor %r: result for unknown task %d", self.label, result.task_id)
-                continue
-            try:
-                value = deserialize(result.payload)
-            except Exception as exc:  # a result we cannot load fails its task, not the executor
-                future.set_exception(exc)
-                continue
-            if result.status == "ok":
-                future.set_result(value)
-            elif result.status == "error":
-                future.set_exception(value.get_exception())
-            else:
-                future.set_exception(value)
+    # ------------------------------------------------------------ completion (see completion.py)
+
+    def _new_client(self, futures: dict[int, Future]) -> InterchangeClient:
+        """A client whose results and loss are tied to ``futures``, the tasks sent through it."""
+        assert self._settings is not None
+        completer = self._completer
+        assert completer is not None
+
+        def on_results(results: tuple[ResultMessage, ...]) -> None:  # the I/O thread: hand over, return
+            completer.put(zip(itertools.repeat(futures), results))
+
+        return InterchangeClient(self._settings, self.label, on_results,
+                                 lambda cause: self._interchange_lost(futures, cause), lambda: bool(futures))
+
+    def _prepare(self, item: tuple[dict, Any]) -> Settle:
+        """On the completion thread: deserialize one result; say which future to set with what."""
+        futures, result = item
+        if type(result) is Lost:
+            return fail_all_of, (futures, result.cause)
+        future = futures.pop(result.task_id, None)
+        if future is None:  # already failed (executor broken or shut down): its late result is dropped
+            return None
+        try:
+            value = deserialize(result.payload)
+            status = result.status
+            if status == "ok":
+                return future.set_result, value
+            if status == "error":
+                return future.set_exception, value.get_exception()
+            return future.set_exception, value
+        except Exception as exc:  # a result we cannot load fails its task, not the executor
+            return future.set_exception, exc
 
     def _fail(self, cause: BaseException) -> None:
-        """Mark the executor broken and fail every pending future with ``cause``. Idempotent."""
+        """Mark the executor broken and fail every pending future with ``cause``. Idempotent.
+
+        Marking broken and taking the futures is one critical section with
+        ``submit``'s check-and-register, so no future is registered after the
+        failure has taken the map (STYLE §9's order).
+        """
         with self._lock:
             if self._broken is not None:
                 return
             self._broken = cause
-        count = self._fail_pending(cause)
+            pending, self._futures = self._futures, {}
+            self._held = None
+        count = fail_all(pending, cause)
         logger.error("executor %r failed %d pending tasks: %s", self.label, count, cause)
 
     def _fail_pending(self, cause: BaseException) -> int:
         with self._lock:
             pending, self._futures = self._futures, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(cause)
-        return len(pending)
+            self._held = None
+        return fail_all(pending, cause)
 
     # ------------------------------------------------------------ scaling
 
@@ -402,7 +455,13 @@ class HighThroughputExecutor(ParslExecutor):
         return cache if isinstance(cache, StatusReply) else StatusReply.empty()
 
     def scale_out(self, blocks: int = 1) -> list[str]:
-        """Start ``blocks`` more blocks of worker pools through the provider."""
+        """Start ``blocks`` more blocks of worker pools through the provider.
+
+        None while a lost interchange is being replaced: the restart starts the
+        blocks for the new one (a pool started now would dial the dead one).
+        """
+        if self._client is None:
+            return []
         started = []
         for _ in range(blocks):
             block_id = str(next(self._block_ids))

@@ -1,0 +1,257 @@
+"""Completing an executor's futures off the I/O thread, in order, without deadlocks.
+
+The client's I/O thread only moves frames: it hands each batch of results to
+:meth:`Completer.put` (one lock and at most one wake-up per batch) and goes
+back to its socket. The completion thread ``parsl_lite-<label>-completion``
+takes the items one at a time, in arrival order, and for each one
+
+1. *prepares* it (``prepare(item)``: deserialize the result; no user code), then
+2. *settles* it: calls the ``(setter, value)`` that ``prepare`` returned, i.e.
+   ``future.set_result(value)``. This runs the future's callbacks: the
+   kernel's completion, the launch of dependants (which pickles their
+   arguments and submits them) and the user's done-callbacks.
+
+A done-callback may block: on a future of this same executor (whose result
+can only arrive through this same queue), on an Event, on a lock. Running
+such callbacks on another thread than the one that sets futures would need
+the kernel to hand its futures' callbacks elsewhere; a thread-local "drain
+while you wait" only helps for waits we can see (``Future.result``), not for
+``concurrent.futures.wait``, an Event or a lock. So we take the general way,
+that of a pool with compensating threads:
+
+    a standby thread ``parsl_lite-<label>-completion-standby`` sleeps until
+    work is queued while the completion thread is busy; it then checks every
+    ``stall_s``. If the completion thread is still *settling the same item*
+    (it is inside callbacks, not deserializing) and items wait, the standby
+    takes over as the completion thread (and takes its name; the old one is
+    renamed ``...-completion-blocked-N``) and a new standby is started. The
+    old thread finishes its callback whenever it can and then exits.
+
+So a blocked callback never blocks the queue for more than ``stall_s``,
+futures are still set in arrival order (a thread takes over only after the
+stuck item's future was set), and at rest or under a steady load there are
+two threads and no polling (the standby wakes every ``stall_s`` only while
+the completion thread is busy and items wait). At most ``max_threads``
+threads may be stuck in callbacks at once; past that, later items wait (and
+one warning says so).
+
+The time threshold decides only *when* help comes, never what is computed.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Optional
+
+logger = logging.getLogger(__name__)
+
+#: What ``prepare`` returns: a one-argument callable and its argument, or None to skip the item.
+Settle = Optional[tuple[Callable[[Any], Any], Any]]
+
+_STALL_S = 0.05
+_MAX_THREADS = 32
+
+
+class Completer:
+    """Runs ``prepare`` then the returned setter for each item, in order, on a thread of its own.
+
+    Args:
+        name: the completion thread's name (``parsl_lite-<label>-completion``).
+        prepare: turns an item into ``(setter, value)`` (or None); must not block.
+        stall_s: how long the completion thread may sit in one item's callbacks
+            while items wait before a standby thread takes over.
+        max_threads: at most this many completion threads at once (stuck ones included).
+    """
+
+    def __init__(self, name: str, prepare: Callable[[Any], Settle], stall_s: float = _STALL_S,
+                 max_threads: int = _MAX_THREADS) -> None:
+        self.name = name
+        self._prepare = prepare
+        self._stall_s = stall_s
+        self._max_threads = max(2, max_threads)
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)     # the leader waits here for items
+        self._watch = threading.Condition(self._lock)    # the standby waits here
+        self._drained = threading.Condition(self._lock)  # stop() waits here
+        self._items: collections.deque = collections.deque()
+        self._leader: Optional[threading.Thread] = None
+        self._standby: Optional[threading.Thread] = None
+        self._leader_idle = True   # the leader waits for items
+        self._settling: Optional[threading.Thread] = None  # the thread inside a setter (callbacks)
+        self._progress = 0         # items taken so far
+        self._armed = False        # the standby watches the leader
+        self._threads: set[threading.Thread] = set()
+        self._demoted: set[threading.Thread] = set()  # replaced while inside a callback
+        self._spawned = 0
+        self._stopping = False
+        self._closed = False
+        self._warned_full = False
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Start the completion thread and its standby."""
+        with self._lock:
+            self._leader = self._spawn(self._lead, self.name)
+            self._standby = self._spawn(self._stand_by, f"{self.name}-standby")
+
+    def stop(self, timeout_s: float = 5.0) -> list:
+        """Process what is queued, then stop every thread (callbacks still stuck are left, as daemons).
+
+        Safe to call from a completion thread (a callback that shuts the
+        executor down): the standby takes over and drains the queue.
+
+        Returns:
+            The items not processed within ``timeout_s`` (the caller fails them).
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+            self._watch.notify_all()
+            while self._items and time.monotonic() < deadline:
+                self._drained.wait(max(0.0, deadline - time.monotonic()))
+            leftover = list(self._items)
+            self._items.clear()
+            self._closed = True
+            # Wait for the threads that are about to exit, not for those inside a callback:
+            # they end when it returns (the caller's failing of pending futures may release them).
+            stuck = [t.name for t in self._threads if t in self._demoted or t is self._settling]
+            threads = [t for t in self._threads if t is not threading.current_thread()
+                       and t not in self._demoted and t is not self._settling]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck += [t.name for t in threads if t.is_alive()]
+        if stuck:
+            logger.warning("%s: threads still inside callbacks at shutdown: %s", self.name, stuck)
+        return leftover
+
+    def on_completion_thread(self) -> bool:
+        """Whether the caller is one of this completer's threads (e.g. inside a done-callback)."""
+        return threading.current_thread() in self._threads
+
+    # ------------------------------------------------------------ from the I/O thread
+
+    def put(self, items: Iterable) -> None:
+        """Queue items for completion, in order. One lock, at most one wake-up, per call.
+
+        After :meth:`stop`, items are completed in the caller's thread.
+        """
+        with self._lock:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                self._items.extend(items)
+                if self._leader_idle:
+                    self._work.notify()
+                elif not self._armed and self._items:
+                    self._armed = True
+                    self._watch.notify()
+        if closed:
+            for item in items:
+                self._run_one(item)
+
+    # ------------------------------------------------------------ the threads
+
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Start a daemon thread (a callback stuck forever must not keep the interpreter alive)."""
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.add(thread)
+        thread.start()
+        return thread
+
+    def _lead(self) -> None:
+        me = threading.current_thread()
+        try:
+            self._lead_loop(me)
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+                self._demoted.discard(me)
+
+    def _lead_loop(self, me: threading.Thread) -> None:
+        lock, items, prepare = self._lock, self._items, self._prepare
+        while True:
+            with lock:
+                while True:
+                    if self._leader is not me:
+                        return  # another thread took over while we were in a callback
+                    if items:
+                        break
+                    if self._stopping:
+                        self._drained.notify_all()
+                        self._leader = None
+                        self._watch.notify_all()
+                        return
+                    self._drained.notify_all()
+                    self._leader_idle = True
+                    self._work.wait()
+                self._leader_idle = False
+                item = items.popleft()
+                self._progress += 1
+                if items and not self._armed:  # items wait behind this one: the standby watches
+                    self._armed = True
+                    self._watch.notify()
+            settle = prepare(item)
+            if settle is not None:
+                self._settling = me
+                try:
+                    settle[0](settle[1])
+                except Exception:  # a future set twice, a broken callback: never kill the thread
+                    logger.exception("%s: completing %r failed", self.name, item)
+                self._settling = None
+
+    def _run_one(self, item: Any) -> None:
+        settle = self._prepare(item)
+        if settle is not None:
+            settle[0](settle[1])
+
+    def _stand_by(self) -> None:
+        me = threading.current_thread()
+        try:
+            if self._watch_leader(me):
+                self._lead()
+                return
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+
+    def _watch_leader(self, me: threading.Thread) -> bool:
+        """Wait until the leader is stuck in a callback while items wait; True once we lead."""
+        with self._lock:
+            while True:
+                if self._stopping and not self._items:
+                    return False
+                if not self._items or self._leader_idle:
+                    self._armed = False
+                    self._watch.wait(None if not self._stopping else self._stall_s)
+                    continue
+                self._armed = True
+                seen, leader = self._progress, self._leader
+                self._watch.wait(self._stall_s)
+                stuck = (self._items and self._progress == seen and self._leader is leader
+                         and leader is not None and self._settling is leader)
+                if stuck and self._take_over(me, leader):
+                    return True
+
+    def _take_over(self, me: threading.Thread, leader: threading.Thread) -> bool:
+        """Become the leader and start a new standby, unless too many threads are stuck. Lock held."""
+        if len(self._threads) >= self._max_threads:
+            if not self._warned_full:
+                self._warned_full = True
+                logger.warning("%s: %d threads are blocked in done-callbacks; later results wait for them",
+                               self.name, len(self._threads) - 1)
+            return False
+        logger.info("%s: %s is blocked in a callback; %s takes over", self.name, leader.name, me.name)
+        self._spawned += 1
+        leader.name = f"{self.name}-blocked-{self._spawned}"
+        self._demoted.add(leader)
+        me.name = self.name  # the thread that completes is always the one of this name
+        self._leader = me
+        self._leader_idle = False
+        self._armed = False
+        self._standby = self._spawn(self._stand_by, f"{self.name}-standby")
+        return True

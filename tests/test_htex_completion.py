@@ -1,0 +1,275 @@
+"""Completion off the I/O thread (completion.py) and atomic submission and failure (executor.py).
+
+The Completer alone with plain threads first, then the real executor:
+interchange, pools and workers on a LocalProvider.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import operator
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+import psutil
+import pytest
+
+from parsl_lite import python_app
+from parsl_lite.errors import ParslError
+from parsl_lite.executors.htex.completion import Completer
+from parsl_lite.executors.htex.executor import HighThroughputExecutor
+from parsl_lite.providers import LocalProvider
+
+
+def wait_for(predicate, timeout_s=20.0, what="condition"):
+    """Poll ``predicate`` until it is true (a deadline only guards a hang)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def htex(**kwargs) -> HighThroughputExecutor:
+    options = dict(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
+                   provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
+    options.update(kwargs)
+    return HighThroughputExecutor(**options)
+
+
+def interchange_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "parsl_lite.executors.htex.interchange" in " ".join(
+                    proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@python_app
+def double(x):
+    return 2 * x
+
+
+# ---------------------------------------------------------------- the Completer alone
+
+
+def _completer(seen: list, name: str = "parsl_lite-test-completion") -> Completer:
+    completer = Completer(name, lambda item: (seen.append, item))
+    completer.start()
+    return completer
+
+
+def test_items_complete_in_order_on_the_completion_thread():
+    seen: list = []
+    threads: set = set()
+    completer = Completer("parsl_lite-test-completion",
+                          lambda item: (lambda v: (threads.add(threading.current_thread().name), seen.append(v)), item))
+    completer.start()
+    try:
+        for start in range(0, 10_000, 100):
+            completer.put(range(start, start + 100))
+        wait_for(lambda: len(seen) == 10_000, what="every item")
+    finally:
+        assert completer.stop() == []
+    assert seen == list(range(10_000))
+    assert threads == {"parsl_lite-test-completion"}
+
+
+def test_a_blocked_callback_does_not_hold_up_later_items():
+    release = threading.Event()
+    done: list = []
+
+    def settle(value):
+        if value == "blocker":
+            release.wait(30)
+        done.append(value)
+
+    completer = Completer("parsl_lite-test-completion", lambda item: (settle, item))
+    completer.start()
+    try:
+        completer.put(["blocker", 1, 2])
+        completer.put([3])
+        wait_for(lambda: done == [1, 2, 3], what="the items behind the blocked one")
+        release.set()
+        wait_for(lambda: len(done) == 4, what="the blocked callback to finish")
+    finally:
+        release.set()
+        assert completer.stop() == []
+    assert done == [1, 2, 3, "blocker"]
+
+
+def test_a_callback_waiting_for_a_later_item_does_not_deadlock():
+    later: Future = Future()
+    got = queue.SimpleQueue()
+
+    def settle(value):
+        if value == "first":
+            got.put(later.result(timeout=20))  # only a later item sets it
+        else:
+            later.set_result(value)
+
+    completer = Completer("parsl_lite-test-completion", lambda item: (settle, item))
+    completer.start()
+    try:
+        completer.put(["first"])
+        completer.put(["second"])
+        assert got.get(timeout=30) == "second"
+    finally:
+        assert completer.stop() == []
+
+
+def test_stop_processes_what_is_queued_even_from_a_completion_thread():
+    seen: list = []
+    stopped = queue.SimpleQueue()
+    completer: Completer
+
+    def settle(value):
+        if value == "stop":
+            stopped.put(completer.stop(timeout_s=10))
+        seen.append(value)
+
+    completer = Completer("parsl_lite-test-completion", lambda item: (settle, item))
+    completer.start()
+    completer.put(["stop", *range(50)])
+    assert stopped.get(timeout=30) == []
+    assert seen[-1] == "stop" and sorted(seen[:-1]) == list(range(50))
+    completer.put([99])  # after stop: completed in the caller's thread
+    assert seen[-1] == 99
+
+
+# ---------------------------------------------------------------- the real executor
+
+
+@pytest.fixture
+def htex_dfk(make_dfk):
+    return make_dfk(executors=[htex()], strategy="none")
+
+
+def test_a_done_callback_may_block_on_another_htex_app(htex_dfk):
+    """Before completion left the I/O thread, the callback held the socket and waited 20 s in vain."""
+    gate: Future = Future()
+    first = double(gate)
+    got = queue.SimpleQueue()
+
+    def callback(fut):
+        try:
+            got.put((threading.current_thread().name, double(fut.result()).result(timeout=20)))
+        except BaseException as exc:  # the test reads it from the queue
+            got.put((threading.current_thread().name, exc))
+
+    first.add_done_callback(callback)
+    gate.set_result(1)  # only now can the first task run: its callback runs where results complete
+    thread, value = got.get(timeout=40)
+    assert value == 4
+    assert thread.startswith("parsl_lite-htex-completion")
+    assert double(5).result(timeout=20) == 10
+
+
+def test_a_slow_callback_does_not_stop_other_results(htex_dfk):
+    gate: Future = Future()
+    release = threading.Event()
+    entered = threading.Event()
+    first = double(gate)
+    first.add_done_callback(lambda fut: (entered.set(), release.wait(60)))
+    gate.set_result(1)
+    try:
+        assert entered.wait(30)
+        # The callback still blocks; results keep arriving and heartbeats keep the interchange alive.
+        assert [double(i).result(timeout=20) for i in range(20)] == [2 * i for i in range(20)]
+        assert first.result() == 2
+    finally:
+        release.set()
+
+
+def test_shutdown_while_a_callback_is_stuck_resolves_everything(make_dfk):
+    dfk = make_dfk(executors=[htex()], strategy="none")
+    gate: Future = Future()
+    release = threading.Event()
+    first = double(gate)
+    first.add_done_callback(lambda fut: release.wait(60))
+    gate.set_result(1)
+    try:
+        assert first.result(timeout=30) == 2
+        waiting = [double(i) for i in range(5)]
+        dfk.cleanup()
+        done, not_done = concurrent.futures.wait(waiting, timeout=30)
+        assert not not_done
+    finally:
+        release.set()
+
+
+# ---------------------------------------------------------------- atomic submission and failure
+
+
+class SlowToPickle:
+    """An argument whose pickling lets other threads run: it widens the window inside ``submit``.
+
+    (Without it the race is real but rare.) It arrives on the worker as a plain int.
+    """
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        time.sleep(0.0005)
+        return int, (self.value,)
+
+
+@pytest.mark.parametrize("restarts", [0, 3])
+def test_submits_racing_a_killed_interchange_all_resolve(tmp_path, restarts):
+    """Eight threads submit while the interchange is SIGKILLed: every future ends, none hangs.
+
+    With ``interchange_restarts=0`` the executor breaks and refuses later
+    submits; with restarts it holds them for a new interchange, which runs them.
+    """
+    executor = htex(label="race", interchange_restarts=restarts)
+    executor.set_run_dir(str(tmp_path))
+    executor.start()
+    futures: list[Future] = []
+    refused: list[BaseException] = []
+    stop = threading.Event()
+
+    def submit_until_stopped() -> None:
+        value = 0
+        while not stop.is_set():
+            try:
+                futures.append(executor.submit(operator.neg, {}, SlowToPickle(value)))
+            except ParslError as exc:  # broken: refused at the edge
+                refused.append(exc)
+                return
+            value += 1
+
+    submitters = [threading.Thread(target=submit_until_stopped) for _ in range(8)]
+    try:
+        executor.scale_out(1)
+        [interchange] = wait_for(interchange_processes, what="the interchange")
+        for thread in submitters:
+            thread.start()
+        wait_for(lambda: len(futures) > 500, what="submissions before the kill")
+        interchange.kill()
+        if restarts:
+            wait_for(lambda: any(p.pid != interchange.pid for p in interchange_processes()),
+                     what="a new interchange")
+            count = len(futures)
+            wait_for(lambda: len(futures) > count + 500, what="submissions after the restart")
+        else:
+            wait_for(lambda: len(refused) == len(submitters), what="every submitter refused")
+        stop.set()
+        for thread in submitters:
+            thread.join(30)
+        done, not_done = concurrent.futures.wait(futures, timeout=45)
+        assert not not_done, f"{len(not_done)} of {len(futures)} futures never resolved"
+        results = [f for f in futures if f.exception() is None]
+        assert all(f.result() <= 0 for f in results)
+        if restarts:
+            assert results, "tasks submitted after the restart ran"
+    finally:
+        stop.set()
+        executor.shutdown()
