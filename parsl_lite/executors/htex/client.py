@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import zmq
 
@@ -73,6 +73,8 @@ class InterchangeClient:
         self._outgoing: list[TaskMessage] = []
         self._commands: list[Request] = []
         self._proof = Signer(settings.secret, CLIENT)
+        self._handlers: dict[type, Callable[[Any], None]] = {  # what the interchange sends us, by type
+            ResultBatch: self._results_arrived, **{kind: self._resolve_request for kind in _REPLIES}}
         self.secret_file = ""
         self._replies: dict[int, Future] = {}
         self._request_ids = itertools.count(1)
@@ -278,10 +280,15 @@ class InterchangeClient:
             except MalformedMessage as exc:
                 logger.error("executor %r: dropped a malformed message from the interchange: %s", self.label, exc)
                 continue
-            if isinstance(message, ResultBatch):
-                self._on_results(message.results)
-            elif isinstance(message, _REPLIES):
-                self._resolve_request(message)
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                logger.error("executor %r: dropped a %s from the interchange (not one it sends)", self.label,
+                             type(message).kind)
+                continue
+            handler(message)
+
+    def _results_arrived(self, batch: ResultBatch) -> None:
+        self._on_results(batch.results)
 
     def _resolve_request(self, reply: Reply) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import zmq
 
@@ -102,6 +102,7 @@ class Worker:
         self.store = FunctionStore()
         self.proof = Signer(secret, WORKERS)
         self.slots = SlotFile.attach(args.slot_file) if args.slot_file else None
+        self._handlers: dict[type, Callable[[Any], bool]] = {TaskBatch: self._run_batch, Shutdown: self._shutdown}
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -125,14 +126,18 @@ class Worker:
             except MalformedMessage as exc:
                 logger.warning("worker %d: dropped a malformed message: %s", self.args.index, exc)
                 continue
-            if isinstance(message, TaskBatch):
-                self._run_batch(message)
-            elif isinstance(message, Shutdown):
-                level = logging.ERROR if message.reason.startswith("refused") else logging.INFO
-                logger.log(level, "worker %d: shutdown (%s)", self.args.index, message.reason)
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                logger.warning("worker %d: ignored a %s (not one workers get)", self.args.index, type(message).kind)
+            elif handler(message):
                 return
 
-    def _run_batch(self, batch: TaskBatch) -> None:
+    def _shutdown(self, message: Shutdown) -> bool:
+        level = logging.ERROR if message.reason.startswith("refused") else logging.INFO
+        logger.log(level, "worker %d: shutdown (%s)", self.args.index, message.reason)
+        return True
+
+    def _run_batch(self, batch: TaskBatch) -> bool:
         done: list[ResultMessage] = []
         first_done: Optional[float] = None
         for task in batch.tasks:
@@ -155,6 +160,7 @@ class Worker:
                 done, first_done = [], None
         if done:
             self._send_results(done)
+        return False
 
     def _mark(self, task_id: int) -> None:
         if self.slots is not None:

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import psutil
 import zmq
@@ -97,6 +97,9 @@ class WorkerPool:
         self.socket.connect(f"tcp://{args.address}:{args.port}")
         self.started = time.monotonic()
         self.drain_at = self.started + args.drain_period if args.drain_period else None
+        # what the interchange sends a pool, by type; a handler returning an exit code ends the pool
+        self._handlers: dict[type, Callable[[Any], Optional[int]]] = {
+            Shutdown: self._shutdown, HeartbeatAck: lambda message: None}
 
     # ------------------------------------------------------------ life cycle
 
@@ -147,11 +150,11 @@ class WorkerPool:
                     logger.warning("dropped a malformed message: %s", exc)
                     continue
                 last_contact = time.monotonic()
-                if isinstance(message, Shutdown):
-                    logger.info("interchange asked for shutdown: %s", message.reason)
-                    return 0
-                if not isinstance(message, HeartbeatAck):
+                handler = self._handlers.get(type(message))
+                if handler is None:
                     logger.warning("unexpected %s from the interchange", type(message).__name__)
+                elif handler(message) is not None:
+                    return 0
             now = time.monotonic()
             if disconnected_at is not None and now - disconnected_at > _RECONNECT_GRACE_S:
                 logger.error("lost the connection to the interchange (not back after %.1f s): it is gone; exiting",
@@ -171,6 +174,10 @@ class WorkerPool:
                 self.drain_at = None
             if not self._replace_dead_workers():
                 return 3
+
+    def _shutdown(self, message: Shutdown) -> int:
+        logger.info("interchange asked for shutdown: %s", message.reason)
+        return 0
 
     def _link_events(self, disconnected_at: Optional[float]) -> Optional[float]:
         """Read the socket monitor: when the link dropped (None: it is up)."""
