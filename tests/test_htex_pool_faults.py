@@ -159,20 +159,37 @@ def test_sys_exit_in_an_app_is_the_death_of_its_worker(make_dfk, tmp_path):
     assert worker_pid().result(timeout=30) != first  # the pool replaced it
 
 
+@python_app
+def mark_then_wait_for(marker, go, value):
+    import os
+    import time
+    with open(marker, "w") as handle:
+        handle.write(str(os.getpid()))
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    return value
+
+
 def test_a_draining_pool_finishes_its_task_then_exits_and_a_new_block_takes_over(make_dfk, tmp_path):
-    executor = htex(max_workers_per_node=1, drain_period=4)
+    executor = htex(max_workers_per_node=1, drain_period=5)
     make_dfk(executors=[executor], strategy="none", strategy_period=0.2)
-    fut, busy_worker = start_marker(tmp_path, seconds=6)  # still running when the drain starts
-    pool = busy_worker.parent()
-    assert fut.result(timeout=30) is None  # finished, not lost
+    marker, go = tmp_path / "running", tmp_path / "go"
+    fut = mark_then_wait_for(str(marker), str(go), "done")
+    wait_for(lambda: marker.exists() and marker.read_text(), 30, "the task to run")
+    pool = psutil.Process(int(marker.read_text())).parent()
+    log = os.path.join(executor.run_dir, "interchange.log")
+    wait_for(lambda: "is draining" in open(log).read(), 30, "the pool to drain")
+    assert alive(pool) and not fut.done()  # draining: it still holds its task
+    waiting = worker_pid()  # submitted while the only pool drains: waits for a new block
+    go.write_text("")
+    assert fut.result(timeout=30) == "done"  # finished, not lost
     wait_for(lambda: not alive(pool), 20, "the drained pool to exit")
     wait_for(lambda: not executor.blocks, 20, "its block's job to end")
-    log = open(os.path.join(executor.run_dir, "interchange.log")).read()
-    assert "is draining" in log and "drained: its drain_period is over" in log
+    assert "drained: its drain_period is over" in open(log).read() and not waiting.done()
     executor.drain_period = None  # the replacement need not drain during the test
     later = [worker_pid() for _ in range(4)]
     executor.scale_out(1)
-    assert all(f.result(timeout=30) for f in later)
+    assert all(f.result(timeout=30) for f in [waiting, *later])
 
 
 SCRIPT = """
