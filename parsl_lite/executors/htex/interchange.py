@@ -6,6 +6,15 @@ into messages out. It keeps only what the ledger cannot: task payloads until
 they are dispatched, function bodies by digest (for workers that join later),
 and which socket identity is which worker.
 
+Every message in must first carry a valid proof of the run's secret
+(``wire_auth.py``): a peer without it is refused, counted and logged before
+a byte of its message is read. What is left is decoded and dispatched through
+tables keyed on the message's type; a result batch is only peeked at (its task
+ids, for the ledger) and forwarded to the executor as it came. The executor
+must say ``ClientHello`` (with its protocol version) before anything else.
+It exits within a second of its executor's death (its parent pid changes),
+telling pools and workers to shut down.
+
 Started by the executor as ``python -m parsl_lite.executors.htex.interchange``
 with its settings as JSON on stdin; it answers with one JSON line on stdout
 (its ports, or an error) and then logs to ``<logdir>/interchange.log``.
