@@ -44,6 +44,7 @@ logger = logging.getLogger("parsl_lite.executors.htex.worker")
 
 _FLUSH_AFTER_S = 0.005  # results of a long batch go home at least this often
 _PR_SET_PDEATHSIG = 1
+_REFUSED = 3  # the interchange refused this worker (e.g. another protocol version)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -103,6 +104,7 @@ class Worker:
         self.proof = Signer(secret, WORKERS)
         self.slots = SlotFile.attach(args.slot_file) if args.slot_file else None
         self._handlers: dict[type, Callable[[Any], bool]] = {TaskBatch: self._run_batch, Shutdown: self._shutdown}
+        self.exit_code = 0
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -133,8 +135,10 @@ class Worker:
                 return
 
     def _shutdown(self, message: Shutdown) -> bool:
-        level = logging.ERROR if message.reason.startswith("refused") else logging.INFO
-        logger.log(level, "worker %d: shutdown (%s)", self.args.index, message.reason)
+        refused = message.reason.startswith("refused")
+        logger.log(logging.ERROR if refused else logging.INFO, "worker %d: shutdown (%s)", self.args.index,
+                   message.reason)
+        self.exit_code = _REFUSED if refused else 0  # non-zero: the pool counts it as a failed start
         return True
 
     def _run_batch(self, batch: TaskBatch) -> bool:
@@ -212,7 +216,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         worker.run()
     finally:
         worker.close()
-    return 0
+    return worker.exit_code
 
 
 if __name__ == "__main__":
