@@ -112,6 +112,18 @@ def test_killing_the_interchange_takes_every_pool_and_worker_with_it(make_dfk, t
     assert "lost the connection to the interchange" in next(log).read_text()
 
 
+def test_killing_the_interchange_leaves_no_pool_or_worker_of_the_providers_blocks(make_dfk, tmp_path):
+    executor = htex(heartbeat_threshold=120)
+    make_dfk(executors=[executor], strategy="none", strategy_period=0.2)
+    fut, busy_worker = start_marker(tmp_path)
+    ours = pools_and_workers()
+    assert busy_worker in ours and any("worker_pool" in " ".join(p.cmdline()) for p in ours)
+    os.kill(executor._client.process.pid, signal.SIGKILL)
+    wait_for(lambda: not any(alive(p) for p in ours), 15, "every pool and worker of the dead interchange to exit")
+    with pytest.raises(Exception):
+        fut.result(timeout=30)
+
+
 def test_a_worker_dies_with_its_pool_even_in_the_middle_of_a_task(make_dfk, tmp_path):
     # the pool is started here, not by the provider, which would kill its job's leftovers itself
     executor = htex(max_workers_per_node=1, provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1))
