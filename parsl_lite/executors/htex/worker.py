@@ -102,7 +102,7 @@ class Worker:
         self.manager_id = bytes.fromhex(args.manager_id)
         self.store = FunctionStore()
         self.proof = Signer(secret, WORKERS)
-        self.slots = SlotFile.attach(args.slot_file) if args.slot_file else None
+        self.slots = SlotFile.attach(args.slot_fd) if args.slot_fd is not None else None
         self._handlers: dict[type, Callable[[Any], bool]] = {TaskBatch: self._run_batch, Shutdown: self._shutdown}
         self.exit_code = 0
         self.context = zmq.Context()
@@ -193,7 +193,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--max-result-bytes", type=int, default=2**31)
-    parser.add_argument("--slot-file", default=None, help="the pool's file of running task ids, one int64 a worker")
+    parser.add_argument("--slot-fd", type=int, default=None,
+                        help="descriptor of the pool's slot file (running task ids, one int64 a worker)")
     parser.add_argument("--debug", action="store_true")
     return parser.parse_args(argv)
 

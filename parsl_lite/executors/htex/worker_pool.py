@@ -196,13 +196,14 @@ class WorkerPool:
         cmd = [sys.executable, "-m", "parsl_lite.executors.htex.worker", "--manager-id", self.manager_id.hex(),
                "--index", str(index), "--address", self.args.address, "--port", str(self.args.port),
                "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid()),
-               "--max-result-bytes", str(self.args.max_result_bytes), "--slot-file", self.slots.path]
+               "--max-result-bytes", str(self.args.max_result_bytes), "--slot-fd", str(self.slots.fd)]
         if self.args.cert_dir:
             cmd += ["--cert-dir", self.args.cert_dir]
         if self.args.debug:
             cmd.append("--debug")
         self.slots.write(index, NO_TASK)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env={**os.environ, SECRET_ENV: self.secret})
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env={**os.environ, SECRET_ENV: self.secret},
+                                pass_fds=(self.slots.fd,))
         self.workers[index] = proc
         self._send(WorkerStarted(self.manager_id, index, proc.pid))
 
