@@ -6,6 +6,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -129,12 +130,17 @@ def test_a_worker_dies_with_its_pool_even_in_the_middle_of_a_task(make_dfk, tmp_
     executor = htex(max_workers_per_node=1, provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1))
     make_dfk(executors=[executor], strategy="none", strategy_period=0.2)
     command = shlex.split(executor._launch_command("outside"))
+    pool_started = time.time()
     pool = subprocess.Popen(command, start_new_session=True)
     try:
         fut, busy_worker = start_marker(tmp_path)
         assert busy_worker.ppid() == pool.pid
         pool.kill()  # no chance to stop its workers: the parent-death signal must
         wait_for(lambda: not alive(busy_worker), 10, "the worker to die with its pool")
+        if os.path.isdir("/dev/shm"):  # its slot file was unlinked at once: nothing left behind
+            assert not [n for n in os.listdir("/dev/shm") if n.startswith("parsl_lite-slots-")
+                        and os.stat(os.path.join("/dev/shm", n)).st_uid == os.getuid()
+                        and os.stat(os.path.join("/dev/shm", n)).st_mtime > pool_started]
     finally:
         pool.kill()
         pool.wait()
