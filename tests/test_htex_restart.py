@@ -97,6 +97,27 @@ def test_with_retries_the_lost_task_runs_again_on_new_blocks(make_dfk, tmp_path)
     wait_for(lambda: gone(old), what="the old interchange, pools and workers to be gone")
 
 
+def test_a_silent_interchange_is_replaced_too(make_dfk, tmp_path):
+    """SIGSTOP: alive but mute. Past heartbeat_threshold (3 s here) it is lost, killed and replaced."""
+    make_dfk(executors=[htex()], retries=1, strategy="none")
+    path = tmp_path / "runs"
+    fut = count_runs(str(path), 1)
+    wait_for(path.exists, what="the task to start on a worker")
+    old = our_htex_processes()
+    [interchange] = interchange_processes()
+    interchange.suspend()
+    try:
+        assert fut.result(timeout=45) == 2
+        assert double(3).result(timeout=20) == 6
+    finally:
+        try:
+            interchange.resume()
+        except psutil.NoSuchProcess:
+            pass
+    new_interchange(interchange)
+    wait_for(lambda: gone(old), what="the old interchange, pools and workers to be gone")
+
+
 def test_without_retries_the_task_fails_with_interchange_lost_and_later_apps_run(make_dfk, tmp_path):
     make_dfk(executors=[htex()], strategy="none")
     path = tmp_path / "runs"

@@ -146,6 +146,8 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             raise ConfigurationError("cores_per_worker", f"must be > 0, got {cores_per_worker}")
         if max_workers_per_node is not None and max_workers_per_node < 1:
             raise ConfigurationError("max_workers_per_node", f"must be >= 1, got {max_workers_per_node}")
+        if interchange_restarts < 0:
+            raise ConfigurationError("interchange_restarts", f"must be >= 0, got {interchange_restarts}")
         if heartbeat_threshold <= heartbeat_period:
             raise ConfigurationError("heartbeat_threshold", f"must be greater than heartbeat_period "
                                      f"({heartbeat_period}), got {heartbeat_threshold}")

@@ -141,7 +141,12 @@ class RestartsInterchange:
         except Exception as exc:
             lost = InterchangeLost(f"{getattr(cause, 'reason', cause)}; a new interchange could not be started: {exc}")
             lost.__cause__ = exc
+            logger.error("executor %r: %s", self.label, lost)
             self._fail(lost)
+            try:
+                client.stop()  # its pipe and ZMQ context
+            except Exception:
+                logger.debug("stopping a client that did not start", exc_info=True)
             return
         with self._lock:
             current = self._broken is None and futures is self._futures
