@@ -14,7 +14,9 @@ user's process gets its own class back and ``isinstance`` holds at both ends.
 Limits: a tracked class is built once per process; later changes to it (a class
 attribute set after the first send, a method reading a global that was rebound)
 do not reach a process that has it already. Redefining the class (re-running
-the notebook cell) makes a new class with a new id, which does.
+the notebook cell) makes a new class with a new id, which does. An ``Enum``
+defined in ``__main__`` cannot be sent at all (dill cannot rebuild one by
+value): define it in a module.
 """
 from __future__ import annotations
 
