@@ -125,6 +125,33 @@ def test_a_callback_waiting_for_a_later_item_does_not_deadlock():
         assert completer.stop() == []
 
 
+def test_takeovers_keep_every_item_once_and_in_order():
+    """Callbacks that wait for later items, over and over: each item is entered once, in order."""
+    import random
+
+    count = 3000
+    rng = random.Random(8)
+    waits_for = {i: i + rng.randint(1, 40) for i in rng.sample(range(count - 50), 25)}
+    settled = {i: threading.Event() for i in range(count)}
+    entered: list[int] = []
+
+    def settle(value):
+        entered.append(value)  # list.append is atomic: the order in which setters began
+        if value in waits_for:
+            assert settled[waits_for[value]].wait(20)
+        settled[value].set()
+
+    completer = Completer("parsl_lite-test-completion", lambda item: (settle, item))
+    completer.start()
+    try:
+        for start in range(0, count, 7):
+            completer.put(range(start, min(count, start + 7)))
+        wait_for(lambda: all(e.is_set() for e in settled.values()), timeout_s=40, what="every item")
+    finally:
+        assert completer.stop() == []
+    assert entered == list(range(count))
+
+
 def test_stop_processes_what_is_queued_even_from_a_completion_thread():
     seen: list = []
     stopped = queue.SimpleQueue()

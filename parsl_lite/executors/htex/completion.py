@@ -80,7 +80,9 @@ class Completer:
         self._leader: Optional[threading.Thread] = None
         self._standby: Optional[threading.Thread] = None
         self._leader_idle = True   # the leader waits for items
-        self._settling: Optional[threading.Thread] = None  # the thread inside a setter (callbacks)
+        # Per thread, whether it is inside a setter (callbacks). One flag per thread, not one
+        # shared: a replaced thread leaving its callback must not clear its successor's flag.
+        self._lanes: dict[threading.Thread, _Lane] = {}
         self._progress = 0         # items taken so far
         self._armed = False        # the standby watches the leader
         self._taking_over = False  # the standby is deciding to take over (the leader must lock)
@@ -124,9 +126,9 @@ class Completer:
             self._closed = True
             # Wait for the threads that are about to exit, not for those inside a callback:
             # they end when it returns (the caller's failing of pending futures may release them).
-            stuck = [t.name for t in self._threads if t in self._demoted or t is self._settling]
-            threads = [t for t in self._threads if t is not threading.current_thread()
-                       and t not in self._demoted and t is not self._settling]
+            busy = {t for t in self._threads if t in self._demoted or self._lanes[t].settling}
+            stuck = [t.name for t in busy]
+            threads = [t for t in self._threads if t is not threading.current_thread() and t not in busy]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         stuck += [t.name for t in threads if t.is_alive()]
@@ -162,6 +164,7 @@ class Completer:
         """Start a daemon thread (a callback stuck forever must not keep the interpreter alive)."""
         thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.add(thread)
+        self._lanes[thread] = _Lane()
         thread.start()
         return thread
 
@@ -173,6 +176,7 @@ class Completer:
             with self._lock:
                 self._threads.discard(me)
                 self._demoted.discard(me)
+                self._lanes.pop(me, None)
 
     def _lead_loop(self, me: threading.Thread) -> None:
         """Take items in order and complete them; return when another thread leads or on stop.
@@ -180,12 +184,12 @@ class Completer:
         Only the leader pops, so while no take-over is under way it pops
         without the lock (one lock per item cost ~5% of htex's no-op
         throughput). The take-over is a Dekker handshake: the standby sets
-        ``_taking_over`` and then reads ``_settling``; the leader clears
-        ``_settling`` and then reads ``_taking_over``. Under the GIL one of
+        ``_taking_over`` and then reads the leader's ``settling``; the leader
+        clears it and then reads ``_taking_over``. Under the GIL one of
         them sees the other's write, so a leader leaving a callback during a
         take-over goes the locked way and learns it no longer leads.
         """
-        items, prepare = self._items, self._prepare
+        items, prepare, lane = self._items, self._prepare, self._lanes[me]
         while True:
             if self._taking_over or self._leader is not me or not items:
                 item = self._next_locked(me)
@@ -198,12 +202,12 @@ class Completer:
                     self._arm()
             settle = prepare(item)
             if settle is not None:
-                self._settling = me
+                lane.settling = True
                 try:
                     settle[0](settle[1])
                 except Exception:  # a future set twice, a broken callback: never kill the thread
                     logger.exception("%s: completing %r failed", self.name, item)
-                self._settling = None
+                lane.settling = False
 
     def _next_locked(self, me: threading.Thread) -> Any:
         """The next item, waiting for one under the lock; ``_EXIT`` if we no longer lead or stop."""
@@ -250,6 +254,7 @@ class Completer:
         finally:
             with self._lock:
                 self._threads.discard(me)
+                self._lanes.pop(me, None)
 
     def _watch_leader(self, me: threading.Thread) -> bool:
         """Wait until the leader is stuck in a callback while items wait; True once we lead."""
@@ -268,8 +273,10 @@ class Completer:
                     continue
                 self._taking_over = True  # first announce, then look (see _lead_loop)
                 try:
-                    # still in the same item's callbacks (progress is counted before _settling is set)
-                    if self._settling is leader and self._progress == seen and self._take_over(me, leader):
+                    # still in the same item's callbacks (progress is counted before settling is set)
+                    lane = self._lanes.get(leader)
+                    if lane is not None and lane.settling and self._progress == seen \
+                            and self._take_over(me, leader):
                         return True
                 finally:
                     self._taking_over = False
@@ -292,3 +299,12 @@ class Completer:
         self._armed = False
         self._standby = self._spawn(self._stand_by, f"{self.name}-standby")
         return True
+
+
+class _Lane:
+    """One completion thread's flag: inside a setter (the future's callbacks) or not."""
+
+    __slots__ = ("settling",)
+
+    def __init__(self) -> None:
+        self.settling = False
