@@ -21,16 +21,7 @@ from parsl_lite.executors.htex.completion import Completer
 from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.providers import LocalProvider
 
-
-def wait_for(predicate, timeout_s=20.0, what="condition"):
-    """Poll ``predicate`` until it is true (a deadline only guards a hang)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from .conftest import wait_for
 
 
 def htex(**kwargs) -> HighThroughputExecutor:
@@ -247,6 +238,37 @@ class SlowToPickle:
     def __reduce__(self):
         time.sleep(0.0005)
         return int, (self.value,)
+
+
+def test_a_result_racing_the_failure_of_its_future_resolves_it_once():
+    """The completion thread pops a future while a failure drains the same map: each is set exactly once."""
+    from parsl_lite.executors.htex.messages import ResultMessage
+    from parsl_lite.executors.htex.restart import fail_all
+    from parsl_lite.serialize import serialize
+
+    executor = htex()  # not started: only its result path is used
+    payload = serialize("value")
+    for _ in range(20):
+        futures = {i: Future() for i in range(2000)}
+        watched = list(futures.values())
+        errors: list[BaseException] = []
+
+        def complete_all() -> None:
+            try:
+                for task_id in range(2000):
+                    settle = executor._prepare((futures, ResultMessage(task_id, "ok", payload)))
+                    if settle is not None:  # None: the failure took it first (a late result)
+                        settle[0](settle[1])
+            except BaseException as exc:  # e.g. InvalidStateError if a future were set twice
+                errors.append(exc)
+
+        completer = threading.Thread(target=complete_all)
+        completer.start()
+        fail_all(futures, RuntimeError("interchange lost"))
+        completer.join()
+        assert not errors
+        assert all(f.done() for f in watched)
+        assert all(isinstance(f.exception(), RuntimeError) or f.result() == "value" for f in watched)
 
 
 @pytest.mark.parametrize("restarts", [0, 3])

@@ -13,7 +13,9 @@ import pytest
 from parsl_lite import python_app
 from parsl_lite.executors.htex.errors import InterchangeLost
 from parsl_lite.executors.htex.restart import RestartBudget
-from tests.test_htex_completion import htex, interchange_processes, wait_for
+
+from .conftest import wait_for
+from .test_htex_completion import htex, interchange_processes
 
 
 @python_app

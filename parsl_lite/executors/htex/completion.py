@@ -1,9 +1,19 @@
 """Completing an executor's futures off the I/O thread, in order, without deadlocks.
 
+::
+
+    I/O thread (client.py)          completion thread                 user / kernel code
+    socket -> ResultBatch  --put-->  deque of (futures, result) --> prepare: deserialize
+      (one lock, at most one           in arrival order                 settle: future.set_result
+       wake-up per batch)                                                 -> kernel _exec_done,
+                                                                             dependants launched,
+                                                                             user done-callbacks
+
 The client's I/O thread only moves frames: it hands each batch of results to
-:meth:`Completer.put` (one lock and at most one wake-up per batch) and goes
-back to its socket. The completion thread ``parsl_lite-<label>-completion``
-takes the items one at a time, in arrival order, and for each one
+:meth:`Completer.put` and goes back to its socket, so heartbeats, commands and
+tasks keep flowing whatever the callbacks do. The completion thread
+``parsl_lite-<label>-completion`` takes the items one at a time, in arrival
+order, and for each one
 
 1. *prepares* it (``prepare(item)``: deserialize the result; no user code), then
 2. *settles* it: calls the ``(setter, value)`` that ``prepare`` returned, i.e.
@@ -11,31 +21,42 @@ takes the items one at a time, in arrival order, and for each one
    kernel's completion, the launch of dependants (which pickles their
    arguments and submits them) and the user's done-callbacks.
 
-A done-callback may block: on a future of this same executor (whose result
-can only arrive through this same queue), on an Event, on a lock. Running
-such callbacks on another thread than the one that sets futures would need
-the kernel to hand its futures' callbacks elsewhere; a thread-local "drain
-while you wait" only helps for waits we can see (``Future.result``), not for
-``concurrent.futures.wait``, an Event or a lock. So we take the general way,
-that of a pool with compensating threads:
+**The choice.** A done-callback may block: on a future of this same executor
+(whose result can only arrive through this same queue), on an Event, on a
+lock. We considered
+
+- running user callbacks on another thread than the one that sets executor
+  futures: the user's callbacks hang on the kernel's ``AppFuture``, set
+  inside the kernel's callback of our future, so this needs the kernel to
+  move its own futures' callbacks elsewhere (a second hop for every task);
+- a thread-local "drain the queue while you wait": it only helps for waits we
+  can intercept (``Future.result`` of our futures), not for the ``AppFuture``
+  the user really waits on, ``concurrent.futures.wait``, an Event or a lock;
+
+and took the general way, that of a pool with compensating threads:
 
     a standby thread ``parsl_lite-<label>-completion-standby`` sleeps until
-    work is queued while the completion thread is busy; it then checks every
-    ``stall_s``. If the completion thread is still *settling the same item*
-    (it is inside callbacks, not deserializing) and items wait, the standby
-    takes over as the completion thread (and takes its name; the old one is
-    renamed ``...-completion-blocked-N``) and a new standby is started. The
-    old thread finishes its callback whenever it can and then exits.
+    items wait while the completion thread is busy; it then checks every
+    ``stall_s``. If the completion thread is still inside the *same item's*
+    setter (its future is set and its callbacks run; deserializing does not
+    count) and items wait, the standby takes over as the completion thread
+    (and takes its name; the old one is renamed ``...-completion-blocked-N``)
+    and a new standby is started. The old thread finishes its callback
+    whenever it can and then exits.
 
-So a blocked callback never blocks the queue for more than ``stall_s``,
-futures are still set in arrival order (a thread takes over only after the
-stuck item's future was set), and at rest or under a steady load there are
+So a blocked callback holds the queue up for ``stall_s`` at most, futures'
+setters still begin in arrival order (the take-over happens only once the
+stuck item's setter has begun; ``tests/test_htex_completion.py`` checks the
+order under many take-overs), and at rest or under a steady load there are
 two threads and no polling (the standby wakes every ``stall_s`` only while
 the completion thread is busy and items wait). At most ``max_threads``
 threads may be stuck in callbacks at once; past that, later items wait (and
-one warning says so).
+one warning says so). The time threshold decides only *when* help comes,
+never what is computed.
 
-The time threshold decides only *when* help comes, never what is computed.
+**Cost.** The leader pops without a lock unless a take-over is under way
+(see ``_lead_loop``); what remains is one ``put`` per batch and one function
+call per result.
 """
 from __future__ import annotations
 
@@ -205,7 +226,7 @@ class Completer:
                 lane.settling = True
                 try:
                     settle[0](settle[1])
-                except Exception:  # a future set twice, a broken callback: never kill the thread
+                except BaseException:  # a future set twice, a callback's sys.exit: never kill the thread
                     logger.exception("%s: completing %r failed", self.name, item)
                 lane.settling = False
 

@@ -26,7 +26,9 @@ from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.client import InterchangeClient
 from parsl_lite.executors.htex.completion import Completer, Settle
 from parsl_lite.executors.htex.errors import InvalidResourceSpecification, TaskTooLarge
-from parsl_lite.executors.htex.messages import ResultMessage, TaskMessage
+from parsl_lite.executors.htex.messages import (
+    BlockLost, ErrorReply, HoldBlocks, ResultMessage, StatusReply, StatusRequest, TaskMessage,
+)
 from parsl_lite.executors.htex.restart import Lost, RestartBudget, RestartsInterchange, fail_all, fail_all_of
 from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range
 from parsl_lite.fast_future import FastFuture
@@ -86,7 +88,8 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             deep queues are also sent in fair-share batches).
         heartbeat_threshold: seconds of silence after which a pool is declared lost.
         heartbeat_period: seconds between heartbeats.
-        drain_period: accepted for Parsl compatibility (not yet used).
+        drain_period: seconds after which a pool drains (takes no new task, finishes what it
+            holds, exits; the strategy replaces it), as in Parsl. None: never.
         poll_period: accepted for Parsl compatibility (the I/O is event driven).
         encrypted: CurveZMQ on every connection; only holders of this executor's keys connect.
         max_payload_bytes: the largest serialized arguments or result of one task.
@@ -400,8 +403,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
         logger.error("executor %r: %s", self.label, reason)
         if state == "FAILED":
             self._block_failed(reason)
-        from parsl_lite.executors.htex.messages import BlockLost
-
         try:
             self.command(BlockLost(0, block_id, reason))
         except Exception as exc:  # the interchange will notice the silence anyway
@@ -433,8 +434,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             ``Ack``, ``StatusReply`` or ``ErrorReply`` (also when the executor is
             not running: nothing is asked then).
         """
-        from parsl_lite.executors.htex.messages import ErrorReply
-
         client = self._client
         if client is None or self._broken is not None:
             return ErrorReply(0, f"executor {self.label!r} is not running")
@@ -442,8 +441,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
 
     def _status(self, max_age_s: float) -> Any:
         """The interchange's ``StatusReply``, at most ``max_age_s`` old; an empty one if it cannot be asked."""
-        from parsl_lite.executors.htex.messages import StatusReply, StatusRequest
-
         now = time.monotonic()
         if now - self._status_time > max_age_s:
             try:
@@ -483,8 +480,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
         """Stop sending tasks to these blocks, then cancel their jobs."""
         ids = [b for b in block_ids if b in self.blocks]
         if ids:
-            from parsl_lite.executors.htex.messages import HoldBlocks
-
             try:
                 self.command(HoldBlocks(0, tuple(ids)))
             except Exception as exc:
