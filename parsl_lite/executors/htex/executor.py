@@ -2,8 +2,16 @@
 
 It serializes each task (the function body once, then its digest), hands it
 to the :class:`~parsl_lite.executors.htex.client.InterchangeClient`, and
-resolves the task's future when its result comes back. Blocks of worker pools
-come from the provider; the scaling strategy decides how many.
+resolves the task's future when its result comes back: the client's I/O
+thread only queues results, the completion thread of ``completion.py``
+deserializes them and sets the futures (running their callbacks). Blocks of
+worker pools come from the provider; the scaling strategy decides how many.
+A lost interchange is replaced, with new blocks (``restart.py``).
+
+Submission and failure are atomic: ``submit`` checks "broken" and registers
+its future in one critical section, and every failure (``_fail``, a lost
+interchange, shutdown) marks the executor and takes the futures map in the
+same lock, then fails each future it took (``restart.fail_all``).
 """
 from __future__ import annotations
 
