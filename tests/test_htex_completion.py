@@ -197,11 +197,20 @@ def test_a_slow_callback_does_not_stop_other_results(htex_dfk):
     first = double(gate)
     first.add_done_callback(lambda fut: (entered.set(), release.wait(60)))
     gate.set_result(1)
+    executor = htex_dfk.executors["htex"]
+    [interchange] = wait_for(interchange_processes, what="the interchange")
     try:
         assert entered.wait(30)
-        # The callback still blocks; results keep arriving and heartbeats keep the interchange alive.
+        blocked_at = time.monotonic()
+        # The callback still blocks; results keep arriving...
         assert [double(i).result(timeout=20) for i in range(20)] == [2 * i for i in range(20)]
         assert first.result() == 2
+        # ...and the socket keeps moving past the heartbeat threshold (3 s): the interchange still
+        # answers, and it was never taken for lost (the same process).
+        wait_for(lambda: time.monotonic() - blocked_at > 2 * executor.heartbeat_threshold
+                 and executor.connected_workers == 2, what="the interchange to answer after the threshold")
+        assert [p.pid for p in interchange_processes()] == [interchange.pid]
+        assert double(7).result(timeout=20) == 14
     finally:
         release.set()
 
