@@ -5,28 +5,19 @@ import os
 import signal
 import socket
 
-import psutil
 import pytest
 
 from parsl_lite import python_app
 from parsl_lite.errors import SerializationError
 from parsl_lite.executors.htex.errors import InterchangeLost, ManagerLost, WorkerLost
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
-from parsl_lite.providers import LocalProvider
 
 from .conftest import wait_for
-
-
-def htex(**kwargs) -> HighThroughputExecutor:
-    options = dict(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
-                   provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
-    options.update(kwargs)
-    return HighThroughputExecutor(**options)
+from .htex_helpers import local_htex, our_processes, running_on_a_worker
 
 
 @pytest.fixture
 def htex_dfk(make_dfk):
-    dfk = make_dfk(executors=[htex()], strategy="none")
+    dfk = make_dfk(executors=[local_htex()], strategy="none")
     yield dfk
 
 
@@ -51,34 +42,6 @@ def sleep_then(seconds, value=None):
 @python_app
 def crash(message):
     raise KeyError(message)
-
-
-@python_app
-def mark_then_sleep(marker, seconds):
-    """Say it runs (the marker file), then hold its worker."""
-    import time
-    open(marker, "w").close()
-    time.sleep(seconds)
-
-
-def running_on_a_worker(tmp_path, seconds: float = 30):
-    """A task that is running on a worker (it wrote its marker) when this returns."""
-    marker = tmp_path / f"running-{os.urandom(4).hex()}"
-    fut = mark_then_sleep(str(marker), seconds)
-    wait_for(marker.exists, 20, "the task to start on a worker")
-    return fut
-
-
-def our_processes(name: str) -> list[psutil.Process]:
-    """Our live descendants whose command line contains ``name`` (zombies and the departed skipped)."""
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and name in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_apps_run_on_worker_processes(htex_dfk):
@@ -132,7 +95,7 @@ def test_a_200_mb_result_arrives(htex_dfk):
 
 
 def test_unencrypted_executor_works(make_dfk):
-    make_dfk(executors=[htex(encrypted=False)], strategy="none")
+    make_dfk(executors=[local_htex(encrypted=False)], strategy="none")
     assert double(21).result(timeout=30) == 42
 
 
@@ -151,7 +114,7 @@ def test_killed_worker_fails_its_task_with_worker_lost_and_is_replaced(htex_dfk,
     assert double(5).result(timeout=30) == 10
 
 def test_worker_lost_is_retried_when_asked(make_dfk, tmp_path):
-    make_dfk(executors=[htex()], strategy="none", retries=1)
+    make_dfk(executors=[local_htex()], strategy="none", retries=1)
     marker = tmp_path / "first"
 
     @python_app
@@ -208,7 +171,7 @@ def test_garbage_on_the_ports_does_not_hurt(htex_dfk):
 
 
 def test_shutdown_leaves_no_process_behind(make_dfk):
-    dfk = make_dfk(executors=[htex()], strategy="none")
+    dfk = make_dfk(executors=[local_htex()], strategy="none")
     assert double(1).result(timeout=30) == 2
     assert our_processes("parsl_lite.executors.htex")
     dfk.cleanup()

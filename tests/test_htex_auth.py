@@ -1,6 +1,7 @@
 """Peers must prove they belong to the run, even with ``encrypted=False``: the HMAC proof and a real stranger."""
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import stat
@@ -11,7 +12,6 @@ import zmq
 
 from parsl_lite import python_app
 from parsl_lite.executors.htex.errors import NotAuthenticated
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.executors.htex.messages import (
     PROTOCOL_VERSION, Register, RegisterReply, ResultBatch, ResultMessage, ShutdownRequest, StatusRequest,
     WorkerHello, decode, encode,
@@ -19,9 +19,12 @@ from parsl_lite.executors.htex.messages import (
 from parsl_lite.executors.htex.wire_auth import (
     CLIENT, WORKERS, Signer, new_secret, read_secret_file, write_secret_file,
 )
-from parsl_lite.providers import LocalProvider
 
 from .conftest import wait_for
+from .htex_helpers import local_htex, mark_then_sleep
+
+# one worker: a test knows which worker holds what; plain TCP: the wire's own authentication is what counts
+htex = functools.partial(local_htex, max_workers_per_node=1, heartbeat_threshold=10, encrypted=False)
 
 # ---------------------------------------------------------------- the proof itself (pure)
 
@@ -64,19 +67,6 @@ class Boom:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-def htex() -> HighThroughputExecutor:
-    return HighThroughputExecutor(label="htex", max_workers_per_node=1, heartbeat_period=1, heartbeat_threshold=10,
-                                  encrypted=False, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
-
-
-@python_app
-def mark_then_sleep(marker, seconds, value):
-    import time
-    open(marker, "w").close()
-    time.sleep(seconds)
-    return value
 
 
 @python_app

@@ -14,7 +14,8 @@ from parsl_lite.executors.htex.wire_auth import CLIENT, WORKERS, Signer
 from parsl_lite.providers import LocalProvider
 
 from .conftest import wait_for
-from .test_htex import double, our_processes, running_on_a_worker, sleep_then
+from .htex_helpers import our_processes, running_on_a_worker
+from .test_htex import double, sleep_then
 
 
 def test_blocks_follow_the_load_out_and_back_in(make_dfk):

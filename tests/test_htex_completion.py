@@ -12,35 +12,14 @@ import threading
 import time
 from concurrent.futures import Future
 
-import psutil
 import pytest
 
 from parsl_lite import python_app
 from parsl_lite.errors import ParslError
 from parsl_lite.executors.htex.completion import Completer
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
-from parsl_lite.providers import LocalProvider
 
 from .conftest import wait_for
-
-
-def htex(**kwargs) -> HighThroughputExecutor:
-    options = dict(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
-                   provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
-    options.update(kwargs)
-    return HighThroughputExecutor(**options)
-
-
-def interchange_processes() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "parsl_lite.executors.htex.interchange" in " ".join(
-                    proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+from .htex_helpers import interchange_processes, local_htex
 
 
 @python_app
@@ -167,7 +146,7 @@ def test_stop_processes_what_is_queued_even_from_a_completion_thread():
 
 @pytest.fixture
 def htex_dfk(make_dfk):
-    return make_dfk(executors=[htex()], strategy="none")
+    return make_dfk(executors=[local_htex()], strategy="none")
 
 
 def test_a_done_callback_may_block_on_another_htex_app(htex_dfk):
@@ -216,7 +195,7 @@ def test_a_slow_callback_does_not_stop_other_results(htex_dfk):
 
 
 def test_shutdown_while_a_callback_is_stuck_resolves_everything(make_dfk):
-    dfk = make_dfk(executors=[htex()], strategy="none")
+    dfk = make_dfk(executors=[local_htex()], strategy="none")
     gate: Future = Future()
     release = threading.Event()
     first = double(gate)
@@ -255,7 +234,7 @@ def test_a_result_racing_the_failure_of_its_future_resolves_it_once():
     from parsl_lite.executors.htex.restart import fail_all
     from parsl_lite.serialize import serialize
 
-    executor = htex()  # not started: only its result path is used
+    executor = local_htex()  # not started: only its result path is used
     payload = serialize("value")
     for _ in range(20):
         futures = {i: Future() for i in range(2000)}
@@ -287,7 +266,7 @@ def test_submits_racing_a_killed_interchange_all_resolve(tmp_path, restarts):
     With ``interchange_restarts=0`` the executor breaks and refuses later
     submits; with restarts it holds them for a new interchange, which runs them.
     """
-    executor = htex(label="race", interchange_restarts=restarts)
+    executor = local_htex(label="race", interchange_restarts=restarts)
     executor.set_run_dir(str(tmp_path))
     executor.start()
     futures: list[Future] = []

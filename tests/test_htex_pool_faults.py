@@ -1,6 +1,7 @@
 """Faults on the pool and worker side of htex, against real processes: deaths, exits, drains."""
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import signal
@@ -13,27 +14,13 @@ import pytest
 
 from parsl_lite import python_app
 from parsl_lite.executors.htex.errors import WorkerLost
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.providers import LocalProvider
 
 from .conftest import wait_for
+from .htex_helpers import local_htex, mark_then_sleep
 
-
-def htex(**kwargs) -> HighThroughputExecutor:
-    options = dict(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=10,
-                   encrypted=False, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=2))
-    options.update(kwargs)
-    return HighThroughputExecutor(**options)
-
-
-@python_app
-def mark_then_sleep(marker, seconds, value=None):
-    import os
-    import time
-    with open(marker, "w") as handle:
-        handle.write(str(os.getpid()))
-    time.sleep(seconds)
-    return value
+# pools may drain and be replaced: two blocks; faults here are seen by the sockets, not the heartbeats
+htex = functools.partial(local_htex, max_blocks=2, heartbeat_threshold=10, encrypted=False)
 
 
 @python_app

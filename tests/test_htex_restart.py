@@ -15,7 +15,7 @@ from parsl_lite.executors.htex.errors import InterchangeLost
 from parsl_lite.executors.htex.restart import RestartBudget
 
 from .conftest import wait_for
-from .test_htex_completion import htex, interchange_processes
+from .htex_helpers import interchange_processes, local_htex
 
 
 @python_app
@@ -87,7 +87,7 @@ def test_restart_budget_allows_so_many_within_the_window():
 
 
 def test_with_retries_the_lost_task_runs_again_on_new_blocks(make_dfk, tmp_path):
-    make_dfk(executors=[htex()], retries=1, strategy="none")
+    make_dfk(executors=[local_htex()], retries=1, strategy="none")
     path = tmp_path / "runs"
     fut = count_runs(str(path), 3)
     interchange, old = kill_interchange_while_running(path)
@@ -101,7 +101,7 @@ def test_with_retries_the_lost_task_runs_again_on_new_blocks(make_dfk, tmp_path)
 
 def test_a_silent_interchange_is_replaced_too(make_dfk, tmp_path):
     """SIGSTOP: alive but mute. Past heartbeat_threshold (3 s here) it is lost, killed and replaced."""
-    make_dfk(executors=[htex()], retries=1, strategy="none")
+    make_dfk(executors=[local_htex()], retries=1, strategy="none")
     path = tmp_path / "runs"
     fut = count_runs(str(path), 1)
     wait_for(path.exists, what="the task to start on a worker")
@@ -121,7 +121,7 @@ def test_a_silent_interchange_is_replaced_too(make_dfk, tmp_path):
 
 
 def test_without_retries_the_task_fails_with_interchange_lost_and_later_apps_run(make_dfk, tmp_path):
-    make_dfk(executors=[htex()], strategy="none")
+    make_dfk(executors=[local_htex()], strategy="none")
     path = tmp_path / "runs"
     fut = count_runs(str(path), 30)
     interchange, old = kill_interchange_while_running(path)
@@ -133,7 +133,7 @@ def test_without_retries_the_task_fails_with_interchange_lost_and_later_apps_run
 
 
 def test_a_crash_loop_ends_with_a_clear_error(make_dfk, tmp_path):
-    make_dfk(executors=[htex(interchange_restarts=1)], strategy="none")
+    make_dfk(executors=[local_htex(interchange_restarts=1)], strategy="none")
     assert double(1).result(timeout=30) == 2
     [first] = interchange_processes()
     first.kill()
@@ -147,7 +147,7 @@ def test_a_crash_loop_ends_with_a_clear_error(make_dfk, tmp_path):
 
 
 def test_a_failed_restart_breaks_the_executor_naming_why(make_dfk, tmp_path):
-    dfk = make_dfk(executors=[htex()], strategy="none")
+    dfk = make_dfk(executors=[local_htex()], strategy="none")
     executor = dfk.executors["htex"]
     assert double(1).result(timeout=30) == 2
     old = our_htex_processes()

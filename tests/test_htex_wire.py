@@ -1,6 +1,7 @@
 """The typed wire of htex against real processes: versions in every hello, typed status, result size limit."""
 from __future__ import annotations
 
+import functools
 import os
 
 import psutil
@@ -12,21 +13,17 @@ from parsl_lite.executors.errors import ExecutorError
 from parsl_lite.executors.htex import client as client_module
 from parsl_lite.executors.htex.client import InterchangeClient
 from parsl_lite.executors.htex.errors import ResultTooLarge
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
 from parsl_lite.executors.htex.messages import (
     PROTOCOL_VERSION, Ack, HoldBlocks, ManagerStatus, Ping, Shutdown, StatusReply, StatusRequest,
     WorkerHello, decode, encode,
 )
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.executors.htex.wire_auth import WORKERS, Signer
-from parsl_lite.providers import LocalProvider
 
+from .htex_helpers import local_htex
 
-def htex(**kwargs) -> HighThroughputExecutor:
-    options = dict(label="htex", max_workers_per_node=1, heartbeat_period=1, heartbeat_threshold=10,
-                   encrypted=False, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
-    options.update(kwargs)
-    return HighThroughputExecutor(**options)
+# one worker: a test knows which worker holds what; plain TCP: the wire's own authentication is what counts
+htex = functools.partial(local_htex, max_workers_per_node=1, heartbeat_threshold=10, encrypted=False)
 
 
 @python_app

@@ -14,8 +14,8 @@ from parsl_lite import python_app
 from parsl_lite.dataflow.errors import DependencyError, KernelShutdown
 from parsl_lite.dataflow.kernel import KernelShutdown as KernelShutdownFromKernel
 from parsl_lite.executors import ThreadPoolExecutor
-from parsl_lite.executors.htex.executor import HighThroughputExecutor
-from parsl_lite.providers import LocalProvider
+
+from .htex_helpers import local_htex
 
 
 @python_app
@@ -40,11 +40,6 @@ def plus_one(x):
 @python_app
 def fail(message):
     raise ValueError(message)
-
-
-def htex() -> HighThroughputExecutor:
-    return HighThroughputExecutor(label="htex", max_workers_per_node=2, heartbeat_period=1, heartbeat_threshold=3,
-                                  provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
 
 
 class Recorder:
@@ -99,7 +94,7 @@ def test_a_real_failure_before_cleanup_keeps_its_error(make_dfk):
 
 def test_htex_unfinished_tasks_and_dependants_fail_with_kernel_shutdown(make_dfk):
     handler = Recorder()
-    dfk = make_dfk(executors=[htex()], strategy="none", retries=2, retry_handler=handler)
+    dfk = make_dfk(executors=[local_htex()], strategy="none", retries=2, retry_handler=handler)
     assert sleep_then(0, "up").result(timeout=30) == "up"  # the pool is connected
     running = [sleep_then(30, i) for i in range(2)]  # one per worker
     queued = sleep_then(30, "queued")
