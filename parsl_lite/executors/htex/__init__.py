@@ -6,9 +6,9 @@
     ┌────────────────────────┐        ┌──────────────────────────┐        ┌───────────────────────┐
     │ HighThroughputExecutor │ DEALER │ ROUTER (client port)     │        │ worker pool (manager) │
     │  submit: serialize,    ├───────►│   Ledger (pure): who has │ ROUTER │  registers, heartbeats│
-    │  batch, send           │◄───────┤   what, capacity, beats  │◄──────►│  starts/replaces      │
-    │  result thread: set    │        │ ROUTER (worker port)     │        │  worker processes     │
-    │  futures, fail on loss │        └──────────────────────────┘        │   worker 0..W-1 ──────┼─► DEALER each,
+    │  batch, send (io thr.) │◄───────┤   what, capacity, beats  │◄──────►│  starts/replaces      │
+    │  completion thread:    │        │ ROUTER (worker port)     │        │  worker processes     │
+    │  set futures, callbacks│        └──────────────────────────┘        │   worker 0..W-1 ──────┼─► DEALER each,
     └────────────────────────┘                                            └───────────────────────┘   straight to the
                                                                                                        interchange
 
@@ -20,6 +20,16 @@ worker died with which exit code, so the task it held fails with
 ``WorkerLost``. A manager that stops heart-beating is declared lost and the
 tasks of all its workers fail with ``ManagerLost``.
 
-Wire messages: ``messages.py`` (named, versioned, no pickle in the envelope).
-Bookkeeping: ``ledger.py`` (pure state machine, no sockets or clocks).
+The executor's I/O thread (``client.py``) only moves frames; results are
+deserialized and their futures set, in order, on a completion thread
+(``completion.py``), so callbacks may block or submit more work. A lost
+interchange is replaced with new blocks (``restart.py``); its tasks fail with
+``InterchangeLost`` and are retried if the config allows.
+
+Every message to the interchange carries an HMAC of the run's secret
+(``wire_auth.py``), with or without CurveZMQ encryption (``curve.py``).
+
+Wire messages: ``messages.py`` (named, versioned, no pickle in the envelope;
+``codec.py`` packs them). Bookkeeping: ``ledger.py`` (pure state machine, no
+sockets or clocks); which task each worker runs: ``slots.py``.
 """

@@ -156,6 +156,12 @@ class InterchangeClient:
         self.process.kill()
         self.process.wait()
 
+    def wait_closed(self, timeout_s: float) -> None:
+        """Wait for the I/O thread to end (it ends right after it reports the interchange lost)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the interchange to shut down, stop the I/O thread, make sure the process is gone."""
         self._stopping = True  # from now on the interchange exiting is expected, not a loss

@@ -176,9 +176,7 @@ class RestartsInterchange:
             process = old.process
             if process is not None and process.poll() is None:
                 process.kill()  # silent but alive (stopped, hung): it is not coming back
-            io_thread = getattr(old, "_thread", None)  # it ends right after reporting the loss
-            if io_thread is not None and io_thread is not threading.current_thread():
-                io_thread.join(5.0)
+            old.wait_closed(5.0)  # so stop() does not ask a dead interchange to shut down
             try:
                 old.stop()
             except Exception:
