@@ -22,9 +22,9 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## demo: install, then run the pi example on the default local config
+## demo: install, then run the pi example on the local config (configs/local.toml: worker processes through htex)
 demo: install
-	cd examples && ../$(PY) pi.py
+	cd examples && ../$(PY) pi.py ../configs/local.toml
 
 # The test backends (../shared/backends): NAME:ENV of each, as tests/conftest.py's BACKENDS wants them.
 # `make test` starts those not up, each `up` under its own timeout (a fresh machine installs packages and
