@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsl_lite.dataflow.job_status_poller import JobStatusPoller
-from parsl_lite.dataflow.strategy import (
+from parsl_lite.jobs.job_status_poller import JobStatusPoller
+from parsl_lite.jobs.strategy import (
     BlockExecutor, BlockSnapshot, ExecutorSnapshot, ScaleIn, ScaleOut, Strategy,
 )
 from parsl_lite.errors import ConfigurationError
@@ -293,7 +293,7 @@ def test_double_is_a_block_executor():
 
 
 def test_poller_follows_the_load_out_and_back_in(make_poller, caplog):
-    caplog.set_level(logging.INFO, logger="parsl_lite.dataflow.job_status_poller")
+    caplog.set_level(logging.INFO, logger="parsl_lite.jobs.job_status_poller")
     poller, double = make_poller(init_blocks=1, max_blocks=3, max_idletime=0.0)
     double.busy = {"0"}
     poller.add_executors([double, ThreadPoolExecutor()])
