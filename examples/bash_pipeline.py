@@ -8,7 +8,7 @@ until the final ``result()``: the dependencies are the files.
 
 Run it with threads (``python bash_pipeline.py``) or on worker processes
 (``python bash_pipeline.py ../configs/local.toml``). The files go to
-``pipeline/`` in the current directory.
+``pipeline/`` in the run directory (``runinfo/NNN/``).
 """
 import os
 import sys
@@ -34,10 +34,10 @@ def total(inputs=()):
 
 if __name__ == "__main__":
     config = sys.argv[1] if len(sys.argv) > 1 else None
-    work = os.path.abspath("pipeline")
-    os.makedirs(work, exist_ok=True)
     sizes = [10, 20, 30]
     with parsl.load(config):
+        work = os.path.abspath(os.path.join(parsl.dfk().run_dir, "pipeline"))
+        os.makedirs(work)
         squared = []
         for n in sizes:
             numbers = generate(n, outputs=[File(os.path.join(work, f"numbers_{n}.txt"))])

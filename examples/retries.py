@@ -9,7 +9,7 @@ shows. A ``retry_handler`` could instead say how much each failure costs.
 
 Run it with threads (``python retries.py``) or on worker processes
 (``python retries.py ../configs/local.toml``). The attempt counts go to
-``attempts/`` in the current directory.
+``attempts/`` in the run directory (``runinfo/NNN/``).
 """
 import os
 import sys
@@ -35,12 +35,10 @@ def flaky(counter, failures):
 if __name__ == "__main__":
     config = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
     config.retries = RETRIES                         # each task may run 1 + RETRIES times
-    work = os.path.abspath("attempts")
-    os.makedirs(work, exist_ok=True)
-    counters = {name: os.path.join(work, name) for name in ("recovers", "gives_up")}
-    for path in counters.values():
-        open(path, "w").close()
     with parsl.load(config):
+        work = os.path.abspath(os.path.join(parsl.dfk().run_dir, "attempts"))
+        os.makedirs(work)
+        counters = {name: os.path.join(work, name) for name in ("recovers", "gives_up")}
         recovers = flaky(counters["recovers"], failures=2)
         gives_up = flaky(counters["gives_up"], failures=5)
         print(f"recovers: {recovers.result()}")

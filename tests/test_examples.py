@@ -38,7 +38,7 @@ def config(request) -> str | None:
 def test_bash_pipeline_passes_files_from_app_to_app(tmp_path, config):
     line = last_line(run_example("bash_pipeline.py", tmp_path, config))
     assert line == "sum of squares over 3 files: 12710 (expected 12710)"
-    assert (tmp_path / "pipeline" / "squares_30.txt").read_text().split()[-1] == "900"
+    assert (tmp_path / "runinfo" / "000" / "pipeline" / "squares_30.txt").read_text().split()[-1] == "900"
 
 
 def test_join_app_fans_out_and_joins(tmp_path, config):
