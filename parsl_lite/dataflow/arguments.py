@@ -9,16 +9,21 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any, Optional
 
+from parsl_lite.dataflow.futures import AppFuture, DataFuture
+
 
 def find_dependencies(args: tuple, kwargs: dict) -> list[Future]:
-    """Return every future the call depends on, in argument order."""
+    """Return every future the call depends on: positional, then keyword, then ``inputs`` (Parsl's order)."""
     deps = [a for a in args if isinstance(a, Future)]
     if kwargs:
+        inputs = None
         for key, value in kwargs.items():
             if isinstance(value, Future):
                 deps.append(value)
             elif key == "inputs" and isinstance(value, (list, tuple)):
-                deps.extend(v for v in value if isinstance(v, Future))
+                inputs = value
+        if inputs:
+            deps.extend(v for v in inputs if isinstance(v, Future))
     return deps
 
 
@@ -35,14 +40,23 @@ def resolve_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return args, resolved
 
 
-def failed_dependencies(deps: list[Future]) -> list[tuple[BaseException, Optional[int]]]:
-    """``(exception, task id)`` of each failed dependency, for ``DependencyError``."""
+def failed_dependencies(deps: list[Future], kernel: object) -> list[tuple[BaseException, str]]:
+    """``(exception, description)`` of each failed future, for ``DependencyError`` and ``JoinError``."""
     failed = []
     for dep in deps:
         exc: Optional[BaseException] = dep.exception()
         if exc is not None:
-            failed.append((exc, getattr(dep, "tid", None)))
+            failed.append((exc, describe_future(dep, kernel)))
     return failed
+
+
+def describe_future(dep: Future, kernel: object) -> str:
+    """Parsl's description: ``task N`` (an app of ``kernel``), ``DataFuture from task N``, else ``repr``."""
+    if isinstance(dep, AppFuture) and dep.task_record.kernel is kernel:
+        return f"task {dep.tid!r}"
+    if isinstance(dep, DataFuture):
+        return f"DataFuture from task {dep.tid!r}"
+    return repr(dep)
 
 
 def output_files(kwargs: dict) -> list[Any]:

@@ -1,7 +1,7 @@
 """Exceptions raised by the DataFlowKernel."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from parsl_lite.app.errors import AppException
 from parsl_lite.errors import ParslError
@@ -11,39 +11,76 @@ class DataFlowException(ParslError):
     """Base class of the kernel's exceptions."""
 
 
-class DependencyError(DataFlowException):
-    """A task could not run because tasks it depends on failed.
+class PropagatedException(DataFlowException):
+    """A task failed because related tasks failed (base of ``DependencyError`` and ``JoinError``).
+
+    As in Parsl, ``dependent_exceptions_tids`` pairs each failure with a short
+    description: ``"task N"`` for an app of this kernel, ``"DataFuture from
+    task N"`` for a file, else the future's ``repr``. ``__cause__`` is the
+    first root cause found through nested propagated errors, and the message
+    shows the path to it (``... via task 3 <- task 1``).
 
     Args:
-        dependent_exceptions_tids: ``(exception, task id or None)`` per failed
-            dependency (``None`` for a plain future that is not an app's).
+        dependent_exceptions_tids: ``(exception, description)`` per failed future.
+        task_id: the task that failed because of them.
+        failure_description: what kind of failure (the message's start).
+    """
+
+    def __init__(self, dependent_exceptions_tids: Sequence[tuple[BaseException, str]], task_id: int,
+                 *, failure_description: str) -> None:
+        super().__init__()
+        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
+        self.task_id = task_id
+        self._failure_description = failure_description
+        self.__cause__, self._cause_sequence = self._find_any_root_cause()
+
+    def __str__(self) -> str:
+        return (f"{self._failure_description} for task {self.task_id}. "
+                f"The representative cause is via {' <- '.join(self._cause_sequence)}")
+
+    def __reduce__(self) -> tuple:
+        # Exception pickles its args, which we do not pass up: rebuild from the fields
+        # instead, so a memoized failure can be checkpointed and sent over the wire.
+        return (_rebuild, (type(self), self.dependent_exceptions_tids, self.task_id))
+
+    def _find_any_root_cause(self) -> tuple[BaseException, list[str]]:
+        """Follow the first failure down through nested propagated errors to one that is not."""
+        exc: BaseException = self
+        path: list[str] = []
+        while isinstance(exc, PropagatedException) and exc.dependent_exceptions_tids:
+            first_exc, description = exc.dependent_exceptions_tids[0]
+            more = " (+ others)" if len(exc.dependent_exceptions_tids) > 1 else ""
+            path.append(f"{description}{more}")
+            exc = first_exc
+        return exc, path
+
+
+def _rebuild(cls: type, dependent_exceptions_tids: list, task_id: int) -> PropagatedException:
+    return cls(dependent_exceptions_tids, task_id)
+
+
+class DependencyError(PropagatedException):
+    """A task could not run because futures it depends on failed.
+
+    Args:
+        dependent_exceptions_tids: ``(exception, description)`` per failed dependency.
         task_id: the task that could not run.
     """
 
-    def __init__(self, dependent_exceptions_tids: Sequence[tuple[BaseException, Optional[int]]], task_id: int) -> None:
-        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
-        self.task_id = task_id
-        failed = ", ".join(
-            f"task {tid} ({type(exc).__name__}: {exc})" if tid is not None else f"a future ({type(exc).__name__}: {exc})"
-            for exc, tid in self.dependent_exceptions_tids
-        )
-        super().__init__(f"task {task_id} could not run: its dependencies failed: {failed}")
+    def __init__(self, dependent_exceptions_tids: Sequence[tuple[BaseException, str]], task_id: int) -> None:
+        super().__init__(dependent_exceptions_tids, task_id, failure_description="Dependency failure")
 
 
-class JoinError(DataFlowException):
-    """Futures returned by a join app failed.
+class JoinError(PropagatedException):
+    """Futures returned by a join app failed (never retried: the inner apps retry themselves).
 
     Args:
-        dependent_exceptions_tids: ``(exception, task id or None)`` per failed inner future.
+        dependent_exceptions_tids: ``(exception, description)`` per failed inner future.
         task_id: the join app's task.
     """
 
-    def __init__(self, dependent_exceptions_tids: Sequence[tuple[BaseException, Optional[int]]], task_id: int) -> None:
-        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
-        self.task_id = task_id
-        failed = ", ".join(f"{type(exc).__name__}: {exc}" + (f" (task {tid})" if tid is not None else "")
-                           for exc, tid in self.dependent_exceptions_tids)
-        super().__init__(f"join app task {task_id}: inner futures failed: {failed}")
+    def __init__(self, dependent_exceptions_tids: Sequence[tuple[BaseException, str]], task_id: int) -> None:
+        super().__init__(dependent_exceptions_tids, task_id, failure_description="Join failure")
 
 
 class KernelShutdown(DataFlowException):

@@ -373,7 +373,7 @@ class DataFlowKernel:
             app_fu.set_result(result)
             return
         if state is States.dep_fail:
-            exc = DependencyError(arguments.failed_dependencies(record.depends or []), record.id)
+            exc = DependencyError(arguments.failed_dependencies(record.depends or [], self), record.id)
         elif exc is None:
             exc = self._shutdown_error(record, None)
         elif type(exc) is not KernelShutdown:
@@ -383,11 +383,17 @@ class DataFlowKernel:
         app_fu.set_exception(exc)
 
     def _await_join(self, record: TaskRecord, returned: Any) -> None:
-        inner = returned if isinstance(returned, (list, tuple)) else [returned]
-        if not inner or not all(isinstance(f, Future) for f in inner):
-            error = TypeError(f"join app {record.func_name} (task {record.id}) must return a Future or a list "
-                              f"of Futures, got {type(returned).__name__}")
-            self._task_failed(record, error)
+        """Wait for what a join app's body returned: a Future, or a list of Futures (Parsl's rule)."""
+        if isinstance(returned, Future):
+            inner = [returned]
+        elif isinstance(returned, list) and all(isinstance(f, Future) for f in returned):
+            inner = returned
+        else:  # Parsl's TypeError; final, like every join failure (the body already ran)
+            self._join_failed(record, TypeError(f"join_app body must return a Future or list of Futures, "
+                                                f"got {returned!r} of type {type(returned)}"))
+            return
+        if not inner:  # an empty list joins at once, to []
+            self._join_finished(record, returned, inner)
             return
         remaining = [len(inner)]
         count_lock = threading.Lock()
@@ -403,14 +409,26 @@ class DataFlowKernel:
             fut.add_done_callback(one_done)
 
     def _join_finished(self, record: TaskRecord, returned: Any, inner: list) -> None:
-        failed = arguments.failed_dependencies(inner)
+        failed = arguments.failed_dependencies(inner, self)
         if failed:
-            self._task_failed(record, JoinError(failed, record.id))
+            self._join_failed(record, JoinError(failed, record.id))
             return
-        value = [f.result() for f in inner] if isinstance(returned, (list, tuple)) else inner[0].result()
+        value = [f.result() for f in inner] if isinstance(returned, list) else inner[0].result()
         with self._lock:
             actions = self._graph.handle(ExecSucceeded(record.id))
         self._apply(actions, value)
+
+    def _join_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        """Fail a join app without retrying it: its inner apps had their own retries (as Parsl)."""
+        if self._cleanup_called:
+            self._abandon(record.id, exc)
+            return
+        if record.fail_history is None:
+            record.fail_history = []
+        record.fail_history.append(repr(exc))
+        with self._lock:
+            actions = self._graph.handle(ExecFailed(record.id, float("inf")))
+        self._apply(actions, exc=exc)
 
     def _publish(self, change: StateChanged) -> None:
         for listener in self._listeners:
