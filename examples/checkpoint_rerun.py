@@ -6,13 +6,14 @@ starts from ``checkpoint_files=get_all_checkpoints()``: the results of earlier
 runs under ``runinfo/``. So after a crash, the next run takes the finished
 tasks' results from the checkpoint and runs only the rest.
 
-Try it (in a fresh directory; runs are numbered under ``runinfo/``)::
+Try it (runs are numbered under ``runinfo/`` here; every earlier run's results count)::
 
     python checkpoint_rerun.py --crash      # dies hard (os._exit) after stage 1
     python checkpoint_rerun.py              # stage 1 from the checkpoint; runs the rest
 
 Add a config path for worker processes (``../configs/local.toml``). Each run
-prints how many tasks ran and how many came from the checkpoint.
+prints how many tasks ran and how many came from the checkpoint. Run it directly:
+under ``parsl-lite run --config``, the CLI's config would replace this one, memoizer and all.
 """
 import argparse
 import os

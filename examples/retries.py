@@ -9,7 +9,8 @@ shows. A ``retry_handler`` could instead say how much each failure costs.
 
 Run it with threads (``python retries.py``) or on worker processes
 (``python retries.py ../configs/local.toml``). The attempt counts go to
-``attempts/`` in the run directory (``runinfo/NNN/``).
+``attempts/`` in the run directory (``runinfo/NNN/``). Run it directly: under
+``parsl-lite run --config``, the CLI's config would replace this one, retries and all.
 """
 import os
 import sys
