@@ -164,3 +164,29 @@ def test_join_app_returning_an_empty_list_joins_to_an_empty_list(dfk):
         return []
 
     assert nothing().result(timeout=10) == []
+
+
+# ---------------------------------------------------------------- no kernel, File.local_path
+
+
+def test_an_app_called_before_load_raises_parsls_exact_message():
+    from parsl_lite.dataflow.loader import DataFlowKernelLoader
+    from parsl_lite.errors import NoDataFlowKernelError
+
+    with pytest.raises(NoDataFlowKernelError) as info:
+        add(1)
+    assert str(info.value) == "Must first load config"
+    with pytest.raises(NoDataFlowKernelError, match="^Must first load config$"):
+        DataFlowKernelLoader.dfk()
+
+
+def test_file_without_a_local_path_says_no_local_path_with_parsls_repr():
+    remote = File("globus://ep1/data/in.txt")
+    expected = (f"<File at 0x{id(remote):x} url=globus://ep1/data/in.txt scheme=globus netloc=ep1 "
+                f"path=/data/in.txt filename=in.txt>")
+    assert repr(remote) == expected
+    with pytest.raises(ValueError) as info:
+        remote.filepath
+    assert str(info.value) == f"No local_path set for {expected}"
+    remote.local_path = "/tmp/in.txt"
+    assert remote.filepath == "/tmp/in.txt" and repr(remote).endswith(" local_path=/tmp/in.txt>")

@@ -36,7 +36,7 @@ class File:
             return self.local_path
         if self.scheme in ("file", ""):
             return self.path
-        raise ValueError(f"no local path for {self.url!r}: scheme {self.scheme!r} files must be staged first")
+        raise ValueError(f"No local_path set for {self!r}")  # Parsl's words: a non-file URL must be staged
 
     def cleancopy(self) -> "File":
         """A copy without the local (staged) path."""
@@ -49,7 +49,10 @@ class File:
         return self.filepath
 
     def __repr__(self) -> str:
-        return f"<File {self.url}>"
+        """Parsl's form: ``<File at 0x.. url=.. scheme=.. netloc=.. path=.. filename=..[ local_path=..]>``."""
+        local = "" if self.local_path is None else f" local_path={self.local_path}"
+        return (f"<{type(self).__name__} at 0x{id(self):x} url={self.url} scheme={self.scheme} "
+                f"netloc={self.netloc} path={self.path} filename={self.filename}{local}>")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, File) and other.url == self.url

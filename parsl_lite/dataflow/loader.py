@@ -82,8 +82,7 @@ class DataFlowKernelLoader:
         if dfk is None:
             dfk = cls._load_for_script()
             if dfk is None:
-                raise NoDataFlowKernelError("Must first load config: call parsl_lite.load(config) "
-                                            "before calling apps")
+                raise NoDataFlowKernelError("Must first load config")  # Parsl's exact words
         return dfk
 
     @classmethod
