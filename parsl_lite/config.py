@@ -19,6 +19,17 @@ from parsl_lite.representation import RepresentationMixin
 _STRATEGIES = (None, "none", "simple", "htex_auto_scale")
 
 
+def default_provider() -> Any:
+    """The provider an executor built without one gets: a ``LocalProvider`` (as in Parsl).
+
+    It is chosen here, in the config layer, so that executors know only the
+    provider interface (``parsl_lite.jobs``), never a concrete provider.
+    """
+    from parsl_lite.providers.local import LocalProvider  # on demand: a threads-only config never loads it
+
+    return LocalProvider()
+
+
 class Config(RepresentationMixin):
     """What the DataFlowKernel runs with.
 
@@ -84,6 +95,7 @@ class Config(RepresentationMixin):
             if not isinstance(executor, ParslExecutor):
                 raise TypeCheckError(f'argument "executors" item {index} ({type(executor).__qualname__}) '
                                      f"is not an instance of ParslExecutor")
+            executor.use_default_provider(default_provider)
         labels = [e.label for e in self._executors]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:

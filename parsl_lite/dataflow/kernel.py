@@ -24,7 +24,7 @@ from parsl_lite.data_provider.files import File
 from parsl_lite.dataflow import arguments
 from parsl_lite.dataflow.errors import AppExit, DependencyError, JoinError, KernelShutdown
 from parsl_lite.dataflow.futures import AppFuture, DataFuture
-from parsl_lite.dataflow.job_status_poller import JobStatusPoller
+from parsl_lite.jobs.job_status_poller import JobStatusPoller
 from parsl_lite.dataflow.graph import (
     AwaitJoin, CheckMemo, DependencyDone, ExecFailed, ExecStarted, ExecSucceeded, Finish, JoinStarted,
     Launch, LaunchFailed, MemoChecked, StateChanged, TaskAbandoned, TaskGraph, TaskId, TaskRecord,

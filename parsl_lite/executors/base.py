@@ -74,6 +74,23 @@ class ParslExecutor(RepresentationMixin, ABC):
         """The provider that supplies workers, or None."""
         return None
 
+    def use_default_provider(self, make_provider: Callable[[], Any]) -> None:
+        """Called by :class:`~parsl_lite.config.Config` for each executor, with the default provider's factory.
+
+        An executor that runs its workers in blocks and was built without a
+        provider takes ``make_provider()``; the others ignore it. The default
+        comes from the config layer so that no executor imports a concrete
+        provider (shared/DESIGN.md, rule 1).
+        """
+
+    def unused_parameters(self) -> list[str]:
+        """Parsl parameters this executor accepted with a non-default value and does not use.
+
+        The kernel logs a warning naming them when it starts, so a Parsl
+        config that relies on one is not silently ignored.
+        """
+        return []
+
     def set_run_dir(self, run_dir: str) -> None:
         """Called by the kernel before :meth:`start`."""
         self.run_dir = os.path.join(run_dir, self.label)

@@ -82,7 +82,8 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
 
     Args:
         label: the executor's name.
-        provider: where blocks of worker pools run (default: a ``LocalProvider``).
+        provider: where blocks of worker pools run. None: the config's default (a
+            ``LocalProvider``), filled in by ``Config`` (:meth:`use_default_provider`).
         launch_cmd: the command that starts a pool; ``{}`` fields as in ``DEFAULT_LAUNCH_CMD``.
         address: the address pools use to reach the interchange (default: ``loopback_address``).
         loopback_address: the address the executor uses to reach its interchange.
@@ -162,10 +163,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
         if heartbeat_threshold <= heartbeat_period:
             raise ConfigurationError("heartbeat_threshold", f"must be greater than heartbeat_period "
                                      f"({heartbeat_period}), got {heartbeat_threshold}")
-        if provider is None:
-            from parsl_lite.providers import LocalProvider
-
-            provider = LocalProvider()
         self.label = label
         self._provider = provider
         self.launch_cmd = launch_cmd
@@ -224,6 +221,10 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     @property
     def provider(self) -> Any:
         return self._provider
+
+    def use_default_provider(self, make_provider: Callable[[], Any]) -> None:
+        if self._provider is None:
+            self._provider = make_provider()
 
     def start(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)
