@@ -222,15 +222,14 @@ def test_max_pending_tasks_must_be_positive():
 # ---------------------------------------------------------------- SystemExit in an app, a callback, a handler
 
 def test_sys_exit_in_a_thread_app_fails_its_future_and_the_script_goes_on(make_dfk):
-    from parsl_lite.app.errors import AppException
-    from parsl_lite.dataflow.errors import AppExit
+    from parsl_lite.dataflow.errors import AppExit, DataFlowException
 
     make_dfk(executors=[ThreadPoolExecutor(max_threads=1)])
     exits = python_app(lambda code: __import__("sys").exit(code))
     fut = exits(3)
     with pytest.raises(AppExit, match=r"raised SystemExit\(3\)") as caught:
         fut.result(timeout=10)  # an Exception, not the SystemExit: an uncaught one does not end the script
-    assert isinstance(caught.value, AppException) and caught.value.code == 3
+    assert isinstance(caught.value, DataFlowException) and caught.value.code == 3
     assert isinstance(caught.value.__cause__, SystemExit)
     assert where().result(timeout=10).startswith("parsl_lite-threads")  # the only thread is still there
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from parsl_lite.app.errors import AppException
 from parsl_lite.errors import ParslError
 
 
@@ -92,7 +91,7 @@ class KernelShutdown(DataFlowException):
     """
 
 
-class AppExit(AppException, DataFlowException):
+class AppExit(DataFlowException):
     """The app raised ``SystemExit`` or ``KeyboardInterrupt`` itself (e.g. it called ``sys.exit(3)``).
 
     On executors that run apps inside the user's process (threads, join
