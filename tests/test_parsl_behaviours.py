@@ -190,3 +190,25 @@ def test_file_without_a_local_path_says_no_local_path_with_parsls_repr():
     assert str(info.value) == f"No local_path set for {expected}"
     remote.local_path = "/tmp/in.txt"
     assert remote.filepath == "/tmp/in.txt" and repr(remote).endswith(" local_path=/tmp/in.txt>")
+
+
+# ---------------------------------------------------------------- retry handler
+
+
+def test_a_retry_handler_that_raises_fails_the_task_with_its_exception(make_dfk):
+    seen = []
+
+    class HandlerBroke(RuntimeError):
+        pass
+
+    def handler(exc, record):
+        seen.append(exc)
+        raise HandlerBroke(f"cannot price {type(exc).__name__}")
+
+    make_dfk(retries=3, retry_handler=handler)
+    fut = boom("app failed")
+    with pytest.raises(HandlerBroke, match="cannot price ValueError") as info:
+        fut.result(timeout=10)
+    assert len(seen) == 1  # no retries after the handler raised
+    assert isinstance(info.value.__context__, ValueError)  # raised while handling the app's exception
+    assert fut.task_record.fail_count == 1 and fut.task_status() == "failed"

@@ -18,12 +18,10 @@ import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
-from parsl_lite.app.errors import AppException, BadOutputs
 from parsl_lite.config import Config
-from parsl_lite.data_provider.files import File
 from parsl_lite.dataflow import arguments
 from parsl_lite.dataflow.errors import AppExit, DependencyError, JoinError, KernelShutdown
-from parsl_lite.dataflow.futures import AppFuture, DataFuture
+from parsl_lite.dataflow.futures import AppFuture
 from parsl_lite.jobs.job_status_poller import JobStatusPoller
 from parsl_lite.dataflow.graph import (
     AwaitJoin, CheckMemo, DependencyDone, ExecFailed, ExecStarted, ExecSucceeded, Finish, JoinStarted,
@@ -33,7 +31,6 @@ from parsl_lite.dataflow.graph import (
 from parsl_lite.dataflow.rundirs import make_rundir
 from parsl_lite.dataflow.signals import SigtermCleanup
 from parsl_lite.dataflow.states import States
-from parsl_lite.dataflow.streams import resolve_std_streams
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.log_utils import remove_handler, set_file_logger
@@ -120,7 +117,8 @@ class DataFlowKernel:
     def submit(self, func: Callable, app_args: tuple, executors: "str | Sequence[str]" = "all",
                cache: bool = False, ignore_for_cache: Sequence[str] = (), app_kwargs: Optional[dict] = None,
                join: bool = False, executable: Optional[Callable] = None,
-               resource_specification: Optional[dict] = None) -> AppFuture:
+               resource_specification: Optional[dict] = None,
+               prepare: Optional[Callable[[TaskRecord, AppFuture], None]] = None) -> AppFuture:
         """Create a task and return its future; it launches when its dependencies are done.
 
         Args:
@@ -133,6 +131,10 @@ class DataFlowKernel:
             join: the function returns futures to wait for (a join app).
             executable: what the executor runs, if not ``func`` (a bash or walltime wrapper).
             resource_specification: passed to the executor.
+            prepare: called as ``prepare(record, app_fu)`` once the task has its id, when
+                there are keyword arguments: the app layer's check of the call (streams,
+                ``outputs``: :func:`parsl_lite.app.call.prepare_call`). What it raises
+                fails the task's future.
 
         Raises:
             ConfigurationError: ``executors`` names a label this config lacks.
@@ -156,10 +158,10 @@ class DataFlowKernel:
         record.kernel = self
         app_fu = AppFuture(record)
         record.app_fu = app_fu
-        if kwargs:
+        if kwargs and prepare is not None:
             try:
-                self._prepare_streams_and_outputs(record, app_fu)
-            except AppException as exc:
+                prepare(record, app_fu)
+            except Exception as exc:
                 with self._lock:
                     actions = self._graph.handle(TaskRejected(record))
                 self._apply(actions, exc=exc)
@@ -286,19 +288,29 @@ class DataFlowKernel:
         if record.fail_history is None:
             record.fail_history = []
         record.fail_history.append(repr(exc))
-        cost = self._failure_cost(record, exc)
+        cost, exc = self._failure_cost(record, exc)
         with self._lock:
             actions = self._graph.handle(ExecFailed(record.id, cost))
         self._apply(actions, exc=exc)
 
-    def _failure_cost(self, record: TaskRecord, exc: BaseException) -> float:
+    def _failure_cost(self, record: TaskRecord, exc: BaseException) -> tuple[float, BaseException]:
+        """The retry handler's cost for this failure, and the exception the task fails with.
+
+        As in Parsl, a handler that raises stops the retries, and what it raised
+        becomes the task's exception (its ``__context__`` is the app's). A
+        ``SystemExit`` from it must not reach ``result()`` (it would end the
+        script), so then the task keeps the app's exception.
+        """
         if self._retry_handler is None:
-            return 1.0
+            return 1.0, exc
         try:
-            return float(self._retry_handler(exc, record))
-        except (Exception, SystemExit):
-            logger.exception("task %d: retry_handler raised; not retrying", record.id)
-            return float("inf")
+            return float(self._retry_handler(exc, record)), exc
+        except Exception as handler_exc:
+            logger.exception("task %d: retry_handler raised - will not retry", record.id)
+            return float("inf"), handler_exc
+        except SystemExit:
+            logger.exception("task %d: retry_handler raised SystemExit - will not retry", record.id)
+            return float("inf"), exc
 
     # ------------------------------------------------------------ actions out
 
@@ -475,15 +487,6 @@ class DataFlowKernel:
                 raise ConfigurationError("executors", f"unknown executor label(s) {unknown}; "
                                                       f"this config has {list(self._labels)}")
         return labels[0] if len(labels) == 1 else random.choice(labels)
-
-    def _prepare_streams_and_outputs(self, record: TaskRecord, app_fu: AppFuture) -> None:
-        resolve_std_streams(record, self.run_dir, self.config.std_autopath)
-        outputs = arguments.output_files(record.kwargs)
-        for index, item in enumerate(outputs):
-            if not isinstance(item, File):
-                raise BadOutputs(f"task {record.id} ({record.func_name}): outputs[{index}] must be a File, "
-                                 f"got {type(item).__name__} {item!r}")
-        app_fu._outputs = [DataFuture(app_fu, f, record.id) for f in outputs]
 
     def _abandon(self, tid: TaskId, cause: Optional[BaseException]) -> None:
         """Fail one unfinished task with :class:`KernelShutdown` (``cause``: what the executor said)."""
