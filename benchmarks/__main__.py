@@ -5,6 +5,7 @@ Examples::
     python -m benchmarks run noop --executor threads --repeats 3
     python -m benchmarks run all --executor threads --sizes 1000 --repeats 1
     python -m benchmarks report
+    python -m benchmarks scale --pools 1,50,200 --tasks 100000
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmarks import records, report, runner
+from benchmarks import records, report, runner, scale
 from benchmarks.adapters import ADAPTERS, adapters_for
 from benchmarks.cases import CASES
 
@@ -65,6 +66,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--output", type=Path, default=records.RESULTS_PATH)
 
     sub.add_parser("list", help="show the registered cases and adapters")
+    scale.build_parser(sub.add_parser(
+        "scale", help="one real interchange serving N simulated pools (records/scale.jsonl)"))
     return parser
 
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     args = _build_parser().parse_args(argv)
-    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list}
+    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "scale": scale.main}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import records
+from benchmarks import records, scale_report
 from benchmarks.adapters import ADAPTERS
 from benchmarks.cases import CASES, Figure
 
@@ -51,9 +51,11 @@ def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
     """
     by_group: dict[tuple[str, str], list[Record]] = defaultdict(list)
     runs: dict[str, list[Record]] = defaultdict(list)
+    all_records = list(all_records)
     for rec in all_records:
-        by_group[(rec["case"], rec["executor"])].append(rec)
         runs[rec.get("run_id", "?")].append(rec)
+        if rec["case"] != scale_report.CASE:  # its own section (scale_report.py): columns are N, not libraries
+            by_group[(rec["case"], rec["executor"])].append(rec)
     images = set(images)
     lines = [
         "# Benchmark results",
@@ -77,6 +79,7 @@ def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
         lines += _render_group(case, executor, selected[(case, executor)])
         if executor == _HTEX and f"{case}.png" in images:
             lines[-1:-1] = ["", f"![{case}, {executor} group]({case}.png)"]
+    lines += scale_report.render(all_records)
     lines += _render_history(runs)
     return "\n".join(lines) + "\n"
 
