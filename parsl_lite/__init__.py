@@ -25,7 +25,7 @@ _LAZY = {
     "bash_app": "parsl_lite.app.app", "join_app": "parsl_lite.app.app", "python_app": "parsl_lite.app.app",
     "Config": "parsl_lite.config", "File": "parsl_lite.data_provider.files",
     "DataFlowKernel": "parsl_lite.dataflow.kernel", "DataFlowKernelLoader": "parsl_lite.dataflow.loader",
-    "AUTO_LOGNAME": "parsl_lite.dataflow.streams", "ThreadPoolExecutor": "parsl_lite.executors.threads",
+    "AUTO_LOGNAME": "parsl_lite.app.call", "ThreadPoolExecutor": "parsl_lite.executors.threads",
     "HighThroughputExecutor": "parsl_lite.executors.htex.executor",
     "set_file_logger": "parsl_lite.log_utils", "set_stream_logger": "parsl_lite.log_utils",
 }

@@ -10,6 +10,7 @@ import functools
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from parsl_lite.app.bash import BashRunner
+from parsl_lite.app.call import prepare_call
 from parsl_lite.app.signature import SPECIAL_KWARGS, KeywordFilter, accepted_specials, signature_defaults
 from parsl_lite.app.timeout import WalltimeLimited
 from parsl_lite.dataflow.futures import AppFuture
@@ -51,7 +52,7 @@ class AppBase:
     def _submit(self, executable: Callable, args: tuple, kwargs: dict, resource_specification: Optional[dict]
                 ) -> AppFuture:
         return self._kernel().submit(self.func, args, self.executors, self.cache, self.ignore_for_cache, kwargs,
-                                     self.join, executable, resource_specification)
+                                     self.join, executable, resource_specification, prepare_call)
 
     def _with_defaults(self, kwargs: dict) -> dict:
         if not self._defaults:

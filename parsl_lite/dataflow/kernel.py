@@ -67,6 +67,7 @@ class DataFlowKernel:
         self._graph = TaskGraph(self.config.retries)
         self._ids = itertools.count()
         self._listeners: list[Callable[[StateChanged], None]] = []
+        self._cleanup_listeners: list[Callable[["DataFlowKernel"], None]] = []
         self._finished: dict[TaskId, TaskRecord] = {}
         self._cleanup_called = False
         self._retry_handler = self.config.retry_handler
@@ -113,6 +114,14 @@ class DataFlowKernel:
         """Call ``listener(StateChanged)`` on every task state transition (from kernel threads)."""
         self._listeners.append(listener)
         self._graph.observed = True
+
+    def add_cleanup_listener(self, listener: Callable[["DataFlowKernel"], None]) -> None:
+        """Call ``listener(kernel)`` at the end of :meth:`cleanup` (the loader forgets the kernel then).
+
+        The kernel does not know who loaded it; whoever holds it registers here
+        (no kernel -> loader import).
+        """
+        self._cleanup_listeners.append(listener)
 
     def submit(self, func: Callable, app_args: tuple, executors: "str | Sequence[str]" = "all",
                cache: bool = False, ignore_for_cache: Sequence[str] = (), app_kwargs: Optional[dict] = None,
@@ -226,9 +235,11 @@ class DataFlowKernel:
         finally:
             atexit.unregister(self._atexit_cleanup)
             self._sigterm.restore()
-            from parsl_lite.dataflow.loader import DataFlowKernelLoader
-
-            DataFlowKernelLoader.forget(self)
+            for listener in self._cleanup_listeners:
+                try:
+                    listener(self)
+                except Exception:
+                    logger.exception("cleanup listener %r failed", listener)
             logger.info("kernel cleanup done")
             self._detach_log()
 

@@ -69,6 +69,7 @@ class DataFlowKernelLoader:
             else:
                 built = load_config(config)
             cls._dfk = DataFlowKernel(built)
+            cls._dfk.add_cleanup_listener(cls.forget)
             return cls._dfk
 
     @classmethod
@@ -95,7 +96,7 @@ class DataFlowKernelLoader:
 
     @classmethod
     def forget(cls, dfk: Any) -> None:
-        """Called by a kernel's cleanup: it is no longer the current one."""
+        """A loaded kernel's cleanup listener: it is no longer the current one."""
         with cls._lock:
             if cls._dfk is dfk:
                 cls._dfk = None

@@ -1,10 +1,22 @@
-"""``stdout``/``stderr`` arguments: checked at the call, ``AUTO_LOGNAME`` made concrete."""
+"""Preparing an app call for the kernel: ``stdout``/``stderr`` and ``outputs``.
+
+The app layer checks what only apps have (stream specs, ``AUTO_LOGNAME``,
+output ``File`` objects) so that the kernel knows nothing of ``app/``
+(shared/DESIGN.md, rule 1). The kernel calls :func:`prepare_call` from
+``submit`` (apps pass it as ``prepare=``) once the task has its id, since an
+``AUTO_LOGNAME`` path names the task; whatever it raises fails the task's
+future.
+"""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional
+from typing import Any
 
-from parsl_lite.app.errors import BadStdStreamFile
+from parsl_lite.app.errors import BadOutputs, BadStdStreamFile
+from parsl_lite.data_provider.files import File
+from parsl_lite.dataflow.futures import DataFuture
+
+__all__ = ["AUTO_LOGNAME", "AutoLogname", "default_std_autopath", "prepare_call", "resolve_std_streams"]
 
 
 class AutoLogname:
@@ -28,7 +40,7 @@ def default_std_autopath(record: Any, kw: str) -> str:
                         f"task_{record.id:04d}_{record.func_name}{label}.{kw}")
 
 
-def resolve_std_streams(record: Any, run_dir: str, std_autopath: Optional[Callable] = None) -> None:
+def resolve_std_streams(record: Any, std_autopath: Any = None) -> None:
     """Check ``stdout``/``stderr`` in ``record.kwargs``; replace ``AUTO_LOGNAME`` by a path.
 
     Raises:
@@ -50,3 +62,25 @@ def resolve_std_streams(record: Any, run_dir: str, std_autopath: Optional[Callab
         elif not isinstance(spec, (str, os.PathLike)):
             raise BadStdStreamFile(f"task {record.id}: {kw} must be a path, (path, mode) or AUTO_LOGNAME, "
                                    f"got {type(spec).__name__} {spec!r}")
+
+
+def prepare_call(record: Any, app_fu: Any) -> None:
+    """Resolve the call's streams and give its future one ``DataFuture`` per output ``File``.
+
+    Args:
+        record: the new task's record (``id``, ``kwargs``, ``kernel`` set).
+        app_fu: its ``AppFuture``.
+
+    Raises:
+        BadStdStreamFile: a bad ``stdout``/``stderr``.
+        BadOutputs: an ``outputs`` item that is not a ``File``.
+    """
+    resolve_std_streams(record, record.kernel.config.std_autopath)
+    outputs = record.kwargs.get("outputs")
+    if not outputs:
+        return
+    for index, item in enumerate(outputs):
+        if not isinstance(item, File):
+            raise BadOutputs(f"task {record.id} ({record.func_name}): outputs[{index}] must be a File, "
+                             f"got {type(item).__name__} {item!r}")
+    app_fu._outputs = [DataFuture(app_fu, f, record.id) for f in outputs]
