@@ -5,13 +5,17 @@ through a real kernel on threads.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from concurrent.futures import Future
 
 import pytest
+from typeguard import TypeCheckError
 
-from parsl_lite import File, join_app, python_app
+from parsl_lite import AUTO_LOGNAME, File, bash_app, join_app, python_app
+from parsl_lite.app.errors import BadStdStreamFile
 from parsl_lite.dataflow.errors import DependencyError, JoinError
+from parsl_lite.dataflow.futures import DataFuture
 
 
 @python_app
@@ -212,3 +216,71 @@ def test_a_retry_handler_that_raises_fails_the_task_with_its_exception(make_dfk)
     assert len(seen) == 1  # no retries after the handler raised
     assert isinstance(info.value.__context__, ValueError)  # raised while handling the app's exception
     assert fut.task_record.fail_count == 1 and fut.task_status() == "failed"
+
+
+# ---------------------------------------------------------------- stdout / stderr
+
+
+@bash_app
+def echo_to_streams(msg, stderr=None, stdout=None):
+    return f'echo "{msg}"; echo "{msg}" >&2'
+
+
+@pytest.mark.parametrize("err_type,spec", [
+    (TypeCheckError, ["t3.out", "w"]),        # a list, not a tuple
+    (TypeCheckError, ("t4.out", None)),       # no mode
+    (TypeCheckError, (42, "w")),              # not a path
+    (TypeCheckError, ("t6.out", "w", 42)),    # a 3-tuple
+    (TypeCheckError, ("t7.out",)),            # a 1-tuple
+    (TypeCheckError, 42),                     # not a str
+    (BadStdStreamFile, ("t8.out", "badmode")),
+], ids=["list", "null_mode", "not_a_string", "3tuple", "1tuple", "int", "bad_mode"])
+def test_a_bad_stdout_spec_fails_the_call_as_parsl(dfk, tmp_path, monkeypatch, err_type, spec):
+    monkeypatch.chdir(tmp_path)
+    fut = echo_to_streams("Hello world", stdout=spec, stderr="t.err")
+    assert fut.done()  # refused at the call: the task never runs
+    with pytest.raises(err_type):
+        fut.result()
+    assert not os.path.exists(tmp_path / "t.err")
+
+
+def test_a_path_is_appended_to_and_a_w_tuple_truncates(dfk, tmp_path):
+    out, err = str(tmp_path / "t1.out"), str(tmp_path / "t1.err")
+    for _ in range(2):
+        echo_to_streams("hi", stdout=out, stderr=err).result(timeout=10)
+    assert open(out).read() == "hi\nhi\n"  # Parsl's default mode is 'a+'
+    for _ in range(2):
+        echo_to_streams("hi", stdout=(out, "w"), stderr=err).result(timeout=10)
+    assert open(out).read() == "hi\n"
+    echo_to_streams("again", stdout=(out, "a"), stderr=err).result(timeout=10)
+    assert open(out).read() == "hi\nagain\n"
+    header = '--> executable follows <--\necho "hi"; echo "hi" >&2\n--> end executable <--\n'
+    assert open(err).read().startswith(header + "hi\n")  # Parsl heads stderr with the command
+
+
+def test_a_file_as_stdout_gives_a_data_future(dfk, tmp_path):
+    target = File(str(tmp_path / "out.txt"))
+    fut = echo_to_streams("to a file", stdout=target)
+    assert isinstance(fut.stdout, DataFuture)
+    assert fut.stdout.result(timeout=10) is target
+    assert fut.result() == 0 and open(target).read() == "to a file\n"
+    plain = echo_to_streams("x", stdout=str(tmp_path / "p.txt"))
+    assert plain.stdout == str(tmp_path / "p.txt")
+
+
+def test_auto_logname_paths_have_parsls_format(dfk):
+    fut = echo_to_streams("auto", stdout=AUTO_LOGNAME, stderr=AUTO_LOGNAME)
+    fut.result(timeout=10)
+    logs = os.path.join(dfk.run_dir, "task_logs", "0000")
+    assert fut.stdout == os.path.join(logs, f"task_{fut.tid:04d}_echo_to_streams.stdout")
+    assert fut.stderr == os.path.join(logs, f"task_{fut.tid:04d}_echo_to_streams.stderr")
+    assert open(fut.stdout).read() == "auto\n"
+
+    @bash_app
+    def labelled(label=None, stdout=None):
+        return "echo labelled"
+
+    fut = labelled(label="mine", stdout=AUTO_LOGNAME)
+    fut.result(timeout=10)
+    assert fut.stdout == os.path.join(logs, f"task_{fut.tid:04d}_labelled_mine.stdout")
+    assert AUTO_LOGNAME == -1  # Parsl's value

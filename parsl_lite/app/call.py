@@ -10,58 +10,59 @@ future.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
-from parsl_lite.app.errors import BadOutputs, BadStdStreamFile
+from parsl_lite.app.bash import check_std_stream
+from parsl_lite.app.errors import BadOutputs
 from parsl_lite.data_provider.files import File
 from parsl_lite.dataflow.futures import DataFuture
 
-__all__ = ["AUTO_LOGNAME", "AutoLogname", "default_std_autopath", "prepare_call", "resolve_std_streams"]
+__all__ = ["AUTO_LOGNAME", "default_std_autopath", "prepare_call", "resolve_std_streams"]
 
 
-class AutoLogname:
-    """Sentinel for ``stdout=AUTO_LOGNAME``: a path under the run directory, chosen per task."""
-
-    def __repr__(self) -> str:
-        return "AUTO_LOGNAME"
-
-    def __reduce__(self) -> str:
-        return "AUTO_LOGNAME"  # unpickles as this module's singleton
-
-
-AUTO_LOGNAME = AutoLogname()
-_MODES = ("w", "a")
+AUTO_LOGNAME = -1  # Parsl's value: stdout=AUTO_LOGNAME asks for a path under the run directory
 
 
 def default_std_autopath(record: Any, kw: str) -> str:
-    """``<run_dir>/task_logs/0000/task_0007_name.stdout``: one folder per 10,000 tasks."""
-    label = f"_{record.executor}" if record.executor else ""
-    return os.path.join(record.kernel.run_dir, "task_logs", f"{record.id // 10000:04d}",
-                        f"task_{record.id:04d}_{record.func_name}{label}.{kw}")
+    """Parsl's path: ``<run_dir>/task_logs/0000/task_0007_<func>[_<label>].stdout`` (10,000 per folder).
+
+    ``label`` is the call's ``label=`` keyword argument, if it has one.
+    """
+    label = record.kwargs.get("label")
+    return os.path.join(record.kernel.run_dir, "task_logs", str(record.id // 10000).zfill(4),
+                        f"task_{str(record.id).zfill(4)}_{record.func_name}"
+                        f"{'' if label is None else f'_{label}'}.{kw}")
 
 
-def resolve_std_streams(record: Any, std_autopath: Any = None) -> None:
-    """Check ``stdout``/``stderr`` in ``record.kwargs``; replace ``AUTO_LOGNAME`` by a path.
+def resolve_std_streams(record: Any, std_autopath: Any = None) -> Optional[list[File]]:
+    """Check ``stdout``/``stderr`` in ``record.kwargs`` as Parsl's worker would; make ``AUTO_LOGNAME`` a path.
+
+    An ``AUTO_LOGNAME`` stream is left out of the memo hash (Parsl adds it to
+    ``ignore_for_cache``). Returns the streams given as ``File`` objects
+    (``[stdout, stderr]``, None for each other kind), or None if there are none.
 
     Raises:
-        BadStdStreamFile: a stream is not a path, a ``(path, mode)`` pair with
-            mode ``w`` or ``a``, or ``AUTO_LOGNAME``.
+        TypeCheckError: a spec of the wrong type (a list, a 1- or 3-tuple, not a str).
+        BadStdStreamFile: a mode ``open()`` would refuse.
     """
     kwargs = record.kwargs
-    for kw in ("stdout", "stderr"):
+    files: Optional[list] = None
+    for index, kw in enumerate(("stdout", "stderr")):
         spec = kwargs.get(kw)
         if spec is None:
             continue
-        if spec is AUTO_LOGNAME:
+        if type(spec) is int and spec == AUTO_LOGNAME:
             path = (std_autopath or default_std_autopath)(record, kw)
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             kwargs[kw] = path
-        elif isinstance(spec, tuple):
-            if (len(spec) != 2 or not isinstance(spec[0], (str, os.PathLike)) or spec[1] not in _MODES):
-                raise BadStdStreamFile(f"task {record.id}: {kw}={spec!r} must be (path, 'w' or 'a')")
-        elif not isinstance(spec, (str, os.PathLike)):
-            raise BadStdStreamFile(f"task {record.id}: {kw} must be a path, (path, mode) or AUTO_LOGNAME, "
-                                   f"got {type(spec).__name__} {spec!r}")
+            if kw not in record.ignore_for_cache:
+                record.ignore_for_cache = (*record.ignore_for_cache, kw)
+            continue
+        check_std_stream(kw, spec)
+        if isinstance(spec, File):
+            files = files or [None, None]
+            files[index] = spec
+    return files
 
 
 def prepare_call(record: Any, app_fu: Any) -> None:
@@ -72,10 +73,16 @@ def prepare_call(record: Any, app_fu: Any) -> None:
         app_fu: its ``AppFuture``.
 
     Raises:
-        BadStdStreamFile: a bad ``stdout``/``stderr``.
+        TypeCheckError, BadStdStreamFile: a bad ``stdout``/``stderr``.
         BadOutputs: an ``outputs`` item that is not a ``File``.
     """
-    resolve_std_streams(record, record.kernel.config.std_autopath)
+    files = resolve_std_streams(record, record.kernel.config.std_autopath)
+    if files is not None:  # Parsl: a File as a stream makes the future's stdout/stderr a DataFuture
+        stdout, stderr = files
+        if stdout is not None:
+            app_fu._stdout_future = DataFuture(app_fu, stdout, record.id)
+        if stderr is not None:
+            app_fu._stderr_future = DataFuture(app_fu, stderr, record.id)
     outputs = record.kwargs.get("outputs")
     if not outputs:
         return

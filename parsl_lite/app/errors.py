@@ -61,12 +61,17 @@ class MissingOutputs(AppException):
 
 
 class BadStdStreamFile(AppException):
-    """``stdout``/``stderr`` is not a path, a ``(path, mode)`` pair, or ``AUTO_LOGNAME``."""
+    """A ``stdout``/``stderr`` file cannot be opened (a bad mode, a bad directory). Parsl's message.
+
+    Args:
+        reason: the file's path, or what is wrong.
+        exception: what ``open()`` (or the mode check) raised, if anything.
+    """
 
     def __init__(self, reason: str, exception: Optional[BaseException] = None) -> None:
         self.reason = reason
         self.exception = exception
-        super().__init__(reason if exception is None else f"{reason}: {exception}")
+        super().__init__(f"Bad Stream File: {reason}" + ("" if exception is None else f" ({exception})"))
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.reason, self.exception))

@@ -82,6 +82,8 @@ class AppFuture(_Chainable):
         super().__init__()
         self.task_record = task_record
         self._outputs: list = []
+        self._stdout_future: Optional["DataFuture"] = None  # set when stdout=File(...), as in Parsl
+        self._stderr_future: Optional["DataFuture"] = None
 
     @property
     def tid(self) -> int:
@@ -95,10 +97,16 @@ class AppFuture(_Chainable):
 
     @property
     def stdout(self) -> Any:
+        """The call's ``stdout``: its path or ``(path, mode)``, or a ``DataFuture`` when it was a ``File``."""
+        if self._stdout_future is not None:
+            return self._stdout_future
         return (self.task_record.kwargs or {}).get("stdout")
 
     @property
     def stderr(self) -> Any:
+        """The call's ``stderr``, like :attr:`stdout`."""
+        if self._stderr_future is not None:
+            return self._stderr_future
         return (self.task_record.kwargs or {}).get("stderr")
 
     def task_status(self) -> str:
