@@ -91,7 +91,9 @@ class SimProcesses:
             one = self._read(proc, deadline)
             total["lost"].update(one.pop("lost"))
             for key, value in one.items():
-                if isinstance(value, (int, float)) and key != "time":
+                if key.endswith("_max"):
+                    total[key] = max(total.get(key, 0), value)
+                elif isinstance(value, (int, float)) and key != "time":
                     total[key] = total.get(key, 0) + value
         return total
 
@@ -207,7 +209,9 @@ def _idle_phase(ix: int, sims: SimProcesses, idle_s: float) -> dict[str, float]:
     time.sleep(idle_s)  # the phase's length: nothing else is waited for
     cpu1, after, t1 = _cpu_s(ix), sims.stats(), time.monotonic()
     acks = after["heartbeat_acks"] - before["heartbeat_acks"]
-    return {"idle_heartbeats_per_s": acks / (t1 - t0), "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+    rtt = after["heartbeat_rtt_s_sum"] - before["heartbeat_rtt_s_sum"]
+    return {"idle_heartbeat_rtt_ms": 1e3 * rtt / acks if acks else math.nan,
+            "idle_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],"idle_heartbeats_per_s": acks / (t1 - t0), "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
             "ix_cpu_us_per_heartbeat": 1e6 * (cpu1 - cpu0) / acks if acks else math.nan,
             "ix_rss_mib_idle": psutil.Process(ix).memory_info().rss / 2**20}
 
@@ -231,6 +235,7 @@ def _load_phase(executor: Any, ix: int, sims: SimProcesses, tasks: int, timeout_
     batches = after["task_batches"] - before["task_batches"]
     beats = after["heartbeat_acks"] - before["heartbeat_acks"]
     sent = after["heartbeats_sent"] - before["heartbeats_sent"]
+    rtt = after["heartbeat_rtt_s_sum"] - before["heartbeat_rtt_s_sum"]
     done = after["tasks"] - before["tasks"]
     if done != tasks:
         raise RuntimeError(f"the simulated workers answered {done} tasks, {tasks} were submitted")
@@ -239,6 +244,8 @@ def _load_phase(executor: Any, ix: int, sims: SimProcesses, tasks: int, timeout_
             "ix_cpu_us_per_message": 1e6 * (cpu1 - cpu0) / (2 * batches + beats),
             "tasks_per_batch": tasks / batches if batches else math.nan,
             "load_heartbeats_per_s": beats / wall, "load_heartbeats_sent_per_s": sent / wall,
+            "load_heartbeat_rtt_ms": 1e3 * rtt / beats if beats else math.nan,
+            "load_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],
             "sim_cpu_pct": 100 * (sim1 - sim0) / wall,
             "ix_rss_mib_peak": sampler.peak / 2**20}
 

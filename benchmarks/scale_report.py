@@ -32,6 +32,10 @@ FIGURES: tuple[tuple[str, str, bool], ...] = (
     ("ix_cpu_us_per_heartbeat", "interchange CPU per heartbeat, idle, µs", False),
     ("load_heartbeats_sent_per_s", "heartbeats sent per s while tasks run", True),
     ("load_heartbeats_per_s", "heartbeats answered per s while tasks run", True),
+    ("idle_heartbeat_rtt_ms", "heartbeat round trip (pool → interchange → pool), idle, mean, ms", False),
+    ("idle_heartbeat_rtt_max_ms", "heartbeat round trip, idle, longest, ms", False),
+    ("load_heartbeat_rtt_ms", "heartbeat round trip while tasks run, mean, ms", False),
+    ("load_heartbeat_rtt_max_ms", "heartbeat round trip while tasks run, longest, ms", False),
     ("pools_lost", "pools declared lost or told to shut down", False),
     ("connect_s", "simulators started → N × W workers connected, s", False),
 )

@@ -19,7 +19,8 @@ input after every wake-up and after every send on it, and every socket is
 swept twice a second as a safety net.
 
 Control on stdin, one word a line; answers are JSON lines on stdout:
-``stats`` (the counters now), ``quit`` (the counters, then exit). The first
+``stats`` (the counters now; ``heartbeat_rtt_s_max`` is the longest
+heartbeat round trip since the previous ``stats``), ``quit`` (the counters, then exit). The first
 line written is ``{"event": "registered", ...}`` once every pool got its reply.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import select
 import sys
 import time
 import uuid
+from collections import deque
 from typing import Any, Optional
 
 import zmq
@@ -69,6 +71,7 @@ class SimPool:
         self.next_beat = float("inf")
         self.period = 1.0
         self.workers: list[SimWorker] = []
+        self.beats_out: deque[float] = deque()   # send times of heartbeats not yet answered
         self.shutdown_reason: Optional[str] = None
 
 
@@ -85,7 +88,7 @@ class Simulator:
         self.owner: dict[int, Any] = {}     # ZMQ descriptor -> SimPool or SimWorker
         self.payload = serialize(None)
         self.counts = {"tasks": 0, "task_batches": 0, "heartbeats_sent": 0, "heartbeat_acks": 0,
-                       "unexpected": 0, "malformed": 0}
+                       "unexpected": 0, "malformed": 0, "heartbeat_rtt_s_sum": 0.0, "heartbeat_rtt_s_max": 0.0}
         self.pools = [self._new_pool(first_block + i) for i in range(pools)]
         self.running = True
         self.announced = False
@@ -132,6 +135,7 @@ class Simulator:
             for pool in self.pools:
                 if now >= pool.next_beat:
                     self._send(pool.sock, Heartbeat(pool.manager_id))
+                    pool.beats_out.append(now)
                     self.counts["heartbeats_sent"] += 1
                     pool.next_beat = now + pool.period
                     self._service(pool)
@@ -170,7 +174,11 @@ class Simulator:
 
     def _on_pool(self, pool: SimPool, message: Message) -> None:
         if type(message) is HeartbeatAck:
-            self.counts["heartbeat_acks"] += 1
+            rtt = time.monotonic() - pool.beats_out.popleft() if pool.beats_out else 0.0
+            counts = self.counts
+            counts["heartbeat_acks"] += 1
+            counts["heartbeat_rtt_s_sum"] += rtt
+            counts["heartbeat_rtt_s_max"] = max(counts["heartbeat_rtt_s_max"], rtt)
         elif type(message) is RegisterReply:
             if not message.accepted:
                 pool.shutdown_reason = f"refused: {message.reason}"
@@ -204,6 +212,7 @@ class Simulator:
     def _command(self, word: str) -> None:
         if word == "stats":
             self._say(self.stats())
+            self.counts["heartbeat_rtt_s_max"] = 0.0  # a maximum per window between two "stats"
         elif word in ("quit", ""):
             self._say(self.stats())
             self.running = False
