@@ -52,11 +52,12 @@ class Config(RepresentationMixin):
         strategy: block scaling: ``none``/None, ``simple``, ``htex_auto_scale``.
         strategy_period: seconds between strategy decisions.
         max_idletime: seconds a block may idle before it is released.
-        monitoring: a monitoring hub, or None.
+        monitoring: accepted for Parsl compatibility; there is no monitoring
+            hub yet, so anything but None is named in a warning at start.
         initialize_logging: write ``parsl.log`` into the run directory.
         usage_tracking: accepted for Parsl compatibility; parsl_lite never
-            sends usage data anywhere.
-        project_name: accepted for Parsl compatibility.
+            sends usage data anywhere (a non-zero level is named in a warning).
+        project_name: accepted for Parsl compatibility, unused (warned about).
         max_pending_tasks: unfinished tasks at which an app call from the
             user's code blocks until some finish (backpressure, so a script
             that submits millions of apps does not grow queues without bound);
@@ -129,6 +130,19 @@ class Config(RepresentationMixin):
     @property
     def executors(self) -> tuple[ParslExecutor, ...]:
         return self._executors
+
+    def unused_parameters(self) -> list[str]:
+        """Parsl parameters given a non-default value that parsl_lite accepts and ignores.
+
+        The kernel names them in a warning when it starts: ``usage_tracking``
+        (nothing is ever sent), ``project_name`` (only usage tracking reads it),
+        ``monitoring`` (there is no monitoring hub yet).
+        """
+        unused = [name for name, value in (("usage_tracking", self.usage_tracking),
+                                           ("project_name", self.project_name)) if value]
+        if self.monitoring is not None:
+            unused.append("monitoring")
+        return unused
 
     def get_memoizer(self) -> Memoizer:
         """The configured memoizer, or a default ``BasicMemoizer``."""

@@ -63,6 +63,12 @@ class DataFlowKernel:
         self._log_handler = (set_file_logger(os.path.join(self.run_dir, "parsl.log"))
                              if self.config.initialize_logging else None)
         logger.info("parsl_lite kernel starting, run dir %s, pid %d", self.run_dir, os.getpid())
+        # Honest parameters: a Parsl parameter we accept and ignore is named once, when the kernel starts.
+        for owner, names in [("Config", self.config.unused_parameters())] + [
+                (f"executor {e.label!r}", e.unused_parameters()) for e in self.config.executors]:
+            for name in names:
+                logger.warning("%s: parameter %r is accepted for Parsl compatibility but parsl_lite does not "
+                               "use it; its value has no effect", owner, name)
         self._lock = threading.Lock()
         self._graph = TaskGraph(self.config.retries)
         self._ids = itertools.count()

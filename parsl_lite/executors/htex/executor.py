@@ -111,8 +111,10 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
 
     ``interchange_launch_cmd``, ``storage_access``, ``working_dir``, ``cpu_affinity``,
     ``available_accelerators``, ``address_probe_timeout``, ``manager_selector``,
-    ``block_error_handler`` and ``remote_monitoring_radio`` are accepted so that Parsl
-    configs load, and are not used.
+    ``poll_period`` and ``remote_monitoring_radio`` are accepted so that Parsl configs
+    load, and are not used; ``block_error_handler`` is a switch (a callable is not called).
+    Set to anything but their defaults, they are named in a warning when the kernel
+    starts (:meth:`unused_parameters`).
     """
 
     needs_serialization = True
@@ -225,6 +227,28 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     def use_default_provider(self, make_provider: Callable[[], Any]) -> None:
         if self._provider is None:
             self._provider = make_provider()
+
+    # Parsl parameters accepted so that Parsl configs load, each with its "not asked for" value.
+    _UNUSED_DEFAULTS: dict[str, Any] = {
+        "interchange_launch_cmd": None, "storage_access": None, "working_dir": None, "cpu_affinity": "none",
+        "available_accelerators": (), "address_probe_timeout": None, "manager_selector": None,
+        "poll_period": 10, "remote_monitoring_radio": None,
+    }
+
+    def unused_parameters(self) -> list[str]:
+        """Accepted Parsl parameters set to something other than their default, which we ignore.
+
+        ``block_error_handler`` is used as a switch (True/False); a callable is
+        not called (the built-in handler runs), so it counts as unused.
+        """
+        unused = []
+        for name, default in self._UNUSED_DEFAULTS.items():
+            value = getattr(self, name)
+            if not (value == default or (default == () and not value)):
+                unused.append(name)
+        if callable(self.block_error_handler):
+            unused.append("block_error_handler")
+        return unused
 
     def start(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)
