@@ -170,3 +170,20 @@ def test_parsl_import_paths_still_work():
 
     assert JobStatusPoller is poller and Strategy is strategy and JobState is neutral_state
     assert ExecutionProvider is base_provider is neutral_provider
+
+
+def test_the_loader_forgets_a_kernel_cleaned_up_directly(tmp_path):
+    """The kernel no longer imports the loader: the loader's cleanup listener does the forgetting."""
+    import parsl_lite
+    from parsl_lite.errors import NoDataFlowKernelError
+
+    dfk = parsl_lite.load(Config(executors=[ThreadPoolExecutor(label="threads")], run_dir=str(tmp_path)))
+    try:
+        assert parsl_lite.dfk() is dfk
+        dfk.cleanup()
+        with pytest.raises(NoDataFlowKernelError, match="Must first load config"):
+            parsl_lite.dfk()
+        again = parsl_lite.load(Config(executors=[ThreadPoolExecutor(label="threads")], run_dir=str(tmp_path)))
+        assert again is not dfk
+    finally:
+        parsl_lite.clear()

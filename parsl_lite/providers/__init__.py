@@ -2,7 +2,7 @@
 
 ``parsl_lite.config_loader`` resolves ``type = "LocalProvider"`` in a TOML
 config through ``__all__``. Job states and statuses are importable from here
-too (Parsl keeps them in ``parsl.jobs.states``); errors live in
+too (they live in ``parsl_lite.jobs.states``, as Parsl's in ``parsl.jobs.states``); errors live in
 ``parsl_lite.providers.errors``.
 
 Providers that need an optional client are imported on first use (PEP 562):
