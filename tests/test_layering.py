@@ -1,7 +1,8 @@
 """The imports hold shared/DESIGN.md's layers (rule 1): nothing below imports above.
 
 Every module under ``parsl_lite/`` is parsed with ``ast``; its imports, at
-module level and inside functions (a lazy import is still a dependency), are
+module level and inside functions (a lazy import is still a dependency), and
+module paths handed as strings to ``lazy_attributes`` or ``import_module``, are
 collected with relative imports resolved. The rules are checked against that
 graph, and each rule is shown to catch a planted violation, so the test can fail.
 """
@@ -24,6 +25,9 @@ LAYERS = ("parsl_lite.app", "parsl_lite.dataflow", "parsl_lite.executors", "pars
 
 # What providers implement and report: the one thing they may take from the layer above.
 INTERFACE = ("parsl_lite.jobs.provider", "parsl_lite.jobs.states")
+
+# Calls that import the module paths given as strings (PEP 562 lazy attributes, importlib).
+DYNAMIC_IMPORTERS = ("lazy_attributes", "import_module")
 
 
 def module_name(path: Path) -> str:
@@ -48,7 +52,15 @@ def imports_of(source: str, module: str, is_package: bool = False) -> set[str]:
                 origin = node.module or ""
             found.add(origin)
             found.update(f"{origin}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_IMPORTERS:
+            found.update(c.value for arg in node.args for c in ast.walk(arg)
+                         if isinstance(c, ast.Constant) and isinstance(c.value, str))
     return {name for name in found if name == "parsl_lite" or name.startswith("parsl_lite.")}
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -123,6 +135,10 @@ def test_the_imports_follow_the_layers():
     ("parsl_lite.dataflow.kernel", "import parsl_lite.executors.htex.executor\n", "only the executor interface"),
     ("parsl_lite.jobs.strategy", "from parsl_lite.providers.base import JobState\n", "the poller know"),
     ("parsl_lite.providers.local", "from parsl_lite.jobs import strategy\n", "layer above"),
+    ("parsl_lite.executors.htex.executor", "importlib.import_module('parsl_lite.providers.local')\n",
+     "never a provider"),
+    ("parsl_lite.dataflow.kernel", "__getattr__ = lazy_attributes('x', {}, {'A': 'parsl_lite.app.app'})\n",
+     "layer above"),
     ("parsl_lite.providers.local", "from parsl_lite.executors.base import ParslExecutor\n", "layer above"),
     ("parsl_lite.jobs.job_status_poller", "from parsl_lite.dataflow.kernel import DataFlowKernel\n", "layer above"),
 ])
