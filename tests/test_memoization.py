@@ -104,12 +104,14 @@ def test_different_args_kwargs_or_function_miss(tmp_path: Path) -> None:
     assert memoizer.check_memo(record(double, True, scale=2)) is None
 
 
-def test_failures_are_not_memoized(tmp_path: Path) -> None:
+def test_failures_are_memoized_for_the_run_but_never_checkpointed(tmp_path: Path) -> None:
     memoizer = started(tmp_path, checkpoint_mode="task_exit")
     rec = record(double, 1)
     assert memoizer.check_memo(rec) is None
-    memoizer.update_memo_exception(rec, ValueError("boom"))
-    assert memoizer.check_memo(record(double, 1)) is None
+    error = ValueError("boom")
+    memoizer.update_memo_exception(rec, error)
+    again = memoizer.check_memo(record(double, 1))
+    assert again is not None and again.exception() is error  # Parsl: the same exception object
     memoizer.close()
     assert not ckpt_file(tmp_path).exists()
 
@@ -218,18 +220,17 @@ def test_files_are_identified_by_path(tmp_path: Path) -> None:
     assert id_for_memo(_DuckFile("/data/a.txt")) != id_for_memo("/data/a.txt")
 
 
-def test_unencodable_argument_is_not_memoized(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unencodable_argument_raises_value_error(tmp_path: Path) -> None:
     memoizer = started(tmp_path)
     rec = record(double, (x for x in []))
-    with caplog.at_level(logging.WARNING, logger="parsl_lite.dataflow.memoization"):
-        assert memoizer.check_memo(rec) is None
-        assert memoizer.check_memo(record(double, (x for x in []))) is None
+    with pytest.raises(ValueError, match="cannot encode a generator for memoization"):
+        memoizer.check_memo(rec)  # Parsl fails such a task; the kernel turns this into its failure
     assert rec.hashsum is None
-    assert sum("not memoized" in r.message for r in caplog.records) == 1  # once per function, not per task
     memoizer.update_memo_result(rec, 1)  # no hashsum: ignored, no error
     looped: list = []
     looped.append(looped)
-    assert memoizer.check_memo(record(other, looped)) is None
+    with pytest.raises(RecursionError):
+        memoizer.check_memo(record(other, looped))
 
 
 class Color(enum.Enum):

@@ -284,3 +284,90 @@ def test_auto_logname_paths_have_parsls_format(dfk):
     fut.result(timeout=10)
     assert fut.stdout == os.path.join(logs, f"task_{fut.tid:04d}_labelled_mine.stdout")
     assert AUTO_LOGNAME == -1  # Parsl's value
+
+
+# ---------------------------------------------------------------- memoization
+
+
+def test_a_cached_bash_app_runs_once_per_call(dfk, tmp_path):
+    counter = tmp_path / "count"
+
+    @bash_app(cache=True)
+    def touch_once(word):
+        return f"echo {word} >> {counter}"
+
+    assert touch_once("a").result(timeout=10) == 0
+    again = touch_once("a")
+    assert again.result(timeout=10) == 0 and again.task_status() == "memo_done"
+    touch_once("b").result(timeout=10)
+    assert counter.read_text().split() == ["a", "b"]  # the second "a" did not run
+
+
+def test_a_memoized_failure_returns_the_same_exception_object_without_running(dfk, tmp_path):
+    counter = tmp_path / "count"
+
+    @python_app(cache=True)
+    def fails(x):
+        with open(counter, "a") as f:
+            f.write(".")
+        raise ValueError(f"bad {x}")
+
+    first = fails(1).exception(timeout=10)
+    second = fails(1)
+    assert second.exception(timeout=10) is first
+    assert second.task_status() == "failed"
+    assert counter.read_text() == "."
+
+
+class Opaque:
+    """Pickles, but with an identity users want to choose (e.g. a handle to a dataset)."""
+
+    def __init__(self, name, payload):
+        self.name, self.payload = name, payload
+
+
+def test_id_for_memo_is_a_singledispatch_users_register_types_on(dfk, tmp_path):
+    from parsl_lite.dataflow.memoization import id_for_memo
+
+    assert hasattr(id_for_memo, "registry") and id_for_memo.dispatch(Opaque) is id_for_memo.dispatch(object)
+
+    @id_for_memo.register(Opaque)
+    def _by_name(obj, output_ref=False):
+        return id_for_memo(obj.name, output_ref=output_ref)
+
+    counter = tmp_path / "count"
+
+    @python_app(cache=True)
+    def use(data):
+        with open(counter, "a") as f:
+            f.write(".")
+        return data.name
+
+    assert use(Opaque("ds1", payload=1)).result(timeout=10) == "ds1"
+    hit = use(Opaque("ds1", payload=2))  # same name: the registered encoder says it is the same call
+    assert hit.result(timeout=10) == "ds1" and hit.task_status() == "memo_done"
+    assert counter.read_text() == "."
+    assert id_for_memo.dispatch(Opaque) is _by_name
+
+
+def test_an_unmemoizable_argument_fails_the_call_with_value_error(dfk):
+    @python_app(cache=True)
+    def takes(x):
+        return 1
+
+    fut = takes(x for x in range(3))  # a generator: no encoding, no pickle
+    assert fut.done()  # decided at the call: the task never runs
+    with pytest.raises(ValueError, match="for memoization"):
+        fut.result()
+    assert fut.task_status() == "failed"
+
+
+def test_the_graph_fails_a_memo_hit_on_a_failure_without_retrying():
+    from parsl_lite.dataflow.graph import CheckMemo, Finish, MemoChecked, TaskGraph, TaskId, TaskRecord, TaskSubmitted
+    from parsl_lite.dataflow.states import States
+
+    graph = TaskGraph(retries=3)
+    record = TaskRecord(TaskId(0), "f", memoize=True)
+    assert graph.handle(TaskSubmitted(record, 0)) == [CheckMemo(record)]
+    assert graph.handle(MemoChecked(TaskId(0), hit=True, failed=True)) == [Finish(record, States.failed)]
+    assert len(graph) == 0

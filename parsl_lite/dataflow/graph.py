@@ -101,9 +101,10 @@ class DependencyDone:
 
 @dataclass(frozen=True, slots=True)
 class MemoChecked:
-    """The memo table was asked about a ready, cacheable task."""
+    """The memo table was asked about a ready, cacheable task (``failed``: it memoized an exception)."""
     task_id: TaskId
     hit: bool
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +264,8 @@ class TaskGraph:
         if record is None:  # already final (abandoned at shutdown): a late report
             return []
         actions: list[Action] = []
-        if event.hit:
-            self._finish(record, States.memo_done, actions)
+        if event.hit:  # a memoized failure fails again, not retried: a retry would hit the same memo
+            self._finish(record, States.failed if event.failed else States.memo_done, actions)
         else:
             self._move(record, States.launched, actions)
             actions.append(Launch(record))

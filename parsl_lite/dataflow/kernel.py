@@ -375,16 +375,28 @@ class DataFlowKernel:
         record.depends = None
 
     def _check_memo(self, record: TaskRecord) -> None:
+        """Ask the memo table; a hit finishes the task with the memoized result or the same exception.
+
+        An argument the memo hash cannot encode fails the task with that
+        ``ValueError`` (Parsl's rule), without retries.
+        """
         if record.depends:
             self._resolve_dependencies(record)
-        memo_fu = self.memoizer.check_memo(record)
+        try:
+            memo_fu = self.memoizer.check_memo(record)
+        except Exception as exc:
+            logger.error("task %d (%s): cannot memoize its arguments: %s", record.id, record.func_name, exc)
+            with self._lock:
+                actions = self._graph.handle(LaunchFailed(record.id))
+            self._apply(actions, exc=exc)
+            return
+        memo_exc = memo_fu.exception() if memo_fu is not None else None
         with self._lock:
-            actions = self._graph.handle(MemoChecked(record.id, memo_fu is not None))
+            actions = self._graph.handle(MemoChecked(record.id, memo_fu is not None, memo_exc is not None))
         if memo_fu is None:
             self._apply(actions)
             return
         record.from_memo = True
-        memo_exc = memo_fu.exception()
         self._apply(actions, None if memo_exc is not None else memo_fu.result(), memo_exc)
 
     def _finish(self, record: TaskRecord, state: States, result: Any, exc: Optional[BaseException]) -> None:
@@ -406,7 +418,7 @@ class DataFlowKernel:
         elif exc is None:
             exc = self._shutdown_error(record, None)
         elif type(exc) is not KernelShutdown:
-            if record.memoize:
+            if record.memoize and not record.from_memo:
                 self.memoizer.update_memo_exception(record, exc)
         logger.info("task %d (%s) %s: %s: %s", record.id, record.func_name, state.name, type(exc).__name__, exc)
         app_fu.set_exception(exc)

@@ -15,8 +15,10 @@ function reads are not covered, as in Parsl. Values are encoded canonically
 (:func:`id_for_memo`, which users may extend with ``id_for_memo.register``),
 then hashed with SHA-256, so the hash is the same in every process and run.
 
-Failures are never memoized: a task that failed runs again when called again,
-in this run and in re-runs.
+Failures are memoized for the run, as in Parsl: the same call fails again
+with the same exception object, without running. They are never
+checkpointed, so a re-run tries them again. An argument that cannot be
+encoded fails the task with ``ValueError``.
 """
 from __future__ import annotations
 
@@ -297,6 +299,15 @@ class Memoizer(RepresentationMixin, ABC):
 
 
 _MISSING = object()
+
+
+class _Failed:
+    """A memoized failure in the table (a result could be an exception object itself)."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
 _PERIOD = re.compile(r"(\d+):([0-5]?\d):([0-5]?\d)")
 
 
@@ -390,19 +401,19 @@ class BasicMemoizer(Memoizer):
         self._started = True
 
     def check_memo(self, record: Any) -> Optional[Future]:
-        """Hash the task into ``record.hashsum``; return a done Future with its memoized result, or None.
+        """Hash the task into ``record.hashsum``; return a done Future with its memoized outcome, or None.
 
-        A task whose arguments cannot be encoded is not memoized (one WARNING per function).
+        The Future holds the memoized result, or the very exception object a
+        failed identical call raised.
+
+        Raises:
+            ValueError: an argument cannot be encoded (Parsl fails such a task).
+            RecursionError: an argument contains itself.
         """
         record.hashsum = None
         if not (self.memoize and record.memoize):
             return None
-        try:
-            hashsum = make_hash(record)
-        except Exception as exc:  # memoization is an optimization: never fail a task for it
-            self._warn_once(("hash", record.func_name), "task %s (%s) is not memoized: %s",
-                            record.id, record.func_name, exc)
-            return None
+        hashsum = make_hash(record)
         record.hashsum = hashsum
         with self._lock:
             value = self._results.get(hashsum, _MISSING)
@@ -416,7 +427,10 @@ class BasicMemoizer(Memoizer):
             if value is _MISSING:
                 return None
         future: Future = Future()
-        future.set_result(value)
+        if type(value) is _Failed:
+            future.set_exception(value.exception)
+        else:
+            future.set_result(value)
         return future
 
     def _decode(self, record: Any, hashsum: str, blob: bytes) -> Any:
@@ -444,7 +458,13 @@ class BasicMemoizer(Memoizer):
             self._checkpointer.add(record.id, hashsum, result)
 
     def update_memo_exception(self, record: Any, exception: BaseException) -> None:
-        """Failures are not memoized: a later identical call runs again."""
+        """Remember a failure for this run (never checkpointed: a re-run tries again)."""
+        hashsum = record.hashsum
+        if not (self.memoize and record.memoize and isinstance(hashsum, str)):
+            return
+        with self._lock:
+            self._results[hashsum] = _Failed(exception)
+            self._blobs.pop(hashsum, None)
 
     def checkpoint(self) -> Optional[str]:
         """Write queued results and fsync; return the checkpoint directory (None if checkpointing is off).
