@@ -194,6 +194,8 @@ def test_file_without_a_local_path_says_no_local_path_with_parsls_repr():
     assert str(info.value) == f"No local_path set for {expected}"
     remote.local_path = "/tmp/in.txt"
     assert remote.filepath == "/tmp/in.txt" and repr(remote).endswith(" local_path=/tmp/in.txt>")
+    with pytest.raises(TypeCheckError, match=r'argument "url" \(int\)'):  # Parsl's File is @typechecked
+        File(42)
 
 
 # ---------------------------------------------------------------- retry handler

@@ -5,6 +5,8 @@ import os
 from typing import Optional, Union
 from urllib.parse import urlparse
 
+from typeguard import TypeCheckError
+
 
 class File:
     """A file given by path or URL (``/data/x.txt``, ``file:///data/x.txt``).
@@ -19,8 +21,9 @@ class File:
     __slots__ = ("url", "scheme", "netloc", "path", "filename", "local_path")
 
     def __init__(self, url: Union[str, os.PathLike]) -> None:
-        if not isinstance(url, (str, os.PathLike)):
-            raise TypeError(f"File() takes a path or URL string, got {type(url).__name__}: {url!r}")
+        if not isinstance(url, (str, os.PathLike)):  # Parsl's File is @typechecked: the same exception type
+            raise TypeCheckError(f'argument "url" ({type(url).__name__}) did not match any element in the union:'
+                                 f"\n  os.PathLike: is not an instance of os.PathLike\n  str: is not an instance of str")
         self.url = os.fspath(url)
         parsed = urlparse(self.url)
         self.scheme = parsed.scheme if parsed.scheme else "file"
