@@ -105,10 +105,17 @@ def test_wait_for_current_tasks_waits_for_everything(dfk):
 
 def test_cleanup_fails_unfinished_tasks_and_refuses_new_ones(make_dfk):
     dfk = make_dfk(executors=[ThreadPoolExecutor(max_threads=1)])
-    release = threading.Event()
-    running = wait_on(release)
+    release, started = threading.Event(), threading.Event()
+
+    @python_app
+    def started_then_wait(event):
+        started.set()
+        return wait_on.func(event)
+
+    running = started_then_wait(release)
     queued = where()
     dependent = python_app(lambda x: x)(running)
+    assert started.wait(10)  # running on the only thread before cleanup begins (else it is cancelled)
     threading.Timer(0.5, release.set).start()
     dfk.cleanup()
     assert running.result(timeout=10) == "released"  # the running task was allowed to finish
