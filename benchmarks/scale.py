@@ -211,7 +211,8 @@ def _idle_phase(ix: int, sims: SimProcesses, idle_s: float) -> dict[str, float]:
     acks = after["heartbeat_acks"] - before["heartbeat_acks"]
     rtt = after["heartbeat_rtt_s_sum"] - before["heartbeat_rtt_s_sum"]
     return {"idle_heartbeat_rtt_ms": 1e3 * rtt / acks if acks else math.nan,
-            "idle_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],"idle_heartbeats_per_s": acks / (t1 - t0), "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "idle_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],
+            "idle_heartbeat_gap_max_s": after["heartbeat_gap_s_max"],"idle_heartbeats_per_s": acks / (t1 - t0), "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
             "ix_cpu_us_per_heartbeat": 1e6 * (cpu1 - cpu0) / acks if acks else math.nan,
             "ix_rss_mib_idle": psutil.Process(ix).memory_info().rss / 2**20}
 
@@ -246,6 +247,7 @@ def _load_phase(executor: Any, ix: int, sims: SimProcesses, tasks: int, timeout_
             "load_heartbeats_per_s": beats / wall, "load_heartbeats_sent_per_s": sent / wall,
             "load_heartbeat_rtt_ms": 1e3 * rtt / beats if beats else math.nan,
             "load_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],
+            "load_heartbeat_gap_max_s": after["heartbeat_gap_s_max"],
             "sim_cpu_pct": 100 * (sim1 - sim0) / wall,
             "ix_rss_mib_peak": sampler.peak / 2**20}
 

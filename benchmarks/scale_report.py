@@ -36,6 +36,9 @@ FIGURES: tuple[tuple[str, str, bool], ...] = (
     ("idle_heartbeat_rtt_max_ms", "heartbeat round trip, idle, longest, ms", False),
     ("load_heartbeat_rtt_ms", "heartbeat round trip while tasks run, mean, ms", False),
     ("load_heartbeat_rtt_max_ms", "heartbeat round trip while tasks run, longest, ms", False),
+    ("idle_heartbeat_gap_max_s", "longest a pool went without a heartbeat answer, idle, s", False),
+    ("load_heartbeat_gap_max_s", "longest a pool went without a heartbeat answer while tasks run, s "
+                                 "(a real pool exits past its threshold)", False),
     ("pools_lost", "pools declared lost or told to shut down", False),
     ("connect_s", "simulators started → N × W workers connected, s", False),
 )

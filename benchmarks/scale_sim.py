@@ -20,7 +20,8 @@ swept twice a second as a safety net.
 
 Control on stdin, one word a line; answers are JSON lines on stdout:
 ``stats`` (the counters now; ``heartbeat_rtt_s_max`` is the longest
-heartbeat round trip since the previous ``stats``), ``quit`` (the counters, then exit). The first
+heartbeat round trip since the previous ``stats``, ``heartbeat_gap_s_max`` the longest a pool went without
+an answer, the silence a real pool holds against its threshold), ``quit`` (the counters, then exit). The first
 line written is ``{"event": "registered", ...}`` once every pool got its reply.
 """
 from __future__ import annotations
@@ -72,6 +73,7 @@ class SimPool:
         self.period = 1.0
         self.workers: list[SimWorker] = []
         self.beats_out: deque[float] = deque()   # send times of heartbeats not yet answered
+        self.last_ack = float("inf")              # when the last heartbeat answer came (a pool's "last contact")
         self.shutdown_reason: Optional[str] = None
 
 
@@ -88,7 +90,8 @@ class Simulator:
         self.owner: dict[int, Any] = {}     # ZMQ descriptor -> SimPool or SimWorker
         self.payload = serialize(None)
         self.counts = {"tasks": 0, "task_batches": 0, "heartbeats_sent": 0, "heartbeat_acks": 0,
-                       "unexpected": 0, "malformed": 0, "heartbeat_rtt_s_sum": 0.0, "heartbeat_rtt_s_max": 0.0}
+                       "unexpected": 0, "malformed": 0, "heartbeat_rtt_s_sum": 0.0, "heartbeat_rtt_s_max": 0.0,
+                       "heartbeat_gap_s_max": 0.0}
         self.pools = [self._new_pool(first_block + i) for i in range(pools)]
         self.running = True
         self.announced = False
@@ -174,8 +177,11 @@ class Simulator:
 
     def _on_pool(self, pool: SimPool, message: Message) -> None:
         if type(message) is HeartbeatAck:
-            rtt = time.monotonic() - pool.beats_out.popleft() if pool.beats_out else 0.0
+            now = time.monotonic()
+            rtt = now - pool.beats_out.popleft() if pool.beats_out else 0.0
             counts = self.counts
+            counts["heartbeat_gap_s_max"] = max(counts["heartbeat_gap_s_max"], now - pool.last_ack)
+            pool.last_ack = now
             counts["heartbeat_acks"] += 1
             counts["heartbeat_rtt_s_sum"] += rtt
             counts["heartbeat_rtt_s_max"] = max(counts["heartbeat_rtt_s_max"], rtt)
@@ -184,6 +190,7 @@ class Simulator:
                 pool.shutdown_reason = f"refused: {message.reason}"
                 return
             pool.registered = True
+            pool.last_ack = time.monotonic()
             pool.period = message.heartbeat_period_s
             pool.next_beat = time.monotonic() + pool.period * (pool.number % 10 + 1) / 10  # spread the beats
             self._start_workers(pool)
@@ -205,6 +212,9 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         lost = {str(p.number): p.shutdown_reason for p in self.pools if p.shutdown_reason}
+        now = time.monotonic()
+        silent = max((now - p.last_ack for p in self.pools if p.registered), default=0.0)  # not answered yet
+        self.counts["heartbeat_gap_s_max"] = max(self.counts["heartbeat_gap_s_max"], silent)
         return {"event": "stats", "time": time.monotonic(), "pools": len(self.pools),
                 "registered": sum(p.registered for p in self.pools),
                 "workers": sum(len(p.workers) for p in self.pools), "lost": lost, **self.counts}
@@ -212,7 +222,7 @@ class Simulator:
     def _command(self, word: str) -> None:
         if word == "stats":
             self._say(self.stats())
-            self.counts["heartbeat_rtt_s_max"] = 0.0  # a maximum per window between two "stats"
+            self.counts["heartbeat_rtt_s_max"] = self.counts["heartbeat_gap_s_max"] = 0.0  # maxima per window
         elif word in ("quit", ""):
             self._say(self.stats())
             self.running = False
