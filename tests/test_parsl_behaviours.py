@@ -373,3 +373,28 @@ def test_the_graph_fails_a_memo_hit_on_a_failure_without_retrying():
     assert graph.handle(TaskSubmitted(record, 0)) == [CheckMemo(record)]
     assert graph.handle(MemoChecked(TaskId(0), hit=True, failed=True)) == [Finish(record, States.failed)]
     assert len(graph) == 0
+
+
+# ---------------------------------------------------------------- walltime
+
+
+def test_walltime_from_the_signature_default_is_enforced_on_a_sleeping_app(dfk):
+    from parsl_lite.app.errors import AppTimeout
+
+    @python_app
+    def naps(walltime=0.3):  # Parsl's test: a declared default walltime applies, and sleeping is interrupted
+        import time
+        while True:
+            time.sleep(0.05)
+
+    with pytest.raises(AppTimeout):
+        naps().result(timeout=30)
+
+    @python_app
+    def sees(walltime=30):
+        return walltime
+
+    assert sees().result(timeout=10) == 30  # the function still receives the value it declares
+    assert sees(walltime=20).result(timeout=10) == 20
+    with pytest.raises(AppTimeout):
+        naps(walltime=0.2).result(timeout=30)

@@ -75,21 +75,20 @@ class PythonApp(AppBase):
     def __call__(self, *args: Any, **kwargs: Any) -> AppFuture:
         resource_specification = None
         executable: Callable = self.func
-        if kwargs:
-            kwargs = self._with_defaults(kwargs)
+        if kwargs or self._defaults:
+            kwargs = self._with_defaults(kwargs) if kwargs else dict(self._defaults)
             if "parsl_resource_specification" in kwargs:
                 resource_specification = (kwargs["parsl_resource_specification"]
                                           if "parsl_resource_specification" in self._accepted
                                           else kwargs.pop("parsl_resource_specification"))
             if not SPECIAL_KWARGS.isdisjoint(kwargs):
                 executable = self._filtered
-            walltime = kwargs.pop("walltime", None) if "walltime" not in self._accepted else None
+            # As Parsl: a walltime, passed or the signature's default, is enforced; the
+            # function also receives it if it declares the parameter.
+            walltime = kwargs.get("walltime") if "walltime" in self._accepted else kwargs.pop("walltime", None)
             if walltime is not None:
                 kwargs["_parsl_walltime"] = walltime
                 executable = self._timed
-        elif self._defaults:
-            kwargs = dict(self._defaults)
-            executable = self._filtered
         return self._submit(executable, args, kwargs, resource_specification)
 
 
