@@ -7,6 +7,7 @@ ratio of the largest N's median to the one-pool median of that run.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -82,7 +83,9 @@ def render(all_records: Iterable[Record]) -> list[str]:
              "`python -m benchmarks scale` (README: *The scale benchmark*): a real executor and interchange,",
              "N simulated pools of W workers on the real wire (signed, `encrypted=False`), each answering at once;",
              "no-op tasks through `executor.submit` and the futures. `N / 1`: the largest N against one pool in",
-             "the same run.", ""]
+             "the same run. The submitting process, the interchange and the simulators share this machine's",
+             "cores, so the rates are bounded by them; the interchange's CPU per task and per message is what",
+             "carries over to pools on other machines.", ""]
     for max_batch in sorted(by_batch):
         lines += _table(max_batch, _latest(by_batch[max_batch]))
     return lines
@@ -115,4 +118,36 @@ def _table(max_batch: int, recs: list[Record]) -> list[str]:
             one, big = medians[ns.index(1)], medians[-1]
             row.append(f"{big / one:.2f}×" if one and big is not None else "–")
         lines.append("| " + " | ".join(row) + " |")
+    if ratio:
+        lines += ["", *_how_it_scales(recs, ns[-1], params["workers_per_pool"])]
     return lines + [""]
+
+
+def _how_it_scales(recs: list[Record], big: int, workers: int) -> list[str]:
+    """The table's reading in words, computed from its medians (so it stays true when re-run)."""
+    def m(pools: int, figure: str) -> float:
+        value = _median(recs, pools, figure)
+        return math.nan if value is None else value
+
+    threshold = recs[0].get("options", {}).get("heartbeat_threshold", math.nan)
+    period = recs[0].get("options", {}).get("heartbeat_period", math.nan)
+    per_pool = (m(big, "ix_rss_mib_idle") - m(1, "ix_rss_mib_idle")) / (big - 1)
+    return [
+        f"How it scales, N = 1 → {big}:",
+        f"- interchange CPU per worker-side message: {_num(m(1, 'ix_cpu_us_per_message'))} → "
+        f"{_num(m(big, 'ix_cpu_us_per_message'))} µs ({m(big, 'ix_cpu_us_per_message') / m(1, 'ix_cpu_us_per_message'):.2f}×);"
+        f" per task {_num(m(1, 'ix_cpu_us_per_task'))} → {_num(m(big, 'ix_cpu_us_per_task'))} µs "
+        f"({m(big, 'ix_cpu_us_per_task') / m(1, 'ix_cpu_us_per_task'):.2f}×) with "
+        f"{_num(m(1, 'tasks_per_batch'))} → {_num(m(big, 'tasks_per_batch'))} tasks per batch: the cost per task "
+        f"follows the batch size (ledger.py sends full batches only while the queue holds one for every "
+        f"worker), not the number of pools;",
+        f"- interchange memory: {per_pool:.2f} MiB more per connected pool of {workers} "
+        f"({1024 * per_pool / (workers + 1):.0f} KiB per connection), idle; peak while tasks run "
+        f"{_num(m(big, 'ix_rss_mib_peak'))} MiB at N = {big};",
+        f"- heartbeats: {_num(m(big, 'idle_heartbeats_per_s'))}/s answered idle (N / period = "
+        f"{_num(big / period)}/s) at {_num(m(big, 'idle_ix_cpu_pct'))}% of a core; while tasks run each waits "
+        f"in line with the workers' results (round trip {_num(m(big, 'load_heartbeat_rtt_ms'))} ms "
+        f"mean, {_num(m(big, 'load_heartbeat_rtt_max_ms'))} ms longest) but keep flowing: the longest a pool "
+        f"went unanswered was {m(big, 'load_heartbeat_gap_max_s'):.1f} s (threshold {_num(threshold)} s); "
+        f"pools lost: {_num(m(big, 'pools_lost'))}.",
+    ]
