@@ -212,7 +212,8 @@ def _idle_phase(ix: int, sims: SimProcesses, idle_s: float) -> dict[str, float]:
     rtt = after["heartbeat_rtt_s_sum"] - before["heartbeat_rtt_s_sum"]
     return {"idle_heartbeat_rtt_ms": 1e3 * rtt / acks if acks else math.nan,
             "idle_heartbeat_rtt_max_ms": 1e3 * after["heartbeat_rtt_s_max"],
-            "idle_heartbeat_gap_max_s": after["heartbeat_gap_s_max"],"idle_heartbeats_per_s": acks / (t1 - t0), "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "idle_heartbeat_gap_max_s": after["heartbeat_gap_s_max"], "idle_heartbeats_per_s": acks / (t1 - t0),
+            "idle_ix_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
             "ix_cpu_us_per_heartbeat": 1e6 * (cpu1 - cpu0) / acks if acks else math.nan,
             "ix_rss_mib_idle": psutil.Process(ix).memory_info().rss / 2**20}
 

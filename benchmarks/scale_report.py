@@ -135,7 +135,8 @@ def _how_it_scales(recs: list[Record], big: int, workers: int) -> list[str]:
     return [
         f"How it scales, N = 1 → {big}:",
         f"- interchange CPU per worker-side message: {_num(m(1, 'ix_cpu_us_per_message'))} → "
-        f"{_num(m(big, 'ix_cpu_us_per_message'))} µs ({m(big, 'ix_cpu_us_per_message') / m(1, 'ix_cpu_us_per_message'):.2f}×);"
+        f"{_num(m(big, 'ix_cpu_us_per_message'))} µs "
+        f"({m(big, 'ix_cpu_us_per_message') / m(1, 'ix_cpu_us_per_message'):.2f}×);"
         f" per task {_num(m(1, 'ix_cpu_us_per_task'))} → {_num(m(big, 'ix_cpu_us_per_task'))} µs "
         f"({m(big, 'ix_cpu_us_per_task') / m(1, 'ix_cpu_us_per_task'):.2f}×) with "
         f"{_num(m(1, 'tasks_per_batch'))} → {_num(m(big, 'tasks_per_batch'))} tasks per batch: the cost per task "
