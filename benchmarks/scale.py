@@ -17,8 +17,9 @@ process), which speak the real wire and answer every task at once. Then:
 
 Each N is one record in ``records/scale.jsonl``; ``python -m benchmarks report``
 puts them in RESULTS.md's ``scale`` table. The executor runs with
-``encrypted=False``: the simulated pools do not speak CurveZMQ, and the run's
-secret still signs every message (``wire_auth.py``), as the real pools do.
+``encrypted=False`` unless ``--encrypted`` (then the simulated sockets are
+CurveZMQ clients with the executor's keys); either way the run's secret signs
+every message (``wire_auth.py``), as the real pools do.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ ADAPTER = "parsl_lite-htex-sim"
 class SimProcesses:
     """The simulator processes of one measurement, and their stdin/stdout control lines."""
 
-    def __init__(self, port: int, secret_file: str, pools: int, workers: int, per_process: int) -> None:
+    def __init__(self, port: int, secret_file: str, pools: int, workers: int, per_process: int,
+                 cert_dir: Optional[str] = None) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(records.REPO_DIR),
                                                                           os.environ.get("PYTHONPATH")]))}
         self.procs: list[subprocess.Popen] = []
@@ -60,7 +62,8 @@ class SimProcesses:
             count = min(per_process, pools - first)
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.scale_sim", "--port", str(port), "--secret-file", secret_file,
-                 "--pools", str(count), "--workers", str(workers), "--first-block", str(first)],
+                 "--pools", str(count), "--workers", str(workers), "--first-block", str(first),
+                 *(["--cert-dir", cert_dir] if cert_dir else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=records.REPO_DIR, env=env))
 
     def _read(self, proc: subprocess.Popen, deadline: float) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def _wait_connected(executor: Any, expected: int, timeout_s: float) -> None:
 
 @contextlib.contextmanager
 def simulated(pools: int, workers: int, run_dir: str, per_process: int = 50, heartbeat_period: float = 1.0,
-              heartbeat_threshold: float = 10.0, max_batch: int = 64,
+              heartbeat_threshold: float = 10.0, max_batch: int = 64, encrypted: bool = False,
               timeout_s: float = 600.0) -> Iterator[tuple[Any, int, SimProcesses, float]]:
     """A started executor whose interchange has ``pools`` x ``workers`` simulated workers connected.
 
@@ -159,7 +162,7 @@ def simulated(pools: int, workers: int, run_dir: str, per_process: int = 50, hea
     from parsl_lite.executors.htex.executor import HighThroughputExecutor
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(records.REPO_DIR), os.environ.get("PYTHONPATH")]))
-    executor = HighThroughputExecutor(label="htex", encrypted=False, heartbeat_period=heartbeat_period,
+    executor = HighThroughputExecutor(label="htex", encrypted=encrypted, heartbeat_period=heartbeat_period,
                                       heartbeat_threshold=heartbeat_threshold, max_batch=max_batch)
     executor.set_run_dir(run_dir)
     executor.start()
@@ -168,7 +171,7 @@ def simulated(pools: int, workers: int, run_dir: str, per_process: int = 50, hea
         client = executor._client  # the port, the secret's file and the interchange's pid: a benchmark's view
         assert client is not None and client.process is not None
         started = time.monotonic()
-        sims = SimProcesses(client.worker_port, client.secret_file, pools, workers, per_process)
+        sims = SimProcesses(client.worker_port, client.secret_file, pools, workers, per_process, executor.cert_dir)
         sims.wait_registered(timeout_s)
         _wait_connected(executor, pools * workers, timeout_s)
         yield executor, client.process.pid, sims, time.monotonic() - started
@@ -274,7 +277,8 @@ def _one(pools: int, workers: int, tasks: int, repeat: int, run_id: str, options
     record: records.Record = {
         "case": CASE, "library": "parsl_lite", "adapter": ADAPTER, "executor": "htex", "repeat": repeat,
         "run_id": run_id, "params": {"pools": pools, "workers_per_pool": workers, "tasks": tasks,
-                                     "max_batch": options.get("max_batch", 64)},
+                                     "max_batch": options.get("max_batch", 64),
+                                     "encrypted": options.get("encrypted", False)},
         "workers": pools * workers, "options": options, "python": platform.python_version(),
         "timestamp": records.now_iso(), "loadavg_before": records.loadavg(), "git_commit": records.git_commit(),
         "git_dirty": records.git_dirty(), "machine": records.machine(),
@@ -301,6 +305,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--heartbeat-threshold", type=float, default=10.0)
     parser.add_argument("--idle-s", type=float, default=3.0)
     parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--encrypted", action="store_true", help="CurveZMQ on every connection (the executor's "
+                                                                  "default; off here unless given)")
     parser.add_argument("--records-dir", type=Path, default=records.RECORDS_DIR)
     return parser
 
@@ -308,7 +314,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Run the command of :func:`build_parser`; 1 if any measurement failed."""
     options = {"per_process": args.per_process, "heartbeat_period": args.heartbeat_period,
-               "heartbeat_threshold": args.heartbeat_threshold, "idle_s": args.idle_s, "max_batch": args.max_batch}
+               "heartbeat_threshold": args.heartbeat_threshold, "idle_s": args.idle_s, "max_batch": args.max_batch,
+               "encrypted": args.encrypted}
     pools = [int(x) for x in args.pools.split(",") if x.strip()]
     taken = run(pools, args.workers, args.tasks, args.repeats, args.records_dir, **options)
     return 1 if any("error" in r for r in taken) else 0

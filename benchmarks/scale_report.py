@@ -73,30 +73,30 @@ def _median(recs: list[Record], pools: int, figure: str) -> float | None:
 
 def render(all_records: Iterable[Record]) -> list[str]:
     """The section's Markdown lines (none without scale records)."""
-    by_batch: dict[int, list[Record]] = defaultdict(list)
+    by_batch: dict[tuple[int, bool], list[Record]] = defaultdict(list)
     for rec in all_records:
         if rec.get("case") == CASE:
-            by_batch[rec["params"].get("max_batch", 64)].append(rec)
+            by_batch[(rec["params"].get("max_batch", 64), rec["params"].get("encrypted", False))].append(rec)
     if not by_batch:
         return []
     lines = ["## `scale` — one interchange, N simulated pools (htex)", "",
              "`python -m benchmarks scale` (README: *The scale benchmark*): a real executor and interchange,",
-             "N simulated pools of W workers on the real wire (signed, `encrypted=False`), each answering at once;",
-             "no-op tasks through `executor.submit` and the futures. `N / 1`: the largest N against one pool in",
-             "the same run. The submitting process, the interchange and the simulators share this machine's",
-             "cores, so the rates are bounded by them; the interchange's CPU per task and per message is what",
-             "carries over to pools on other machines.", ""]
-    for max_batch in sorted(by_batch):
-        lines += _table(max_batch, _latest(by_batch[max_batch]))
+             "N simulated pools of W workers on the real wire (signed; CurveZMQ where the table says), each",
+             "answering at once; no-op tasks through `executor.submit` and the futures. `N / 1`: the largest N",
+             "against one pool in the same run. The submitting process, the interchange and the simulators",
+             "share this machine's cores, so the rates are bounded by them; the interchange's CPU per task and",
+             "per message is what carries over to pools on other machines.", ""]
+    for max_batch, encrypted in sorted(by_batch):
+        lines += _table(max_batch, encrypted, _latest(by_batch[(max_batch, encrypted)]))
     return lines
 
 
-def _table(max_batch: int, recs: list[Record]) -> list[str]:
+def _table(max_batch: int, encrypted: bool, recs: list[Record]) -> list[str]:
     ns = sorted({r["params"]["pools"] for r in recs})
     first = recs[0]
     load = [r.get(k, [0.0])[0] for r in recs for k in ("loadavg_before", "loadavg_after")]
     params = first["params"]
-    lines = [f"### max_batch = {max_batch}", "",
+    lines = [f"### max_batch = {max_batch}, {'encrypted (CurveZMQ)' if encrypted else 'encrypted=False'}", "",
              f"- run `{first.get('run_id', '?')}`: W = {params['workers_per_pool']} workers per pool, "
              f"{params['tasks']:,} tasks per N, {len({r.get('repeat') for r in recs})} repeat(s), "
              f"heartbeat period {first.get('options', {}).get('heartbeat_period', '?')} s, "

@@ -9,7 +9,9 @@ DEALER per worker slot, each saying ``WorkerHello``, and reports
 pool heartbeats at the period the reply names. A worker decodes every
 ``TaskBatch`` (the real decoder) and answers at once with a ``ResultBatch`` of
 ``serialize(None)`` payloads. Every message sent carries the run's proof
-(``wire_auth.Signer``), so the interchange treats these pools as its own.
+(``wire_auth.Signer``), so the interchange treats these pools as its own; with
+``--cert-dir`` every socket is a CurveZMQ client with the executor's keys, as
+the real ones are when ``encrypted=True``.
 
 Thousands of sockets live in one loop: ``select.epoll`` on the sockets' ZMQ
 descriptors, so a wake-up costs in proportion to the sockets with news, not
@@ -39,6 +41,7 @@ from typing import Any, Optional
 
 import zmq
 
+from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.errors import MalformedMessage
 from parsl_lite.executors.htex.messages import (
     PROTOCOL_VERSION, Heartbeat, HeartbeatAck, Message, Register, RegisterReply, ResultBatch, ResultMessage, Shutdown,
@@ -80,7 +83,9 @@ class SimPool:
 class Simulator:
     """The pools of this process, their sockets and one epoll loop around them."""
 
-    def __init__(self, port: int, secret: str, pools: int, workers: int, first_block: int) -> None:
+    def __init__(self, port: int, secret: str, pools: int, workers: int, first_block: int,
+                 cert_dir: Optional[str] = None) -> None:
+        self.cert_dir = cert_dir
         self.address = f"tcp://127.0.0.1:{port}"
         self.proof = Signer(secret, WORKERS)
         self.workers_per_pool = workers
@@ -102,6 +107,7 @@ class Simulator:
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IDENTITY, identity)
+        curve.make_client(sock, self.cert_dir)  # as the real pools and workers: CurveZMQ when encrypted
         sock.connect(self.address)
         fd = sock.getsockopt(zmq.FD)
         self.owner[fd] = owner
@@ -246,9 +252,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--pools", type=int, required=True)
     parser.add_argument("--workers", type=int, default=32, help="worker slots per pool")
     parser.add_argument("--first-block", type=int, default=0, help="block id of the first pool")
+    parser.add_argument("--cert-dir", default=None, help="the executor's CurveZMQ keys (encrypted=True)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sim = Simulator(args.port, read_secret_file(args.secret_file), args.pools, args.workers, args.first_block)
+    sim = Simulator(args.port, read_secret_file(args.secret_file), args.pools, args.workers, args.first_block,
+                    args.cert_dir)
     try:
         sim.run()
     finally:

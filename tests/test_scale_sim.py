@@ -36,3 +36,12 @@ def test_interchange_sees_every_simulated_pool_and_answers_its_heartbeats(tmp_pa
         assert stats["lost"] == {}
         assert stats["registered"] == 3 and stats["workers"] == 12
         assert executor.command(StatusRequest(0)).refused == 0
+
+
+def test_encrypted_simulated_pools_complete_every_task(tmp_path):
+    # CurveZMQ on every simulated socket, with the executor's keys, as real pools use them
+    figures = measure(2, 2, 200, str(tmp_path), idle_s=0.2, heartbeat_period=0.2, heartbeat_threshold=20.0,
+                      encrypted=True, timeout_s=40.0)
+
+    assert figures["pools_lost"] == 0, figures["lost_reasons"]
+    assert (figures["refused"], figures["dropped"], figures["unexpected_messages"]) == (0, 0, 0)
