@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 from typeguard import TypeCheckError, typechecked
 
+from parsl_lite.dataflow.dependency_resolvers import DependencyResolver
 from parsl_lite.dataflow.memoization import BasicMemoizer, Memoizer
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ParslExecutor
@@ -62,6 +63,11 @@ class Config(RepresentationMixin):
             user's code blocks until some finish (backpressure, so a script
             that submits millions of apps does not grow queues without bound);
             None: never block.
+        dependency_resolver: which futures among an app's arguments it waits
+            for (``parsl_lite.dataflow.dependency_resolvers``): None is
+            ``SHALLOW_DEPENDENCY_RESOLVER`` (futures passed directly, Parsl's
+            default); ``DEEP_DEPENDENCY_RESOLVER`` looks inside lists,
+            tuples, sets and dicts too.
     """
 
     @typechecked
@@ -83,6 +89,7 @@ class Config(RepresentationMixin):
         usage_tracking: int = 0,
         project_name: Optional[str] = None,
         max_pending_tasks: Optional[int] = 200_000,
+        dependency_resolver: Optional[DependencyResolver] = None,
     ) -> None:
         if executors is None:
             from parsl_lite.executors.threads import ThreadPoolExecutor
@@ -126,6 +133,7 @@ class Config(RepresentationMixin):
         if max_pending_tasks is not None and max_pending_tasks < 1:
             raise ConfigurationError("max_pending_tasks", f"must be >= 1 or None, got {max_pending_tasks}")
         self.max_pending_tasks = max_pending_tasks
+        self.dependency_resolver = dependency_resolver
 
     @property
     def executors(self) -> tuple[ParslExecutor, ...]:

@@ -9,6 +9,7 @@ builds the very same objects a Python config would, without code::
     run_dir = "runinfo"                 # top-level keys: Config arguments
     retries = 1
     retry_handler = "mypkg.retry:cost"  # callables as "module:function"
+    dependency_resolver = "deep"        # "shallow" (default), "deep", or "module:RESOLVER"
 
     [memoizer]                          # BasicMemoizer unless ``type`` says otherwise
     checkpoint_mode = "task_exit"
@@ -241,6 +242,8 @@ def _check_keys(cls: Callable[..., Any], kwargs: Mapping[str, Any], where: _Wher
 
 def _convert(key: str, value: Any, hint: Any, where: _Where) -> Any:
     """Turn a TOML value into what the parameter ``key`` (annotated ``hint``) takes."""
+    if key == "dependency_resolver" and isinstance(value, str) and not where.table:
+        return _dependency_resolver(value, where)
     registry = _REGISTRIES.get(key)
     path = where.table + (key,)
     if registry is not None and registry.many:
@@ -258,6 +261,26 @@ def _convert(key: str, value: Any, hint: Any, where: _Where) -> Any:
     if isinstance(value, str) and _accepts(hint, types.FunctionType) and not _accepts(hint, str):
         return _import_callable(value, key, where)
     return value
+
+
+def _dependency_resolver(name: str, where: _Where) -> Any:
+    """``"shallow"`` / ``"deep"`` name Parsl's two resolvers; ``"module:NAME"`` imports one of the user's."""
+    from parsl_lite.dataflow import dependency_resolvers as resolvers
+
+    named = {"shallow": resolvers.SHALLOW_DEPENDENCY_RESOLVER, "deep": resolvers.DEEP_DEPENDENCY_RESOLVER}
+    if name.lower() in named:
+        return named[name.lower()]
+    if ":" not in name:
+        raise where.error(f"expected 'shallow', 'deep' or 'module:NAME' of a DependencyResolver, got {name!r}",
+                          "dependency_resolver")
+    module_name, _, attribute = name.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except Exception as exc:
+        raise where.error(f"cannot import {name!r}: {exc}", "dependency_resolver") from exc
+    return target  # Config's typeguard check names a wrong type
 
 
 def _accepts(hint: Any, kind: type) -> bool:

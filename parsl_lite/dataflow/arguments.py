@@ -1,14 +1,19 @@
 """Finding the futures among an app's arguments, and replacing them by their values.
 
-Dependencies are futures in positional arguments, keyword arguments, and the
-``inputs`` list, as in Parsl. Nothing deeper is searched (a future inside a
-dict argument is passed as the future).
+By default dependencies are futures in positional arguments, keyword
+arguments, and the ``inputs`` list, as in Parsl; nothing deeper is searched (a
+future inside a dict argument is passed as the future). That default is
+:data:`~parsl_lite.dataflow.dependency_resolvers.SHALLOW_DEPENDENCY_RESOLVER`,
+written out here as two loops because it runs for every app call;
+:func:`gather_with` and :func:`unwrap_with` apply any other resolver
+(``Config(dependency_resolver=...)``) the way Parsl does.
 """
 from __future__ import annotations
 
 from concurrent.futures import Future
 from typing import Any, Optional
 
+from parsl_lite.dataflow.dependency_resolvers import DependencyResolver
 from parsl_lite.dataflow.futures import AppFuture, DataFuture
 
 
@@ -38,6 +43,39 @@ def resolve_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             value = [v.result() if isinstance(v, Future) else v for v in value]
         resolved[key] = value
     return args, resolved
+
+
+def gather_with(resolver: DependencyResolver, args: tuple, kwargs: dict) -> list[Future]:
+    """The futures ``resolver`` finds in each argument, keyword value and ``inputs`` item (Parsl's order)."""
+    gather = resolver.traverse_to_gather
+    deps = [fut for arg in args for fut in gather(arg)]
+    for value in kwargs.values():
+        deps.extend(gather(value))
+    inputs = kwargs.get("inputs")
+    if isinstance(inputs, (list, tuple)):
+        for item in inputs:
+            deps.extend(gather(item))
+    return _unique(deps)
+
+
+def unwrap_with(resolver: DependencyResolver, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Each argument as ``resolver`` unwraps it. Call only when every gathered future is done."""
+    unwrap = resolver.traverse_to_unwrap
+    resolved = {}
+    for key, value in kwargs.items():
+        if key == "inputs" and isinstance(value, (list, tuple)):
+            value = [unwrap(item) for item in value]
+        else:
+            value = unwrap(value)
+        resolved[key] = value
+    return tuple(unwrap(arg) for arg in args), resolved
+
+
+def _unique(deps: list[Future]) -> list[Future]:
+    """Each future once (a deep structure may hold the same one twice), in order of first sight."""
+    if len(deps) < 2:
+        return deps
+    return list({id(fut): fut for fut in deps}.values())
 
 
 def failed_dependencies(deps: list[Future], kernel: object) -> list[tuple[BaseException, str]]:

@@ -9,6 +9,7 @@ from the callback of its last dependency.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from parsl_lite.config import Config
 from parsl_lite.dataflow import arguments
+from parsl_lite.dataflow.dependency_resolvers import SHALLOW_DEPENDENCY_RESOLVER, is_builtin_shallow
 from parsl_lite.dataflow.errors import AppExit, DependencyError, JoinError, KernelShutdown
 from parsl_lite.dataflow.futures import AppFuture
 from parsl_lite.jobs.job_status_poller import JobStatusPoller
@@ -44,6 +46,17 @@ _NO_KWARGS: dict = {}
 _NO_RESOURCES: dict = {}
 
 __all__ = ["DataFlowKernel", "KernelShutdown"]  # KernelShutdown lives in dataflow/errors.py; importable here too
+
+
+def _dependency_functions(config: Config) -> tuple[Callable[[tuple, dict], list[Future]],
+                                                    Callable[[tuple, dict], tuple[tuple, dict]]]:
+    """How this kernel finds and resolves dependencies: the fast default loops unless configured otherwise."""
+    resolver = config.dependency_resolver or SHALLOW_DEPENDENCY_RESOLVER
+    if is_builtin_shallow(resolver):
+        return arguments.find_dependencies, arguments.resolve_arguments
+    logger.info("dependencies found and resolved by %r", resolver)
+    return (functools.partial(arguments.gather_with, resolver),
+            functools.partial(arguments.unwrap_with, resolver))
 
 
 class DataFlowKernel:
@@ -77,6 +90,7 @@ class DataFlowKernel:
         self._finished: dict[TaskId, TaskRecord] = {}
         self._cleanup_called = False
         self._retry_handler = self.config.retry_handler
+        self._find_dependencies, self._resolve_arguments = _dependency_functions(self.config)
         self.executors: dict[str, ParslExecutor] = {}
         # Join apps only wire more apps, so their bodies run here, on a plain
         # thread pool that is not one of the user's executors (Parsl's _parsl_internal).
@@ -181,7 +195,7 @@ class DataFlowKernel:
                     actions = self._graph.handle(TaskRejected(record))
                 self._apply(actions, exc=exc)
                 return app_fu
-        deps = arguments.find_dependencies(app_args, kwargs)
+        deps = self._find_dependencies(app_args, kwargs)
         if deps:
             record.depends = deps
         with self._lock:
@@ -371,7 +385,7 @@ class DataFlowKernel:
         exec_fu.add_done_callback(self._callback)
 
     def _resolve_dependencies(self, record: TaskRecord) -> None:
-        record.args, record.kwargs = arguments.resolve_arguments(record.args, record.kwargs)
+        record.args, record.kwargs = self._resolve_arguments(record.args, record.kwargs)
         record.depends = None
 
     def _check_memo(self, record: TaskRecord) -> None:
