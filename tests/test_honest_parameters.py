@@ -52,6 +52,10 @@ def test_each_unused_htex_parameter_is_named(name):
     assert HighThroughputExecutor(**{name: NON_DEFAULTS[name]}).unused_parameters() == [name]
 
 
+def test_thread_pool_working_dir_is_named():
+    assert ThreadPoolExecutor(working_dir="/tmp/elsewhere").unused_parameters() == ["working_dir"]
+
+
 def test_unused_config_parameters_are_named():
     config = Config(usage_tracking=3, project_name="my-project", monitoring=object())
     assert config.unused_parameters() == ["usage_tracking", "project_name", "monitoring"]
@@ -61,7 +65,7 @@ def test_the_kernel_warns_once_per_kernel_naming_each(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger=KERNEL_LOGGER)
     htex = HighThroughputExecutor(label="htex", poll_period=1, cpu_affinity="block", encrypted=False,
                                   provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=0))
-    threads = ThreadPoolExecutor(label="threads")
+    threads = ThreadPoolExecutor(label="threads", working_dir=str(tmp_path))
     config = Config(executors=[htex, threads], usage_tracking=1, run_dir=str(tmp_path), strategy="none")
     with DataFlowKernel(config) as dfk:
         first = unused_warnings(caplog)
@@ -74,6 +78,8 @@ def test_the_kernel_warns_once_per_kernel_naming_each(tmp_path, caplog):
         "it; its value has no effect",
         "Config: parameter 'usage_tracking' is accepted for Parsl compatibility but parsl_lite does not use it; "
         "its value has no effect",
+        "executor 'threads': parameter 'working_dir' is accepted for Parsl compatibility but parsl_lite does not "
+        "use it; its value has no effect",
     ])
 
 
@@ -91,6 +97,7 @@ def test_the_readme_lists_what_the_code_warns_about():
     named = set(re.findall(r"`(\w+)`", match.group(1)))
     warned = set(NON_DEFAULTS) | set(Config(usage_tracking=1, project_name="p", monitoring=object())
                                      .unused_parameters())
-    assert named - {"False", "Config"} == warned
+    assert named - {"False", "Config", "ThreadPoolExecutor"} == warned | set(
+        ThreadPoolExecutor(working_dir="/x").unused_parameters())
     for name in NON_DEFAULTS:  # each really is named when set
         assert name in HighThroughputExecutor(**{name: NON_DEFAULTS[name]}).unused_parameters()

@@ -86,6 +86,10 @@ class ThreadPoolExecutor(ParslExecutor):
         self._shutdown_lock = threading.Lock()
         self._broken: Optional[BaseException] = None
 
+    def unused_parameters(self) -> list[str]:
+        """``working_dir`` when given: tasks run in the process's working directory (the kernel warns)."""
+        return ["working_dir"] if self.working_dir is not None else []
+
     def start(self) -> None:
         """Start the threads. After a shutdown this starts afresh, so a Config can be loaded again."""
         self._queue = SimpleQueue()  # threads of a previous start keep the old queue
