@@ -48,11 +48,13 @@ def get_all_checkpoints(rundir: str = "runinfo") -> list[str]:
 
 @typechecked
 def get_last_checkpoint(rundir: str = "runinfo") -> list[str]:
-    """Return the checkpoint directory of the latest run under ``rundir``, if it has one.
+    """Return the checkpoint directory of the latest numbered run under ``rundir`` that has one.
 
-    As in Parsl, only the latest run is looked at: if it wrote no checkpoint
-    the list is empty, and results that run reused from earlier checkpoints
-    are not in its own. Use :func:`get_all_checkpoints` to cover every run.
+    As in Parsl 2026.10.26: runs that wrote no checkpoint (or crashed before
+    their first) are stepped over, and names that are not run numbers never
+    count. Checkpoints are incremental, so results the chosen run reused from
+    earlier checkpoints are not in its own: :func:`get_all_checkpoints`
+    covers every run.
 
     Args:
         rundir: the config's ``run_dir``.
@@ -60,8 +62,9 @@ def get_last_checkpoint(rundir: str = "runinfo") -> list[str]:
     Returns:
         A list of zero or one absolute path.
     """
-    runs = _run_dirs(rundir)
-    if not runs:
-        return []
-    path = os.path.abspath(os.path.join(rundir, runs[-1], CHECKPOINT_DIR))
-    return [path] if os.path.isdir(path) else []
+    numbered = [name for name in _run_dirs(rundir) if _run_order(name)[0]]
+    for name in reversed(numbered):
+        path = os.path.abspath(os.path.join(rundir, name, CHECKPOINT_DIR))
+        if os.path.isdir(path):
+            return [path]
+    return []

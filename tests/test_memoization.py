@@ -434,8 +434,11 @@ def test_get_all_and_last_checkpoint_order(tmp_path: Path) -> None:
     expected = [str((tmp_path / n / "checkpoint").resolve()) for n in ("000", "002", "999", "1000")]
     assert get_all_checkpoints(str(tmp_path)) == expected
     assert get_last_checkpoint(str(tmp_path)) == [expected[-1]]
-    (tmp_path / "1001").mkdir()  # the latest run wrote no checkpoint
-    assert get_last_checkpoint(str(tmp_path)) == []
+    (tmp_path / "1001").mkdir()  # the latest run wrote no checkpoint: Parsl steps over it
+    assert get_last_checkpoint(str(tmp_path)) == [expected[-1]]
+    (tmp_path / "2000x").mkdir()
+    (tmp_path / "2000x" / "checkpoint").mkdir()  # not a run number: never the last run
+    assert get_last_checkpoint(str(tmp_path)) == [expected[-1]]
 
 
 # ---------------------------------------------------------------- configuration
