@@ -228,3 +228,22 @@ def test_registrations_on_the_default_resolver_are_honoured(run_dir):
                            timeout=50)
     assert done_.returncode == 0, done_.stderr
     assert done_.stdout.split() == ["on", "the", "shelf", "True"]  # resolved; a list is still not looked into
+
+
+def test_an_unwrap_that_raises_gives_dependency_error(make_dfk):
+    """As Parsl: the exception of the resolver's unwrap, paired with the argument's repr."""
+    broken = RuntimeError("cannot unwrap this")
+
+    def unwrap(obj):
+        if isinstance(obj, Future):
+            return obj.result()
+        if obj == "poison":
+            raise broken
+        return obj
+
+    make_dfk(dependency_resolver=DependencyResolver(SHALLOW_DEPENDENCY_RESOLVER.traverse_to_gather, unwrap))
+    both = python_app(lambda a, b: (a, b))
+    exc = both(done(1), "poison").exception(timeout=20)  # the future makes it a task with a dependency
+    assert isinstance(exc, DependencyError)
+    assert exc.dependent_exceptions_tids == [(broken, repr("poison"))]
+    assert both(done(1), "fine").result(timeout=20) == (1, "fine")

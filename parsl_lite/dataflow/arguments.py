@@ -58,9 +58,29 @@ def gather_with(resolver: DependencyResolver, args: tuple, kwargs: dict) -> list
     return _unique(deps)
 
 
+class UnwrapFailed(Exception):
+    """A resolver's ``traverse_to_unwrap`` raised: ``(exception, argument)`` for each argument it failed on."""
+
+    def __init__(self, failures: list[tuple[Exception, Any]]) -> None:
+        super().__init__(failures)
+        self.failures = failures
+
+
 def unwrap_with(resolver: DependencyResolver, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Each argument as ``resolver`` unwraps it. Call only when every gathered future is done."""
-    unwrap = resolver.traverse_to_unwrap
+    """Each argument as ``resolver`` unwraps it. Call only when every gathered future is done.
+
+    Raises:
+        UnwrapFailed: after trying every argument, if unwrapping any raised (Parsl: a DependencyError).
+    """
+    failures: list[tuple[Exception, Any]] = []
+
+    def unwrap(value: Any) -> Any:
+        try:
+            return resolver.traverse_to_unwrap(value)
+        except Exception as exc:
+            failures.append((exc, value))
+            return value
+
     resolved = {}
     for key, value in kwargs.items():
         if key == "inputs" and isinstance(value, (list, tuple)):
@@ -68,7 +88,10 @@ def unwrap_with(resolver: DependencyResolver, args: tuple, kwargs: dict) -> tupl
         else:
             value = unwrap(value)
         resolved[key] = value
-    return tuple(unwrap(arg) for arg in args), resolved
+    resolved_args = tuple(unwrap(arg) for arg in args)
+    if failures:
+        raise UnwrapFailed(failures)
+    return resolved_args, resolved
 
 
 def _unique(deps: list[Future]) -> list[Future]:

@@ -363,9 +363,9 @@ class DataFlowKernel:
         if self._cleanup_called:  # a dependant made ready, or a retry, during cleanup
             self._abandon(record.id, None)
             return
-        if record.depends:
-            self._resolve_dependencies(record)
         try:
+            if record.depends:
+                self._resolve_dependencies(record)
             if record.join:
                 exec_fu = self._join_pool.submit(record.exec_func, *record.args, **record.kwargs)
             else:
@@ -385,7 +385,12 @@ class DataFlowKernel:
         exec_fu.add_done_callback(self._callback)
 
     def _resolve_dependencies(self, record: TaskRecord) -> None:
-        record.args, record.kwargs = self._resolve_arguments(record.args, record.kwargs)
+        """Put the dependencies' results in place; a resolver's unwrap that raises is Parsl's DependencyError."""
+        try:
+            record.args, record.kwargs = self._resolve_arguments(record.args, record.kwargs)
+        except arguments.UnwrapFailed as failed:
+            pairs = [(exc, arguments.describe_future(arg, self)) for exc, arg in failed.failures]
+            raise DependencyError(pairs, record.id) from None
         record.depends = None
 
     def _check_memo(self, record: TaskRecord) -> None:
@@ -394,12 +399,12 @@ class DataFlowKernel:
         An argument the memo hash cannot encode fails the task with that
         ``ValueError`` (Parsl's rule), without retries.
         """
-        if record.depends:
-            self._resolve_dependencies(record)
         try:
+            if record.depends:
+                self._resolve_dependencies(record)
             memo_fu = self.memoizer.check_memo(record)
         except Exception as exc:
-            logger.error("task %d (%s): cannot memoize its arguments: %s", record.id, record.func_name, exc)
+            logger.error("task %d (%s): cannot resolve or memoize its arguments: %s", record.id, record.func_name, exc)
             with self._lock:
                 actions = self._graph.handle(LaunchFailed(record.id))
             self._apply(actions, exc=exc)
