@@ -148,7 +148,7 @@ def _how_it_scales(recs: list[Record], big: int, workers: int) -> list[str]:
         f"- heartbeats: {_num(m(big, 'idle_heartbeats_per_s'))}/s answered idle (N / period = "
         f"{_num(big / period)}/s) at {_num(m(big, 'idle_ix_cpu_pct'))}% of a core; while tasks run each waits "
         f"in line with the workers' results (round trip {_num(m(big, 'load_heartbeat_rtt_ms'))} ms "
-        f"mean, {_num(m(big, 'load_heartbeat_rtt_max_ms'))} ms longest) but keep flowing: the longest a pool "
+        f"mean, {_num(m(big, 'load_heartbeat_rtt_max_ms'))} ms longest) but they keep flowing: the longest a pool "
         f"went unanswered was {m(big, 'load_heartbeat_gap_max_s'):.1f} s (threshold {_num(threshold)} s); "
         f"pools lost: {_num(m(big, 'pools_lost'))}.",
     ]
