@@ -65,6 +65,20 @@ def test_rerun_after_a_crash_skips_finished_tasks(run_dir, tmp_path):
     assert runs(counter) == 7  # only 5 and 6 ran again
 
 
+def test_a_checkpoint_mode_without_files_reuses_every_earlier_run_as_parsl(run_dir, tmp_path):
+    counter = str(tmp_path / "count")
+    square = counting_app(counter)
+    with parsl_lite.load(config(run_dir, checkpoint_mode="task_exit")):
+        assert [square(i).result(timeout=10) for i in range(3)] == [0, 1, 4]
+    with parsl_lite.load(config(run_dir, checkpoint_mode="task_exit")):  # checkpoint_files left out
+        futs = [square(i) for i in range(4)]
+        assert [f.result(timeout=10) for f in futs] == [0, 1, 4, 9]
+        assert [f.task_status() for f in futs] == ["memo_done"] * 3 + ["exec_done"]
+    with parsl_lite.load(config(run_dir, checkpoint_mode="task_exit", checkpoint_files=[])):  # [] reuses none
+        assert square(0).result(timeout=10) == 0
+    assert runs(counter) == 5
+
+
 def test_manual_checkpoint_writes_on_request(run_dir, tmp_path):
     square = counting_app(str(tmp_path / "count"))
     with parsl_lite.load(config(run_dir, checkpoint_mode="manual")) as dfk:

@@ -101,7 +101,7 @@ class DataFlowKernel:
         self._sigterm = SigtermCleanup()
         try:
             self._sigterm.install()  # first: a SIGTERM during a slow start cleans up too
-            self.memoizer.start(run_dir=self.run_dir)
+            self.memoizer.start(run_dir=self.run_dir, config_run_dir=self.config.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
                 self.executors[executor.label] = executor  # before start: a start cut short is shut down too

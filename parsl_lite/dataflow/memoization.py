@@ -274,8 +274,11 @@ class Memoizer(RepresentationMixin, ABC):
     """
 
     @abstractmethod
-    def start(self, *, run_dir: str) -> None:
-        """Load earlier results and get ready; ``run_dir`` is this run's numbered directory."""
+    def start(self, *, run_dir: str, config_run_dir: Optional[str] = None) -> None:
+        """Load earlier results and get ready; ``run_dir`` is this run's numbered directory.
+
+        ``config_run_dir`` is the config's ``run_dir`` (Parsl passes both).
+        """
 
     @abstractmethod
     def check_memo(self, record: Any) -> Optional[Future]:
@@ -333,7 +336,10 @@ class BasicMemoizer(Memoizer):
     Args:
         checkpoint_files: checkpoint directories (or files) of earlier runs
             whose results are reused, oldest first; later ones win for the
-            same call. See :func:`parsl_lite.utils.get_all_checkpoints`.
+            same call. See :func:`parsl_lite.utils.get_all_checkpoints`. None
+            (the default) with a ``checkpoint_mode`` reuses every earlier
+            run's checkpoint under the config's ``run_dir``, as Parsl does;
+            ``[]`` reuses none.
         checkpoint_period: ``HH:MM:SS`` between checkpoints in ``periodic`` mode.
         checkpoint_mode: when results are written to ``<run_dir>/checkpoint/``:
             ``task_exit`` (as each task finishes), ``periodic``, ``dfk_exit``
@@ -377,8 +383,13 @@ class BasicMemoizer(Memoizer):
         self._started = False
         self._warned: set[tuple[str, str]] = set()
 
-    def start(self, *, run_dir: str) -> None:
+    def start(self, *, run_dir: str, config_run_dir: Optional[str] = None) -> None:
         """Load ``checkpoint_files`` and prepare ``<run_dir>/checkpoint/``.
+
+        Args:
+            run_dir: this run's directory (``runinfo/NNN``).
+            config_run_dir: the config's ``run_dir`` (``runinfo``), whose earlier
+                runs' checkpoints are loaded when ``checkpoint_files`` is None.
 
         Raises:
             BadCheckpoint: a checkpoint file is missing, not a checkpoint, or damaged.
@@ -387,11 +398,17 @@ class BasicMemoizer(Memoizer):
         if self._started:
             raise InternalConsistencyError("BasicMemoizer.start() called again before close()")
         blobs: dict[str, bytes] = {}
+        files = self.checkpoint_files
+        if files is None and self.checkpoint_mode is not None and config_run_dir is not None:
+            from parsl_lite.utils import get_all_checkpoints  # Parsl's default: every earlier run's checkpoint
+
+            files = [path for path in get_all_checkpoints(config_run_dir)
+                     if os.path.dirname(path) != os.path.abspath(run_dir)]
         if self.memoize:
-            for path in self.checkpoint_files or ():
+            for path in files or ():
                 blobs.update(read_checkpoint(path))
-            if self.checkpoint_files:
-                logger.info("memoizer: %d results from %d checkpoints", len(blobs), len(self.checkpoint_files))
+            if files:
+                logger.info("memoizer: %d results from %d checkpoints", len(blobs), len(files))
         with self._lock:
             self._results, self._blobs = {}, blobs
             self._hits = self._misses = 0
