@@ -168,13 +168,12 @@ def simulated(pools: int, workers: int, run_dir: str, per_process: int = 50, hea
     executor.start()
     sims: Optional[SimProcesses] = None
     try:
-        client = executor._client  # the port, the secret's file and the interchange's pid: a benchmark's view
-        assert client is not None and client.process is not None
+        link = executor.pool_connection()
         started = time.monotonic()
-        sims = SimProcesses(client.worker_port, client.secret_file, pools, workers, per_process, executor.cert_dir)
+        sims = SimProcesses(link.worker_port, link.secret_file, pools, workers, per_process, link.cert_dir)
         sims.wait_registered(timeout_s)
         _wait_connected(executor, pools * workers, timeout_s)
-        yield executor, client.process.pid, sims, time.monotonic() - started
+        yield executor, link.interchange_pid, sims, time.monotonic() - started
     finally:
         executor.shutdown()
         if sims is not None:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from typeguard import typechecked
 
@@ -75,6 +75,16 @@ def check_resource_specification(spec: dict) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise InvalidResourceSpecification(f"resource specification {key!r} must be a number >= 0, "
                                                f"got {value!r}")
+
+
+class PoolConnection(NamedTuple):
+    """What a pool started outside the provider (by hand, or a benchmark's simulated one) needs to join."""
+
+    address: str
+    worker_port: int
+    secret_file: str
+    cert_dir: Optional[str]
+    interchange_pid: int
 
 
 class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
@@ -399,6 +409,18 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     @property
     def outstanding(self) -> int:
         return len(self._futures)
+
+    def pool_connection(self) -> PoolConnection:
+        """Where the current interchange listens for pools, and the credentials they need.
+
+        Raises:
+            ExecutorError: no interchange is running (not started, restarting, or shut down).
+        """
+        client = self._client
+        if client is None or client.process is None:
+            raise ExecutorError(self.label, "no interchange is running")
+        return PoolConnection(self.address or self.loopback_address, client.worker_port, client.secret_file,
+                              self.cert_dir, client.process.pid)
 
     @property
     def connected_workers(self) -> int:
