@@ -6,6 +6,7 @@ Examples::
     python -m benchmarks run all --executor threads --sizes 1000 --repeats 1
     python -m benchmarks report
     python -m benchmarks scale --pools 1,50,200 --tasks 100000
+    python -m benchmarks idle --idle-s 10 --label after
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmarks import records, report, runner, scale
+from benchmarks import idle, records, report, runner, scale
 from benchmarks.adapters import ADAPTERS, adapters_for
 from benchmarks.cases import CASES
 
@@ -68,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="show the registered cases and adapters")
     scale.build_parser(sub.add_parser(
         "scale", help="one real interchange serving N simulated pools (records/scale.jsonl)"))
+    idle.build_parser(sub.add_parser(
+        "idle", help="CPU of an idle default htex run, all its processes (records/idle.jsonl)"))
     return parser
 
 
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     args = _build_parser().parse_args(argv)
-    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "scale": scale.main}
+    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "scale": scale.main, "idle": idle.main}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
