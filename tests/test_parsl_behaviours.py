@@ -17,20 +17,7 @@ from parsl_lite.app.errors import BadStdStreamFile
 from parsl_lite.dataflow.errors import DependencyError, JoinError
 from parsl_lite.dataflow.futures import DataFuture
 
-
-@python_app
-def add(a, b=0):
-    return a + b
-
-
-@python_app
-def boom(message="boom"):
-    raise ValueError(message)
-
-
-@python_app
-def total(inputs=()):
-    return sum(inputs)
+from .test_apps import add, boom
 
 
 # ---------------------------------------------------------------- DependencyError / JoinError
