@@ -312,14 +312,15 @@ class DataFlowKernel:
             actions = self._graph.handle(ExecSucceeded(record.id))
         self._apply(actions, result)
 
-    def _task_failed(self, record: TaskRecord, exc: BaseException) -> None:
+    def _task_failed(self, record: TaskRecord, exc: BaseException, retriable: bool = True) -> None:
+        """Record the failure; retry if the handler's cost allows (never once cleanup began, or if not ``retriable``)."""
         if self._cleanup_called:  # shutting down: no retry handler, no retry (cleanup's docstring)
             self._abandon(record.id, exc)
             return
         if record.fail_history is None:
             record.fail_history = []
         record.fail_history.append(repr(exc))
-        cost, exc = self._failure_cost(record, exc)
+        cost, exc = self._failure_cost(record, exc) if retriable else (float("inf"), exc)
         with self._lock:
             actions = self._graph.handle(ExecFailed(record.id, cost))
         self._apply(actions, exc=exc)
@@ -374,15 +375,19 @@ class DataFlowKernel:
         except BaseException as exc:  # refused at the edge: fail the task, not its caller's thread
             logger.error("task %d (%s) could not be launched on %r: %r",
                          record.id, record.func_name, record.executor, exc)
-            with self._lock:
-                actions = self._graph.handle(LaunchFailed(record.id))
-            self._apply(actions, exc=exc)
+            self._launch_failed(record, exc)
             if not isinstance(exc, Exception):
                 raise  # Ctrl-C in the user's thread: the task has failed, the interrupt goes on
             return
         exec_fu.parsl_record = record  # type: ignore[attr-defined]
         record.exec_fu = exec_fu
         exec_fu.add_done_callback(self._callback)
+
+    def _launch_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        """The task could not be handed to an executor: it fails with ``exc``, without retries."""
+        with self._lock:
+            actions = self._graph.handle(LaunchFailed(record.id))
+        self._apply(actions, exc=exc)
 
     def _resolve_dependencies(self, record: TaskRecord) -> None:
         """Put the dependencies' results in place; a resolver's unwrap that raises is Parsl's DependencyError."""
@@ -405,9 +410,7 @@ class DataFlowKernel:
             memo_fu = self.memoizer.check_memo(record)
         except Exception as exc:
             logger.error("task %d (%s): cannot resolve or memoize its arguments: %s", record.id, record.func_name, exc)
-            with self._lock:
-                actions = self._graph.handle(LaunchFailed(record.id))
-            self._apply(actions, exc=exc)
+            self._launch_failed(record, exc)
             return
         memo_exc = memo_fu.exception() if memo_fu is not None else None
         with self._lock:
@@ -449,8 +452,9 @@ class DataFlowKernel:
         elif isinstance(returned, list) and all(isinstance(f, Future) for f in returned):
             inner = returned
         else:  # Parsl's TypeError; final, like every join failure (the body already ran)
-            self._join_failed(record, TypeError(f"join_app body must return a Future or list of Futures, "
-                                                f"got {returned!r} of type {type(returned)}"))
+            error = TypeError(f"join_app body must return a Future or list of Futures, "
+                              f"got {returned!r} of type {type(returned)}")
+            self._task_failed(record, error, retriable=False)
             return
         if not inner:  # an empty list joins at once, to []
             self._join_finished(record, returned, inner)
@@ -471,24 +475,12 @@ class DataFlowKernel:
     def _join_finished(self, record: TaskRecord, returned: Any, inner: list) -> None:
         failed = arguments.failed_dependencies(inner, self)
         if failed:
-            self._join_failed(record, JoinError(failed, record.id))
+            self._task_failed(record, JoinError(failed, record.id), retriable=False)  # inner apps had their retries
             return
         value = [f.result() for f in inner] if isinstance(returned, list) else inner[0].result()
         with self._lock:
             actions = self._graph.handle(ExecSucceeded(record.id))
         self._apply(actions, value)
-
-    def _join_failed(self, record: TaskRecord, exc: BaseException) -> None:
-        """Fail a join app without retrying it: its inner apps had their own retries (as Parsl)."""
-        if self._cleanup_called:
-            self._abandon(record.id, exc)
-            return
-        if record.fail_history is None:
-            record.fail_history = []
-        record.fail_history.append(repr(exc))
-        with self._lock:
-            actions = self._graph.handle(ExecFailed(record.id, float("inf")))
-        self._apply(actions, exc=exc)
 
     def _publish(self, change: StateChanged) -> None:
         for listener in self._listeners:

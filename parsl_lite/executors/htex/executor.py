@@ -225,7 +225,7 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
         self.cert_dir: Optional[str] = None
         self._block_submitted: dict[str, float] = {}
         self._failed_blocks = 0
-        self._status_cache: dict = {}
+        self._status_cache = StatusReply.empty()
         self._status_time = float("-inf")
 
     # ------------------------------------------------------------ life cycle
@@ -393,16 +393,20 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             if self._broken is not None:
                 return
             self._broken = cause
-            pending, self._futures = self._futures, {}
-            self._held = None
+            pending = self._take_pending()
         count = fail_all(pending, cause)
         logger.error("executor %r failed %d pending tasks: %s", self.label, count, cause)
 
     def _fail_pending(self, cause: BaseException) -> int:
         with self._lock:
-            pending, self._futures = self._futures, {}
-            self._held = None
+            pending = self._take_pending()
         return fail_all(pending, cause)
+
+    def _take_pending(self) -> dict[int, Future]:
+        """Under ``_lock``: every registered future, taken; held tasks are dropped (they fail with them)."""
+        pending, self._futures = self._futures, {}
+        self._held = None
+        return pending
 
     # ------------------------------------------------------------ scaling
 
@@ -494,7 +498,7 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             return ErrorReply(0, f"executor {self.label!r} is not running")
         return client.request(request, timeout_s)
 
-    def _status(self, max_age_s: float) -> Any:
+    def _status(self, max_age_s: float) -> StatusReply:
         """The interchange's ``StatusReply``, at most ``max_age_s`` old; an empty one if it cannot be asked."""
         now = time.monotonic()
         if now - self._status_time > max_age_s:
@@ -505,8 +509,7 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             else:
                 self._status_cache = reply if isinstance(reply, StatusReply) else StatusReply.empty()
             self._status_time = now
-        cache = self._status_cache
-        return cache if isinstance(cache, StatusReply) else StatusReply.empty()
+        return self._status_cache
 
     def scale_out(self, blocks: int = 1) -> list[str]:
         """Start ``blocks`` more blocks of worker pools through the provider.

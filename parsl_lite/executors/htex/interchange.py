@@ -205,17 +205,18 @@ class Interchange:
                            self.refused, self.dropped)
 
     def _on_hold_blocks(self, request: HoldBlocks) -> Reply:
-        blocks = set(request.block_ids)
-        for info in self.ledger.managers():
-            if info.block_id in blocks:
-                self._apply(self.ledger.handle(HoldManager(info.manager_id)))
+        for manager_id in self._pools_of(set(request.block_ids)):
+            self._apply(self.ledger.handle(HoldManager(manager_id)))
         return Ack(request.request_id)
 
     def _on_block_lost(self, request: BlockLost) -> Reply:
-        for info in self.ledger.managers():
-            if info.block_id == request.block_id:
-                self._apply(self.ledger.handle(ManagerGone(info.manager_id, request.reason, time.monotonic())))
+        for manager_id in self._pools_of({request.block_id}):
+            self._apply(self.ledger.handle(ManagerGone(manager_id, request.reason, time.monotonic())))
         return Ack(request.request_id)
+
+    def _pools_of(self, block_ids: set[str]) -> list[bytes]:
+        """The registered pools (manager ids) running in these blocks."""
+        return [info.manager_id for info in self.ledger.managers() if info.block_id in block_ids]
 
     def _on_shutdown(self, request: ShutdownRequest) -> Reply:
         self._shutdown_managers("the executor shut down")
