@@ -31,7 +31,7 @@ demo: install
 # unpacks Kubernetes), before pytest and so outside the 60 s per-test timeout; it stops the ones it started
 # at the end. A backend that cannot start fails its tests (PLITE_REQUIRE_BACKENDS=1), it does not skip them.
 BACKENDS_DIR ?= ../shared/backends
-BACKEND_UPS = slurm:PLITE_SLURM_CPUS=8 ssh:WITH_H2=1 k8s:WITH_NODE=1
+BACKEND_UPS = slurm:PLITE_SLURM_CPUS=8 ssh:WITH_H2=1 k8s:WITH_NODE=1 postgres:PLITE_PG_PORT=5433
 BACKEND_UP_TIMEOUT ?= 900
 KEEP_BACKENDS ?= 0
 PYTEST_ARGS ?=

@@ -147,6 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check = commands.add_parser("config", help="check a config file and print what it builds")
     check.add_argument("file")
     check.set_defaults(handler=_config)
+    from parsl_lite.faas.endpoint.cli import add_endpoint_commands
+    from parsl_lite.faas.service.cli import add_service_commands
+    add_service_commands(commands)     # parsl-lite service start|stop|status|add-user
+    add_endpoint_commands(commands)    # parsl-lite endpoint configure|start|stop|restart|list|status|delete
     run = commands.add_parser("run", help="run a workflow script (see `parsl-lite run -h`)", usage=_RUN_USAGE,
                               description=__doc__.split("\n\n", 2)[2],
                               formatter_class=argparse.RawDescriptionHelpFormatter)

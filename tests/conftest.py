@@ -76,6 +76,7 @@ BACKENDS = {
     "slurm": Backend("slurm", {"PLITE_SLURM_CPUS": "8"}, "SLURM_PARTITION"),  # 8 CPUs: more 1-CPU blocks at once
     "ssh_hosts": Backend("ssh", {"WITH_H2": "1"}, "SSH_H2_HOST"),
     "k8s": Backend("k8s", {"WITH_NODE": "1"}, "K8S_IMAGE_HOST"),
+    "postgres": Backend("postgres", {}, "PG_DSN"),
 }
 _started_here: list[Backend] = []
 
@@ -180,6 +181,12 @@ def ssh_hosts() -> dict[str, str]:
 def k8s() -> dict[str, str]:
     """The Kubernetes backend's facts (``KUBECONFIG``, ``K8S_IMAGE_HOST``, ...); a node is running."""
     return use_backend("k8s")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> dict[str, str]:
+    """The PostgreSQL backend's facts (``PG_DSN``, ``PG_HOST``, ``PG_PORT``, ...)."""
+    return use_backend("postgres")
 
 
 # ---------------------------------------------------------------- kernels
