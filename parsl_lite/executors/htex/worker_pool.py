@@ -2,7 +2,7 @@
 
 The pool ("manager") does not carry tasks: its workers talk to the interchange
 directly. It registers (protocol version, host, cores, memory, worker count),
-heartbeats, starts one worker process per slot, and when a worker dies says so
+heartbeats, forks one worker process per slot (``forked.py``), and when a worker dies says so
 (``WorkerDied`` with the exit code or signal and the task it was running, read
 from the slot file the workers write, so only that task fails with
 ``WorkerLost``) and starts a replacement. It exits, taking its workers with it,
@@ -40,7 +40,6 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-import psutil
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -50,6 +49,7 @@ from parsl_lite.executors.htex.messages import (
     NO_TASK, PROTOCOL_VERSION, UNKNOWN_TASK, Drain, Heartbeat, HeartbeatAck, Message, Register, RegisterReply,
     Shutdown, WorkerDied, WorkerStarted, decode, encode,
 )
+from parsl_lite.executors.htex.forked import ForkedWorker, fork_worker
 from parsl_lite.executors.htex.slots import SlotFile
 from parsl_lite.executors.htex.wire_auth import SECRET_ENV, WORKERS, Signer, read_secret_file
 
@@ -81,10 +81,10 @@ class WorkerPool:
         self.manager_id = uuid.uuid4().bytes
         # a container's share of the node (PARSL_CORES, set by providers that know it) wins over the node's count
         self.cores = int(float(os.environ.get("PARSL_CORES") or 0)) or os.cpu_count() or 1
-        self.mem_bytes = psutil.virtual_memory().total
+        self.mem_bytes = _memory_bytes()
         self.count = worker_count(args.max_workers_per_node, args.cores_per_worker, args.mem_per_worker,
                                   self.cores, self.mem_bytes)
-        self.workers: dict[int, subprocess.Popen] = {}
+        self.workers: dict[int, ForkedWorker] = {}
         # a pidfd per worker, polled beside the socket: readable when it exits, so an idle pool sleeps until
         # the next heartbeat instead of looking for dead workers every _CHECK_WORKERS_S (pidfd_open: Linux 5.3+)
         self.pidfds: dict[int, int] = {}
@@ -127,6 +127,8 @@ class WorkerPool:
         hello = Register(PROTOCOL_VERSION, self.manager_id, self.args.block_id, socket.gethostname(), os.getpid(),
                          self.cores, self.mem_bytes, self.count, platform.python_version())
         self._send(hello)
+        from parsl_lite.executors.htex import worker  # noqa: F401  (loaded while the interchange answers: see forked.py)
+
         if not self.socket.poll(int(self.args.heartbeat_threshold * 1000)):
             logger.error("no answer from the interchange at %s:%d within %.1f s", self.args.address,
                          self.args.port, self.args.heartbeat_threshold)
@@ -209,17 +211,16 @@ class WorkerPool:
     # ------------------------------------------------------------ workers
 
     def _start_worker(self, index: int) -> None:
-        cmd = [sys.executable, "-m", "parsl_lite.executors.htex.worker", "--manager-id", self.manager_id.hex(),
-               "--index", str(index), "--address", self.args.address, "--port", str(self.args.port),
-               "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid()),
-               "--max-result-bytes", str(self.args.max_result_bytes), "--slot-fd", str(self.slots.fd)]
+        """Fork worker ``index`` (see ``forked.py``: the worker module is already imported here)."""
+        argv = ["--manager-id", self.manager_id.hex(), "--index", str(index), "--address", self.args.address,
+                "--port", str(self.args.port), "--log-dir", self.args.logdir, "--parent-pid", str(os.getpid()),
+                "--max-result-bytes", str(self.args.max_result_bytes), "--slot-fd", str(self.slots.fd)]
         if self.args.cert_dir:
-            cmd += ["--cert-dir", self.args.cert_dir]
+            argv += ["--cert-dir", self.args.cert_dir]
         if self.args.debug:
-            cmd.append("--debug")
+            argv.append("--debug")
         self.slots.write(index, NO_TASK)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env={**os.environ, SECRET_ENV: self.secret},
-                                pass_fds=(self.slots.fd,))
+        proc = fork_worker(argv, {SECRET_ENV: self.secret})
         self.workers[index] = proc
         self._watch_exit(index, proc.pid)
         self._send(WorkerStarted(self.manager_id, index, proc.pid))
@@ -280,6 +281,16 @@ class WorkerPool:
         self.socket.close(linger=0)
         self.context.term()
         self.slots.close()
+
+
+def _memory_bytes() -> int:
+    """The node's memory; from ``sysconf`` where it can (importing psutil costs start-up time)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        import psutil
+
+        return int(psutil.virtual_memory().total)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
