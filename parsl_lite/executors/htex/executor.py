@@ -15,6 +15,7 @@ same lock, then fails each future it took (``restart.fail_all``).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -38,7 +39,8 @@ from parsl_lite.executors.htex.messages import (
     BlockLost, ErrorReply, HoldBlocks, ResultMessage, StatusReply, StatusRequest, TaskMessage,
 )
 from parsl_lite.executors.htex.restart import Lost, RestartBudget, RestartsInterchange, fail_all, fail_all_of
-from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range
+from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range, pick_free_port
+from parsl_lite.executors.htex.wire_auth import SECRET_FILE, write_secret_file
 from parsl_lite.fast_future import FastFuture
 from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
 
@@ -282,16 +284,65 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
         self._settings = settings  # a replacement interchange gets the same settings (keys, secret)
         self._completer = Completer(f"parsl_lite-{self.label}-completion", self._prepare)
         self._completer.start()
-        self._client = self._new_client(self._futures)
+        if self._provider is not None:  # its blocks are scaled by the kernel's job status poller
+            self._provider.script_dir = self.run_dir
         try:
-            self._client.start()
+            self._start_interchange(settings)
         except BaseException:
             self._completer.stop()
             raise
         logger.info("executor %r: interchange up (client port %d, worker port %d)", self.label,
                     self._client.client_port, self._client.worker_port)
-        if self._provider is not None:  # its blocks are started and scaled by the kernel's job status poller
-            self._provider.script_dir = self.run_dir
+
+    def _start_interchange(self, settings: InterchangeSettings) -> None:
+        """Start the interchange and, while it starts, the provider's initial blocks.
+
+        Their pools dial a worker port chosen here ahead and retry until the
+        interchange listens on it, so a pool's start (a Python process and its
+        imports) overlaps the interchange's instead of following it. Should that
+        port be taken meanwhile, those blocks are cancelled and the interchange
+        is started the plain way, on a port of its choosing (the kernel's job
+        status poller then starts the initial blocks, as it does for any
+        executor that started none).
+        """
+        port = settings.worker_port
+        if port is None and self._initial_blocks() > 0:
+            port = pick_free_port(settings.worker_address, settings.worker_port_range)
+        if port is not None and self._initial_blocks() > 0:
+            self._settings = dataclasses.replace(settings, worker_port=port)  # this start only: a replacement
+            self._client = self._new_client(self._futures)                   # interchange picks its own
+            self._settings = settings
+            write_secret_file(settings.logdir, settings.secret)  # what the pools read; the client writes it again
+            early = self._start_initial_blocks()
+            try:
+                self._client.start()
+                return
+            except ExecutorError as exc:
+                if settings.worker_port is not None:
+                    self._cancel_blocks(early)
+                    raise
+                logger.warning("executor %r: the interchange could not start on worker port %d chosen ahead (%s); "
+                               "starting it on a port of its choosing", self.label, port, exc)
+                self._cancel_blocks(early)
+        self._client = self._new_client(self._futures)
+        self._client.start()
+
+    def _start_initial_blocks(self) -> list[str]:
+        """``scale_out`` by the initial blocks; on a provider error, none (the poller's first round tries again)."""
+        try:
+            return self.scale_out(self._initial_blocks())
+        except Exception as exc:
+            self._failed_blocks -= 1  # counted by scale_out; the poller's own try counts (as it did before)
+            logger.warning("executor %r: starting the initial blocks failed (%s); the job status poller "
+                           "tries again", self.label, exc)
+            return []
+
+    def _initial_blocks(self) -> int:
+        """The blocks the strategy starts first (``min(init_blocks, max_blocks)``); 0 without a provider."""
+        provider = self._provider
+        if provider is None or not hasattr(provider, "submit"):
+            return 0
+        return max(0, min(int(getattr(provider, "init_blocks", 0)), int(getattr(provider, "max_blocks", 0))))
 
     def shutdown(self) -> None:
         """Stop the interchange and every block; fail what is still pending. Idempotent."""
@@ -559,10 +610,11 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     def _launch_command(self, block_id: str) -> str:
         assert self._client is not None
         logdir = os.path.join(self.worker_logdir_root or self.run_dir, f"block-{block_id}")
+        secret_file = self._client.secret_file or os.path.join(self._client.settings.logdir, SECRET_FILE)
         return (self.launch_cmd or DEFAULT_LAUNCH_CMD).format(
             python=shlex.quote(sys.executable),
             address=self.address or self.loopback_address,
-            worker_port=self._client.worker_port,
+            worker_port=self._client.worker_port or self._client.settings.worker_port,  # (chosen ahead: not up yet)
             block_id=block_id,
             cores_per_worker=self.cores_per_worker,
             max_workers=f"--max-workers-per-node {self.max_workers_per_node}" if self.max_workers_per_node else "",
@@ -571,7 +623,7 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             heartbeat_threshold=self.heartbeat_threshold,
             max_payload_bytes=self.max_payload_bytes,
             drain_period=f"--drain-period {self.drain_period}" if self.drain_period else "",
-            secret_file=shlex.quote(self._client.secret_file),  # the path only: `ps` must not show the secret
+            secret_file=shlex.quote(secret_file),  # the path only: `ps` must not show the secret
             cert_dir=f"--cert-dir {shlex.quote(self.cert_dir)}" if self.cert_dir else "",
             logdir=shlex.quote(logdir),
             debug="--debug" if self.worker_debug else "",

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import random
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -81,3 +83,23 @@ class InterchangeSettings:
         data["worker_port_range"] = tuple(data["worker_port_range"])
         data["interchange_port_range"] = tuple(data["interchange_port_range"])
         return cls(**data)
+
+
+def pick_free_port(address: str, port_range: tuple[int, int], tries: int = 20) -> Optional[int]:
+    """A port of ``port_range`` that is free on ``address`` now, or None if none of ``tries`` was.
+
+    Chosen ahead so that pools can be started before the interchange listens
+    (they dial until it does). Another process may take it meanwhile; the
+    interchange then fails to bind it and the executor starts one that picks
+    its own port (``HighThroughputExecutor._start_interchange``).
+    """
+    low, high = port_range
+    for _ in range(tries):
+        port = random.randint(low, high - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+        return port
+    return None

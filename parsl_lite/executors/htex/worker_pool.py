@@ -57,6 +57,8 @@ logger = logging.getLogger("parsl_lite.executors.htex.worker_pool")
 
 _CHECK_WORKERS_S = 0.05      # how often dead workers are looked for where a worker's exit cannot wake the loop
 _FAST_DEATHS_BEFORE_GIVING_UP = 5
+_RECONNECT_IVL_MS = 10        # first redial after a refused connect (ZMQ's default: 100 ms)
+_RECONNECT_IVL_MAX_MS = 200   # then backing off to this
 _RECONNECT_GRACE_S = 2.0     # a dropped connection that is not back by then: the interchange is gone
 
 
@@ -95,6 +97,9 @@ class WorkerPool:
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, self.manager_id)
+        # a pool may start before its interchange listens (executor.py's _start_interchange): dial again soon
+        self.socket.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
         curve.make_client(self.socket, args.cert_dir)
         # connected / disconnected events of the link: a dead interchange is seen at once, not after the threshold
         self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
