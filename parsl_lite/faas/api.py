@@ -12,7 +12,9 @@ purged), 413 (payload over the limit: size and limit in the reason).
 
 Routes (``{id}`` a UUID string)::
 
-    GET    /v1/version                  -> {"api": "v1", "parsl_lite": V, "protocol_version": N}   (no token needed)
+    GET    /v1/version                  -> {"api": "v1", "parsl_lite": V, "protocol_version": N,
+                                            "payload_limit"?: bytes}   (no token needed; the SDK refuses a
+                                            bigger payload before sending, DEFAULT_PAYLOAD_LIMIT if absent)
     GET    /v1/whoami                   -> {"user_id", "username", "is_admin"}
     POST   /v1/users                    {"username"}  (admin only)  -> {"user_id", "username", "token"}
     POST   /v1/functions                {"function_name", "function_code": b64, "description"?, "public"?: bool,

@@ -106,3 +106,42 @@ class MalformedMessage(FaaSError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.reason,))
+
+
+class TaskCancelled(FaaSError):
+    """The task was cancelled (``FuncXClient.cancel``) before it ran; it has no result."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} was cancelled before it ran")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_id,))
+
+
+class VersionMismatch(FaaSError):
+    """The service speaks another API or protocol version than this client (funcX's name)."""
+
+    def __init__(self, version_message: str) -> None:
+        self.version_message = version_message
+        super().__init__(version_message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.version_message,))
+
+
+class ServiceUnreachable(FaaSError):
+    """No connection to the service at ``url`` (not running, wrong address); ``reason`` is the OS's."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach the function service at {url}: {reason} "
+                         "(is it running? start one with `parsl-lite service start`)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.reason))
+
+
+class CredentialsNotFound(FaaSError):
+    """No service URL or token: no arguments, no environment variables, no credentials file."""
