@@ -1,0 +1,89 @@
+"""The default store: one SQLite file in WAL mode (``DIR/faas.db``).
+
+Why these settings: WAL lets other processes read while the service writes
+(status pages, tests, a second service process) without "database is
+locked"; ``synchronous=FULL`` makes each committed transaction reach the disk
+before the method returns, so a SIGKILL right after loses nothing; the busy
+timeout makes a second writer wait its turn instead of failing. Writes take
+the lock at ``BEGIN IMMEDIATE``, so two writers never deadlock upgrading a
+read lock. The SQL itself lives in ``store_sql.py``, shared with PostgreSQL.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from typing import Any, Iterator
+
+from parsl_lite.faas.service.store_sql import SqlStore
+
+BUSY_TIMEOUT_S = 30.0
+
+
+class SqliteStore(SqlStore):
+    """The store in one SQLite file at ``path`` (created, with its schema, on first open).
+
+    Raises:
+        SchemaVersionError: the file was written by a newer parsl_lite.
+        sqlite3.OperationalError: the file cannot be opened (the message names it).
+    """
+
+    types = {"blob": "BLOB", "float": "REAL", "bool": "INTEGER", "seq": "INTEGER PRIMARY KEY"}
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self.where = self.path
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+        try:
+            # autocommit (isolation_level=None): transactions are the explicit BEGIN IMMEDIATE of _write;
+            # check_same_thread=False: the service creates the store on one thread and calls it on another
+            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            with self._write() as cur:
+                self._create_schema(cur)
+        except sqlite3.Error as exc:
+            self._close_quietly()
+            raise sqlite3.OperationalError(f"SQLite store {self.path}: {exc}") from exc
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            self._conn.rollback()
+            raise
+        cur.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        yield self._conn.cursor()
+
+    def _in_ids(self, column: str, ids: list[str]) -> tuple[str, Any]:
+        # one parameter whatever the number of ids: no chunking under SQLite's variable limit
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(ids)
+
+    def _is_duplicate(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def journal_mode(self) -> str:
+        """The file's journal mode ("wal"), for tests."""
+        return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
