@@ -10,7 +10,7 @@ from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.htex.errors import ManagerLost, MalformedMessage, WorkerLost
 from parsl_lite.executors.htex.ledger import (
     AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger,
-    LedgerConfig, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
+    LedgerConfig, LoadChanged, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
     WorkerConnected, WorkerDied,
 )
 from parsl_lite.executors.htex.messages import NO_TASK, PROTOCOL_VERSION, ManagerStatus, TaskMessage
@@ -125,6 +125,41 @@ def test_a_deep_queue_flows_in_batches_capped_at_max_batch():
     assert ledger.pending_count == 1000 - 128
     actions = ledger.handle(ResultsArrived(b"m1", 0, list(range(10)), 1.0))  # partial results: topped up
     assert dispatched(actions) == {(b"m1", 0): tuple(range(128, 138))}
+
+
+def test_a_saturated_interchange_sends_each_worker_its_fair_share_in_one_batch():
+    # 4 workers, 10 tasks, max_batch 64: free, one each; saturated, each worker its share of what is left when
+    # its turn comes: ceil(10/4) = 3, ceil(7/4) = 2, ceil(5/4) = 2, ceil(3/4) = 1
+    free, busy = make(workers=4), make(workers=4)
+    assert busy.handle(LoadChanged(True)) == []  # nothing queued yet: nothing to send
+    assert [len(ids) for ids in dispatched(free.handle(TasksArrived(tasks(range(10))))).values()] == [1, 1, 1, 1]
+    actions = busy.handle(TasksArrived(tasks(range(10))))
+    assert dispatched(actions) == {(b"m1", 0): (0, 1, 2), (b"m1", 1): (3, 4), (b"m1", 2): (5, 6), (b"m1", 3): (7,)}
+    assert busy.pending_count == 2
+    # more tasks top the others up to their share: ceil(12/4) = 3 for w1 and w2, ceil(10/4) = 3 for w3
+    actions = busy.handle(TasksArrived(tasks(range(10, 20), first_with_body=False)))
+    assert dispatched(actions) == {(b"m1", 1): (8,), (b"m1", 2): (9,), (b"m1", 3): (10, 11)}
+    # a worker that frees up takes its share of what is left: ceil(8/4) = 2
+    assert dispatched(busy.handle(ResultsArrived(b"m1", 0, [0, 1, 2], 1.0))) == {(b"m1", 0): (12, 13)}
+
+
+def test_a_lone_task_goes_out_at_once_when_saturated():
+    ledger = make(workers=3)
+    ledger.handle(LoadChanged(True))
+    assert dispatched(ledger.handle(TasksArrived(tasks([1])))) == {(b"m1", 0): (1,)}
+
+
+def test_becoming_saturated_tops_up_busy_workers_and_becoming_free_stops_batches():
+    ledger = make(workers=2)
+    ledger.handle(TasksArrived(tasks(range(8))))          # free: one each, 6 queued
+    actions = ledger.handle(LoadChanged(True))            # now ceil(6/2) = 3 for w0, then ceil(4/2) = 2 for w1
+    assert dispatched(actions) == {(b"m1", 0): (2, 3), (b"m1", 1): (4,)}
+    assert ledger.handle(LoadChanged(True)) == []         # no change, nothing to do
+    assert ledger.handle(LoadChanged(False)) == []
+    actions = ledger.handle(ResultsArrived(b"m1", 0, [0, 2, 3], 1.0))
+    assert dispatched(actions) == {(b"m1", 0): (5,)}      # free again: 1 + prefetch, though ceil(3/2) = 2
+    assert dispatched(ledger.handle(ResultsArrived(b"m1", 1, [1, 4], 1.0))) == {(b"m1", 1): (6,)}
+    assert ledger.pending_count == 1
 
 
 def test_more_tasks_top_up_a_busy_worker_when_the_queue_deepens():

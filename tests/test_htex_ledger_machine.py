@@ -9,7 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from parsl_lite.executors.htex.ledger import (
     Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger,
-    LedgerConfig, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
+    LedgerConfig, LoadChanged, ManagerDraining, ManagerRegistered, ResultsArrived, TasksArrived, Tick,
     WorkerConnected, WorkerDied,
 )
 from parsl_lite.executors.htex.messages import NO_TASK, PROTOCOL_VERSION, TaskMessage
@@ -28,6 +28,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = Ledger(self.config)
         self.base, self.cap = 1 + prefetch, max(1 + prefetch, max_batch)
         self.now = 0.0
+        self.saturated = False
         self.managers: dict[bytes, dict] = {}   # mid -> {"beat", "closed", "draining", "slots": {i: pid}, "known"}
         self.pids = iter(range(1000, 10**6))
         self.old_pids: dict[tuple[bytes, int], list[int]] = {}
@@ -71,9 +72,12 @@ class LedgerMachine(RuleBasedStateMachine):
                 for i, pid in m["slots"].items() if pid is not None]
 
     def limit(self, pending):
-        """What a worker may hold: a full batch only while the queue holds one for every eligible worker."""
+        """What a worker may hold: a full batch while the queue holds one for every eligible worker; its share
+        while the interchange is saturated; else 1 + prefetch."""
         share = math.ceil(pending / len(self.eligible_slots()))
-        return self.cap if share >= self.config.max_batch else self.base
+        if share >= self.config.max_batch:
+            return self.cap
+        return max(self.base, share) if self.saturated else self.base
 
     def check_dispatch(self, action):
         mid, index = action.manager_id, action.worker_index
@@ -201,6 +205,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.apply(actions, expect_dropped=junk + elsewhere)
         if ids:
             self.release_if_drained(mid, actions)
+
+    @rule(saturated=st.booleans())
+    def load(self, saturated):
+        self.saturated = saturated
+        self.apply(self.ledger.handle(LoadChanged(saturated)))
 
     @rule(mid=st.sampled_from(MIDS))
     def heartbeat(self, mid):

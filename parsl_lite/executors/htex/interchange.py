@@ -35,7 +35,7 @@ from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.errors import MalformedMessage, NotAuthenticated, VersionMismatch, WorkerLost
 from parsl_lite.executors.htex.ledger import (
     AcceptManager, Dispatch, DropResults, FailTasks, ForgetManager, HeartbeatReceived, HoldManager, Ledger, LedgerConfig,
-    ManagerDraining, ManagerGone, ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick,
+    LoadChanged, ManagerDraining, ManagerGone, ManagerRegistered, RejectManager, ResultsArrived, TasksArrived, Tick,
     WorkerConnected, WorkerDied as WorkerDiedEvent,
 )
 from parsl_lite.executors.htex.messages import (
@@ -45,11 +45,21 @@ from parsl_lite.executors.htex.messages import (
 )
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.executors.htex.wire_auth import CLIENT, WORKERS, Signer
-from parsl_lite.serialize import serialize
 
 logger = logging.getLogger("parsl_lite.executors.htex.interchange")
 
+
+def serialize(obj: Any) -> bytes:
+    """``parsl_lite.serialize.serialize``, imported on first use: dill is not loaded at start-up for a rare error."""
+    from parsl_lite.serialize import serialize as _serialize
+
+    return _serialize(obj)
+
+
 _LOG_EVERY_REFUSAL_UP_TO = 20   # then one line per 1000, so a flood cannot fill the disk
+_DRAIN_MOST = 1000              # messages read from one socket per wake-up, so one busy side cannot starve the other
+_SATURATED_AT = 64              # messages read in one wake-up that say a backlog waits for us (LoadChanged)
+_FREE_BELOW = 8                 # ... and fewer than this say it is gone
 
 
 class Interchange:
@@ -73,6 +83,8 @@ class Interchange:
         self.worker_of: dict[bytes, tuple[bytes, int]] = {}     # socket identity -> (manager, index)
         self.identity_of: dict[tuple[bytes, int], bytes] = {}   # (manager, index) -> socket identity
         self.hosts: dict[bytes, str] = {}
+        self.arrived: list[Any] = []      # tasks of this wake-up's TaskBatches, given to the ledger as one event
+        self.saturated = False
         self.running = True
         self.dropped = 0
         self.refused = 0
@@ -115,10 +127,13 @@ class Interchange:
         next_tick = time.monotonic() + tick_s
         while self.running:
             events = dict(poller.poll(max(0, int((next_tick - time.monotonic()) * 1000))))
+            handled = 0
             if self.client in events:
-                self._drain(self.client, self._from_client)
+                handled += self._drain(self.client, self._from_client)
+                self._flush_tasks()
             if self.workers in events:
-                self._drain(self.workers, self._from_worker)
+                handled += self._drain(self.workers, self._from_worker)
+            self._note_load(handled)
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + tick_s
@@ -128,12 +143,13 @@ class Interchange:
                     self._shutdown_managers("the executor is gone")
                     return
 
-    def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
-        for _ in range(1000):  # bounded, so one busy side cannot starve the other
+    def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> int:
+        """Handle the messages waiting on the socket (at most ``_DRAIN_MOST``); return how many there were."""
+        for count in range(_DRAIN_MOST):
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return count
             try:
                 handle(frames)
             except NotAuthenticated as exc:
@@ -141,6 +157,14 @@ class Interchange:
             except MalformedMessage as exc:
                 self.dropped += 1
                 logger.warning("dropped a malformed message (%d so far): %s", self.dropped, exc)
+        return _DRAIN_MOST
+
+    def _note_load(self, handled: int) -> None:
+        """Tell the ledger when a backlog appears or goes (it batches by fair share meanwhile)."""
+        saturated = handled >= _SATURATED_AT or (self.saturated and handled >= _FREE_BELOW)
+        if saturated != self.saturated:
+            self.saturated = saturated
+            self._apply(self.ledger.handle(LoadChanged(saturated)))
 
     def _refuse(self, frames: list[bytes], exc: NotAuthenticated) -> None:
         """A message without this run's proof: count it, log it (not a flood of it), answer a hello."""
@@ -165,6 +189,8 @@ class Interchange:
         except VersionMismatch as exc:
             self._reply(identity, ErrorReply(0, f"executor refused: {exc}"))
             raise
+        if type(message) is not TaskBatch:
+            self._flush_tasks()  # the ledger sees the executor's messages in the order sent
         if identity != self.client_identity and type(message) is not ClientHello:
             raise MalformedMessage(type(message).kind, "from a client that did not say ClientHello first")
         handler = self._from_client_table.get(type(message))
@@ -184,7 +210,13 @@ class Interchange:
         self._reply(identity, Ack(hello.request_id))
 
     def _on_tasks(self, identity: bytes, message: TaskBatch) -> None:
-        self._apply(self.ledger.handle(TasksArrived(message.tasks)))
+        self.arrived.extend(message.tasks)  # dispatched after this wake-up's batches are all read (_flush_tasks)
+
+    def _flush_tasks(self) -> None:
+        """Give the ledger the tasks read so far as one event: a deeper queue, so fuller batches."""
+        if self.arrived:
+            tasks, self.arrived = self.arrived, []
+            self._apply(self.ledger.handle(TasksArrived(tasks)))
 
     def _on_request(self, handler: Callable[[Any], Reply], identity: bytes, request: Any) -> None:
         self._reply(identity, handler(request))

@@ -26,14 +26,21 @@ Dispatch policy (it decides our throughput). Let ``pending`` be the queue
 length and ``eligible`` the number of connected workers on pools that are
 neither held nor draining. A worker may hold up to::
 
-    limit = max(1 + prefetch, max_batch)   if ceil(pending / eligible) >= max_batch
+    share = ceil(pending / eligible)
+    limit = max(1 + prefetch, max_batch)   if share >= max_batch
+    limit = max(1 + prefetch, share)       if the interchange is saturated (LoadChanged)
     limit = 1 + prefetch                   otherwise
 
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
-prefetched); the batch lets a deep queue of short tasks flow in bulk. Batches
-are sent only while the queue holds a full batch for every worker, so a few
-long tasks (or the tail of a long run) still go one by one to whichever worker
-frees up first, and a block that joins later still finds work. ``pending`` is
+prefetched); the batch lets a deep queue of short tasks flow in bulk. Full
+batches are sent only while the queue holds a full batch for every worker, so
+a few long tasks (or the tail of a long run) still go one by one to whichever
+worker frees up first, and a block that joins later still finds work. With
+thousands of workers the queue never holds ``max_batch`` for each, and one task
+a message would make the interchange's cost per task grow with the workers: so
+while the interchange is saturated (messages wait for it, which long tasks never
+cause) each worker may hold its fair share of the queue, and a lone task still
+goes out at once. ``pending`` is
 re-read before each worker is served. Idle workers are served first, then the others in
 round-robin order. Dispatch happens on every event that adds room or tasks;
 after every event the queue is empty or no eligible worker has room.
@@ -54,7 +61,7 @@ from parsl_lite.executors.htex.messages import NO_TASK, PROTOCOL_VERSION, Manage
 from parsl_lite.executors.htex.ledger_events import (  # noqa: F401  (re-exported)
     AcceptManager, Action, Dispatch, DropResults, Event, FailReason, FailTasks, ForgetManager, HeartbeatReceived,
     HoldManager, IdleManager, ManagerDraining, ManagerGone, ManagerInfo, ManagerRegistered, RejectManager,
-    ResultsArrived, TasksArrived, Tick, WorkerConnected, WorkerDied,
+    LoadChanged, ResultsArrived, TasksArrived, Tick, WorkerConnected, WorkerDied,
 )
 
 
@@ -134,6 +141,7 @@ class Ledger:
         self._hungry: dict[_Worker, None] = {}    # eligible, holding < 1 + prefetch_capacity (ordered set)
         self._ready: dict[_Worker, None] = {}     # eligible, holding < the most any limit allows
         self._eligible = 0                        # connected workers of pools neither held nor draining
+        self._saturated = False                   # the interchange has a backlog: batch by fair share
         self._on: dict[type, Callable[[Any], list[Action]]] = {
             ManagerRegistered: self._registered,
             WorkerConnected: self._worker_connected,
@@ -144,6 +152,7 @@ class Ledger:
             ManagerDraining: lambda event: self._close(event.manager_id, held=False),
             HoldManager: lambda event: self._close(event.manager_id, held=True),
             Tick: self._tick,
+            LoadChanged: self._load_changed,
             ManagerGone: self._gone,
         }
 
@@ -247,6 +256,15 @@ class Ledger:
                 self._unlist(worker)
             actions.append(ForgetManager(manager.manager_id, "drained: its drain_period is over and its workers "
                                                              "finished their tasks"))
+
+    def _load_changed(self, event: LoadChanged) -> list[Action]:
+        """Saturated: shares bigger than ``1 + prefetch`` are allowed now, so workers may take more."""
+        actions: list[Action] = []
+        if event.saturated != self._saturated:
+            self._saturated = event.saturated
+            if event.saturated:
+                self._fill_all(actions)
+        return actions
 
     def _tick(self, event: Tick) -> list[Action]:
         threshold = self.config.heartbeat_threshold_s
@@ -452,9 +470,12 @@ class Ledger:
                 self._dispatch(worker, min(room, len(queue)), actions)
 
     def _limit(self, pending: int) -> int:
-        """How many tasks a worker may hold now: a full batch only while every worker's share is a full batch."""
+        """How many tasks a worker may hold now (see the module docstring): its share, if that is a full batch
+        or the interchange is saturated; else ``1 + prefetch``."""
         share = -(-pending // self._eligible)
-        return self._cap if share >= self._cap else self._base
+        if share >= self._cap:
+            return self._cap
+        return share if self._saturated and share > self._base else self._base
 
     def _dispatch(self, worker: _Worker, count: int, actions: list[Action]) -> None:
         popleft = self._queue.popleft

@@ -95,8 +95,20 @@ class Tick:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class LoadChanged:
+    """The interchange became saturated (messages wait for it) or free again.
+
+    While it is saturated, the cost of a message is what limits throughput, so
+    the ledger sends each worker its fair share of the queue in one batch;
+    while it is free, a worker holds ``1 + prefetch_capacity`` tasks, the
+    placement that finishes long tasks soonest.
+    """
+    saturated: bool
+
+
 Event = Union[ManagerRegistered, WorkerConnected, TasksArrived, ResultsArrived, HeartbeatReceived, WorkerDied,
-              ManagerDraining, HoldManager, ManagerGone, Tick]
+              ManagerDraining, HoldManager, ManagerGone, Tick, LoadChanged]
 
 
 # ---------------------------------------------------------------- actions (imperative)
