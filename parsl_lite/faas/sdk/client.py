@@ -1,0 +1,333 @@
+"""``FuncXClient``: register functions, run them on endpoints, fetch results (funcX's names and semantics).
+
+    fxc = FuncXClient()                        # URL + token from the env, else ~/.parsl_lite/faas/client.json
+    func_id = fxc.register_function(double, description="doubles")
+    task_id = fxc.run(50, endpoint_id=ep_id, function_id=func_id)
+    fxc.get_result(task_id)                    # TaskPending while pending, then the value
+
+    fxc = FuncXClient(asynchronous=True)       # run() returns an awaitable resolving to the result
+    result = await fxc.run(50, endpoint_id=ep_id, function_id=func_id)
+
+All I/O runs on a private loop thread (``loop_thread.py``) through one
+aiohttp session, for the synchronous client too; the asynchronous client's
+awaitables are futures of ``fxc.loop`` (the caller's loop), fed from there.
+Results of awaited tasks come over the WebSocket (``results_ws.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import uuid
+import weakref
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from parsl_lite.faas import api, protocol
+from parsl_lite.faas.errors import MaxResultSizeExceeded, ServiceError, VersionMismatch
+from parsl_lite.faas.sdk.batch import Batch
+from parsl_lite.faas.sdk.decode import check_id, decode_task, task_exception, task_value
+from parsl_lite.faas.sdk.http import ServiceSession, resolve_credentials
+from parsl_lite.faas.sdk.loop_thread import LoopThread
+from parsl_lite.faas.sdk.results_ws import ResultWatcher
+from parsl_lite.serialize import FunctionCache
+
+logger = logging.getLogger(__name__)
+
+_BATCH_STATUS_CHUNK = 1000
+
+
+def settle(future: concurrent.futures.Future, task: dict) -> None:
+    """Resolve ``future`` from a final task dict: its value, or the exception it stands for."""
+    if future.done():
+        return
+    try:
+        exc = task_exception(task)
+        if exc is None:
+            future.set_result(task["result"])
+        else:
+            future.set_exception(exc)
+    except concurrent.futures.InvalidStateError:  # cancelled by the user meanwhile
+        pass
+
+
+def _callers_loop(loop: Optional[asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+    """The loop the async client's awaitables belong to: given, running (a notebook), or a new one."""
+    if loop is not None:
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    new = asyncio.new_event_loop()
+    asyncio.set_event_loop(new)
+    return new
+
+
+def _close(io: LoopThread, session: ServiceSession, watcher: ResultWatcher) -> None:
+    async def close() -> None:
+        await watcher.close()
+        await session.close()
+    try:
+        if not io.in_loop_thread():
+            io.run(close(), timeout=5.0)
+    except Exception:  # closing at exit: nothing left to tell
+        logger.debug("closing the client's session failed", exc_info=True)
+    io.stop()
+
+
+class FuncXClient:
+    """A user's connection to the function service.
+
+    Args:
+        service_url: the service's URL; default ``$PARSL_LITE_FAAS_URL``, else the credentials file.
+        token: the user's token; default ``$PARSL_LITE_FAAS_TOKEN``, else the credentials file.
+        asynchronous: ``run`` returns an awaitable resolving to the task's result (funcX's mode).
+        loop: the loop of those awaitables (default: the running loop, else a new one, set current).
+        task_group_id: the group ``run`` and ``create_batch`` put tasks in (default: a new UUID).
+        do_version_check: ask the service's version (and payload limit) now.
+        http_timeout: seconds one request may wait for its answer.
+
+    Raises:
+        CredentialsNotFound: no URL or token anywhere, saying how to get one.
+    """
+
+    def __init__(self, service_url: Optional[str] = None, token: Optional[str] = None,
+                 asynchronous: bool = False, loop: Optional[asyncio.AbstractEventLoop] = None, *,
+                 task_group_id: Optional[str] = None, do_version_check: bool = True,
+                 http_timeout: float = 300.0) -> None:
+        self.service_url, token = resolve_credentials(service_url, token)
+        self.session_task_group_id = (check_id(task_group_id, "task_group_id") if task_group_id
+                                      else str(uuid.uuid4()))
+        self.asynchronous = bool(asynchronous)
+        self.payload_limit = api.DEFAULT_PAYLOAD_LIMIT
+        self.versions = protocol.versions_string()
+        self._functions = FunctionCache()
+        self._task_table: dict[str, dict] = {}
+        self._io = LoopThread()
+        self._session = ServiceSession(self.service_url, token, http_timeout)
+        self._watcher = ResultWatcher(self._session)
+        self._submit_lock: Optional[asyncio.Lock] = None
+        self._finalizer = weakref.finalize(self, _close, self._io, self._session, self._watcher)
+        self.loop = _callers_loop(loop) if self.asynchronous else None
+        if do_version_check:
+            try:
+                self.version_check()
+            except BaseException:
+                self.close()
+                raise
+
+    # ------------------------------------------------------------ plumbing
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._io.run(self._session.call(method, path, body))
+
+    def close(self) -> None:
+        """Close the session and stop the I/O thread (also done at exit)."""
+        self._finalizer()
+
+    def __enter__(self) -> "FuncXClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = ", asynchronous" if self.asynchronous else ""
+        return f"FuncXClient({self.service_url}{mode})"
+
+    # ------------------------------------------------------------ service
+    def version_check(self) -> dict:
+        """The service's ``/v1/version``; learns its payload limit.
+
+        Raises:
+            VersionMismatch: the service speaks another API version.
+        """
+        info = self._call("GET", "/version")
+        expected = api.API_PREFIX.strip("/")
+        if info.get("api") != expected:
+            raise VersionMismatch(f"the service at {self.service_url} speaks API {info.get('api')!r}; "
+                                  f"this client ({self.versions}) speaks {expected!r}")
+        if isinstance(info.get("payload_limit"), int):
+            self.payload_limit = info["payload_limit"]
+        return info
+
+    def whoami(self) -> dict:
+        """``{"user_id", "username", "is_admin"}`` of this client's token."""
+        return self._call("GET", "/whoami")
+
+    # ------------------------------------------------------------ functions
+    def register_function(self, function: Callable, function_name: Optional[str] = None,
+                          description: Optional[str] = None, public: bool = False,
+                          shared_with: Iterable[str] = ()) -> str:
+        """Register ``function`` (serialized here, dill for ``__main__``) and return its id.
+
+        Args:
+            function: the function to run remotely.
+            function_name: its name in the service (default ``function.__name__``).
+            description: free text.
+            public: every user may run it.
+            shared_with: usernames that may run it.
+        """
+        if not callable(function):
+            raise TypeError(f"register_function: expected a function, got {type(function).__name__}")
+        users = [shared_with] if isinstance(shared_with, str) else list(shared_with)
+        if any(not isinstance(u, str) for u in users):
+            raise TypeError("register_function: shared_with must be usernames (strings)")
+        _digest, body = self._functions.get(function)
+        if len(body) > self.payload_limit:
+            raise MaxResultSizeExceeded(len(body), self.payload_limit, what="function")
+        name = function_name or getattr(function, "__name__", type(function).__name__)
+        reply = self._call("POST", "/functions", {
+            "function_name": name, "function_code": api.b64(body), "description": description or "",
+            "public": bool(public), "shared_with": users, "versions": self.versions})
+        return reply["function_id"]
+
+    def get_function(self, function_id: str) -> dict:
+        """The service's record of a function (name, description, owner, public, created)."""
+        return self._call("GET", f"/functions/{check_id(function_id, 'function_id')}")
+
+    # ------------------------------------------------------------ running
+    def create_batch(self, task_group_id: Optional[str] = None) -> Batch:
+        """An empty batch; its tasks join ``task_group_id`` (default: the client's session group)."""
+        return Batch(task_group_id or self.session_task_group_id, self.payload_limit)
+
+    def run(self, *args: Any, endpoint_id: Any = None, function_id: Any = None, **kwargs: Any) -> Any:
+        """Run ``function_id(*args, **kwargs)`` on ``endpoint_id``.
+
+        Returns:
+            the task id; with ``asynchronous=True``, an awaitable (a future of ``self.loop``)
+            resolving to the task's result, or raising what it failed with.
+        """
+        batch = self.create_batch()
+        batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
+        return self.batch_run(batch)[0]
+
+    def batch_run(self, batch: Batch) -> list:
+        """Submit every task of ``batch``: their ids (``asynchronous=True``: awaitables of their results)."""
+        if not isinstance(batch, Batch):
+            raise TypeError(f"batch_run: expected a Batch (create_batch()), got {type(batch).__name__}")
+        if not batch.tasks:
+            raise ValueError("batch_run: the batch is empty (add tasks with batch.add(...))")
+        if not self.asynchronous:
+            return self._io.run(self._submit(batch))
+        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in batch.tasks]
+        self._io.submit(self._submit_into(batch, futures))
+        assert self.loop is not None
+        return [asyncio.wrap_future(f, loop=self.loop) for f in futures]
+
+    async def _submit(self, batch: Batch) -> list[str]:
+        """POST the batch (in order, one request after the other); the task ids."""
+        if self._submit_lock is None:
+            self._submit_lock = asyncio.Lock()
+        task_ids: list[str] = []
+        async with self._submit_lock:
+            for count, body in batch.requests(self.versions):
+                reply = await self._session.call("POST", "/submit", body)
+                ids = reply.get("task_ids")
+                if not isinstance(ids, list) or len(ids) != count:
+                    raise ServiceError(500, f"/v1/submit answered {len(ids or [])} task ids for {count} tasks",
+                                       "bad_reply")
+                task_ids.extend(ids)
+        return task_ids
+
+    async def _submit_into(self, batch: Batch, futures: Sequence[concurrent.futures.Future]) -> None:
+        """Submit ``batch`` and resolve ``futures`` (one per task) from the WebSocket; errors on all of them."""
+        try:
+            task_ids = await self._submit(batch)
+        except BaseException as exc:  # refused (ServiceError), unreachable, cancelled: every future says so
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        by_id = dict(zip(task_ids, futures))
+        for task_id, future in by_id.items():
+            future.task_id = task_id  # type: ignore[attr-defined]
+
+        def on_task(task: dict) -> None:
+            self._remember(task)
+            future = by_id.pop(task["task_id"], None)
+            if future is not None:
+                settle(future, task)
+
+        self._watcher.watch(task_ids, on_task)
+
+    def watch_futures(self, task_ids: Sequence[str], futures: Sequence[concurrent.futures.Future]) -> None:
+        """Resolve ``futures`` from the WebSocket as ``task_ids`` become final (any thread)."""
+        by_id = dict(zip(task_ids, futures))
+
+        def on_task(task: dict) -> None:
+            self._remember(task)
+            future = by_id.pop(task["task_id"], None)
+            if future is not None:
+                settle(future, task)
+
+        self._io.call_soon(self._watcher.watch, list(task_ids), on_task)
+
+    def _remember(self, task: dict) -> None:
+        if not task["pending"] and task["status"] in ("success", "failed", "cancelled", "purged"):
+            self._task_table[task["task_id"]] = task
+
+    # ------------------------------------------------------------ results
+    def get_task(self, task_id: str) -> dict:
+        """The task: ``status``, ``pending``, ``endpoint_id``, ``timings`` and, once final, its
+        ``result`` or ``exception`` (a ``RemoteExceptionWrapper``) and ``completion_t``."""
+        task_id = check_id(task_id, "task_id")
+        known = self._task_table.get(task_id)
+        if known is not None:
+            return known
+        task = decode_task(self._call("GET", f"/tasks/{task_id}"))
+        self._remember(task)
+        return task
+
+    def get_result(self, task_id: str) -> Any:
+        """The task's result.
+
+        Raises:
+            TaskPending: not finished yet (``reason`` is its status).
+            Exception: the remote function's exception, with its type and traceback.
+            TaskPurged / TaskCancelled: no result to give.
+        """
+        return task_value(self.get_task(task_id))
+
+    def get_batch_result(self, task_ids: Sequence[str]) -> dict[str, dict]:
+        """``{task_id: task dict}`` (funcX's ``pending``, ``status``, ``result`` | ``exception``,
+        ``completion_t``) of each task, in one request per 1,000 tasks not known final yet."""
+        if isinstance(task_ids, str) or not isinstance(task_ids, (list, tuple)):
+            raise TypeError("get_batch_result expects a list of task ids")
+        ids = [check_id(t, "task_ids[]") for t in task_ids]
+        results = {t: self._task_table[t] for t in ids if t in self._task_table}
+        ask = [t for t in dict.fromkeys(ids) if t not in results]
+        for start in range(0, len(ask), _BATCH_STATUS_CHUNK):
+            chunk = ask[start:start + _BATCH_STATUS_CHUNK]
+            reply = self._call("POST", "/batch_status", {"task_ids": chunk})
+            for task_id in chunk:
+                raw = reply["results"].get(task_id) or {"task_id": task_id, "status": "unknown", "pending": False,
+                                                        "reason": f"the service did not answer for task {task_id}"}
+                task = decode_task(raw)
+                self._remember(task)
+                results[task_id] = task
+        return {t: results[t] for t in ids}
+
+    def cancel(self, task_id: str) -> dict:
+        """Cancel a task that has not started; its task dict afterwards (``status`` ``"cancelled"`` if it was)."""
+        task = decode_task(self._call("POST", f"/tasks/{check_id(task_id, 'task_id')}/cancel"))
+        self._remember(task)
+        return task
+
+    def get_task_group(self, task_group_id: Optional[str] = None) -> list[str]:
+        """The ids of the tasks of a group (default: the session's), in submission order."""
+        group = check_id(task_group_id or self.session_task_group_id, "task_group_id")
+        return list(self._call("GET", f"/task_groups/{group}")["task_ids"])
+
+    # ------------------------------------------------------------ endpoints
+    def get_endpoints(self) -> list[dict]:
+        """The endpoints this user may send to: ``endpoint_id``, ``name``, ``owner``, ``status``, ..."""
+        return list(self._call("GET", "/endpoints")["endpoints"])
+
+    def get_endpoint_status(self, endpoint_id: str) -> dict:
+        """``{"status": "online" | "offline", "details": its last status report, "last_seen"}``."""
+        return self._call("GET", f"/endpoints/{check_id(endpoint_id, 'endpoint_id')}/status")
+
+
+Client = FuncXClient

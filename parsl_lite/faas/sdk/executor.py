@@ -1,0 +1,218 @@
+"""``FuncXExecutor``: a ``concurrent.futures.Executor`` whose tasks run on function-service endpoints.
+
+    fx = FuncXExecutor(fxc, endpoint_id=ep_id, batch_enabled=True, batch_interval=1.0)
+    future = fx.submit(double, 50)           # a concurrent.futures.Future; result() == 100
+
+``submit`` registers each function once (by the digest of its serialized
+body), serializes the arguments (refusing a payload over the limit at once)
+and queues the task; a batch goes out when ``batch_size`` tasks are queued,
+``batch_interval`` seconds after the first of them, or as soon as someone
+waits on one of its futures (``result()``), whichever comes first. Results
+arrive over the client's WebSocket. ``reload_tasks`` gives the futures of
+every task of a task group, so a restarted script re-attaches to its work.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import uuid
+from typing import Any, Callable, Optional
+
+from parsl_lite.faas.sdk.batch import Batch, pack_payload
+from parsl_lite.faas.sdk.client import FuncXClient
+from parsl_lite.faas.sdk.decode import check_id
+
+logger = logging.getLogger(__name__)
+
+
+class FuncXFuture(concurrent.futures.Future):
+    """A task's future; ``task_id`` is set once the service accepted the task.
+
+    Waiting on it (``result()``, ``exception()``) sends its batch at once rather
+    than after the batch interval.
+    """
+
+    def __init__(self, task_id: Optional[str] = None, flush: Optional[Callable[[], None]] = None) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self._flush = flush
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if self._flush is not None and not self.done():
+            self._flush()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if self._flush is not None and not self.done():
+            self._flush()
+        return super().exception(timeout)
+
+
+class FuncXExecutor(concurrent.futures.Executor):
+    """Run functions on endpoints through the function service.
+
+    Args:
+        client: the ``FuncXClient`` (synchronous or not) whose session and WebSocket it uses;
+            default a new ``FuncXClient()``. ``funcx_client=`` is accepted too (funcX's name).
+        endpoint_id: where ``submit`` sends tasks unless told otherwise.
+        batch_enabled: queue submissions and send them in batches (False: each one at once).
+        batch_interval: the longest a queued task waits for its batch, in seconds.
+        batch_size: the most tasks in one batch.
+        task_group_id: the group the tasks join (default a new UUID); ``reload_tasks`` reads it.
+        label: a name for logs and ``repr``.
+    """
+
+    def __init__(self, client: Optional[FuncXClient] = None, endpoint_id: Optional[str] = None,
+                 batch_enabled: bool = True, batch_interval: float = 1.0, batch_size: int = 128,
+                 task_group_id: Optional[str] = None, *, funcx_client: Optional[FuncXClient] = None,
+                 label: str = "") -> None:
+        if isinstance(client, str):  # funcX 1.x order: FuncXExecutor(endpoint_id, ...)
+            client, endpoint_id = None, client
+        if batch_interval < 0 or batch_size < 1:
+            raise ValueError(f"batch_interval ({batch_interval}) must be >= 0 and batch_size ({batch_size}) >= 1")
+        self.client = client or funcx_client or FuncXClient()
+        self.endpoint_id = check_id(endpoint_id, "endpoint_id") if endpoint_id else None
+        self.task_group_id = check_id(task_group_id, "task_group_id") if task_group_id else str(uuid.uuid4())
+        self.batch_enabled = batch_enabled
+        self.batch_interval = batch_interval
+        self.batch_size = batch_size
+        self.label = label
+        self.task_count_submitted = 0
+        self._io = self.client._io
+        self._lock = threading.Lock()
+        self._register_lock = threading.Lock()
+        self._queue: list[tuple[FuncXFuture, str, str, bytes]] = []
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._registry: dict[bytes, str] = {}   # function body digest -> function id
+        self._futures: "set[FuncXFuture]" = set()   # not done yet
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        label = f"{self.label}, " if self.label else ""
+        return f"FuncXExecutor<{label}ep_id:{self.endpoint_id}, tg_id:{self.task_group_id}>"
+
+    # ------------------------------------------------------------ functions
+    def register_function(self, fn: Callable, function_id: Optional[str] = None, **register_kwargs: Any) -> str:
+        """The function id of ``fn`` (registered on first use; ``function_id`` says it is registered already)."""
+        digest, _body = self.client._functions.get(fn)
+        with self._register_lock:
+            known = self._registry.get(digest)
+            if known is None:
+                known = check_id(function_id, "function_id") if function_id else \
+                    self.client.register_function(fn, **register_kwargs)
+                self._registry[digest] = known
+            return known
+
+    # ------------------------------------------------------------ submitting
+    def submit(self, fn: Callable, /, *args: Any, endpoint_id: Optional[str] = None, **kwargs: Any
+               ) -> FuncXFuture:
+        """Run ``fn(*args, **kwargs)`` on ``endpoint_id`` (default: the executor's); its future.
+
+        Raises:
+            RuntimeError: after ``shutdown``.
+            ValueError: no endpoint id (here nor at construction), or not a UUID.
+            MaxResultSizeExceeded: the arguments are over the payload limit.
+        """
+        function_id = self.register_function(fn)
+        return self.submit_to_registered_function(function_id, args, kwargs, endpoint_id=endpoint_id)
+
+    def submit_to_registered_function(self, function_id: str, args: tuple = (), kwargs: Optional[dict] = None,
+                                      endpoint_id: Optional[str] = None) -> FuncXFuture:
+        """Run an already registered (maybe public or shared) function; its future."""
+        if self._stopped:
+            raise RuntimeError(f"{self!r} is shut down; no new tasks may be submitted")
+        target = endpoint_id or self.endpoint_id
+        if target is None:
+            raise ValueError("no endpoint_id: pass submit(..., endpoint_id=...) or FuncXExecutor(endpoint_id=...)")
+        target = check_id(target, "endpoint_id")
+        payload = pack_payload(tuple(args), dict(kwargs or {}), self.client.payload_limit)
+        future = FuncXFuture(flush=self._flush_soon)
+        with self._lock:
+            self._queue.append((future, check_id(function_id, "function_id"), target, payload))
+            self._futures.add(future)
+            queued = len(self._queue)
+        future.add_done_callback(self._forget)
+        if not self.batch_enabled or queued >= self.batch_size:
+            self._flush_soon()
+        elif queued == 1:
+            self._io.call_soon(self._arm_timer)
+        return future
+
+    def _forget(self, future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._futures.discard(future)  # type: ignore[arg-type]
+
+    def _flush_soon(self) -> None:
+        self._io.call_soon(self._flush)
+
+    def _arm_timer(self) -> None:
+        """On the loop: send the queue ``batch_interval`` seconds from now, unless it goes earlier."""
+        if self._timer is None and self._queue:
+            self._timer = asyncio.get_running_loop().call_later(self.batch_interval, self._flush)
+
+    def _flush(self) -> None:
+        """On the loop: send every queued task, ``batch_size`` per batch (a cancelled future is dropped)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with self._lock:
+            queued, self._queue = self._queue, []
+        queued = [entry for entry in queued if not entry[0].cancelled()]
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(queued), self.batch_size):
+            chunk = queued[start:start + self.batch_size]
+            batch = Batch(self.task_group_id, self.client.payload_limit)
+            for _future, function_id, endpoint_id, payload in chunk:
+                batch.add_packed(function_id, endpoint_id, payload)
+            self.task_count_submitted += len(chunk)
+            logger.debug("%r: submitting a batch of %d tasks", self, len(chunk))
+            loop.create_task(self.client._submit_into(batch, [entry[0] for entry in chunk]))
+
+    def map(self, fn: Callable, *iterables: Any, timeout: Optional[float] = None, chunksize: int = 1) -> Any:
+        """``fn`` over the iterables, results in order (each call one task; ``chunksize`` is ignored)."""
+        return super().map(fn, *iterables, timeout=timeout)
+
+    # ------------------------------------------------------------ re-attaching
+    def reload_tasks(self, task_group_id: Optional[str] = None) -> list[FuncXFuture]:
+        """The futures of every task of ``task_group_id`` (default: the executor's), in submission order.
+
+        Finished tasks' futures resolve at once; the others when their results come.
+
+        Raises:
+            ServiceError: 404 if the service knows no task of yours in that group.
+        """
+        group = check_id(task_group_id or self.task_group_id, "task_group_id")
+        task_ids = self.client.get_task_group(group)
+        futures = [FuncXFuture(task_id=task_id) for task_id in task_ids]
+        with self._lock:
+            self._futures.update(futures)
+        for future in futures:
+            future.add_done_callback(self._forget)
+        if task_ids:
+            self.client.watch_futures(task_ids, futures)
+        return futures
+
+    # ------------------------------------------------------------ stopping
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No new tasks; send what is queued (or, ``cancel_futures``, cancel every unfinished future).
+
+        ``wait``: return once every future of this executor is done. The client stays open.
+        """
+        self._stopped = True
+        if cancel_futures:
+            with self._lock:
+                pending = list(self._futures)
+                self._queue = []
+            for future in pending:
+                future.cancel()
+        else:
+            self._flush_soon()
+        if wait:
+            with self._lock:
+                pending = list(self._futures)
+            concurrent.futures.wait(pending)
+
+
+Executor = FuncXExecutor

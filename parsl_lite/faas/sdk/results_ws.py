@@ -1,0 +1,166 @@
+"""Results pushed over the service's WebSocket (``/v1/ws``), for the asynchronous client and the executor.
+
+The socket is open only while some watched task has no final state: the
+first :meth:`ResultWatcher.watch` opens it, the last result closes it. A
+socket that drops (the service restarted, the network blinked) is opened
+again after a backoff and the whole watch list sent again; the service
+answers every task already final at once, so nothing is missed.
+
+Everything here runs on the client's private loop (``loop_thread.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Callable, Iterable, Optional
+
+import aiohttp
+
+from parsl_lite.faas.errors import ServiceError
+from parsl_lite.faas.sdk.decode import decode_task
+from parsl_lite.faas.sdk.http import ServiceSession
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[dict], None]
+
+
+class Backoff:
+    """Delays between reconnection attempts: ``first_s`` doubling up to ``max_s``; reset when connected."""
+
+    def __init__(self, first_s: float = 0.05, max_s: float = 2.0) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.max_s, self.first_s * (2 ** self.failures))
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class ResultWatcher:
+    """Delivers each watched task's final state (a decoded task dict) to the callbacks watching it.
+
+    Attributes:
+        connects: how many times the socket was opened (tests count reconnections).
+    """
+
+    def __init__(self, session: ServiceSession, backoff: Optional[Backoff] = None) -> None:
+        self._session = session
+        self._backoff = backoff or Backoff()
+        self._waiters: dict[str, list[Callback]] = {}
+        self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
+        self._runner: Optional[asyncio.Task] = None
+        self._closed = False
+        self.connects = 0
+
+    @property
+    def watching(self) -> int:
+        return len(self._waiters)
+
+    def watch(self, task_ids: Iterable[str], callback: Callback) -> None:
+        """Call ``callback(task)`` once each of ``task_ids`` is final (call on the loop)."""
+        new = []
+        for task_id in task_ids:
+            waiters = self._waiters.get(task_id)
+            if waiters is None:
+                self._waiters[task_id] = [callback]
+                new.append(task_id)
+            else:
+                waiters.append(callback)
+        if self._closed:
+            self._fail(new, RuntimeError("the client was closed"))
+            return
+        if new and self._ws is not None and not self._ws.closed:
+            asyncio.get_running_loop().create_task(self._send_watch(self._ws, new))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    def unwatch(self, task_ids: Iterable[str], callback: Callback) -> None:
+        """Stop calling ``callback`` for these tasks (the socket closes when nobody watches anything)."""
+        for task_id in task_ids:
+            waiters = self._waiters.get(task_id)
+            if waiters and callback in waiters:
+                waiters.remove(callback)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    async def _send_watch(self, ws: aiohttp.ClientWebSocketResponse, task_ids: list[str]) -> None:
+        try:
+            await ws.send_str(json.dumps({"watch": task_ids}))
+        except Exception as exc:  # the socket dropped: the run loop reconnects and sends the whole list
+            logger.debug("watch not sent (%r); it goes again after the reconnection", exc)
+
+    async def _run(self) -> None:
+        """Keep a socket open while anything is watched; reconnect with backoff when it drops."""
+        while self._waiters and not self._closed:
+            try:
+                await self._connected_once()
+            except ServiceError as exc:  # refused (wrong token): retrying cannot help
+                self._fail(list(self._waiters), exc)
+                return
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                logger.info("results WebSocket to %s: %r", self._session.url, exc)
+            if self._waiters and not self._closed:
+                delay = self._backoff.next_delay()
+                logger.info("results WebSocket dropped with %d tasks watched; reconnecting in %.2f s",
+                            len(self._waiters), delay)
+                await asyncio.sleep(delay)
+
+    async def _connected_once(self) -> None:
+        ws = await self._session.ws_connect()
+        self.connects += 1
+        self._backoff.reset()
+        try:
+            self._ws = ws
+            await ws.send_str(json.dumps({"watch": list(self._waiters)}))
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self._deliver(message.data)
+                elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                    break
+                if not self._waiters:
+                    break  # the last watched task is final: close
+        finally:
+            self._ws = None
+            await ws.close()
+
+    def _deliver(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+            task_id = raw["task_id"]
+        except Exception:
+            logger.warning("results WebSocket: not a TASK message: %.200r", text)
+            return
+        if raw.get("pending", False) or task_id not in self._waiters:
+            return
+        task = decode_task(raw)
+        for callback in self._waiters.pop(task_id):
+            try:
+                callback(task)
+            except Exception:  # one consumer's bug must not stop the others' results
+                logger.exception("result callback for task %s failed", task_id)
+
+    def _fail(self, task_ids: list[str], exc: BaseException) -> None:
+        """Give these tasks' waiters an ``"error"`` task dict carrying ``exc`` (they resolve, never hang)."""
+        for task_id in task_ids:
+            task = {"task_id": task_id, "status": "error", "pending": False, "error": exc}
+            for callback in self._waiters.pop(task_id, []):
+                try:
+                    callback(task)
+                except Exception:
+                    logger.exception("result callback for task %s failed", task_id)
+
+    async def close(self) -> None:
+        """Stop: every task still watched resolves with an error saying the client closed."""
+        self._closed = True
+        self._fail(list(self._waiters), RuntimeError("the client was closed before the task's result came"))
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
