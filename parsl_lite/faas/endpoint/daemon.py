@@ -1,0 +1,177 @@
+"""The endpoint daemon: ``python -m parsl_lite.faas.endpoint.daemon NAME`` (``parsl-lite endpoint start`` runs it).
+
+One process per endpoint, everything in its directory::
+
+    $PARSL_LITE_HOME/endpoints/NAME/
+        config.toml        the [endpoint] table and its executor (config.py)
+        endpoint.json      id and CurveZMQ keys from the registration (0600)
+        endpoint.pid       this process, while it runs
+        endpoint.log       its log
+        status.json        Starting / Running / Disconnected / Stopped / Failed, workers, queue
+        unacked_results/   results the service has not acknowledged yet (spool.py)
+        runinfo/           the executor's run dir (interchange and worker pool logs)
+
+Start: load the config (a bad field: exit 2), register if there is no
+``endpoint.json`` (refused or unreachable: exit 1), start the executor and the
+job status poller that scales its blocks (as the DataFlowKernel does), then
+run the session (``session.py``) until SIGTERM: ``EndpointBye``, stop the
+poller and the executor, exit 0. A hello the service refuses: exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from parsl_lite.faas import paths
+from parsl_lite.faas.endpoint import status as st
+
+logger = logging.getLogger("parsl_lite.faas.endpoint")
+
+PID_FILE = "endpoint.pid"
+LOG_FILE = "endpoint.log"
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+_DAEMON_MODULE = "parsl_lite.faas.endpoint.daemon"
+
+
+def running_pid(directory: Path) -> Optional[int]:
+    """The pid in the pid file if that process is alive and is an endpoint daemon; else None."""
+    try:
+        pid = int((Path(directory) / PID_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            zombie = f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    if zombie or _DAEMON_MODULE.encode() not in cmdline:
+        return None  # a stale pid file; the number may even belong to someone else now
+    return pid
+
+
+def _claim_pid_file(directory: Path) -> bool:
+    """Write our pid, unless another live daemon holds the file."""
+    other = running_pid(directory)
+    if other is not None and other != os.getpid():
+        return False
+    tmp = directory / f".{PID_FILE}.{os.getpid()}"
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, directory / PID_FILE)
+    return True
+
+
+def _release_pid_file(directory: Path) -> None:
+    path = directory / PID_FILE
+    try:
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def run(name: str) -> int:
+    """Run endpoint ``name`` until SIGTERM; return the exit status."""
+    from parsl_lite.log_utils import set_file_logger
+
+    directory = paths.endpoint_dir(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    set_file_logger(str(directory / LOG_FILE))
+    if not _claim_pid_file(directory):
+        logger.error("endpoint %s is already running (pid %s)", name, running_pid(directory))
+        print(f"endpoint {name} is already running (pid {running_pid(directory)})", file=sys.stderr)
+        return EXIT_FAILED
+    logger.info("endpoint %s starting, pid %d, directory %s", name, os.getpid(), directory)
+    st.write_status(directory, st.STARTING)
+    try:
+        return _run_claimed(name, directory)
+    finally:
+        _release_pid_file(directory)
+
+
+def _failed(directory: Path, reason: str, code: int, endpoint_id: str = "") -> int:
+    logger.error("endpoint failed: %s", reason)
+    st.write_status(directory, st.FAILED, reason=reason, endpoint_id=endpoint_id)
+    return code
+
+
+def _run_claimed(name: str, directory: Path) -> int:
+    from parsl_lite.errors import ConfigurationError
+    from parsl_lite.faas.endpoint.config import CONFIG_FILE, load_endpoint_config
+    from parsl_lite.faas.endpoint.registration import ensure_registered
+    from parsl_lite.faas.errors import ServiceError
+
+    try:
+        loaded = load_endpoint_config(directory / CONFIG_FILE)
+    except ConfigurationError as exc:
+        return _failed(directory, f"configuration error: {exc}", EXIT_CONFIG)
+    try:
+        identity = ensure_registered(directory, name, loaded.settings)
+    except (ServiceError, ValueError) as exc:
+        return _failed(directory, f"registration failed: {exc}", EXIT_FAILED)
+    endpoint_id = identity["endpoint_id"]
+    logger.info("endpoint %s has id %s", name, endpoint_id)
+    try:
+        return _serve(loaded, identity, directory)
+    except Exception as exc:
+        logger.exception("endpoint %s crashed", endpoint_id)
+        return _failed(directory, f"{type(exc).__name__}: {exc}", EXIT_FAILED, endpoint_id)
+
+
+def _serve(loaded: object, identity: dict, directory: Path) -> int:
+    """Start the executor and its scaling, run the session until told to stop, then stop everything."""
+    from parsl_lite.faas.endpoint.session import Session
+    from parsl_lite.jobs.job_status_poller import JobStatusPoller
+
+    config, executor = loaded.config, loaded.executor  # type: ignore[attr-defined]
+    executor.set_run_dir(config.run_dir)
+    poller = JobStatusPoller(strategy=config.strategy, max_idletime=config.max_idletime,
+                             strategy_period=config.strategy_period)
+    session: Optional[Session] = None
+    stop_reason: list[str] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop_reason.append(f"stopped by {signal.Signals(signum).name}")
+        if session is not None:
+            session.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        executor.start()
+        poller.add_executors([executor])  # starts the initial blocks now, then scales them
+        session = Session(identity, loaded.settings, executor, directory)  # type: ignore[attr-defined]
+        if stop_reason:  # a signal while the executor was starting
+            session.stop()
+        session.run()
+    finally:
+        reason = stop_reason[0] if stop_reason else "stopped"
+        logger.info("endpoint %s stopping: %s", identity["endpoint_id"], reason)
+        poller.close()
+        executor.shutdown()
+        if session is not None:
+            session.finish(reason)
+    if session.refused is not None:
+        return _failed(directory, f"the service refused this endpoint: {session.refused}", EXIT_FAILED,
+                       identity["endpoint_id"])
+    st.write_status(directory, st.STOPPED, endpoint_id=identity["endpoint_id"], reason=reason)
+    logger.info("endpoint %s stopped", identity["endpoint_id"])
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {_DAEMON_MODULE}",
+                                     description="run an endpoint of the function service in the foreground")
+    parser.add_argument("name", help="the endpoint's name (its directory under $PARSL_LITE_HOME/endpoints)")
+    args = parser.parse_args(argv)
+    return run(args.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

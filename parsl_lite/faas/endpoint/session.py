@@ -1,0 +1,368 @@
+"""The endpoint's wire loop: one thread owns the DEALER socket to the service; the task book decides.
+
+::
+
+    service ROUTER <══ CurveZMQ, opened by us ══> DEALER (identity = endpoint id)
+                                                    │ decode -> handler (table by type)
+    TaskDelivery -> TaskBook.delivered -> executor.submit(run_faas_task) -> TasksAccepted
+    future done (completion thread) -> deque + wake pipe ─┐
+                                                    ▼ loop: book.completed -> spool (fsync) -> TaskResults
+    ResultsStored -> book.stored -> spool.delete
+    every heartbeat: StatusReport + status.json; silence past the threshold -> Disconnected (keep going)
+
+Sends never block (``ZMQ_IMMEDIATE`` + ``NOBLOCK``): with no connection a
+result simply stays in the spool and goes again after the next accepted hello.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import zmq
+
+from parsl_lite.executors.errors import ExecutorShutdown
+from parsl_lite.faas import protocol as p
+from parsl_lite.faas.endpoint import status as st
+from parsl_lite.faas.endpoint.runner import run_faas_task
+from parsl_lite.faas.endpoint.spool import ResultSpool
+from parsl_lite.faas.endpoint.tasks import (
+    Accept, Action, ForgetResults, Refuse, ResendResults, Run, StoreResults, TaskBook,
+)
+from parsl_lite.faas.errors import EndpointLost, MalformedMessage
+from parsl_lite.serialize import RemoteExceptionWrapper, serialize
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PERIOD_S = 2.0      # hello retries, until the service says its heartbeat period
+_RESEND_CHUNK = 512          # spooled results per TaskResults when re-sending
+
+
+class Session:
+    """The conversation with the service, for as long as the daemon runs.
+
+    Args:
+        identity: ``endpoint.json`` (id, zmq_url, keys).
+        settings: the ``[endpoint]`` table.
+        executor: a started ``HighThroughputExecutor``.
+        directory: the endpoint's directory (spool, status.json).
+    """
+
+    def __init__(self, identity: dict, settings: Any, executor: Any, directory: Path) -> None:
+        self.endpoint_id: str = identity["endpoint_id"]
+        self.identity = identity
+        self.settings = settings
+        self.executor = executor
+        self.directory = Path(directory)
+        self.spool = ResultSpool(self.directory / "unacked_results")
+        self.book = TaskBook(self.endpoint_id, settings.max_retries_on_system_failure,
+                             settings.allowed_functions, spooled=self.spool.task_ids())
+        self.versions = p.versions_string()
+        self.max_result_bytes = 10 * 1024 * 1024
+        self.period_s = settings.heartbeat_period or _DEFAULT_PERIOD_S
+        self.threshold_s = settings.heartbeat_threshold or 5 * self.period_s
+        self.state = st.STARTING
+        self.refused: Optional[str] = None      # the service refused our hello: why
+        self._stopping = False
+        self._connected = False
+        self._last_heard = 0.0
+        self._hello_at = float("-inf")
+        self._next_beat = 0.0
+        self._sent_at: dict[str, float] = {}   # spooled results: when last sent
+        self._futures: dict[str, Future] = {}
+        self._done: collections.deque[tuple[str, Future]] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._clock = st.BlockClock()
+        self._context = zmq.Context()
+        self.socket = self._connect()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            p.HelloReply: self._on_hello_reply, p.ServiceHeartbeat: self._on_heartbeat,
+            p.TaskDelivery: self._on_delivery, p.ResultsStored: self._on_stored,
+            p.CancelTasks: self._on_cancel, p.HelloRequired: self._on_hello_required,
+        }
+
+    def _connect(self) -> zmq.Socket:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.endpoint_id.encode())
+        sock.setsockopt(zmq.IMMEDIATE, 1)        # no queueing for a peer that is not there
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.curve_secretkey = self.identity["endpoint_secret_key"].encode()
+        sock.curve_publickey = self.identity["endpoint_public_key"].encode()
+        sock.curve_serverkey = self.identity["service_public_key"].encode()
+        sock.connect(self.identity["zmq_url"])
+        logger.info("endpoint %s: connecting to %s", self.endpoint_id, self.identity["zmq_url"])
+        return sock
+
+    # ------------------------------------------------------------ the loop
+
+    def stop(self) -> None:
+        """Ask the loop to end (from a signal handler: only a flag and a byte on the wake pipe)."""
+        self._stopping = True
+        self._wake()
+
+    def run(self) -> None:
+        """Talk to the service until :meth:`stop` or a refused hello."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        self._write_status()
+        while not self._stopping:
+            now = time.monotonic()
+            if now >= self._next_beat:
+                self._beat(now)
+                self._next_beat = now + self.period_s
+            timeout_ms = max(0, int((self._next_beat - time.monotonic()) * 1000)) + 1
+            events = dict(poller.poll(timeout_ms))
+            if self._wake_r in events:
+                self._drain_wake()
+            if self.socket in events:
+                self._receive()
+            self._collect_done()
+
+    def finish(self, reason: str) -> None:
+        """Say goodbye (if connected) and spool whatever completed meanwhile; call after the executor stopped."""
+        if self._connected:
+            self._send(p.EndpointBye(reason))
+            time.sleep(0.05)  # let ZMQ's I/O thread put the bye on the wire before the socket goes
+        self._collect_done(send=False)
+        self.socket.close(linger=500)
+        self._context.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # the pipe is full: the loop wakes anyway
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            try:
+                message = p.decode(frames)
+            except MalformedMessage as exc:
+                logger.error("dropped a malformed message from the service: %s", exc)
+                continue
+            self._last_heard = time.monotonic()
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                logger.error("dropped an unexpected %s from the service", type(message).kind)
+                continue
+            handler(message)
+
+    def _send(self, message: p.Message) -> bool:
+        """Send without blocking; False if there is no connection now (the caller keeps what it must)."""
+        try:
+            self.socket.send_multipart(p.encode(message), zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+
+    # ------------------------------------------------------------ heartbeats and hello
+
+    def _beat(self, now: float) -> None:
+        if self._connected and now - self._last_heard > self.threshold_s:
+            logger.warning("the service has been silent for %.1f s (threshold %.1f s): Disconnected; "
+                           "results stay spooled, reconnecting", now - self._last_heard, self.threshold_s)
+            self._connected = False
+            self.state = st.DISCONNECTED
+        if not self._connected:
+            if now - self._hello_at >= self.period_s:
+                self._hello()
+        else:
+            self._send(p.StatusReport(self._report()))
+            self._resend_stale(now)
+        self._write_status()
+
+    def _hello(self) -> None:
+        self._hello_at = time.monotonic()
+        self._send(p.EndpointHello(p.PROTOCOL_VERSION, self.endpoint_id, self.versions, len(self.book.spooled)))
+
+    def _on_hello_reply(self, reply: p.HelloReply) -> None:
+        if not reply.accepted:
+            logger.error("the service refused this endpoint: %s", reply.reason)
+            self.refused = reply.reason
+            self.state = st.FAILED
+            self._stopping = True
+            return
+        self._connected = True
+        self.state = st.RUNNING
+        self.max_result_bytes = reply.max_result_bytes
+        self.period_s = self.settings.heartbeat_period or reply.heartbeat_period_s
+        self.threshold_s = self.settings.heartbeat_threshold or reply.heartbeat_threshold_s
+        self.book.set_allowed_functions(reply.allowed_functions)
+        logger.info("connected to the service as endpoint %s (heartbeat %.1f s, threshold %.1f s, "
+                    "%d results to re-send)", self.endpoint_id, self.period_s, self.threshold_s,
+                    len(self.book.spooled))
+        self._apply(self.book.hello_accepted())
+        self._send(p.StatusReport(self._report()))
+        self._next_beat = time.monotonic() + self.period_s
+        self._write_status()
+
+    def _on_heartbeat(self, message: p.ServiceHeartbeat) -> None:
+        pass  # _receive noted the time
+
+    def _on_hello_required(self, message: p.HelloRequired) -> None:
+        logger.info("the service asks for a hello (%s)", message.reason)
+        self._connected = False
+        self.state = st.DISCONNECTED if self.state == st.RUNNING else self.state
+        self._hello()
+
+    # ------------------------------------------------------------ tasks and results
+
+    def _on_delivery(self, message: p.TaskDelivery) -> None:
+        self._apply(self.book.delivered(message.tasks))
+
+    def _on_stored(self, message: p.ResultsStored) -> None:
+        for task_id in message.task_ids:
+            self._sent_at.pop(task_id, None)
+        self._apply(self.book.stored(message.task_ids))
+
+    def _on_cancel(self, message: p.CancelTasks) -> None:
+        logger.info("the service cancelled %d task(s); those held by the executor run to the end",
+                    len(message.task_ids))
+
+    def _apply(self, actions: list[Action]) -> None:
+        submitted: list[str] = []
+        refused = []
+        for action in actions:
+            if isinstance(action, Run):
+                if self._submit(action.item):
+                    submitted.append(action.item.task_id)
+            elif isinstance(action, Refuse):
+                refused.append(self._refusal(action))
+            elif isinstance(action, Accept):
+                self._send(p.TasksAccepted(action.task_ids))
+            elif isinstance(action, StoreResults):
+                self._store_and_send(action.results)
+            elif isinstance(action, ResendResults):
+                self._resend(action.task_ids)
+            elif isinstance(action, ForgetResults):
+                self.spool.delete(action.task_ids)
+        if submitted:
+            self._apply(self.book.submitted(submitted))
+        if refused:
+            self._apply(self.book.completed(refused))
+
+    def _submit(self, item: p.TaskItem) -> bool:
+        """Hand the task to the executor; a refusal (executor broken) becomes the task's failed result."""
+        try:
+            future = self.executor.submit(run_faas_task, {}, item.function_body, item.payload,
+                                          item.client_versions, self.max_result_bytes)
+        except Exception as exc:
+            logger.error("task %s: the executor refused it: %r", item.task_id, exc)
+            now = time.time()
+            self._apply(self.book.completed([p.TaskResult(item.task_id, "failed", _exception_bytes(exc), 0.0, now)]))
+            return False
+        self._futures[item.task_id] = future
+        future.add_done_callback(lambda f, task_id=item.task_id: self._future_done(task_id, f))
+        return True
+
+    def _future_done(self, task_id: str, future: Future) -> None:
+        """On the executor's completion thread: hand over to the loop."""
+        self._done.append((task_id, future))
+        self._wake()
+
+    def _collect_done(self, send: bool = True) -> None:
+        """Turn finished futures into results, all at once: one spool write and one ``TaskResults``."""
+        results = []
+        while self._done:
+            task_id, future = self._done.popleft()
+            self._futures.pop(task_id, None)
+            result = _result_of(task_id, future)
+            if result is not None:
+                results.append(result)
+            else:
+                self.book.held.discard(task_id)  # the executor stopped under it: re-delivered at the next start
+        if not results:
+            return
+        actions = self.book.completed(results)
+        if send:
+            self._apply(actions)
+        else:
+            for action in actions:
+                if isinstance(action, StoreResults):
+                    self.spool.write(action.results)
+
+    def _store_and_send(self, results: tuple[p.TaskResult, ...]) -> None:
+        self.spool.write(results)  # durable before anything is said about it
+        if self._connected and self._send(p.TaskResults(results)):
+            now = time.monotonic()
+            for result in results:
+                self._sent_at[result.task_id] = now
+
+    def _resend(self, task_ids: tuple[str, ...]) -> None:
+        now = time.monotonic()
+        for start in range(0, len(task_ids), _RESEND_CHUNK):
+            chunk = tuple(self.spool.read_all(task_ids[start:start + _RESEND_CHUNK]))
+            if chunk and self._send(p.TaskResults(chunk)):
+                for result in chunk:
+                    self._sent_at[result.task_id] = now
+
+    def _resend_stale(self, now: float) -> None:
+        """Results sent but not acknowledged within the threshold (a lost message) go again."""
+        stale = tuple(t for t in sorted(self.book.spooled) if now - self._sent_at.get(t, float("-inf"))
+                      > self.threshold_s)
+        if stale:
+            self._resend(stale)
+
+    def _refusal(self, action: Refuse) -> p.TaskResult:
+        if action.why == "endpoint_lost":
+            payload = serialize(EndpointLost(self.endpoint_id, action.detail))
+        else:
+            payload = _exception_bytes(PermissionError(action.detail))
+        logger.warning("task %s refused: %s", action.task_id, action.detail)
+        return p.TaskResult(action.task_id, "failed", payload, 0.0, time.time())
+
+    # ------------------------------------------------------------ status
+
+    def _report(self) -> dict:
+        report = st.executor_report(self.executor, self._clock, time.time())
+        report["spooled_results"] = len(self.book.spooled)
+        self._last_report = report
+        return report
+
+    def _write_status(self) -> None:
+        report = getattr(self, "_last_report", None) or {}
+        st.write_status(self.directory, self.state, endpoint_id=self.endpoint_id, reason=self.refused or "",
+                        workers=report.get("connected_workers", 0), queue=self.book.outstanding,
+                        spooled=len(self.book.spooled), report=report)
+
+
+def _result_of(task_id: str, future: Future) -> Optional[p.TaskResult]:
+    """The task's result from its future; None if the executor was shut down under it (not a task failure)."""
+    if future.cancelled():
+        return None
+    exc = future.exception()
+    if exc is None:
+        state, payload, started, finished = future.result()
+        return p.TaskResult(task_id, state, payload, started, finished)
+    if isinstance(exc, ExecutorShutdown):
+        return None
+    logger.error("task %s failed in the executor: %r", task_id, exc)
+    return p.TaskResult(task_id, "failed", _exception_bytes(exc), 0.0, time.time())
+
+
+def _exception_bytes(exc: BaseException) -> bytes:
+    """An exception raised here (not in the user's function), as the client re-raises it."""
+    return serialize(RemoteExceptionWrapper(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,153 @@
+"""The endpoint's task bookkeeping, pure: which deliveries to run, drop or refuse, which results to spool.
+
+No sockets, executor, files or clocks: the session (``session.py``) feeds it
+events and carries out the actions it returns, in order::
+
+    TaskDelivery(t1, t2, t1)  -> [Run(t1), Run(t2)]                 t1's second copy is a duplicate
+    executor holds t1, t2     -> [Accept((t1, t2))]
+    t1 refused (not allowed)  -> [StoreResults((r1,))]              spool it (fsync), then send it
+    t2 done                   -> [StoreResults((r2,))]
+    ResultsStored(t1, t2)     -> [ForgetResults((t1, t2))]          delete the spool files
+    HelloReply accepted       -> [ResendResults((...))]             everything still spooled
+
+Delivery is at-least-once (``faas/protocol.py``): a task already held by the
+executor, or whose result is spooled, is dropped when it comes again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence, Union
+
+from parsl_lite.faas.protocol import TaskItem, TaskResult
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Submit this task to the executor (then report ``submitted`` or ``refused``)."""
+    item: TaskItem
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Fail this task here, without running it: the session builds the failed result from ``why``."""
+    task_id: str
+    why: str            # "not_allowed" or "endpoint_lost"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Tell the service the executor holds these tasks (``TasksAccepted``)."""
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResults:
+    """Write these results to the spool (durably), then send them in one ``TaskResults``."""
+    results: tuple[TaskResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResendResults:
+    """Send these spooled results again (read them from the spool)."""
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetResults:
+    """The service stored these: delete their spool files."""
+    task_ids: tuple[str, ...]
+
+
+Action = Union[Run, Refuse, Accept, StoreResults, ResendResults, ForgetResults]
+
+
+class TaskBook:
+    """What this endpoint holds: tasks in its executor, results on its disk.
+
+    Args:
+        endpoint_id: named in the ``EndpointLost`` of a task re-delivered too often.
+        max_retries_on_system_failure: a delivery with ``attempt > 1 + this`` is refused.
+        allowed_functions: function ids this endpoint runs; empty: any.
+        spooled: task ids whose results are already on disk (found at start).
+    """
+
+    def __init__(self, endpoint_id: str, max_retries_on_system_failure: int,
+                 allowed_functions: Iterable[str] = (), spooled: Iterable[str] = ()) -> None:
+        self.endpoint_id = endpoint_id
+        self.max_retries = max_retries_on_system_failure
+        self.allowed_functions = frozenset(allowed_functions)
+        self.held: set[str] = set()        # submitted to the executor, no result yet
+        self.spooled: set[str] = set(spooled)
+        self.refused: set[str] = set()     # being refused: a Refuse was returned, its result not yet stored
+
+    def set_allowed_functions(self, function_ids: Iterable[str]) -> None:
+        """Narrow the functions the endpoint runs (the service's list in ``HelloReply``), added to ours."""
+        service = frozenset(function_ids)
+        if service:
+            self.allowed_functions = service if not self.allowed_functions else self.allowed_functions & service
+
+    def delivered(self, items: Sequence[TaskItem]) -> list[Action]:
+        """A ``TaskDelivery``: run what is new and allowed, refuse what is not, drop duplicates."""
+        actions: list[Action] = []
+        again: list[str] = []
+        for item in items:
+            task_id = item.task_id
+            if task_id in self.held:
+                again.append(task_id)  # the service missed our TasksAccepted: say it again
+                continue
+            if task_id in self.spooled or task_id in self.refused:
+                continue  # its result is on its way (re-sent after each hello)
+            if item.attempt > 1 + self.max_retries:
+                self.refused.add(task_id)
+                actions.append(Refuse(task_id, "endpoint_lost",
+                                      f"task {task_id} was delivered {item.attempt} times: the endpoint was lost "
+                                      f"while running it {item.attempt - 1} times, more than "
+                                      f"max_retries_on_system_failure={self.max_retries}"))
+            elif self.allowed_functions and item.function_id not in self.allowed_functions:
+                self.refused.add(task_id)
+                actions.append(Refuse(task_id, "not_allowed",
+                                      f"function {item.function_id} is not in the allowed_functions of endpoint "
+                                      f"{self.endpoint_id}"))
+            else:
+                self.held.add(task_id)
+                actions.append(Run(item))
+        if again:
+            actions.append(Accept(tuple(again)))
+        return actions
+
+    def submitted(self, task_ids: Sequence[str]) -> list[Action]:
+        """The executor holds these tasks now."""
+        held = tuple(t for t in task_ids if t in self.held)
+        return [Accept(held)] if held else []
+
+    def completed(self, results: Sequence[TaskResult]) -> list[Action]:
+        """Results (from the executor, or failed results of refused tasks): spool them, then send them.
+
+        A result for a task already spooled (a duplicate) is dropped.
+        """
+        fresh: dict[str, TaskResult] = {}
+        for result in results:
+            if result.task_id in self.spooled or result.task_id in fresh:
+                continue
+            fresh[result.task_id] = result
+        for task_id in fresh:
+            self.held.discard(task_id)
+            self.refused.discard(task_id)
+            self.spooled.add(task_id)
+        return [StoreResults(tuple(fresh.values()))] if fresh else []
+
+    def stored(self, task_ids: Sequence[str]) -> list[Action]:
+        """``ResultsStored``: the service has them durably."""
+        gone = tuple(t for t in task_ids if t in self.spooled)
+        self.spooled.difference_update(gone)
+        return [ForgetResults(gone)] if gone else []
+
+    def hello_accepted(self) -> list[Action]:
+        """A (re)connected service: send every result it has not acknowledged."""
+        return [ResendResults(tuple(sorted(self.spooled)))] if self.spooled else []
+
+    @property
+    def outstanding(self) -> int:
+        """Tasks held by the executor."""
+        return len(self.held)
