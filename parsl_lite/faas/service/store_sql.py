@@ -176,14 +176,9 @@ class SqlStore(Store):
     # ------------------------------------------------------------ users and tokens
     def create_user(self, username: str, is_admin: bool = False) -> User:
         user = User(str(uuid.uuid4()), username, bool(is_admin), time.time())
-        try:
-            with self._write() as cur:
-                self._exec(cur, f"INSERT INTO users ({USER_COLS}) VALUES ({_params(4)})",
-                           (user.user_id, user.username, user.is_admin, user.created))
-        except Exception as exc:
-            if self._is_duplicate(exc):
-                raise ValueError(f"a user named {username!r} already exists") from None
-            raise
+        self._insert(f"INSERT INTO users ({USER_COLS}) VALUES ({_params(4)})",
+                     [(user.user_id, user.username, user.is_admin, user.created)],
+                     f"a user named {username!r} already exists")
         return user
 
     def get_user(self, user_id: str) -> Optional[User]:
@@ -193,19 +188,31 @@ class SqlStore(Store):
         return self._one(f"SELECT {USER_COLS} FROM users WHERE username = ?", (username,), _user)
 
     def add_token(self, user_id: str, token_hash: str, description: str = "") -> None:
-        try:
-            with self._write() as cur:
-                self._exec(cur, "INSERT INTO tokens (token_hash, user_id, description, created) VALUES (?, ?, ?, ?)",
-                           (token_hash, user_id, description, time.time()))
-        except Exception as exc:
-            if self._is_duplicate(exc):
-                raise ValueError(f"token hash {token_hash[:12]}... is already stored") from None
-            raise
+        self._insert("INSERT INTO tokens (token_hash, user_id, description, created) VALUES (?, ?, ?, ?)",
+                     [(token_hash, user_id, description, time.time())],
+                     f"token hash {token_hash[:12]}... is already stored")
 
     def user_for_token(self, token_hash: str) -> Optional[User]:
         cols = ", ".join(f"u.{c.strip()}" for c in USER_COLS.split(","))
         return self._one(f"SELECT {cols} FROM tokens t JOIN users u ON u.user_id = t.user_id"
                          " WHERE t.token_hash = ?", (token_hash,), _user)
+
+    def _insert(self, statement: Optional[str], rows: list[tuple], duplicate: str) -> None:
+        """Insert ``rows`` in one transaction (``statement`` None: tasks, by the dialect's bulk path).
+
+        Raises:
+            ValueError: ``duplicate``, if a row's unique key exists (nothing was written).
+        """
+        try:
+            with self._write() as cur:
+                if statement is None:
+                    self._insert_tasks(cur, rows)
+                else:
+                    cur.executemany(self._sql(statement), rows)
+        except Exception as exc:
+            if self._is_duplicate(exc):
+                raise ValueError(duplicate) from None
+            raise
 
     def _one(self, statement: str, params: Sequence[Any], make: Any) -> Any:
         with self._read() as cur:
@@ -214,14 +221,8 @@ class SqlStore(Store):
 
     # ------------------------------------------------------------ functions
     def add_function(self, record: FunctionRecord) -> None:
-        try:
-            with self._write() as cur:
-                self._exec(cur, f"INSERT INTO functions ({FUNCTION_COLS}) VALUES ({_params(9)})",
-                           _function_row(record))
-        except Exception as exc:
-            if self._is_duplicate(exc):
-                raise ValueError(f"function {record.function_id} already exists") from None
-            raise
+        self._insert(f"INSERT INTO functions ({FUNCTION_COLS}) VALUES ({_params(9)})", [_function_row(record)],
+                     f"function {record.function_id} already exists")
 
     def get_function(self, function_id: str) -> Optional[FunctionRecord]:
         return self._one(f"SELECT {FUNCTION_COLS} FROM functions WHERE function_id = ?", (function_id,), _function)
@@ -229,17 +230,11 @@ class SqlStore(Store):
     # ------------------------------------------------------------ endpoints
     def add_endpoint(self, record: EndpointRecord) -> None:
         """Insert, or replace name, key, sharing and allowed functions; its liveness and creation stay."""
-        try:
-            with self._write() as cur:
-                self._exec(cur, f"INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES ({_params(11)})"
-                           " ON CONFLICT (endpoint_id) DO UPDATE SET name = excluded.name,"
-                           " public_key = excluded.public_key, public = excluded.public,"
-                           " allowed_functions = excluded.allowed_functions, shared_with = excluded.shared_with",
-                           _endpoint_row(record))
-        except Exception as exc:
-            if self._is_duplicate(exc):
-                raise ValueError(f"user {record.owner_id} already has an endpoint named {record.name!r}") from None
-            raise
+        self._insert(f"INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES ({_params(11)})"
+                     " ON CONFLICT (endpoint_id) DO UPDATE SET name = excluded.name,"
+                     " public_key = excluded.public_key, public = excluded.public,"
+                     " allowed_functions = excluded.allowed_functions, shared_with = excluded.shared_with",
+                     [_endpoint_row(record)], f"user {record.owner_id} already has an endpoint named {record.name!r}")
 
     def get_endpoint(self, endpoint_id: str) -> Optional[EndpointRecord]:
         return self._one(f"SELECT {ENDPOINT_COLS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,), _endpoint)
@@ -276,13 +271,7 @@ class SqlStore(Store):
         if not records:
             return
         rows = [_task_row(r) for r in records]
-        try:
-            with self._write() as cur:
-                self._insert_tasks(cur, rows)
-        except Exception as exc:
-            if self._is_duplicate(exc):
-                raise ValueError(f"add_tasks: a task id of these {len(rows)} already exists; none was added") from None
-            raise
+        self._insert(None, rows, f"add_tasks: a task id of these {len(rows)} already exists; none was added")
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRecord]:
         ids = list(task_ids)
@@ -337,12 +326,12 @@ class SqlStore(Store):
     def set_results(self, results: Sequence[tuple[str, str, bytes, Optional[float], float]]) -> list[str]:
         if not results:
             return []
-        rows = []
+        first: dict[str, tuple] = {}     # a task twice in one batch: the first result wins, as across batches
         for task_id, state, result, started, finished in results:
             if state not in (SUCCESS, FAILED):
                 raise ValueError(f"set_results: task {task_id}: state {state!r} is not {SUCCESS!r} or {FAILED!r}")
-            rows.append((state, bytes(result), started, finished, task_id))
-        ids = list(dict.fromkeys(row[4] for row in rows))
+            first.setdefault(task_id, (state, bytes(result), started, finished, task_id))
+        rows, ids = list(first.values()), list(first)
         cond, param = self._in_ids("task_id", ids)
         with self._write() as cur:
             self._set_results(cur, rows)

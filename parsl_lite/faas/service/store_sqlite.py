@@ -81,9 +81,10 @@ class SqliteStore(SqlStore):
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
-    def journal_mode(self) -> str:
-        """The file's journal mode ("wal"), for tests."""
-        return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    def settings(self) -> dict[str, object]:
+        """This connection's journal mode, synchronous level and busy timeout (for tests and status pages)."""
+        return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout")}
 
     def close(self) -> None:
         self._conn.close()
