@@ -1,14 +1,291 @@
-"""``parsl-lite service ...``: start, stop and inspect the local function service.
+"""``parsl-lite service start|stop|status|add-user``: the local function service as a daemon.
+
+``start`` runs ``python -m parsl_lite.faas.service.server`` detached (its
+log in the service directory), waits for its ``service.json``, creates the
+``admin`` user on first start and writes ``$PARSL_LITE_HOME/faas/client.json``
+(0600) for it when that file is absent or names another service. A service
+already running is left alone (its URL is printed).
 
 Only argparse at import time: ``parsl-lite --help`` must stay fast.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ADMIN = "admin"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 
 
 def add_service_commands(commands: Any) -> None:
-    service = commands.add_parser("service", help="the function service (start, stop, status, add-user)")
+    service = commands.add_parser("service", help="the function service (start, stop, status, add-user)",
+                                  description="Run and inspect the local function service.")
     sub = service.add_subparsers(dest="service_command", required=True)
-    del sub  # filled in by the service's commands
+    start = sub.add_parser("start", help="start the service as a daemon; prints its URL",
+                           description="Start the service in the background (nothing happens if it runs "
+                                       "already); prints its URL. On first start: creates the store, an admin "
+                                       "user and $PARSL_LITE_HOME/faas/client.json (0600) with its token.")
+    _dir_option(start)
+    start.add_argument("--db", default="", help="store: an SQLite path, sqlite:///PATH or postgresql://... "
+                                                "(default DIR/faas.db)")
+    start.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    start.add_argument("--port", type=int, default=None, help="HTTP port (default: 8765 if free, else any)")
+    start.add_argument("--endpoint-port", type=int, default=0, help="ZMQ port endpoints connect to (default: any)")
+    start.add_argument("--result-ttl", type=float, default=None, help="seconds a result is kept after its "
+                                                                      "first fetch (default 7 days)")
+    start.add_argument("--payload-limit", type=int, default=None, help="bytes of one payload or result "
+                                                                       "(default 10 MB)")
+    start.set_defaults(handler=_start)
+    stop = sub.add_parser("stop", help="stop the service (SIGTERM) and wait until it has exited",
+                          description="Stop the running service cleanly and wait for it to exit.")
+    _dir_option(stop)
+    stop.set_defaults(handler=_stop)
+    status = sub.add_parser("status", help="URL, pid, tasks by state, endpoints online",
+                            description="Say whether the service runs (exit 0) or not (exit 1), and what it holds.")
+    _dir_option(status)
+    status.add_argument("--db", default="", help="the store, when the service is not running (default DIR/faas.db)")
+    status.set_defaults(handler=_status)
+    add_user = sub.add_parser("add-user", help="create a user; prints its token",
+                              description="Create a user of the service and print a token for it.")
+    add_user.add_argument("name")
+    add_user.add_argument("--admin", action="store_true", help="the user may create users")
+    _dir_option(add_user)
+    add_user.add_argument("--db", default="", help="the store, when the service is not running "
+                                                   "(default DIR/faas.db)")
+    add_user.set_defaults(handler=_add_user)
+
+
+def _dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="the service's directory (default $PARSL_LITE_HOME/faas/service)")
+
+
+def _service_dir(args: argparse.Namespace) -> Path:
+    from parsl_lite.faas import paths
+    return (args.dir or paths.service_dir()).resolve()
+
+
+# ---------------------------------------------------------------- processes
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def is_service_process(pid: int) -> bool:
+    """``pid`` is alive and runs the service module (a pid reused by another program is not ours)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"parsl_lite.faas.service" in f.read()
+    except OSError:
+        return True
+
+
+def running_service(directory: Path) -> Optional[dict[str, Any]]:
+    """The ``service.json`` of the service running in ``directory``, or None (none, or a stale file)."""
+    from parsl_lite.faas.service.server import read_service_file
+    info = read_service_file(directory)
+    if info is None or not isinstance(info.get("pid"), int) or not is_service_process(info["pid"]):
+        return None
+    return info
+
+
+def server_command(directory: Path, options: dict[str, Any]) -> list[str]:
+    """The server's command line: ``options`` keys are its long options with ``_`` for ``-``."""
+    cmd = [sys.executable, "-m", "parsl_lite.faas.service.server", "--dir", str(directory)]
+    for name, value in options.items():
+        if value is not None and value != "":
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def launch(directory: Path, options: dict[str, Any], detach: bool = True) -> subprocess.Popen:
+    """Start the server with its stdout and stderr in ``DIR/service.out``; a stale service.json goes first."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "service.json").unlink(missing_ok=True)
+    with open(directory / "service.out", "ab") as out:
+        return subprocess.Popen(server_command(directory, options), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=detach, close_fds=True)
+
+
+def wait_started(directory: Path, proc: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+    """The service.json of ``proc`` once it is up.
+
+    Raises:
+        RuntimeError: the server exited first, or ``timeout_s`` passed; with the tail of its output.
+    """
+    from parsl_lite.faas.service.server import read_service_file
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = read_service_file(directory)
+        if info is not None and info.get("pid") == proc.pid:
+            return info
+        code = proc.poll()
+        if code is not None or time.monotonic() > deadline:
+            why = f"exited with code {code}" if code is not None else f"not up after {timeout_s:g} s"
+            raise RuntimeError(f"the service in {directory} {why}:\n{_tail(directory)}")
+        time.sleep(0.02)
+
+
+def _tail(directory: Path, lines: int = 20) -> str:
+    text = ""
+    for name in ("service.out", "service.log"):
+        try:
+            text += (directory / name).read_text(errors="replace")
+        except OSError:
+            pass
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def default_port() -> Optional[int]:
+    """8765 (api.DEFAULT_PORT) if it is free on 127.0.0.1, else None (any free port)."""
+    import socket
+
+    from parsl_lite.faas import api
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", api.DEFAULT_PORT))
+        except OSError:
+            return None
+    return api.DEFAULT_PORT
+
+
+# ---------------------------------------------------------------- users and tokens
+
+def create_user_token(db_url: str, username: str, is_admin: bool = False, create: bool = True) -> str:
+    """A new token for ``username`` (created first if ``create`` and absent), written to the store directly.
+
+    Raises:
+        ValueError: ``create`` is False and there is no such user, or it is True and the user exists.
+    """
+    from parsl_lite.faas.service.auth import hash_token, new_token
+    from parsl_lite.faas.service.store import open_store
+    store = open_store(db_url)
+    try:
+        user = store.user_by_name(username)
+        if create:
+            if user is not None:
+                raise ValueError(f"a user named {username!r} exists")
+            user = store.create_user(username, is_admin)
+        elif user is None:
+            raise ValueError(f"no user named {username!r}")
+        token = new_token()
+        store.add_token(user.user_id, hash_token(token), "parsl-lite service")
+        return token
+    finally:
+        store.close()
+
+
+def admin_token(db_url: str) -> str:
+    """A token of the admin user, creating that user on first start."""
+    try:
+        return create_user_token(db_url, ADMIN, is_admin=True, create=True)
+    except ValueError:
+        return create_user_token(db_url, ADMIN, create=False)
+
+
+def ensure_client_file(url: str, db_url: str) -> Optional[Path]:
+    """Write client.json for the admin if it is absent or names another service (returns it if written)."""
+    from parsl_lite.faas import paths
+    try:
+        current = paths.read_client_file()
+    except ValueError:
+        current = None
+    if current is not None and current["service_url"] == url:
+        return None
+    return paths.write_client_file(url, admin_token(db_url))
+
+
+# ---------------------------------------------------------------- commands
+
+def _start(args: argparse.Namespace) -> int:
+    directory = _service_dir(args)
+    info = running_service(directory)
+    if info is None:
+        port = args.port if args.port is not None else default_port()
+        options = {"db": args.db, "host": args.host, "port": port, "endpoint_port": args.endpoint_port,
+                   "result_ttl": args.result_ttl, "payload_limit": args.payload_limit}
+        try:
+            info = wait_started(directory, launch(directory, options))
+        except RuntimeError as exc:
+            print(f"parsl-lite service start: {exc}", file=sys.stderr)
+            return 1
+    written = ensure_client_file(info["url"], info["db"])
+    print(info["url"])
+    if written is not None:
+        print(f"credentials of user {ADMIN!r} written to {written}", file=sys.stderr)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    directory = _service_dir(args)
+    info = running_service(directory)
+    if info is None:
+        print(f"no service running in {directory}")
+        return 0
+    pid = info["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            print(f"parsl-lite service stop: pid {pid} still runs {STOP_TIMEOUT_S:g} s after SIGTERM; "
+                  f"see {directory / 'service.log'}", file=sys.stderr)
+            return 1
+        time.sleep(0.02)
+    print(f"stopped the service at {info['url']} (pid {pid})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from parsl_lite.faas.service.store import open_store
+    directory = _service_dir(args)
+    info = running_service(directory)
+    db = (info or {}).get("db") or args.db or str(directory / "faas.db")
+    if info is None:
+        print(f"service: not running (directory {directory})")
+    else:
+        print(f"service: running at {info['url']} (pid {info['pid']}), endpoints connect to {info['zmq_url']}")
+    if db.startswith(("postgresql://", "postgres://")) or Path(db).exists():
+        store = open_store(db)
+        try:
+            counts = store.count_tasks()
+            endpoints = store.list_endpoints()
+        finally:
+            store.close()
+        online = [e for e in endpoints if e.connected]
+        print("tasks: " + ", ".join(f"{state} {n}" for state, n in counts.items()))
+        print(f"endpoints: {len(online)} online of {len(endpoints)}"
+              + "".join(f"\n  {e.name} {e.endpoint_id}" for e in online))
+    return 0 if info is not None else 1
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    directory = _service_dir(args)
+    info = running_service(directory)
+    db = (info or {}).get("db") or args.db or str(directory / "faas.db")
+    try:
+        token = create_user_token(db, args.name, is_admin=args.admin)
+    except ValueError as exc:
+        print(f"parsl-lite service add-user: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0

@@ -1,0 +1,174 @@
+"""``/v1/submit``, ``/v1/tasks``, ``/v1/batch_status``, ``/v1/task_groups`` and the ``/v1/ws`` WebSocket.
+
+A submission is checked whole (every function, endpoint, payload) and then
+persisted in one ``add_tasks`` transaction before the answer: an accepted
+task survives a SIGKILL of the service. Only then is the endpoint link told.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from parsl_lite.faas import api
+from parsl_lite.faas.service.access import check_allowed, endpoint_for, function_for, task_for, task_refusal
+from parsl_lite.faas.service.context import ServiceContext
+from parsl_lite.faas.service.routes_common import ctx_of, json_response, read_json, task_json, unknown_task_json
+from parsl_lite.faas.service.store import FINAL_STATES, PURGED, WAITING_FOR_EP, TaskRecord, User
+from parsl_lite.faas.service.validation import (
+    MAX_TEXT_CHARS, ApiError, b64_field, bad_field, check_size, check_uuid, path_id, require_str, str_list,
+)
+
+routes = web.RouteTableDef()
+P = api.API_PREFIX
+
+
+async def _group_id(ctx: ServiceContext, user: User, body: dict[str, Any]) -> str:
+    """The client's group id (it may be new: clients make their own), or a fresh one; 403 if someone else's."""
+    if body.get("task_group_id") is None:
+        return str(uuid.uuid4())
+    group_id = check_uuid(body["task_group_id"], "task_group_id")
+    earlier = await ctx.astore.task_group(group_id)
+    if earlier:
+        first = (await ctx.astore.get_tasks(earlier[:1])).get(earlier[0])
+        if first is not None and first.owner_id != user.user_id:
+            raise ApiError(403, "forbidden", f"task group {group_id} holds another user's tasks")
+    return group_id
+
+
+class _Checker:
+    """Checks each task of a submission, looking each function and endpoint up once."""
+
+    def __init__(self, ctx: ServiceContext, user: User) -> None:
+        self.ctx, self.user = ctx, user
+        self.functions: dict[str, Any] = {}
+        self.endpoints: dict[str, Any] = {}
+        self.allowed: set[tuple[str, str]] = set()
+
+    async def check(self, i: int, item: Any) -> tuple[str, str, bytes]:
+        where = f"tasks[{i}]."
+        if not isinstance(item, dict):
+            raise bad_field(f"tasks[{i}]", f"expected an object, got {type(item).__name__}")
+        for field in ("function_id", "endpoint_id"):
+            if field not in item:
+                raise bad_field(where + field, "missing")
+        function_id = check_uuid(item["function_id"], where + "function_id")
+        endpoint_id = check_uuid(item["endpoint_id"], where + "endpoint_id")
+        payload = b64_field(item, "payload", where)
+        check_size(len(payload), self.ctx.options.payload_limit, f"{where}payload")
+        if function_id not in self.functions:
+            found = await self.ctx.astore.get_function(function_id)
+            self.functions[function_id] = function_for(self.user, found, function_id)
+        if endpoint_id not in self.endpoints:
+            found = await self.ctx.astore.get_endpoint(endpoint_id)
+            self.endpoints[endpoint_id] = endpoint_for(self.user, found, endpoint_id)
+        if (function_id, endpoint_id) not in self.allowed:
+            check_allowed(self.endpoints[endpoint_id], function_id)
+            self.allowed.add((function_id, endpoint_id))
+        return function_id, endpoint_id, payload
+
+
+@routes.post(f"{P}/submit")
+async def submit(request: web.Request) -> web.Response:
+    ctx, user = ctx_of(request), request["user"]
+    body = await read_json(request)
+    items = body.get("tasks")
+    if not isinstance(items, list):
+        raise bad_field("tasks", "missing" if items is None else f"expected a list, got {type(items).__name__}")
+    if not items:
+        raise bad_field("tasks", "empty; submit at least one task")
+    versions = require_str(body, "versions", MAX_TEXT_CHARS)
+    group_id = await _group_id(ctx, user, body)
+    checker, now = _Checker(ctx, user), ctx.now()
+    records = []
+    for i, item in enumerate(items):
+        function_id, endpoint_id, payload = await checker.check(i, item)
+        records.append(TaskRecord(task_id=str(uuid.uuid4()), owner_id=user.user_id, function_id=function_id,
+                                  endpoint_id=endpoint_id, task_group_id=group_id, payload=payload,
+                                  versions=versions, state=WAITING_FOR_EP, received=now))
+    await ctx.astore.add_tasks(records)
+    if ctx.link is not None:
+        for endpoint_id in checker.endpoints:
+            ctx.link.notify_submitted(endpoint_id)
+    return json_response({"task_group_id": group_id, "task_ids": [r.task_id for r in records]})
+
+
+async def _fetched(ctx: ServiceContext, tasks: list[TaskRecord]) -> None:
+    """A final task's first fetch starts its time-to-live."""
+    first = [t.task_id for t in tasks if t.state in FINAL_STATES and t.state != PURGED and t.fetched is None]
+    if first:
+        await ctx.astore.mark_fetched(first, ctx.now())
+
+
+@routes.get(P + "/tasks/{task_id}")
+async def get_task(request: web.Request) -> web.Response:
+    ctx, user = ctx_of(request), request["user"]
+    task_id = path_id(request.match_info["task_id"], "task")
+    task = task_for(user, (await ctx.astore.get_tasks([task_id])).get(task_id), task_id)
+    shape = task_json(task, ctx.options.result_ttl_s)
+    if task.state == PURGED:
+        raise ApiError(410, "purged", shape["reason"], extra=shape)
+    await _fetched(ctx, [task])
+    return json_response(shape)
+
+
+@routes.post(f"{P}/batch_status")
+async def batch_status(request: web.Request) -> web.Response:
+    ctx, user = ctx_of(request), request["user"]
+    task_ids = str_list(await read_json(request), "task_ids", required=True)
+    records = await ctx.astore.get_tasks(task_ids)
+    results: dict[str, Any] = {}
+    for task_id in task_ids:
+        task = records.get(task_id)
+        refusal = task_refusal(user, task, task_id)
+        if refusal is not None:
+            results[task_id] = unknown_task_json(task_id, refusal.reason)
+        else:
+            assert task is not None
+            results[task_id] = task_json(task, ctx.options.result_ttl_s)
+    await _fetched(ctx, [t for t in records.values() if t.owner_id == user.user_id])
+    return json_response({"results": results})
+
+
+@routes.post(P + "/tasks/{task_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel a task not yet running (a running or final task is left as it is, and returned)."""
+    ctx, user = ctx_of(request), request["user"]
+    task_id = path_id(request.match_info["task_id"], "task")
+    task = task_for(user, (await ctx.astore.get_tasks([task_id])).get(task_id), task_id)
+    cancelled = await ctx.astore.cancel_tasks([task_id], ctx.now())
+    if cancelled:
+        if ctx.link is not None:
+            ctx.link.notify_cancelled(task.endpoint_id, cancelled)
+        ctx.on_final(cancelled)
+        task = (await ctx.astore.get_tasks([task_id]))[task_id]
+    return json_response(task_json(task, ctx.options.result_ttl_s))
+
+
+@routes.get(P + "/task_groups/{task_group_id}")
+async def task_group(request: web.Request) -> web.Response:
+    ctx, user = ctx_of(request), request["user"]
+    group_id = path_id(request.match_info["task_group_id"], "task group")
+    task_ids = await ctx.astore.task_group(group_id)
+    if not task_ids:
+        raise ApiError(404, "not_found", f"no task group {group_id}")
+    first = (await ctx.astore.get_tasks(task_ids[:1])).get(task_ids[0])
+    if first is None or first.owner_id != user.user_id:
+        raise ApiError(403, "forbidden", f"task group {group_id} holds another user's tasks")
+    return json_response({"task_group_id": group_id, "task_ids": task_ids})
+
+
+@routes.get(f"{P}/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Results pushed as they become final (see ``watchers.py``); pings every heartbeat period."""
+    from parsl_lite.faas.service.watchers import serve_watch_socket
+    ctx = ctx_of(request)
+    ws = web.WebSocketResponse(heartbeat=ctx.options.heartbeat_period_s, max_msg_size=ctx.options.max_request_bytes)
+    await ws.prepare(request)
+    ctx.sockets.add(ws)
+    try:
+        await serve_watch_socket(ctx, ws, request["user"])
+    finally:
+        ctx.sockets.discard(ws)
+    return ws

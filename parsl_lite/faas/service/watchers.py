@@ -1,0 +1,163 @@
+"""Which WebSocket connection waits for which task: a pure registry, and the loop that feeds it.
+
+:class:`Watchers` holds (connection, task id) pairs and nothing else: no
+sockets, no store. A pair is *taken* by whoever sends that task's final
+state to that connection, so the answer to ``{"watch": [...]}`` (tasks
+already final) and a later ``on_final`` (tasks that just became final) never
+both send it: on one event loop, exactly one of them takes the pair.
+
+:func:`serve_watch_socket` is the shell: it reads a connection's messages,
+registers what it watches, and sends TASK objects (``routes_common.task_json``).
+:class:`FinalNotifier` is what the endpoint link calls with ids of tasks whose
+results were just stored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any, Hashable, Iterable
+
+from parsl_lite.faas.service.store import FINAL_STATES, User
+
+logger = logging.getLogger(__name__)
+
+
+class Watchers:
+    """Connection <-> watched task ids."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[str, set[Hashable]] = defaultdict(set)
+        self._by_conn: dict[Hashable, set[str]] = defaultdict(set)
+
+    def watch(self, conn: Hashable, task_ids: Iterable[str]) -> None:
+        for task_id in task_ids:
+            self._by_task[task_id].add(conn)
+            self._by_conn[conn].add(task_id)
+
+    def unwatch(self, conn: Hashable, task_ids: Iterable[str]) -> None:
+        for task_id in task_ids:
+            self.take(conn, task_id)
+
+    def take(self, conn: Hashable, task_id: str) -> bool:
+        """Remove the pair; True if it was there (the caller now sends the task to ``conn``)."""
+        conns = self._by_task.get(task_id)
+        if not conns or conn not in conns:
+            return False
+        conns.discard(conn)
+        if not conns:
+            del self._by_task[task_id]
+        ids = self._by_conn[conn]
+        ids.discard(task_id)
+        if not ids:
+            del self._by_conn[conn]
+        return True
+
+    def take_all(self, task_id: str) -> list[Hashable]:
+        """Every connection watching ``task_id``, removed from the registry."""
+        conns = list(self._by_task.get(task_id, ()))
+        for conn in conns:
+            self.take(conn, task_id)
+        return conns
+
+    def drop(self, conn: Hashable) -> None:
+        """The connection closed: forget all it watched."""
+        for task_id in list(self._by_conn.get(conn, ())):
+            self.take(conn, task_id)
+
+    def watched(self, task_ids: Iterable[str]) -> list[str]:
+        """Those of ``task_ids`` somebody watches."""
+        return [t for t in task_ids if t in self._by_task]
+
+    def watching(self, conn: Hashable) -> set[str]:
+        return set(self._by_conn.get(conn, ()))
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._by_task.values())
+
+
+class FinalNotifier:
+    """``on_final(task_ids)`` for the endpoint link: sends each newly final task to whoever watches it."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+
+    def __call__(self, task_ids: list[str]) -> None:
+        ids = self._ctx.watchers.watched(task_ids)
+        if ids:
+            self._ctx.spawn(self.send(ids))
+
+    async def send(self, task_ids: list[str]) -> None:
+        from parsl_lite.faas.service.routes_common import task_json
+        ctx = self._ctx
+        records = await ctx.astore.get_tasks(task_ids)
+        fetched = []
+        for task_id, task in records.items():
+            if task.state not in FINAL_STATES:
+                continue
+            for ws in ctx.watchers.take_all(task_id):
+                await _send(ws, task_json(task, ctx.options.result_ttl_s))
+                fetched.append(task_id)
+        if fetched:
+            await ctx.astore.mark_fetched(sorted(set(fetched)), ctx.now())
+
+
+async def _send(ws: Any, message: dict[str, Any]) -> None:
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(json.dumps(message))
+    except (ConnectionError, RuntimeError) as exc:   # the peer went away between two awaits
+        logger.info("websocket send failed: %s", exc)
+
+
+async def serve_watch_socket(ctx: Any, ws: Any, user: User) -> None:
+    """Read ``{"watch": [...]}`` / ``{"unwatch": [...]}`` until the connection closes."""
+    from aiohttp import WSMsgType
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                request = json.loads(msg.data)
+                if not isinstance(request, dict):
+                    raise ValueError("expected a JSON object")
+                watch, unwatch = _ids(request, "watch"), _ids(request, "unwatch")
+            except ValueError as exc:
+                await _send(ws, {"error": "bad_request", "reason": f"message: {exc}"})
+                continue
+            if unwatch:
+                ctx.watchers.unwatch(ws, unwatch)
+            if watch:
+                await _answer_watch(ctx, ws, user, watch)
+    finally:
+        ctx.watchers.drop(ws)
+
+
+def _ids(request: dict[str, Any], field: str) -> list[str]:
+    value = request.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"field {field!r}: expected a list of task ids")
+    return value
+
+
+async def _answer_watch(ctx: Any, ws: Any, user: User, task_ids: list[str]) -> None:
+    """Register the ids, then send at once those already final (and those the caller may not see)."""
+    from parsl_lite.faas.service.access import task_refusal
+    from parsl_lite.faas.service.routes_common import task_json, unknown_task_json
+    ctx.watchers.watch(ws, task_ids)
+    records = await ctx.astore.get_tasks(task_ids)
+    fetched = []
+    for task_id in task_ids:
+        task = records.get(task_id)
+        refusal = task_refusal(user, task, task_id)
+        if refusal is not None:
+            if ctx.watchers.take(ws, task_id):
+                await _send(ws, unknown_task_json(task_id, refusal.reason))
+        elif task is not None and task.state in FINAL_STATES and ctx.watchers.take(ws, task_id):
+            await _send(ws, task_json(task, ctx.options.result_ttl_s))
+            fetched.append(task_id)
+    if fetched:
+        await ctx.astore.mark_fetched(fetched, ctx.now())

@@ -1,0 +1,162 @@
+"""Shared fixture of the function service's tests: a real service process, its admin, plain HTTP calls.
+
+    service = start_service(tmp_path, result_ttl=2)     # python -m parsl_lite.faas.service.server
+    status, body = call(service, "GET", "/v1/whoami")   # as the admin (token=... for another user)
+    token = add_user(service, "alice")
+    service.kill(); service.restart()                    # SIGKILL, then the same dir, store and ports
+
+``faas_service`` (a pytest fixture) also points ``PARSL_LITE_HOME`` at a
+temporary directory and writes the admin's ``client.json`` there, so
+``FuncXClient()`` finds the service by itself.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import pytest
+
+from parsl_lite.faas import paths
+from parsl_lite.faas.service import cli
+
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Service:
+    """A running service process started by a test (``kill``/``restart``/``stop`` act on it by pid)."""
+
+    dir: Path
+    db_url: str
+    options: dict[str, Any]
+    proc: subprocess.Popen
+    url: str = ""
+    zmq_url: str = ""
+    service_id: str = ""
+    admin_token: str = ""
+    history: list[int] = field(default_factory=list)   # pids of every process this object started
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 0
+
+    @property
+    def endpoint_port(self) -> int:
+        return int(self.zmq_url.rsplit(":", 1)[1]) if self.zmq_url else 0
+
+    def _up(self) -> None:
+        info = cli.wait_started(self.dir, self.proc)
+        self.url, self.zmq_url, self.service_id = info["url"], info["zmq_url"], info["service_id"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is flushed or closed (what a crash does)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT_S)
+
+    def stop(self) -> int:
+        """SIGTERM and wait (SIGKILL if it does not exit in time: the test then fails on the exit code)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT_S)
+        return self.proc.returncode
+
+    def restart(self, **changes: Any) -> "Service":
+        """Stop it if it runs, then start it again on the same directory, store and ports."""
+        self.stop()
+        options = {**self.options, "port": self.port, "endpoint_port": self.endpoint_port or None, **changes}
+        self.options = options
+        self.proc = cli.launch(self.dir, {"db": self.db_url, **options}, detach=False)
+        self.history.append(self.proc.pid)
+        self._up()
+        return self
+
+
+def start_service(tmp_path: Path, db_url: Optional[str] = None, **options: Any) -> Service:
+    """A service process in a directory of its own under ``tmp_path``, with its admin's token.
+
+    Args:
+        db_url: the store (default: an SQLite file in the service's directory).
+        options: the server's options with ``_`` for ``-``: ``result_ttl``, ``payload_limit``,
+            ``heartbeat_period``, ``host``, ``port``, ``endpoint_port``.
+    """
+    n = 0
+    while (tmp_path / f"service{n}").exists():
+        n += 1
+    directory = (tmp_path / f"service{n}").resolve()
+    db = db_url or str(directory / "faas.db")
+    proc = cli.launch(directory, {"db": db, **options}, detach=False)
+    service = Service(dir=directory, db_url=db, options=dict(options), proc=proc, history=[proc.pid])
+    try:
+        service._up()
+        service.admin_token = cli.admin_token(db)
+    except BaseException:
+        service.kill()
+        raise
+    return service
+
+
+def call(service: Service, method: str, path: str, body: Any = None, token: Optional[str] = None,
+         raw: Optional[bytes] = None, headers: Optional[dict[str, str]] = None) -> tuple[int, Any]:
+    """One HTTP request; ``(status, parsed JSON body)``. ``token=""`` sends no Authorization header."""
+    token = service.admin_token if token is None else token
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(service.url + path, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except ValueError:
+            return exc.code, text.decode(errors="replace")
+
+
+def add_user(service: Service, name: str) -> str:
+    """A new (non-admin) user of ``service``; returns its token."""
+    status, body = call(service, "POST", "/v1/users", {"username": name})
+    assert status == 200, (status, body)
+    return body["token"]
+
+
+@pytest.fixture
+def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A service for one test, with ``PARSL_LITE_HOME`` in ``tmp_path`` and the admin's client.json there."""
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.delenv(paths.URL_ENV, raising=False)
+    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
+    service = start_service(tmp_path)
+    paths.write_client_file(service.url, service.admin_token)
+    try:
+        yield service
+    finally:
+        service.stop()
+        assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
+
+
+__all__ = ["Service", "start_service", "call", "add_user", "faas_service"]

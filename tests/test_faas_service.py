@@ -1,0 +1,144 @@
+"""The function service's HTTP API against a real service process: every route, and what each refuses."""
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from parsl_lite.faas import api
+from parsl_lite.faas.service import cli
+from tests.faas_helpers import add_user, call, faas_service, start_service  # noqa: F401 (fixture)
+
+B = api.b64
+
+
+def register_function(service, token=None, **fields):
+    body = {"function_name": "double", "function_code": B(b"function body"), **fields}
+    status, reply = call(service, "POST", "/v1/functions", body, token=token)
+    assert status == 200, reply
+    return reply["function_id"]
+
+
+def register_endpoint(service, token=None, **fields):
+    status, reply = call(service, "POST", "/v1/endpoints", {"name": "laptop", **fields}, token=token)
+    assert status == 200, reply
+    return reply
+
+
+def submit(service, function_id, endpoint_id, token=None, n=1, payload=b"args", **fields):
+    tasks = [{"function_id": function_id, "endpoint_id": endpoint_id, "payload": B(payload)}] * n
+    return call(service, "POST", "/v1/submit", {"tasks": tasks, "versions": "Python 3, parsl_lite 0", **fields},
+                token=token)
+
+
+# ---------------------------------------------------------------- the process
+
+
+def test_service_file_and_version_need_no_token(faas_service):
+    info = cli.running_service(faas_service.dir)
+    assert info["url"] == faas_service.url and info["pid"] == faas_service.pid
+    status, body = call(faas_service, "GET", "/v1/version", token="")
+    assert status == 200
+    assert body["api"] == "v1" and body["payload_limit"] == api.DEFAULT_PAYLOAD_LIMIT
+    assert faas_service.url.startswith("http://127.0.0.1:")
+
+
+def test_sigterm_is_a_clean_stop(tmp_path):
+    service = start_service(tmp_path)
+    assert service.stop() == 0
+    assert not (service.dir / "service.json").exists()
+    assert "service stopped" in (service.dir / "service.log").read_text()
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@pytest.mark.parametrize("header, code", [
+    (None, "missing_token"), ("Basic abc", "malformed_token"), ("Bearer", "malformed_token"),
+    ("Bearer not-a-token", "bad_token"),
+])
+def test_a_missing_or_wrong_token_is_401_saying_why(faas_service, header, code):
+    headers = {"Authorization": header} if header else {}
+    for method, path in (("GET", "/v1/whoami"), ("GET", f"/v1/tasks/{uuid.uuid4()}"), ("POST", "/v1/submit")):
+        status, body = call(faas_service, method, path, {} if method == "POST" else None, token="",
+                            headers=headers)
+        assert status == 401 and body["error"] == code, body
+        assert body["reason"]
+
+
+def test_whoami_and_users(faas_service):
+    status, me = call(faas_service, "GET", "/v1/whoami")
+    assert status == 200 and me["username"] == "admin" and me["is_admin"]
+    token = add_user(faas_service, "alice")
+    status, alice = call(faas_service, "GET", "/v1/whoami", token=token)
+    assert (status, alice["username"], alice["is_admin"]) == (200, "alice", False)
+    status, body = call(faas_service, "POST", "/v1/users", {"username": "alice"})
+    assert status == 409 and "alice" in body["reason"]
+    status, body = call(faas_service, "POST", "/v1/users", {"username": "bob"}, token=token)
+    assert status == 403 and "admin" in body["reason"]
+
+
+# ---------------------------------------------------------------- bad bodies
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (b"{not json", "malformed JSON"), (b"[1, 2]", "expected a JSON object"), (b"", "empty"),
+])
+def test_malformed_json_is_400(faas_service, raw, needle):
+    for path in ("/v1/functions", "/v1/submit", "/v1/endpoints", "/v1/batch_status", "/v1/users"):
+        status, body = call(faas_service, "POST", path, raw=raw)
+        assert status == 400 and needle in body["reason"], (path, body)
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"function_code": B(b"x")}, "'function_name': missing"),
+    ({"function_name": 3, "function_code": B(b"x")}, "'function_name': expected a string"),
+    ({"function_name": "f"}, "'function_code': missing"),
+    ({"function_name": "f", "function_code": "%%%"}, "'function_code': not valid base64"),
+    ({"function_name": "f", "function_code": B(b"x"), "public": "yes"}, "'public': expected true or false"),
+    ({"function_name": "f", "function_code": B(b"x"), "shared_with": ["nobody"]}, "'shared_with[0]': no user"),
+])
+def test_register_function_names_the_bad_field(faas_service, fields, named):
+    status, body = call(faas_service, "POST", "/v1/functions", fields)
+    assert status == 400 and named in body["reason"], body
+
+
+# ---------------------------------------------------------------- functions
+
+
+def test_functions_own_shared_public_and_others(faas_service):
+    alice, bob, carol = (add_user(faas_service, n) for n in ("alice", "bob", "carol"))
+    private = register_function(faas_service, alice, description="mine")
+    shared = register_function(faas_service, alice, shared_with=["bob"])
+    public = register_function(faas_service, alice, public=True)
+    status, body = call(faas_service, "GET", f"/v1/functions/{private}", token=alice)
+    assert status == 200 and body["owner"] == "alice" and body["description"] == "mine"
+    assert body["function_name"] == "double" and body["public"] is False
+    status, body = call(faas_service, "GET", f"/v1/functions/{private}", token=bob)
+    assert status == 403 and private in body["reason"]
+    assert call(faas_service, "GET", f"/v1/functions/{shared}", token=bob)[0] == 200
+    assert call(faas_service, "GET", f"/v1/functions/{shared}", token=carol)[0] == 403
+    assert call(faas_service, "GET", f"/v1/functions/{public}", token=carol)[0] == 200
+    unknown = str(uuid.uuid4())
+    status, body = call(faas_service, "GET", f"/v1/functions/{unknown}", token=alice)
+    assert status == 404 and unknown in body["reason"]
+
+
+def test_a_function_body_over_the_limit_is_413(tmp_path):
+    service = start_service(tmp_path, payload_limit=1000)
+    try:
+        status, body = call(service, "POST", "/v1/functions",
+                            {"function_name": "big", "function_code": B(b"x" * 1001)})
+        assert status == 413 and "1001 bytes" in body["reason"] and "1000 bytes" in body["reason"]
+    finally:
+        assert service.stop() == 0
+
+
+def test_unknown_route_and_method_are_json(faas_service):
+    status, body = call(faas_service, "GET", "/v1/nothing")
+    assert status == 404 and body["error"] == "not_found"
+    status, body = call(faas_service, "DELETE", "/v1/whoami")
+    assert status == 405 and "DELETE" in body["reason"]
+    status, body = call(faas_service, "GET", "/v1/tasks/not-an-id")
+    assert status == 404 and "not-an-id" in body["reason"]
