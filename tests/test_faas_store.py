@@ -174,6 +174,7 @@ def test_task_life_cycle(store):
     store.add_tasks([a, b, c, other])
     got = store.get_tasks([a.task_id, "missing", other.task_id])
     assert set(got) == {a.task_id, other.task_id} and got[a.task_id] == a
+    assert type(got[a.task_id].payload) is bytes and type(got[a.task_id].received) is float
     assert [t.task_id for t in store.tasks_to_deliver("ep-1", 10)] == [b.task_id, c.task_id, a.task_id]
     assert [t.task_id for t in store.tasks_to_deliver("ep-1", 2)] == [b.task_id, c.task_id]
     assert store.tasks_in_flight("ep-1") == []
@@ -193,6 +194,7 @@ def test_task_life_cycle(store):
     assert store.set_results([(b.task_id, SUCCESS, b"value", 12.5, 13.0),
                               (c.task_id, FAILED, b"exception", None, 14.0)]) == [b.task_id, c.task_id]
     got = store.get_tasks([b.task_id, c.task_id])
+    assert type(got[b.task_id].result) is bytes and type(got[b.task_id].attempts) is int
     assert (got[b.task_id].state, got[b.task_id].result, got[b.task_id].started, got[b.task_id].finished) == \
         (SUCCESS, b"value", 12.5, 13.0)
     assert (got[c.task_id].state, got[c.task_id].result, got[c.task_id].started) == (FAILED, b"exception", None)
@@ -367,6 +369,21 @@ def test_reopen_keeps_everything(store_url):
         assert again.schema_version() == SCHEMA_VERSION
     finally:
         again.close()
+
+
+def test_postgres_reconnects_after_losing_its_connection(pg_url, postgres):
+    """A dropped connection fails the call in progress; the next call opens a new one."""
+    store = PostgresStore(pg_url)
+    try:
+        store.create_user("before")
+        backend_pid = store._conn.info.backend_pid
+        with psycopg.connect(postgres["PG_DSN"], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store.count_tasks()
+        assert store.user_by_name("before") is not None and store._conn.info.backend_pid != backend_pid
+    finally:
+        store.close()
 
 
 def test_sqlite_settings(tmp_path):

@@ -42,7 +42,8 @@ class PostgresStore(SqlStore):
     """
 
     placeholder = "%s"
-    types = {"blob": "BYTEA", "float": "DOUBLE PRECISION", "bool": "BOOLEAN", "seq": "BIGSERIAL PRIMARY KEY"}
+    # seq orders tasks; it has no index of its own (it is inside the task indexes): one index less per update
+    types = {"blob": "BYTEA", "float": "DOUBLE PRECISION", "bool": "BOOLEAN", "seq": "BIGSERIAL NOT NULL"}
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -91,8 +92,8 @@ class PostgresStore(SqlStore):
             for row in rows:
                 copy.write_row(row)
 
-    def _set_results(self, cur: psycopg.Cursor, rows: list[tuple]) -> None:
-        """One UPDATE for the whole batch (rows: ``(state, result, started, finished, task_id)``)."""
+    def _set_results(self, cur: psycopg.Cursor, rows: list[tuple]) -> int:
+        """One UPDATE for the whole batch (rows: ``(state, result, started, finished, task_id)``); how many changed."""
         columns = list(zip(*rows))
         cur.execute("UPDATE tasks AS t SET state = r.state, result = r.result,"
                     " started = COALESCE(r.started, t.started), finished = r.finished"
@@ -100,6 +101,7 @@ class PostgresStore(SqlStore):
                     " AS r(state, result, started, finished, task_id)"
                     f" WHERE t.task_id = r.task_id AND NOT t.{_FINAL}",
                     [list(column) for column in columns])
+        return cur.rowcount
 
     def close(self) -> None:
         self._conn.close()

@@ -16,6 +16,7 @@ equal ``received`` times are ordered by it.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import time
 import uuid
@@ -109,9 +110,19 @@ def _task_row(r: TaskRecord) -> tuple:
             None if r.result is None else bytes(r.result), r.fetched, r.purged)
 
 
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskRecord))
+assert ", ".join(_TASK_FIELDS) == TASK_COLS
+
+
 def _task(row: Sequence[Any]) -> TaskRecord:
-    return TaskRecord(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), row[6], row[7], row[8], row[9],
-                      row[10], row[11], row[12], None if row[13] is None else bytes(row[13]), row[14], row[15])
+    """The record of a row, whose columns are TaskRecord's fields in order (both drivers give bytes for blobs).
+
+    Filled in directly rather than through the frozen dataclass's ``__init__`` (one ``object.__setattr__``
+    per field): get_tasks and tasks_to_deliver map thousands of rows per call, and this is 3x faster.
+    """
+    record = object.__new__(TaskRecord)
+    record.__dict__.update(zip(_TASK_FIELDS, row))
+    return record
 
 
 _FINAL = "state IN ('success', 'failed', 'cancelled', 'purged')"
@@ -334,14 +345,16 @@ class SqlStore(Store):
         rows, ids = list(first.values()), list(first)
         cond, param = self._in_ids("task_id", ids)
         with self._write() as cur:
-            self._set_results(cur, rows)
+            if self._set_results(cur, rows) == len(rows):
+                return ids                    # each was stored now (the usual case: no duplicates)
             final = self._exec(cur, f"SELECT task_id FROM tasks WHERE {cond} AND {_FINAL}", (param,)).fetchall()
         done = {row[0] for row in final}
         return [task_id for task_id in ids if task_id in done]
 
-    def _set_results(self, cur: Any, rows: list[tuple]) -> None:
-        """Apply ``(state, result, started, finished, task_id)`` rows to tasks not yet final."""
+    def _set_results(self, cur: Any, rows: list[tuple]) -> int:
+        """Apply ``(state, result, started, finished, task_id)`` rows to tasks not yet final; how many changed."""
         cur.executemany(self._sql(_SET_RESULT), rows)
+        return cur.rowcount
 
     def fail_tasks(self, task_ids: Sequence[str], result: bytes, at: float) -> None:
         self._update_ids(f"UPDATE tasks SET state = ?, result = ?, finished = ? WHERE {_PENDING}",
