@@ -33,6 +33,12 @@ from parsl_lite.faas.service.store_sqlite import SqliteStore
 
 # ---------------------------------------------------------------- fixtures
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    """Nothing here touches the real ~/.parsl_lite (the child processes inherit this too)."""
+    monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
+
+
 def _pg_schema_dsn(pg_dsn: str, schema: str) -> str:
     return f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}options=-csearch_path%3D{schema}"
 
@@ -222,7 +228,8 @@ def test_set_results_idempotent(store):
     assert store.set_results([(a.task_id, SUCCESS, b"first", 1.0, 2.0)]) == [a.task_id]
     answer = store.set_results([(a.task_id, FAILED, b"second", 5.0, 6.0), (b.task_id, SUCCESS, b"b", None, 7.0),
                                 (b.task_id, FAILED, b"dup in batch", None, 8.0),
-                                (cancelled.task_id, SUCCESS, b"late", None, 9.0), ("unknown", SUCCESS, b"x", None, 1.0)])
+                                (cancelled.task_id, SUCCESS, b"late", None, 9.0),
+                                ("unknown", SUCCESS, b"x", None, 1.0)])
     assert answer == [a.task_id, b.task_id, cancelled.task_id]
     got = store.get_tasks([a.task_id, b.task_id, cancelled.task_id])
     assert (got[a.task_id].state, got[a.task_id].result, got[a.task_id].finished) == (SUCCESS, b"first", 2.0)

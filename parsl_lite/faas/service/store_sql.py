@@ -23,12 +23,12 @@ import uuid
 from typing import Any, ContextManager, Iterable, Optional, Sequence
 
 from parsl_lite.faas.service.store import (
-    FAILED, FINAL_STATES, PURGED, RUNNING, SUCCESS, WAITING_FOR_EP, WAITING_FOR_LAUNCH,
-    CANCELLED, EndpointRecord, FunctionRecord, Store, TaskRecord, User,
+    CANCELLED, FAILED, FINAL_STATES, PENDING_STATES, PURGED, RUNNING, SUCCESS, WAITING_FOR_EP,
+    WAITING_FOR_LAUNCH, EndpointRecord, FunctionRecord, Store, TaskRecord, User,
 )
 
 SCHEMA_VERSION = 1
-ALL_STATES = (WAITING_FOR_EP, WAITING_FOR_LAUNCH, RUNNING, SUCCESS, FAILED, CANCELLED, PURGED)
+ALL_STATES = (*PENDING_STATES, *FINAL_STATES)
 
 
 class SchemaVersionError(RuntimeError):
@@ -125,8 +125,13 @@ def _task(row: Sequence[Any]) -> TaskRecord:
     return record
 
 
-_FINAL = "state IN ('success', 'failed', 'cancelled', 'purged')"
-_PENDING = "state IN ('waiting-for-ep', 'waiting-for-launch', 'running')"
+def _state_in(states: Sequence[str]) -> str:
+    """``state IN ('a', 'b')``: the state names are our constants, safe as SQL literals."""
+    return "state IN (" + ", ".join(f"'{state}'" for state in states) + ")"
+
+
+_FINAL = _state_in(FINAL_STATES)
+_PENDING = _state_in(PENDING_STATES)
 _SET_RESULT = ("UPDATE tasks SET state = ?, result = ?, started = COALESCE(?, started), finished = ?"
                f" WHERE task_id = ? AND NOT {_FINAL}")
 
@@ -296,7 +301,8 @@ class SqlStore(Store):
     def tasks_to_deliver(self, endpoint_id: str, limit: int) -> list[TaskRecord]:
         with self._read() as cur:
             rows = self._exec(cur, f"SELECT {TASK_COLS} FROM tasks WHERE endpoint_id = ? AND state = ?"
-                                   " ORDER BY received, seq LIMIT ?", (endpoint_id, WAITING_FOR_EP, int(limit))).fetchall()
+                                   " ORDER BY received, seq LIMIT ?",
+                              (endpoint_id, WAITING_FOR_EP, int(limit))).fetchall()
         return [_task(row) for row in rows]
 
     def tasks_in_flight(self, endpoint_id: str) -> list[TaskRecord]:
