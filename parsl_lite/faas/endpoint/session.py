@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import time
 from concurrent.futures import Future
@@ -39,6 +40,7 @@ from parsl_lite.serialize import RemoteExceptionWrapper, serialize
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PERIOD_S = 2.0      # hello retries, until the service says its heartbeat period
+_HELLO_RETRY_S = 0.02       # a hello that found no connection (ZMQ_IMMEDIATE) goes again this soon, then later
 _RESEND_CHUNK = 512          # spooled results per TaskResults when re-sending
 
 
@@ -71,6 +73,8 @@ class Session:
         self._connected = False
         self._last_heard = 0.0
         self._hello_at = float("-inf")
+        self._hello_unsent = False             # the last hello found no connection: retry soon
+        self._hello_retry_s = _HELLO_RETRY_S / 2
         self._next_beat = 0.0
         self._sent_at: dict[str, float] = {}   # spooled results: when last sent
         self._futures: dict[str, Future] = {}
@@ -120,7 +124,10 @@ class Session:
             if now >= self._next_beat:
                 self._beat(now)
                 self._next_beat = now + self.period_s
-            timeout_ms = max(0, int((self._next_beat - time.monotonic()) * 1000)) + 1
+            elif self._hello_unsent and now - self._hello_at >= self._hello_retry_s:
+                self._hello()
+            wake_at = min(self._next_beat, self._hello_at + self._hello_retry_s if self._hello_unsent else math.inf)
+            timeout_ms = max(0, int((wake_at - time.monotonic()) * 1000)) + 1
             events = dict(poller.poll(timeout_ms))
             if self._wake_r in events:
                 self._drain_wake()
@@ -195,8 +202,12 @@ class Session:
         self._write_status()
 
     def _hello(self) -> None:
+        """Say hello; while there is no connection to say it on, try again every few milliseconds."""
         self._hello_at = time.monotonic()
-        self._send(p.EndpointHello(p.PROTOCOL_VERSION, self.endpoint_id, self.versions, len(self.book.spooled)))
+        hello = p.EndpointHello(p.PROTOCOL_VERSION, self.endpoint_id, self.versions, len(self.book.spooled))
+        self._hello_unsent = not self._send(hello)
+        # no connection yet: retry soon, backing off to the heartbeat period while the service stays away
+        self._hello_retry_s = min(self._hello_retry_s * 2, self.period_s) if self._hello_unsent else _HELLO_RETRY_S
 
     def _on_hello_reply(self, reply: p.HelloReply) -> None:
         if not reply.accepted:
@@ -206,6 +217,7 @@ class Session:
             self._stopping = True
             return
         self._connected = True
+        self._hello_unsent = False
         self.state = st.RUNNING
         self.max_result_bytes = reply.max_result_bytes
         self.period_s = self.settings.heartbeat_period or reply.heartbeat_period_s
