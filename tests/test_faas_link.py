@@ -24,6 +24,7 @@ from parsl_lite.faas.service.endpoint_link import EndpointLink
 from parsl_lite.faas.service.keys import issue_endpoint_keys, service_keys
 from parsl_lite.faas.service.store import (RUNNING, SUCCESS, WAITING_FOR_EP, WAITING_FOR_LAUNCH, EndpointRecord,
                                            FunctionRecord, TaskRecord)
+from tests.faas_helpers import call, register_endpoint, register_function, start_service, submit
 
 GUARD_S = 20.0   # only against a hang
 
@@ -31,14 +32,15 @@ GUARD_S = 20.0   # only against a hang
 class Wire:
     """A DEALER whose identity is its endpoint id, with that endpoint's CurveZMQ keys: the endpoint's end."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, link: EndpointLink, endpoint_id: str, keys: tuple[str, str]) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, url: str, server_key: str, endpoint_id: str,
+                 keys: tuple[str, str]) -> None:
         self.endpoint_id = endpoint_id
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, endpoint_id.encode())
-        self.socket.curve_serverkey = link.service_public_key.encode()
+        self.socket.curve_serverkey = server_key.encode()
         self.socket.curve_publickey, self.socket.curve_secretkey = keys[0].encode(), keys[1].encode()
-        self.socket.connect(link.zmq_url)
+        self.socket.connect(url)
         self.inbox: list[p.Message] = []
 
     async def send(self, message: p.Message) -> None:
@@ -134,7 +136,8 @@ class World:
 
     def wire(self, endpoint_id: str, keys: Optional[tuple[str, str]] = None) -> Wire:
         assert self.ctx is not None and self.link is not None
-        return Wire(self.ctx, self.link, endpoint_id, keys or self.keys[endpoint_id])
+        return Wire(self.ctx, self.link.zmq_url, self.link.service_public_key, endpoint_id,
+                    keys or self.keys[endpoint_id])
 
     async def stop(self) -> None:
         if self.link is not None:
@@ -431,3 +434,51 @@ def test_cancel_is_sent_to_the_online_endpoint(world) -> None:
         w.link.notify_cancelled(ep, [ids[1]])
         assert (await wire.expect(p.CancelTasks)).task_ids == (ids[1],)
     run(world, scenario)
+
+
+# ---------------------------------------------------------------- inside the service process
+
+def test_through_the_service_process_registration_delivery_results_and_a_sigkill(tmp_path, monkeypatch) -> None:
+    """Registered over HTTP, tasks submitted over HTTP, the service SIGKILLed holding a delivered task."""
+    monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
+    service = start_service(tmp_path, heartbeat_period=0.5)
+    reg = register_endpoint(service)
+    function_id = register_function(service)
+    ep = reg["endpoint_id"]
+
+    async def scenario() -> None:
+        ctx = zmq.asyncio.Context()
+        try:
+            wire = Wire(ctx, reg["zmq_url"], reg["service_public_key"], ep,
+                        (reg["endpoint_public_key"], reg["endpoint_secret_key"]))
+            assert (await wire.hello()).accepted
+            status, body = submit(service, function_id, ep, n=2)
+            assert status == 200, body
+            ids = body["task_ids"]
+            delivered = [t for t in (await wire.expect(p.TaskDelivery)).tasks]
+            assert [(t.task_id, t.attempt, t.function_body) for t in delivered] == [(i, 1, b"function body")
+                                                                                   for i in ids]
+            await wire.send(p.TaskResults((p.TaskResult(ids[0], "success", b"v", 1.0, 2.0),)))
+            assert (await wire.expect(p.ResultsStored)).task_ids == (ids[0],)
+            status, task = call(service, "GET", f"/v1/tasks/{ids[0]}")
+            assert (status, task["status"]) == (200, "success")
+            service.kill()                                       # holding ids[1]
+            service.restart()
+            await wire.send(p.StatusReport({}))
+            await wire.expect(p.HelloRequired)
+            assert (await wire.hello()).accepted
+            again = (await wire.expect(p.TaskDelivery)).tasks
+            assert [(t.task_id, t.attempt) for t in again] == [(ids[1], 2)]
+            await wire.send(p.TaskResults((p.TaskResult(ids[1], "success", b"w", 1.0, 2.0),)))
+            assert (await wire.expect(p.ResultsStored)).task_ids == (ids[1],)
+            status, task = call(service, "GET", f"/v1/tasks/{ids[1]}")
+            assert (status, task["status"]) == (200, "success")
+            status, info = call(service, "GET", f"/v1/endpoints/{ep}/status")
+            assert info["status"] == "online"
+        finally:
+            ctx.destroy(linger=0)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.stop()
