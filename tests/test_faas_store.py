@@ -64,6 +64,14 @@ def store_url(request, tmp_path) -> str:
     return request.getfixturevalue("pg_url")
 
 
+@pytest.fixture(params=["sqlite", "sqlite-normal", "postgres"])
+def durable_url(request, tmp_path) -> str:
+    """As ``store_url``, and SQLite with ``synchronous=normal``: it too must survive a SIGKILL."""
+    if request.param.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'faas.db'}" + ("?synchronous=normal" if request.param.endswith("normal") else "")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
 def store(store_url) -> Iterator[Store]:
     opened = open_store(store_url)
@@ -399,6 +407,14 @@ def test_sqlite_settings(tmp_path):
         assert opened.settings() == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30000}  # 2: FULL
     finally:
         opened.close()
+    normal = open_store(f"sqlite:///{tmp_path / 's.db'}?synchronous=normal")
+    try:
+        assert normal.settings()["synchronous"] == 1 and normal.path == str(tmp_path / "s.db")   # 1: NORMAL
+    finally:
+        normal.close()
+    for bad in ("?synchronous=off", "?journal=delete"):
+        with pytest.raises(ValueError, match=f"s.db\\{bad}"):
+            SqliteStore(f"{tmp_path / 's.db'}{bad}")
     with pytest.raises(sqlite3.OperationalError, match=str(tmp_path / "dir.db")):
         (tmp_path / "dir.db").mkdir()
         SqliteStore(tmp_path / "dir.db")
@@ -431,8 +447,9 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_sigkill_loses_no_reported_write(store_url):
+def test_sigkill_loses_no_reported_write(durable_url):
     """Every write the child reported (printed after the method returned) survives its SIGKILL."""
+    store_url = durable_url
     proc = _start_writer(store_url)
     lines = []
     try:

@@ -3,10 +3,18 @@
 Why these settings: WAL lets other processes read while the service writes
 (status pages, tests, a second service process) without "database is
 locked"; ``synchronous=FULL`` makes each committed transaction reach the disk
-before the method returns, so a SIGKILL right after loses nothing; the busy
-timeout makes a second writer wait its turn instead of failing. Writes take
-the lock at ``BEGIN IMMEDIATE``, so two writers never deadlock upgrading a
-read lock. The SQL itself lives in ``store_sql.py``, shared with PostgreSQL.
+before the method returns (an fsync per commit), so neither a SIGKILL nor a
+power loss right after loses it; the busy timeout makes a second writer wait
+its turn instead of failing. Writes take the lock at ``BEGIN IMMEDIATE``, so
+two writers never deadlock upgrading a read lock. The SQL itself lives in
+``store_sql.py``, shared with PostgreSQL.
+
+``synchronous=NORMAL`` (``faas.db?synchronous=normal``) skips that fsync: in
+WAL mode a commit is then in the operating system's hands when the method
+returns, so a SIGKILL of the service still loses nothing (the SIGKILL test
+runs both), but a crash of the machine may lose the last commits (never the
+file's consistency). On a busy disk the fsync costs milliseconds per commit,
+about 300 times a commit's own work.
 """
 from __future__ import annotations
 
@@ -19,12 +27,33 @@ from typing import Any, Iterator
 from parsl_lite.faas.service.store_sql import SqlStore
 
 BUSY_TIMEOUT_S = 30.0
+SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
+
+
+def split_options(path: str) -> tuple[str, str]:
+    """``(file, synchronous)`` of ``file[?synchronous=full|normal|extra]`` (default FULL).
+
+    Raises:
+        ValueError: an option other than ``synchronous``, or a level other than these three, naming it.
+    """
+    file, _, query = path.partition("?")
+    synchronous = "FULL"
+    for option in filter(None, query.split("&")):
+        name, _, value = option.partition("=")
+        if name != "synchronous" or value.upper() not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"SQLite store {path}: option {option!r}: the only option is "
+                             f"synchronous={'|'.join(level.lower() for level in SYNCHRONOUS_LEVELS)}")
+        synchronous = value.upper()
+    return file, synchronous
 
 
 class SqliteStore(SqlStore):
     """The store in one SQLite file at ``path`` (created, with its schema, on first open).
 
+    ``path`` may end in ``?synchronous=normal`` (see the module docstring).
+
     Raises:
+        ValueError: an unknown option after ``?``.
         SchemaVersionError: the file was written by a newer parsl_lite.
         sqlite3.OperationalError: the file cannot be opened (the message names it).
     """
@@ -32,7 +61,7 @@ class SqliteStore(SqlStore):
     types = {"blob": "BLOB", "float": "REAL", "bool": "INTEGER", "seq": "INTEGER PRIMARY KEY"}
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = os.fspath(path)
+        self.path, self.synchronous = split_options(os.fspath(path))
         self.where = self.path
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
@@ -44,7 +73,7 @@ class SqliteStore(SqlStore):
                                          check_same_thread=False)
             self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             with self._write() as cur:
                 self._create_schema(cur)
         except sqlite3.Error as exc:
