@@ -1,6 +1,7 @@
 """The SDK's parts that need no service: TASK decoding into funcX's shapes, batches, credentials, errors."""
 from __future__ import annotations
 
+import json
 import socket
 import traceback
 import uuid
@@ -147,13 +148,16 @@ def test_batch_add_names_missing_ids():
         batch.add(1, endpoint_id=str(uuid.uuid4()), function_id="f")
 
 
-def test_big_batches_split_by_payload_bytes():
+def test_big_batches_split_by_request_bytes():
     batch = Batch(str(uuid.uuid4()), payload_limit=3000)
     ep, fn = str(uuid.uuid4()), str(uuid.uuid4())
     for _ in range(5):
         batch.add(b"y" * 1000, endpoint_id=ep, function_id=fn)
-    counts = [count for count, _body in batch.requests("v")]
-    assert sum(counts) == 5 and len(counts) == 3 and max(counts) == 2
+    counts = [count for count, _body in batch.requests("v", max_request_bytes=4096 + 3200)]
+    assert counts == [2, 2, 1]
+    bodies = [body for _count, body in batch.requests("v", max_request_bytes=4096 + 3200)]
+    assert all(len(json.dumps(body)) <= 4096 + 3200 for body in bodies)
+    assert [count for count, _body in batch.requests("v")] == [5]   # default: a 3000-byte limit's request size
 
 
 def test_split_by_bytes():

@@ -1,12 +1,25 @@
 """A batch of task submissions, sent in one ``POST /v1/submit`` (or a few, if its payloads are large)."""
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Optional
 
 from parsl_lite.faas import api
 from parsl_lite.faas.errors import MaxResultSizeExceeded
 from parsl_lite.faas.sdk.decode import check_id, split_by_bytes
 from parsl_lite.serialize import pack_apply_message
+
+
+_TASK_OVERHEAD = 160     # JSON keys, two UUIDs, quotes: one task's bytes besides its base64 payload
+_BODY_OVERHEAD = 4096    # the body's own keys, group id and versions, with room to spare
+
+
+def request_bytes_for(payload_limit: int) -> int:
+    """The request size a service of this payload limit accepts when it does not say (``api.py``)."""
+    return payload_limit * 4 // 3 + 1024 * 1024
+
+
+def _encoded_size(task: "BatchTask") -> int:
+    return (len(task.payload) + 2) // 3 * 4 + _TASK_OVERHEAD
 
 
 class BatchTask(NamedTuple):
@@ -59,10 +72,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def requests(self, versions: str) -> Iterator[tuple[int, dict]]:
-        """``(number of tasks, body)`` of each ``POST /v1/submit``, payloads summing to at most the limit each."""
-        sizes = [len(task.payload) for task in self.tasks]
-        for run in split_by_bytes(self.tasks, sizes, self.payload_limit):
+    def requests(self, versions: str, max_request_bytes: Optional[int] = None) -> Iterator[tuple[int, dict]]:
+        """``(number of tasks, body)`` of each ``POST /v1/submit``, each body within ``max_request_bytes``.
+
+        Default: what a service accepts for one payload at the limit (base64 adds a third, plus 1 MB).
+        """
+        limit = max_request_bytes or request_bytes_for(self.payload_limit)
+        sizes = [_encoded_size(task) for task in self.tasks]
+        for run in split_by_bytes(self.tasks, sizes, max(1, limit - _BODY_OVERHEAD)):
             body = {"task_group_id": self.task_group_id, "versions": versions,
                     "tasks": [{"function_id": t.function_id, "endpoint_id": t.endpoint_id,
                                "payload": api.b64(t.payload)} for t in run]}

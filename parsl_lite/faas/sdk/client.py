@@ -50,6 +50,41 @@ def settle(future: concurrent.futures.Future, task: dict) -> None:
         pass
 
 
+class FuncXTask(asyncio.Future):
+    """What the asynchronous client's ``run`` returns: await it for the result (funcX's name).
+
+    ``task_id`` is set once the service accepted the task (None until then).
+    """
+
+    task_id: Optional[str] = None
+
+
+def _on_loop(future: concurrent.futures.Future, loop: asyncio.AbstractEventLoop) -> FuncXTask:
+    """A ``FuncXTask`` of ``loop`` that takes ``future``'s outcome (cancelling it cancels ``future``)."""
+    task = FuncXTask(loop=loop)
+    future.funcx_task = task  # type: ignore[attr-defined]  # _submit_into gives it the task id
+
+    def apply() -> None:
+        if task.done():
+            return
+        if future.cancelled():
+            task.cancel()
+        elif future.exception() is not None:
+            task.set_exception(future.exception())
+        else:
+            task.set_result(future.result())
+
+    def copy(_: concurrent.futures.Future) -> None:
+        try:
+            loop.call_soon_threadsafe(apply)
+        except RuntimeError:  # the caller's loop is closed: nobody awaits any more
+            pass
+
+    future.add_done_callback(copy)
+    task.add_done_callback(lambda t: future.cancel() if t.cancelled() else None)
+    return task
+
+
 def _callers_loop(loop: Optional[asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
     """The loop the async client's awaitables belong to: given, running (a notebook), or a new one."""
     if loop is not None:
@@ -100,6 +135,7 @@ class FuncXClient:
                                       else str(uuid.uuid4()))
         self.asynchronous = bool(asynchronous)
         self.payload_limit = api.DEFAULT_PAYLOAD_LIMIT
+        self.max_request_bytes: Optional[int] = None   # the service's, learnt by version_check
         self.versions = protocol.versions_string()
         self._functions = FunctionCache()
         self._task_table: dict[str, dict] = {}
@@ -148,6 +184,8 @@ class FuncXClient:
                                   f"this client ({self.versions}) speaks {expected!r}")
         if isinstance(info.get("payload_limit"), int):
             self.payload_limit = info["payload_limit"]
+        if isinstance(info.get("max_request_bytes"), int):
+            self.max_request_bytes = info["max_request_bytes"]
         return info
 
     def whoami(self) -> dict:
@@ -194,8 +232,8 @@ class FuncXClient:
         """Run ``function_id(*args, **kwargs)`` on ``endpoint_id``.
 
         Returns:
-            the task id; with ``asynchronous=True``, an awaitable (a future of ``self.loop``)
-            resolving to the task's result, or raising what it failed with.
+            the task id; with ``asynchronous=True``, a :class:`FuncXTask` (an asyncio future of
+            ``self.loop``) resolving to the task's result, or raising what it failed with.
         """
         batch = self.create_batch()
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
@@ -212,7 +250,7 @@ class FuncXClient:
         futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in batch.tasks]
         self._io.submit(self._submit_into(batch, futures))
         assert self.loop is not None
-        return [asyncio.wrap_future(f, loop=self.loop) for f in futures]
+        return [_on_loop(f, self.loop) for f in futures]
 
     async def _submit(self, batch: Batch) -> list[str]:
         """POST the batch (in order, one request after the other); the task ids."""
@@ -220,7 +258,7 @@ class FuncXClient:
             self._submit_lock = asyncio.Lock()
         task_ids: list[str] = []
         async with self._submit_lock:
-            for count, body in batch.requests(self.versions):
+            for count, body in batch.requests(self.versions, self.max_request_bytes):
                 reply = await self._session.call("POST", "/submit", body)
                 ids = reply.get("task_ids")
                 if not isinstance(ids, list) or len(ids) != count:
@@ -243,6 +281,8 @@ class FuncXClient:
         by_id = dict(zip(task_ids, futures))
         for task_id, future in by_id.items():
             future.task_id = task_id  # type: ignore[attr-defined]
+            if hasattr(future, "funcx_task"):
+                future.funcx_task.task_id = task_id
 
         def on_task(task: dict) -> None:
             self._remember(task)

@@ -134,8 +134,10 @@ class FuncXExecutor(concurrent.futures.Executor):
             self._futures.add(future)
             queued = len(self._queue)
         future.add_done_callback(self._forget)
-        if not self.batch_enabled or queued >= self.batch_size:
+        if not self.batch_enabled:
             self._flush_soon()
+        elif queued % self.batch_size == 0:
+            self._io.call_soon(self._flush, True)
         elif queued == 1:
             self._io.call_soon(self._arm_timer)
         return future
@@ -152,13 +154,18 @@ class FuncXExecutor(concurrent.futures.Executor):
         if self._timer is None and self._queue:
             self._timer = asyncio.get_running_loop().call_later(self.batch_interval, self._flush)
 
-    def _flush(self) -> None:
-        """On the loop: send every queued task, ``batch_size`` per batch (a cancelled future is dropped)."""
-        if self._timer is not None:
+    def _flush(self, full_only: bool = False) -> None:
+        """On the loop: send the queued tasks, ``batch_size`` per batch (a cancelled future is dropped).
+
+        ``full_only`` (a batch filled up): send only full batches; the rest waits for its interval.
+        """
+        with self._lock:
+            cut = len(self._queue) - len(self._queue) % self.batch_size if full_only else len(self._queue)
+            queued, self._queue = self._queue[:cut], self._queue[cut:]
+            rest = len(self._queue)
+        if self._timer is not None and not rest:
             self._timer.cancel()
             self._timer = None
-        with self._lock:
-            queued, self._queue = self._queue, []
         queued = [entry for entry in queued if not entry[0].cancelled()]
         loop = asyncio.get_running_loop()
         for start in range(0, len(queued), self.batch_size):
