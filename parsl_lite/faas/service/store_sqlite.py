@@ -28,6 +28,7 @@ from parsl_lite.faas.service.store_sql import SqlStore
 
 BUSY_TIMEOUT_S = 30.0
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
+MIN_SQLITE = (3, 35, 0)      # UPDATE ... RETURNING (cancel_tasks); upserts and json_each are older
 
 
 def split_options(path: str) -> tuple[str, str]:
@@ -63,6 +64,9 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | os.PathLike) -> None:
         self.path, self.synchronous = split_options(os.fspath(path))
         self.where = self.path
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(f"SQLite store {self.path}: this Python's SQLite is {sqlite3.sqlite_version}; "
+                               f"the store needs {'.'.join(map(str, MIN_SQLITE))} or newer")
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
