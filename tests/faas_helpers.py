@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from parsl_lite.faas import paths
+from parsl_lite.faas import api, paths
 from parsl_lite.faas.service import cli
 
 STOP_TIMEOUT_S = 20.0
@@ -144,6 +144,30 @@ def add_user(service: Service, name: str) -> str:
     return body["token"]
 
 
+def register_function(service: Service, token: Optional[str] = None, code: bytes = b"function body",
+                      **fields: Any) -> str:
+    """A function registered over HTTP (the body is opaque to the service); returns its id."""
+    body = {"function_name": "double", "function_code": api.b64(code), **fields}
+    status, reply = call(service, "POST", "/v1/functions", body, token=token)
+    assert status == 200, (status, reply)
+    return reply["function_id"]
+
+
+def register_endpoint(service: Service, token: Optional[str] = None, name: str = "laptop", **fields: Any) -> dict:
+    """``POST /v1/endpoints``'s reply (id, keys, zmq_url) for an endpoint that does not run."""
+    status, reply = call(service, "POST", "/v1/endpoints", {"name": name, **fields}, token=token)
+    assert status == 200, (status, reply)
+    return reply
+
+
+def submit(service: Service, function_id: str, endpoint_id: str, token: Optional[str] = None, n: int = 1,
+           payload: bytes = b"args", **fields: Any) -> tuple[int, Any]:
+    """``POST /v1/submit`` of ``n`` tasks of one function to one endpoint."""
+    tasks = [{"function_id": function_id, "endpoint_id": endpoint_id, "payload": api.b64(payload)}] * n
+    return call(service, "POST", "/v1/submit", {"tasks": tasks, "versions": "Python 3, parsl_lite 0", **fields},
+                token=token)
+
+
 @pytest.fixture
 def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A service for one test, with ``PARSL_LITE_HOME`` in ``tmp_path`` and the admin's client.json there."""
@@ -159,4 +183,5 @@ def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
 
 
-__all__ = ["Service", "start_service", "call", "add_user", "faas_service"]
+__all__ = ["Service", "start_service", "call", "add_user", "register_function", "register_endpoint", "submit",
+           "faas_service"]

@@ -1,35 +1,13 @@
 """The function service's HTTP API against a real service process: every route, and what each refuses."""
 from __future__ import annotations
 
-import base64
 import uuid
-
-import pytest
 
 from parsl_lite.faas import api
 from parsl_lite.faas.service import cli
-from tests.faas_helpers import add_user, call, faas_service, start_service  # noqa: F401 (fixture)
+from tests.faas_helpers import add_user, call, faas_service, register_function, start_service  # noqa: F401
 
 B = api.b64
-
-
-def register_function(service, token=None, **fields):
-    body = {"function_name": "double", "function_code": B(b"function body"), **fields}
-    status, reply = call(service, "POST", "/v1/functions", body, token=token)
-    assert status == 200, reply
-    return reply["function_id"]
-
-
-def register_endpoint(service, token=None, **fields):
-    status, reply = call(service, "POST", "/v1/endpoints", {"name": "laptop", **fields}, token=token)
-    assert status == 200, reply
-    return reply
-
-
-def submit(service, function_id, endpoint_id, token=None, n=1, payload=b"args", **fields):
-    tasks = [{"function_id": function_id, "endpoint_id": endpoint_id, "payload": B(payload)}] * n
-    return call(service, "POST", "/v1/submit", {"tasks": tasks, "versions": "Python 3, parsl_lite 0", **fields},
-                token=token)
 
 
 # ---------------------------------------------------------------- the process
@@ -54,17 +32,19 @@ def test_sigterm_is_a_clean_stop(tmp_path):
 # ---------------------------------------------------------------- tokens
 
 
-@pytest.mark.parametrize("header, code", [
-    (None, "missing_token"), ("Basic abc", "malformed_token"), ("Bearer", "malformed_token"),
-    ("Bearer not-a-token", "bad_token"),
-])
-def test_a_missing_or_wrong_token_is_401_saying_why(faas_service, header, code):
-    headers = {"Authorization": header} if header else {}
-    for method, path in (("GET", "/v1/whoami"), ("GET", f"/v1/tasks/{uuid.uuid4()}"), ("POST", "/v1/submit")):
-        status, body = call(faas_service, method, path, {} if method == "POST" else None, token="",
-                            headers=headers)
-        assert status == 401 and body["error"] == code, body
-        assert body["reason"]
+BAD_HEADERS = [(None, "missing_token"), ("Basic abc", "malformed_token"), ("Bearer", "malformed_token"),
+               ("Bearer not-a-token", "bad_token")]
+
+
+def test_a_missing_or_wrong_token_is_401_saying_why(faas_service):
+    for header, code in BAD_HEADERS:
+        headers = {"Authorization": header} if header else {}
+        for method, path in (("GET", "/v1/whoami"), ("GET", f"/v1/tasks/{uuid.uuid4()}"), ("POST", "/v1/submit"),
+                             ("GET", "/v1/endpoints"), ("POST", "/v1/functions")):
+            status, body = call(faas_service, method, path, {} if method == "POST" else None, token="",
+                                headers=headers)
+            assert status == 401 and body["error"] == code, (header, path, body)
+            assert body["reason"]
 
 
 def test_whoami_and_users(faas_service):
@@ -82,26 +62,27 @@ def test_whoami_and_users(faas_service):
 # ---------------------------------------------------------------- bad bodies
 
 
-@pytest.mark.parametrize("raw, needle", [
-    (b"{not json", "malformed JSON"), (b"[1, 2]", "expected a JSON object"), (b"", "empty"),
-])
-def test_malformed_json_is_400(faas_service, raw, needle):
-    for path in ("/v1/functions", "/v1/submit", "/v1/endpoints", "/v1/batch_status", "/v1/users"):
-        status, body = call(faas_service, "POST", path, raw=raw)
-        assert status == 400 and needle in body["reason"], (path, body)
+def test_malformed_json_is_400(faas_service):
+    for raw, needle in ((b"{not json", "malformed JSON"), (b"[1, 2]", "expected a JSON object"), (b"", "empty")):
+        for path in ("/v1/functions", "/v1/submit", "/v1/endpoints", "/v1/batch_status", "/v1/users"):
+            status, body = call(faas_service, "POST", path, raw=raw)
+            assert status == 400 and needle in body["reason"], (path, body)
 
 
-@pytest.mark.parametrize("fields, named", [
+BAD_FUNCTIONS = [
     ({"function_code": B(b"x")}, "'function_name': missing"),
     ({"function_name": 3, "function_code": B(b"x")}, "'function_name': expected a string"),
     ({"function_name": "f"}, "'function_code': missing"),
     ({"function_name": "f", "function_code": "%%%"}, "'function_code': not valid base64"),
     ({"function_name": "f", "function_code": B(b"x"), "public": "yes"}, "'public': expected true or false"),
     ({"function_name": "f", "function_code": B(b"x"), "shared_with": ["nobody"]}, "'shared_with[0]': no user"),
-])
-def test_register_function_names_the_bad_field(faas_service, fields, named):
-    status, body = call(faas_service, "POST", "/v1/functions", fields)
-    assert status == 400 and named in body["reason"], body
+]
+
+
+def test_register_function_names_the_bad_field(faas_service):
+    for fields, named in BAD_FUNCTIONS:
+        status, body = call(faas_service, "POST", "/v1/functions", fields)
+        assert status == 400 and named in body["reason"], body
 
 
 # ---------------------------------------------------------------- functions

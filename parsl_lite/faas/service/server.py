@@ -129,6 +129,7 @@ class Service:
         ctx.link = EndpointLink(ctx.astore, o.dir, o.host, o.endpoint_port, o.heartbeat_period_s,
                                 o.payload_limit, ctx.on_final)
         ctx.zmq_url = await ctx.link.start()
+        ctx.service_id = getattr(ctx.link, "service_id", ctx.service_id)   # the id endpoints see in heartbeats
 
     async def _start_http(self, ctx: ServiceContext) -> None:
         from aiohttp import web
