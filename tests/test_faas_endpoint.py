@@ -161,16 +161,21 @@ def test_book_fails_a_task_delivered_more_than_max_retries_plus_one():
 
 def test_spool_survives_a_new_process_and_forgets_on_delete(tmp_path):
     spool = ResultSpool(tmp_path / "unacked")
-    results = [p.TaskResult("t1", "success", b"\x00\n" * 10, 1.5, 2.5), p.TaskResult("t2", "failed", b"", 0.0, 3.0)]
-    spool.write(results)
-    (tmp_path / "unacked" / "t3.tmp").write_bytes(b"half")   # a write cut short
-    again = ResultSpool(tmp_path / "unacked")
-    assert again.task_ids() == ["t1", "t2"]
-    assert list(again.read_all(["t1", "t2", "t9"])) == results
-    assert not (tmp_path / "unacked" / "t3.tmp").exists()
-    assert stat.S_IMODE(os.stat(tmp_path / "unacked" / "t1.result").st_mode) == 0o600
+    first = [p.TaskResult("t1", "success", b"\x00\n" * 10, 1.5, 2.5), p.TaskResult("t2", "failed", b"", 0.0, 3.0)]
+    spool.write(first)                                              # one batch: one file, one fsync
+    spool.write([p.TaskResult("t3", "success", b"three", 4.0, 5.0)])
+    (tmp_path / "unacked" / "x.results.tmp").write_bytes(b"half")   # a write cut short
+    files = sorted((tmp_path / "unacked").glob("*.results"))
+    assert len(files) == 2 and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
+    again = ResultSpool(tmp_path / "unacked")                       # what a restarted daemon finds
+    assert again.task_ids() == ["t1", "t2", "t3"] and len(again) == 3
+    assert sorted(again.read_all(["t3", "t1", "t9"])) == sorted([first[0], p.TaskResult("t3", "success", b"three",
+                                                                                          4.0, 5.0)])
+    assert not (tmp_path / "unacked" / "x.results.tmp").exists()
     again.delete(["t1"])
-    assert again.task_ids() == ["t2"] and len(again) == 1
+    assert len(list((tmp_path / "unacked").glob("*.results"))) == 2   # t2 still needs the first file
+    again.delete(["t2", "t3"])
+    assert again.task_ids() == [] and not list((tmp_path / "unacked").glob("*.results"))
 
 
 # ---------------------------------------------------------------- config
