@@ -99,15 +99,11 @@ def _callers_loop(loop: Optional[asyncio.AbstractEventLoop]) -> asyncio.Abstract
 
 
 def _close(io: LoopThread, session: ServiceSession, watcher: ResultWatcher) -> None:
+    """Close the WebSocket and the session on the loop, then stop it (a finalizer: holds no client)."""
     async def close() -> None:
         await watcher.close()
         await session.close()
-    try:
-        if not io.in_loop_thread():
-            io.run(close(), timeout=5.0)
-    except Exception:  # closing at exit: nothing left to tell
-        logger.debug("closing the client's session failed", exc_info=True)
-    io.stop()
+    io.stop(before=close)
 
 
 class FuncXClient:

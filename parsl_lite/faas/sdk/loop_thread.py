@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
-from typing import Any, Coroutine, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Optional, TypeVar
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -27,6 +30,7 @@ class LoopThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()
 
@@ -57,9 +61,31 @@ class LoopThread:
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(callback, *args)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and join its thread (idempotent)."""
-        if self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            if not self.in_loop_thread():
-                self._thread.join(timeout)
+    def stop(self, before: Optional[Callable[[], Awaitable[Any]]] = None, timeout: float = 5.0) -> None:
+        """Await ``before()`` on the loop, cancel what still runs there, stop the loop, join the thread.
+
+        Idempotent; from the loop's own thread (a finalizer run there) it stops without joining.
+        """
+        if not self._thread.is_alive() or self.loop.is_closed():
+            return
+
+        async def finish() -> None:
+            if before is not None:
+                try:
+                    await before()
+                except Exception:  # closing: nothing left to tell anyone
+                    logger.debug("closing before the loop stops failed", exc_info=True)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            asyncio.get_running_loop().stop()
+
+        if self.in_loop_thread():
+            self.loop.create_task(finish())
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), self.loop)
+        except RuntimeError:  # closed meanwhile
+            return
+        self._thread.join(timeout)

@@ -164,3 +164,4 @@ class ResultWatcher:
             await self._ws.close()
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
