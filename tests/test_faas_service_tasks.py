@@ -185,18 +185,45 @@ def test_task_groups(faas_service, fn_ep):
     assert status == 404 and unknown in body["reason"]
 
 
-def test_sigkill_and_restart_loses_no_queued_task(faas_service, fn_ep):
-    status, body = submit(faas_service, *fn_ep, n=200)
+@pytest.fixture
+def pg_url(postgres):
+    """A PostgreSQL DSN whose tables land in a schema of their own, dropped after the test."""
+    import psycopg
+    schema = f"svc_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    dsn = postgres["PG_DSN"]
+    yield f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _sigkill_and_restart_loses_nothing(service):
+    function_id, endpoint_id = register_function(service), register_endpoint(service)["endpoint_id"]
+    status, body = submit(service, function_id, endpoint_id, n=200)
     assert status == 200
-    url = faas_service.url
-    faas_service.kill()
-    faas_service.restart()
-    assert faas_service.url == url              # same port: clients and endpoints find it again
-    status, reply = call(faas_service, "POST", "/v1/batch_status", {"task_ids": body["task_ids"]})
+    url = service.url
+    service.kill()
+    service.restart()
+    assert service.url == url                   # same port: clients and endpoints find it again
+    status, reply = call(service, "POST", "/v1/batch_status", {"task_ids": body["task_ids"]})
     assert status == 200
     assert {t["status"] for t in reply["results"].values()} == {WAITING_FOR_EP}
     assert len(reply["results"]) == 200
-    assert call(faas_service, "GET", f"/v1/task_groups/{body['task_group_id']}")[1]["task_ids"] == body["task_ids"]
+    assert call(service, "GET", f"/v1/task_groups/{body['task_group_id']}")[1]["task_ids"] == body["task_ids"]
+    assert call(service, "GET", f"/v1/endpoints/{endpoint_id}")[0] == 200
+
+
+def test_sigkill_and_restart_loses_no_queued_task(faas_service):
+    _sigkill_and_restart_loses_nothing(faas_service)
+
+
+def test_sigkill_and_restart_loses_no_queued_task_postgres(tmp_path, pg_url):
+    service = start_service(tmp_path, db_url=pg_url)
+    try:
+        _sigkill_and_restart_loses_nothing(service)
+    finally:
+        assert service.stop() == 0
 
 
 def test_a_result_is_purged_after_its_ttl_and_says_so(tmp_path):
