@@ -40,6 +40,7 @@ from parsl_lite.executors.htex.messages import (
     TaskBatch, TaskMessage, decode, encode,
 )
 from parsl_lite.executors.htex.wire_auth import CLIENT, Signer, write_secret_file
+from parsl_lite.executors.htex.wire_io import readable, recv_frames, send_frames
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.executors.errors import ExecutorError
 from parsl_lite.fast_future import FastFuture
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 30.0
 _MAX_TASKS_PER_MESSAGE = 1024
 _REPLIES = (Ack, ErrorReply, StatusReply)
+_PROCESS_CHECK_S = 0.05  # how often a busy I/O thread looks at the interchange process (a waitpid)
 
 
 class InterchangeClient:
@@ -226,17 +228,24 @@ class InterchangeClient:
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         period_ms = int(min(self.settings.heartbeat_period_s, 1.0) * 1000)
-        last_heard = last_ping = time.monotonic()
+        last_heard = last_ping = last_check = time.monotonic()
+        socket, wake_r = self._socket, self._wake_r
         try:
             while not self._stop:
-                events = dict(poller.poll(period_ms))
-                if self._wake_r in events:
-                    os.read(self._wake_r, 65536)
-                    self._flush()
-                if self._socket in events:
-                    self._receive_all()
-                    last_heard = time.monotonic()
+                heard = False
+                for ready, _ in poller.poll(period_ms):
+                    if ready is socket:
+                        self._receive_all()
+                        heard = True
+                    else:
+                        os.read(wake_r, 65536)
+                        self._flush()
                 now = time.monotonic()
+                if heard:
+                    last_heard = now
+                if now - last_check < _PROCESS_CHECK_S:
+                    continue  # busy: the checks below run at most every _PROCESS_CHECK_S
+                last_check = now
                 if self.process is not None and self.process.poll() is not None:
                     if self._stopping:
                         return
@@ -266,19 +275,19 @@ class InterchangeClient:
             commands, self._commands = self._commands, []
         for start in range(0, len(tasks), _MAX_TASKS_PER_MESSAGE):
             chunk = tuple(tasks[start:start + _MAX_TASKS_PER_MESSAGE])
-            self._socket.send_multipart(self._proof.sign(encode(TaskBatch(chunk))), copy=False)  # type: ignore[union-attr]
+            send_frames(self._socket, self._proof.sign(encode(TaskBatch(chunk))), copy=False)  # type: ignore[arg-type]
         for command in commands:
             self._send_command(command)
 
     def _send_command(self, request: Request) -> None:
-        self._socket.send_multipart(self._proof.sign(encode(request)))  # type: ignore[union-attr]
+        send_frames(self._socket, self._proof.sign(encode(request)))  # type: ignore[arg-type]
 
     def _receive_all(self) -> None:
         socket = self._socket
         assert socket is not None
-        while True:
+        while readable(socket):  # asking EVENTS is cheaper than a receive failing with zmq.Again
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(socket, block=False)
             except zmq.Again:
                 return
             try:

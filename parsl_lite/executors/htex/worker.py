@@ -38,6 +38,7 @@ from parsl_lite.executors.htex.messages import (
 )
 from parsl_lite.executors.htex.slots import SlotFile
 from parsl_lite.executors.htex.wire_auth import SECRET_ENV, WORKERS, Signer
+from parsl_lite.executors.htex.wire_io import recv_frames, send_frames
 from parsl_lite.serialize import FunctionStore, serialize, unpack_apply_message, wrap_current_exception
 
 logger = logging.getLogger("parsl_lite.executors.htex.worker")
@@ -124,7 +125,7 @@ class Worker:
                     return
                 continue
             try:
-                message = decode(self.socket.recv_multipart())
+                message = decode(recv_frames(self.socket))
             except MalformedMessage as exc:
                 logger.warning("worker %d: dropped a malformed message: %s", self.args.index, exc)
                 continue
@@ -171,10 +172,10 @@ class Worker:
             self.slots.write(self.args.index, task_id)
 
     def _send_results(self, results: list[ResultMessage]) -> None:
-        self.socket.send_multipart(self.proof.sign(encode(ResultBatch(tuple(results)))), copy=False)
+        send_frames(self.socket, self.proof.sign(encode(ResultBatch(tuple(results)))), copy=False)
 
     def _send(self, message: WorkerHello) -> None:
-        self.socket.send_multipart(self.proof.sign(encode(message)))
+        send_frames(self.socket, self.proof.sign(encode(message)))
 
     def close(self) -> None:
         self.socket.close()  # with the linger set: 0, or a few seconds after a task's sys.exit()
