@@ -64,11 +64,11 @@ def store_url(request, tmp_path) -> str:
     return request.getfixturevalue("pg_url")
 
 
-@pytest.fixture(params=["sqlite", "sqlite-normal", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-full", "postgres"])
 def durable_url(request, tmp_path) -> str:
-    """As ``store_url``, and SQLite with ``synchronous=normal``: it too must survive a SIGKILL."""
+    """As ``store_url``, and SQLite with ``synchronous=full``: both levels must survive a SIGKILL."""
     if request.param.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'faas.db'}" + ("?synchronous=normal" if request.param.endswith("normal") else "")
+        return f"sqlite:///{tmp_path / 'faas.db'}" + ("?synchronous=full" if request.param.endswith("full") else "")
     return request.getfixturevalue("pg_url")
 
 
@@ -404,14 +404,14 @@ def test_postgres_reconnects_after_losing_its_connection(pg_url, postgres):
 def test_sqlite_settings(tmp_path):
     opened = SqliteStore(tmp_path / "s.db")
     try:
-        assert opened.settings() == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30000}  # 2: FULL
+        assert opened.settings() == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30000}  # 1: NORMAL
     finally:
         opened.close()
-    normal = open_store(f"sqlite:///{tmp_path / 's.db'}?synchronous=normal")
+    full = open_store(f"sqlite:///{tmp_path / 's.db'}?synchronous=full")
     try:
-        assert normal.settings()["synchronous"] == 1 and normal.path == str(tmp_path / "s.db")   # 1: NORMAL
+        assert full.settings()["synchronous"] == 2 and full.path == str(tmp_path / "s.db")   # 2: FULL
     finally:
-        normal.close()
+        full.close()
     for bad in ("?synchronous=off", "?journal=delete"):
         with pytest.raises(ValueError, match=f"s.db\\{bad}"):
             SqliteStore(f"{tmp_path / 's.db'}{bad}")

@@ -8,7 +8,7 @@ one from a URL (``sqlite:///path/faas.db`` or a path; ``postgresql://...``).
 Rules every implementation keeps:
 
 - Each method is one transaction: when it returns, what it wrote survives a
-  SIGKILL of the service (SQLite ``synchronous=FULL`` in WAL mode; PostgreSQL
+  SIGKILL of the service (SQLite in WAL mode, ``synchronous=NORMAL`` or ``FULL``; PostgreSQL
   commits).
 - Methods are called from one thread at a time per store object (the service
   runs them on its store thread); an implementation need not be thread-safe
