@@ -97,11 +97,12 @@ class World:
     def __init__(self, tmp_path: Path) -> None:
         from parsl_lite.faas.service.store_sqlite import SqliteStore
         self.dir = tmp_path / "service"
-        self.store = SqliteStore(tmp_path / "faas.db")
-        self.owner = self.store.create_user("alice").user_id
+        self.store = SqliteStore(tmp_path / "faas.db")   # the link's (through AsyncStore, on its thread)
+        self.db = SqliteStore(tmp_path / "faas.db")      # the test's own connection to the same file
+        self.owner = self.db.create_user("alice").user_id
         self.function_id = str(uuid.uuid4())
-        self.store.add_function(FunctionRecord(self.function_id, self.owner, "double", "", b"BODY", False, (),
-                                               "Python X", time.time()))
+        self.db.add_function(FunctionRecord(self.function_id, self.owner, "double", "", b"BODY", False, (),
+                                            "Python X", time.time()))
         self.keys: dict[str, tuple[str, str]] = {}
         self.finals: list[str] = []
         self.astore: Optional[AsyncStore] = None
@@ -111,14 +112,14 @@ class World:
     def register(self, allowed: tuple[str, ...] = ()) -> str:
         endpoint_id = str(uuid.uuid4())
         self.keys[endpoint_id] = issue_endpoint_keys()
-        self.store.add_endpoint(EndpointRecord(endpoint_id, self.owner, f"ep-{endpoint_id[:8]}",
+        self.db.add_endpoint(EndpointRecord(endpoint_id, self.owner, f"ep-{endpoint_id[:8]}",
                                                self.keys[endpoint_id][0], False, allowed, (), time.time()))
         return endpoint_id
 
     def submit(self, endpoint_id: str, n: int) -> list[str]:
         ids = [str(uuid.uuid4()) for _ in range(n)]
         now = time.time()
-        self.store.add_tasks([TaskRecord(t, self.owner, self.function_id, endpoint_id, "g", f"args{i}".encode(),
+        self.db.add_tasks([TaskRecord(t, self.owner, self.function_id, endpoint_id, "g", f"args{i}".encode(),
                                          "Python X", WAITING_FOR_EP, now + i * 1e-6) for i, t in enumerate(ids)])
         return ids
 
@@ -146,6 +147,9 @@ class World:
             self.ctx.destroy(linger=0)
         if self.astore is not None:
             self.astore.close()
+        else:
+            self.store.close()
+        self.db.close()
 
 
 @pytest.fixture
@@ -190,7 +194,7 @@ def test_hello_accepted_status_answered_and_endpoint_online(world) -> None:
         assert reply.heartbeat_period_s == 1.0 and reply.max_result_bytes == link.max_result_bytes
         await wire.send(p.StatusReport({"alive": True, "managers": 3}))
         assert (await wire.expect(p.ServiceHeartbeat)).service_id == link.service_id
-        record = await until(lambda: _if(w.store.get_endpoint(ep), lambda r: r.status), "the stored report")
+        record = await until(lambda: _if(w.db.get_endpoint(ep), lambda r: r.status), "the stored report")
         assert record.connected and record.status["managers"] == 3 and link.is_online(ep)
     run(world, scenario)
 
@@ -215,7 +219,7 @@ def test_hello_refused_for_another_version_a_foreign_key_an_unknown_id(world) ->
         reply = await spoof.hello(endpoint_id=a)                  # a's key and id, another identity
         assert not reply.accepted and "identity" in reply.reason
         assert not w.link.is_online(a) and not w.link.is_online(b)
-        assert not w.store.get_endpoint(a).connected and not w.store.get_endpoint(b).connected
+        assert not w.db.get_endpoint(a).connected and not w.db.get_endpoint(b).connected
     run(world, scenario)
 
 
@@ -233,7 +237,7 @@ def test_unregistered_key_gets_no_reply_and_the_link_keeps_working_then_allow_ke
         await wire.expect(p.ServiceHeartbeat)
         assert await stranger.socket.poll(0) == 0                 # nothing came back to it
         # registered now: its key is let in (a DEALER refused at the handshake does not retry: a new one)
-        w.store.add_endpoint(EndpointRecord(stranger_id, w.owner, "late", stranger_keys[0], False, (), (),
+        w.db.add_endpoint(EndpointRecord(stranger_id, w.owner, "late", stranger_keys[0], False, (), (),
                                             time.time()))
         w.link.allow_key(stranger_keys[0])
         stranger.close()
@@ -285,12 +289,13 @@ def test_waiting_tasks_are_delivered_at_hello_and_new_ones_on_submission(world) 
         items = [t for m in got for t in m.tasks]
         assert [t.task_id for t in items] == waiting
         assert items[0] == p.TaskItem(waiting[0], w.function_id, b"BODY", b"args0", "Python X", 1)
-        assert {r.state for r in w.store.get_tasks(waiting).values()} == {WAITING_FOR_LAUNCH}
+        await until(lambda: _if(w.db.get_tasks(waiting),
+                                lambda rs: {r.state for r in rs.values()} == {WAITING_FOR_LAUNCH}), "dispatched")
         more = w.submit(ep, 2)
         w.link.notify_submitted(ep)
         assert [t.task_id for t in (await wire.expect(p.TaskDelivery)).tasks] == more
         await wire.send(p.TaskStarted((more[0],), 123.0))
-        record = await until(lambda: _if(w.store.get_tasks([more[0]])[more[0]], lambda r: r.state == RUNNING),
+        record = await until(lambda: _if(w.db.get_tasks([more[0]])[more[0]], lambda r: r.state == RUNNING),
                              "the task running")
         assert record.started == 123.0
     run(world, scenario)
@@ -328,7 +333,8 @@ def test_reconnected_endpoint_without_results_gets_its_tasks_again(world) -> Non
         assert (await again.hello()).accepted
         second = (await again.expect(p.TaskDelivery)).tasks
         assert [(t.task_id, t.attempt) for t in second] == [(t, 2) for t in ids]
-        assert all(r.attempts == 2 for r in w.store.get_tasks(ids).values())
+        await until(lambda: _if(w.db.get_tasks(ids), lambda rs: all(r.attempts == 2 for r in rs.values())),
+                    "attempts counted")
     run(world, scenario)
 
 
@@ -344,14 +350,14 @@ def test_results_stored_acknowledged_and_notified_duplicates_acknowledged_again(
                    p.TaskResult(ids[1], "failed", b"exc", 0.0, 3.0))
         await wire.send(p.TaskResults(results))
         assert set((await wire.expect(p.ResultsStored)).task_ids) == set(ids)
-        records = w.store.get_tasks(ids)
+        records = w.db.get_tasks(ids)
         assert (records[ids[0]].state, records[ids[0]].result, records[ids[0]].finished) == (SUCCESS, b"value", 2.0)
         assert (records[ids[1]].state, records[ids[1]].result) == ("failed", b"exc")
         await until(lambda: _if(w.finals, lambda f: set(f) == set(ids)), "on_final for both")
         duplicate = (p.TaskResult(ids[0], "failed", b"other", 5.0, 6.0),)
         await wire.send(p.TaskResults(duplicate))     # it missed the ResultsStored and re-sends
         assert (await wire.expect(p.ResultsStored)).task_ids == (ids[0],)
-        assert w.store.get_tasks([ids[0]])[ids[0]].result == b"value"
+        assert w.db.get_tasks([ids[0]])[ids[0]].result == b"value"
     run(world, scenario)
 
 
@@ -364,7 +370,7 @@ def test_results_for_another_endpoints_task_are_not_stored(world) -> None:
         await wire.hello()
         await wire.send(p.TaskResults((p.TaskResult(bs_task, "success", b"forged", 1.0, 2.0),)))
         assert (await wire.expect(p.ResultsStored)).task_ids == (bs_task,)   # dropped, so it stops re-sending
-        assert w.store.get_tasks([bs_task])[bs_task].state == WAITING_FOR_EP and w.finals == []
+        assert w.db.get_tasks([bs_task])[bs_task].state == WAITING_FOR_EP and w.finals == []
     run(world, scenario)
 
 
@@ -378,7 +384,7 @@ def test_link_restart_has_a_new_service_id_and_asks_for_hello_again(world) -> No
         wire = w.wire(ep)
         await wire.hello()
         await first.stop()
-        assert not w.store.get_endpoint(ep).connected
+        assert not w.db.get_endpoint(ep).connected
         second = await w.start(port=port)
         assert second.service_id != first.service_id
         assert second.service_public_key == first.service_public_key      # the same keypair from its dir
@@ -398,10 +404,10 @@ def test_silent_endpoint_goes_offline_in_the_store_and_comes_back_with_its_tasks
         wire = w.wire(ep)
         await wire.hello()
         await wire.expect(p.TaskDelivery)
-        assert w.store.get_endpoint(ep).connected
-        await until(lambda: _if(w.store.get_endpoint(ep), lambda r: not r.connected), "the endpoint offline")
+        assert w.db.get_endpoint(ep).connected
+        await until(lambda: _if(w.db.get_endpoint(ep), lambda r: not r.connected), "the endpoint offline")
         assert not link.is_online(ep)
-        assert w.store.get_tasks(ids)[ids[0]].state == WAITING_FOR_LAUNCH          # still in flight
+        assert w.db.get_tasks(ids)[ids[0]].state == WAITING_FOR_LAUNCH          # still in flight
         await wire.send(p.StatusReport({}))
         await wire.expect(p.HelloRequired)
         assert (await wire.hello()).accepted
@@ -416,7 +422,7 @@ def test_bye_records_a_clean_stop(world) -> None:
         wire = w.wire(ep)
         await wire.hello()
         await wire.send(p.EndpointBye("parsl-lite endpoint stop"))
-        record = await until(lambda: _if(w.store.get_endpoint(ep), lambda r: r.status.get("stopped")), "the bye")
+        record = await until(lambda: _if(w.db.get_endpoint(ep), lambda r: r.status.get("stopped")), "the bye")
         assert not record.connected and record.status["reason"] == "parsl-lite endpoint stop"
         assert not link.is_online(ep)
     run(world, scenario)
@@ -430,7 +436,7 @@ def test_cancel_is_sent_to_the_online_endpoint(world) -> None:
         wire = w.wire(ep)
         await wire.hello()
         await wire.expect(p.TaskDelivery)
-        w.store.cancel_tasks([ids[1]], time.time())
+        w.db.cancel_tasks([ids[1]], time.time())
         w.link.notify_cancelled(ep, [ids[1]])
         assert (await wire.expect(p.CancelTasks)).task_ids == (ids[1],)
     run(world, scenario)

@@ -19,8 +19,15 @@ handed the identity (no ``ROUTER_HANDOVER``): a live endpoint's tasks are
 never routed to whoever claims its id; ZMQ heartbeats drop dead connections
 within the heartbeat threshold, so a restarted endpoint gets its identity back.
 
-Events are handled one at a time, each with the store calls its actions make,
-so the dispatcher never sees the answer of one store call after a later one.
+Events are handled one at a time, each with the store reads its actions
+make (the endpoint's record, its tasks in flight, tasks to deliver), so the
+dispatcher never sees the answer of one read after a later one. Store calls
+are *submitted* in the order the dispatcher asked for them (AsyncStore runs
+them on one thread, in order), but writes nobody waits for (seen, dispatched,
+running, requeued) are not awaited: the next message is handled while the
+disk syncs. Results are stored by one writer that takes every result waiting
+at once (group commit): one ``set_results`` per burst, not per message; only
+after it returns are they acknowledged (ResultsStored) and ``on_final`` called.
 Everything here runs on the service's event loop; ``notify_*`` and
 ``allow_key`` must be called from it.
 """
@@ -111,6 +118,9 @@ class EndpointLink:
         self._auth: Optional[AsyncioAuthenticator] = None
         self._router: Optional[zmq.asyncio.Socket] = None
         self._malformed = 0
+        self._writes: set[asyncio.Task] = set()              # store writes submitted, not yet done
+        self._results_waiting: list[d.StoreResults] = []     # for the results writer's next transaction
+        self._results_writer: Optional[asyncio.Task] = None
         self.zmq_url: Optional[str] = None
         self._do: dict[type, Callable[[Any], Awaitable[Optional[d.Event]]]] = {
             d.Send: self._send, d.LookUpEndpoint: self._look_up, d.RecordSeen: self._record_seen,
@@ -163,6 +173,9 @@ class EndpointLink:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._results_writer is not None:
+            await asyncio.gather(self._results_writer, return_exceptions=True)   # results received are stored
+        await asyncio.gather(*self._writes, return_exceptions=True)
         now = time.time()
         for endpoint_id in self.dispatcher.online_endpoints():
             try:
@@ -242,6 +255,23 @@ class EndpointLink:
             await asyncio.sleep(self.heartbeat_period_s)
             self._events.put_nowait(d.Tick(time.time()))
 
+    # ------------------------------------------------------------ store calls, in order
+    def _call(self, name: str, *args: Any) -> "asyncio.Task[Any]":
+        """Submit ``astore.<name>(*args)``: tasks take their first step in creation order, so every call
+        made through here reaches the store thread in the order it was made."""
+        return asyncio.get_running_loop().create_task(getattr(self.astore, name)(*args))
+
+    def _write(self, name: str, *args: Any) -> None:
+        """A store write nobody waits for (a failure is logged)."""
+        task = self._call(name, *args)
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: "asyncio.Task[Any]") -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("endpoint link: a store write failed: %r", task.exception(), exc_info=task.exception())
+
     # ------------------------------------------------------------ actions
     async def _send(self, a: d.Send) -> None:
         if self._router is None:
@@ -252,11 +282,11 @@ class EndpointLink:
             logger.info("endpoint link: could not send %s to %r: %s", a.message.kind, a.identity[:64], exc)
 
     async def _look_up(self, a: d.LookUpEndpoint) -> d.Event:
-        record = await self.astore.get_endpoint(a.hello.endpoint_id)
+        record = await self._call("get_endpoint", a.hello.endpoint_id)
         return d.EndpointLookedUp(a.identity, a.key, a.hello, record, time.time())
 
     async def _record_seen(self, a: d.RecordSeen) -> None:
-        await self.astore.set_endpoint_seen(a.endpoint_id, a.at, a.connected, a.status)
+        self._write("set_endpoint_seen", a.endpoint_id, a.at, a.connected, a.status)
         if a.status is None:
             logger.info("endpoint %s %s", a.endpoint_id, "connected" if a.connected else
                         f"offline: silent for more than {self.heartbeat_threshold_s:g} s")
@@ -264,19 +294,19 @@ class EndpointLink:
             logger.info("endpoint %s stopped: %s", a.endpoint_id, a.status.get("reason", ""))
 
     async def _load_in_flight(self, a: d.LoadInFlight) -> d.Event:
-        tasks = await self.astore.tasks_in_flight(a.endpoint_id)
+        tasks = await self._call("tasks_in_flight", a.endpoint_id)
         return d.InFlightLoaded(a.endpoint_id, tuple((t.task_id, t.attempts) for t in tasks), time.time())
 
     async def _requeue(self, a: d.Requeue) -> None:
-        await self.astore.requeue(list(a.task_ids))
+        self._write("requeue", list(a.task_ids))
         logger.info("%d tasks in flight at a lost endpoint are delivered again", len(a.task_ids))
 
     async def _fail(self, a: d.FailTasks) -> None:
-        await self.astore.fail_tasks(list(a.task_ids), a.result, a.at)
+        await self._call("fail_tasks", list(a.task_ids), a.result, a.at)   # awaited: on_final reads them next
         logger.error("failed tasks %s", ", ".join(a.task_ids[:20]) + (" ..." if len(a.task_ids) > 20 else ""))
 
     async def _fetch(self, a: d.FetchTasks) -> d.Event:
-        tasks = await self.astore.tasks_to_deliver(a.endpoint_id, a.limit)
+        tasks = await self._call("tasks_to_deliver", a.endpoint_id, a.limit)
         bodies: dict[str, bytes] = {}
         for function_id in {t.function_id for t in tasks}:
             body = await self._body(function_id)
@@ -289,7 +319,7 @@ class EndpointLink:
         if body is not None:
             self._bodies.move_to_end(function_id)
             return body
-        record = await self.astore.get_function(function_id)
+        record = await self._call("get_function", function_id)
         if record is None:
             return None
         self._bodies[function_id] = record.body
@@ -298,23 +328,44 @@ class EndpointLink:
         return record.body
 
     async def _mark_dispatched(self, a: d.MarkDispatched) -> None:
-        await self.astore.mark_dispatched(list(a.task_ids), a.at)
+        self._write("mark_dispatched", list(a.task_ids), a.at)
 
     async def _mark_running(self, a: d.MarkRunning) -> None:
-        await self.astore.mark_running(list(a.task_ids), a.at)
+        self._write("mark_running", list(a.task_ids), a.at)
 
-    async def _store_results(self, a: d.StoreResults) -> d.Event:
-        rejected: list[str] = []
-        if a.verify:
-            records = await self.astore.get_tasks(list(a.verify))
-            rejected = [t for t in a.verify if t not in records or records[t].endpoint_id != a.endpoint_id]
-            if rejected:
+    async def _store_results(self, a: d.StoreResults) -> None:
+        """Hand the results to the writer; its ResultsSaved events come back through the queue."""
+        self._results_waiting.append(a)
+        if self._results_writer is None or self._results_writer.done():
+            self._results_writer = asyncio.get_running_loop().create_task(self._write_results())
+
+    async def _write_results(self) -> None:
+        """Store every waiting batch of results in one transaction, until none waits."""
+        while self._results_waiting:
+            batches, self._results_waiting = self._results_waiting, []
+            try:
+                saved = await self._save_results(batches)
+            except Exception:   # not acknowledged: the endpoint keeps them spooled and re-sends after its next hello
+                logger.exception("endpoint link: storing %d results failed", sum(len(b.rows) for b in batches))
+                continue
+            for event in saved:
+                self._events.put_nowait(event)
+
+    async def _save_results(self, batches: list[d.StoreResults]) -> list[d.ResultsSaved]:
+        verify = [t for b in batches for t in b.verify]
+        records = await self._call("get_tasks", verify) if verify else {}
+        rejected: dict[int, list[str]] = {}
+        rows: list[d.ResultRow] = []
+        for i, b in enumerate(batches):
+            rejected[i] = [t for t in b.verify if t not in records or records[t].endpoint_id != b.endpoint_id]
+            if rejected[i]:
                 logger.warning("endpoint %s sent results for tasks that are not its own (dropped): %s",
-                               a.endpoint_id, ", ".join(rejected[:10]))
-        dropped = set(rejected)
-        rows = [row for row in a.rows if row[0] not in dropped]
-        final = await self.astore.set_results(rows) if rows else []
-        return d.ResultsSaved(a.identity, a.endpoint_id, tuple(final), tuple(rejected))
+                               b.endpoint_id, ", ".join(rejected[i][:10]))
+            dropped = set(rejected[i])
+            rows.extend(row for row in b.rows if row[0] not in dropped)
+        final = set(await self._call("set_results", rows)) if rows else set()
+        return [d.ResultsSaved(b.identity, b.endpoint_id, tuple(r[0] for r in b.rows if r[0] in final),
+                               tuple(rejected[i])) for i, b in enumerate(batches)]
 
     async def _notify_final(self, a: d.NotifyFinal) -> None:
         if self._on_final is None:
