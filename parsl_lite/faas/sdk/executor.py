@@ -86,8 +86,9 @@ class FuncXExecutor(concurrent.futures.Executor):
         self._queue: list[tuple[FuncXFuture, str, str, bytes]] = []
         self._timer: Optional[asyncio.TimerHandle] = None
         self._registry: dict[bytes, str] = {}   # function body digest -> function id
-        self._futures: "set[FuncXFuture]" = set()   # not done yet
+        self._futures: list[FuncXFuture] = []   # every future not seen done yet (pruned at each flush)
         self._stopped = False
+        self._checked_ids: set[str] = set()   # ids already found to be UUID strings (checked once each)
 
     def __repr__(self) -> str:
         label = f"{self.label}, " if self.label else ""
@@ -126,14 +127,16 @@ class FuncXExecutor(concurrent.futures.Executor):
         target = endpoint_id or self.endpoint_id
         if target is None:
             raise ValueError("no endpoint_id: pass submit(..., endpoint_id=...) or FuncXExecutor(endpoint_id=...)")
-        target = check_id(target, "endpoint_id")
+        if target not in self._checked_ids:
+            self._checked_ids.add(check_id(target, "endpoint_id"))
+        if function_id not in self._checked_ids:
+            self._checked_ids.add(check_id(function_id, "function_id"))
         payload = pack_payload(tuple(args), dict(kwargs or {}), self.client.payload_limit)
         future = FuncXFuture(flush=self._flush_soon)
         with self._lock:
-            self._queue.append((future, check_id(function_id, "function_id"), target, payload))
-            self._futures.add(future)
+            self._queue.append((future, function_id, target, payload))
+            self._futures.append(future)
             queued = len(self._queue)
-        future.add_done_callback(self._forget)
         if not self.batch_enabled:
             self._flush_soon()
         elif queued % self.batch_size == 0:
@@ -141,10 +144,6 @@ class FuncXExecutor(concurrent.futures.Executor):
         elif queued == 1:
             self._io.call_soon(self._arm_timer)
         return future
-
-    def _forget(self, future: concurrent.futures.Future) -> None:
-        with self._lock:
-            self._futures.discard(future)  # type: ignore[arg-type]
 
     def _flush_soon(self) -> None:
         self._io.call_soon(self._flush)
@@ -160,6 +159,7 @@ class FuncXExecutor(concurrent.futures.Executor):
         ``full_only`` (a batch filled up): send only full batches; the rest waits for its interval.
         """
         with self._lock:
+            self._futures = [f for f in self._futures if not f.done()]
             cut = len(self._queue) - len(self._queue) % self.batch_size if full_only else len(self._queue)
             queued, self._queue = self._queue[:cut], self._queue[cut:]
             rest = len(self._queue)
@@ -194,9 +194,7 @@ class FuncXExecutor(concurrent.futures.Executor):
         task_ids = self.client.get_task_group(group)
         futures = [FuncXFuture(task_id=task_id) for task_id in task_ids]
         with self._lock:
-            self._futures.update(futures)
-        for future in futures:
-            future.add_done_callback(self._forget)
+            self._futures.extend(futures)
         if task_ids:
             self.client.watch_futures(task_ids, futures)
         return futures
@@ -218,7 +216,7 @@ class FuncXExecutor(concurrent.futures.Executor):
             self._flush_soon()
         if wait:
             with self._lock:
-                pending = list(self._futures)
+                pending = [f for f in self._futures if not f.done()]
             concurrent.futures.wait(pending)
 
 
