@@ -1,10 +1,14 @@
 """The executor's side of the wire: the interchange process and the one socket to it.
 
-One I/O thread owns the socket (ZMQ sockets are not thread-safe). Submitting
-threads append tasks to a list and, when the list was empty, poke a pipe that
-the I/O thread polls beside the socket; the I/O thread then sends everything
-queued as one ``TaskBatch``. Under load batches grow by themselves; at rest a
-single task leaves at once.
+One I/O thread receives on the socket. ZMQ sockets are not thread-safe, so
+every call on it is made under ``_socket_lock``, and the I/O thread waits on
+the socket's file descriptor (``ZMQ_FD``) and a wake-up pipe, not inside
+``zmq_poll``. Submitting threads append tasks to a list and, when the list was
+empty, poke the pipe; the I/O thread then sends everything queued as one
+``TaskBatch``. Under load batches grow by themselves. A task submitted while
+no other is out (``send_task(task, alone=True)``) skips the hand-off: the
+submitting thread sends it itself, if the socket is free, which saves one
+thread wake-up on each round trip of a one-at-a-time workflow.
 
 The I/O thread also watches the interchange: a dead process, or silence past
 the heartbeat threshold while tasks are out, is reported through ``on_lost``.
@@ -72,6 +76,8 @@ class InterchangeClient:
         self._on_lost = on_lost
         self._has_outstanding = has_outstanding
         self._lock = threading.Lock()
+        self._socket_lock = threading.Lock()  # every call on the socket, from any thread
+        self._socket_open = False
         self._outgoing: list[TaskMessage] = []
         self._commands: list[Request] = []
         self._proof = Signer(settings.secret, CLIENT)
@@ -125,6 +131,7 @@ class InterchangeClient:
         curve.make_client(self._socket, self.settings.cert_dir)
         self._socket.connect(f"tcp://{self.settings.client_address}:{self.client_port}")
         self._say_hello()
+        self._socket_open = True
         self._thread = threading.Thread(target=self._run, name=f"parsl_lite-{self.label}-io", daemon=True)
         self._thread.start()
 
@@ -188,12 +195,32 @@ class InterchangeClient:
 
     # ------------------------------------------------------------ from other threads
 
-    def send_task(self, task: TaskMessage) -> None:
-        """Queue one task; the I/O thread sends it (with whatever else is queued)."""
+    def send_task(self, task: TaskMessage, alone: bool = False) -> None:
+        """Queue one task; the I/O thread sends it (with whatever else is queued).
+
+        Args:
+            task: the task.
+            alone: no other task of this executor is out, so no batch is to be
+                had: send it from this thread if the socket is free now.
+        """
         with self._lock:
             self._outgoing.append(task)
-            if len(self._outgoing) == 1:
+            if len(self._outgoing) != 1:
+                return  # the I/O thread has been poked already
+            if not (alone and self._socket_lock.acquire(blocking=False)):
                 self._poke()
+                return
+            if not self._socket_open:  # not yet open, or closed: the I/O thread's business, as before
+                self._socket_lock.release()
+                self._poke()
+                return
+            tasks, self._outgoing = self._outgoing, []
+        try:  # the socket lock is ours; the tasks are taken, in order
+            self._send_tasks(tasks)
+            if readable(self._socket):  # type: ignore[arg-type]
+                self._poke()  # our calls may have taken the socket's wake-up: let the I/O thread look
+        finally:
+            self._socket_lock.release()
 
     def request(self, request: Request, timeout_s: float = 10.0) -> Reply:
         """Send a request to the interchange and wait for its reply.
@@ -225,21 +252,20 @@ class InterchangeClient:
     def _run(self) -> None:
         assert self._socket is not None
         poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
+        zmq_fd = self._socket.getsockopt(zmq.FD)  # readable when the socket has news: then ask EVENTS
+        poller.register(zmq_fd, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         period_ms = int(min(self.settings.heartbeat_period_s, 1.0) * 1000)
         last_heard = last_ping = last_check = time.monotonic()
-        socket, wake_r = self._socket, self._wake_r
+        wake_r, socket_lock = self._wake_r, self._socket_lock
         try:
             while not self._stop:
-                heard = False
-                for ready, _ in poller.poll(period_ms):
-                    if ready is socket:
-                        self._receive_all()
-                        heard = True
-                    else:
-                        os.read(wake_r, 65536)
-                        self._flush()
+                events = poller.poll(period_ms)  # raw descriptors only: the socket itself is not touched
+                if any(fd == wake_r for fd, _ in events):
+                    os.read(wake_r, 65536)
+                with socket_lock:
+                    self._flush()
+                    heard = self._receive_all()  # last call on the socket before we wait again
                 now = time.monotonic()
                 if heard:
                     last_heard = now
@@ -252,7 +278,9 @@ class InterchangeClient:
                     raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
                                           f"{self.process.returncode}")
                 if now - last_ping >= self.settings.heartbeat_period_s:
-                    self._send_command(Ping(0))
+                    with self._lock:  # sent by the next turn of the loop, under the socket lock
+                        self._commands.append(Ping(0))
+                    self._poke()
                     last_ping = now
                     if not self._has_outstanding():
                         last_heard = now  # silence while idle is not a fault
@@ -266,30 +294,41 @@ class InterchangeClient:
             logger.exception("executor %r: I/O thread failed", self.label)
             self._on_lost(InterchangeLost(f"the executor's I/O thread failed: {exc!r}"))
         finally:
-            self._socket.close(linger=0)
+            with self._socket_lock:
+                self._socket_open = False
+                self._socket.close(linger=0)
             self._fail_commands()
 
     def _flush(self) -> None:
+        """Send what is queued. Socket lock held."""
         with self._lock:
             tasks, self._outgoing = self._outgoing, []
             commands, self._commands = self._commands, []
+        if tasks:
+            self._send_tasks(tasks)
+        for command in commands:
+            self._send_command(command)
+
+    def _send_tasks(self, tasks: list[TaskMessage]) -> None:
+        """Socket lock held."""
         for start in range(0, len(tasks), _MAX_TASKS_PER_MESSAGE):
             chunk = tuple(tasks[start:start + _MAX_TASKS_PER_MESSAGE])
             send_frames(self._socket, self._proof.sign(encode(TaskBatch(chunk))), copy=False)  # type: ignore[arg-type]
-        for command in commands:
-            self._send_command(command)
 
     def _send_command(self, request: Request) -> None:
         send_frames(self._socket, self._proof.sign(encode(request)))  # type: ignore[arg-type]
 
-    def _receive_all(self) -> None:
+    def _receive_all(self) -> bool:
+        """Handle every message that waits; whether there was one. Socket lock held."""
         socket = self._socket
         assert socket is not None
+        heard = False
         while readable(socket):  # asking EVENTS is cheaper than a receive failing with zmq.Again
+            heard = True
             try:
                 frames = recv_frames(socket, block=False)
             except zmq.Again:
-                return
+                break
             try:
                 message = decode(frames)
             except MalformedMessage as exc:
@@ -301,6 +340,7 @@ class InterchangeClient:
                              type(message).kind)
                 continue
             handler(message)
+        return heard
 
     def _results_arrived(self, batch: ResultBatch) -> None:
         self._on_results(batch.results)

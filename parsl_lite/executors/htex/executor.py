@@ -396,8 +396,9 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
                 self._sent_digests.add(digest)
                 send_body = body
             client = self._client
+            alone = len(self._futures) == 1  # nothing else out: no batch to wait for
         assert client is not None
-        client.send_task(TaskMessage(task_id, digest, send_body, packed, resources))
+        client.send_task(TaskMessage(task_id, digest, send_body, packed, resources), alone)
         return future
 
     # ------------------------------------------------------------ completion (see completion.py)
