@@ -45,6 +45,7 @@ from parsl_lite.executors.htex.messages import (
 )
 from parsl_lite.executors.htex.settings import InterchangeSettings
 from parsl_lite.executors.htex.wire_auth import CLIENT, WORKERS, Signer
+from parsl_lite.executors.htex.wire_io import readable, recv_frames, send_frames
 
 logger = logging.getLogger("parsl_lite.executors.htex.interchange")
 
@@ -146,8 +147,10 @@ class Interchange:
     def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> int:
         """Handle the messages waiting on the socket (at most ``_DRAIN_MOST``); return how many there were."""
         for count in range(_DRAIN_MOST):
+            if not readable(socket):  # asking costs less than a failed receive (wire_io.py)
+                return count
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(socket, block=False)
             except zmq.Again:
                 return count
             try:
@@ -222,7 +225,7 @@ class Interchange:
         self._reply(identity, handler(request))
 
     def _reply(self, identity: bytes, reply: Reply) -> None:
-        self.client.send_multipart([identity, *encode(reply)])
+        send_frames(self.client, [identity, *encode(reply)])
 
     def _on_ping(self, request: Ping) -> Reply:
         return Ack(request.request_id)
@@ -386,14 +389,14 @@ class Interchange:
         if self.client_identity is None:
             logger.error("no executor connected: dropping a message for it")
             return
-        self.client.send_multipart([self.client_identity, *frames], copy=False)
+        send_frames(self.client, [self.client_identity, *frames], copy=False)
 
     def _send_manager(self, manager_id: bytes, message: Any) -> None:
         self._send_worker(self.manager_identity.get(manager_id, manager_id), message)
 
     def _send_worker(self, identity: bytes, message: Any) -> None:
         try:
-            self.workers.send_multipart([identity, *encode(message)], copy=False)
+            send_frames(self.workers, [identity, *encode(message)], copy=False)
         except zmq.ZMQError as exc:  # the peer is gone; the ledger learns it from heartbeats or the pool
             level = logging.DEBUG if isinstance(message, Shutdown) else logging.WARNING  # gone is what we wanted
             logger.log(level, "could not send %s to %r: %s", type(message).__name__, identity, exc)
