@@ -79,6 +79,14 @@ def check_resource_specification(spec: dict) -> None:
                                                f"got {value!r}")
 
 
+def _start_client(client: InterchangeClient, failed: list[BaseException]) -> None:
+    """``client.start()`` on a thread of its own; what it raised goes into ``failed``."""
+    try:
+        client.start()
+    except BaseException as exc:
+        failed.append(exc)
+
+
 class PoolConnection(NamedTuple):
     """What a pool started outside the provider (by hand, or a benchmark's simulated one) needs to join."""
 
@@ -313,17 +321,23 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
             self._client = self._new_client(self._futures)                   # interchange picks its own
             self._settings = settings
             write_secret_file(settings.logdir, settings.secret)  # what the pools read; the client writes it again
-            early = self._start_initial_blocks()
+            client, failed = self._client, []
+            starter = threading.Thread(target=_start_client, args=(client, failed), daemon=True,
+                                       name=f"parsl_lite-{self.label}-interchange-start")
+            starter.start()
+            while client.process is None and starter.is_alive():  # the interchange is launched first (a ms):
+                time.sleep(0.001)                                   # a provider that hangs leaves one to stop
             try:
-                self._client.start()
+                early = self._start_initial_blocks()
+            finally:  # even on Ctrl-C: the interchange comes up (or fails) before shutdown may stop it
+                starter.join()
+            if not failed:
                 return
-            except ExecutorError as exc:
-                if settings.worker_port is not None:
-                    self._cancel_blocks(early)
-                    raise
-                logger.warning("executor %r: the interchange could not start on worker port %d chosen ahead (%s); "
-                               "starting it on a port of its choosing", self.label, port, exc)
-                self._cancel_blocks(early)
+            self._cancel_blocks(early)
+            if not isinstance(failed[0], ExecutorError) or settings.worker_port is not None:
+                raise failed[0]
+            logger.warning("executor %r: the interchange could not start on worker port %d chosen ahead (%s); "
+                           "starting it on a port of its choosing", self.label, port, failed[0])
         self._client = self._new_client(self._futures)
         self._client.start()
 
