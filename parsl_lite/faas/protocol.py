@@ -40,6 +40,7 @@ another version answers ``HelloReply(accepted=False)`` with both numbers.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final, Literal, NamedTuple, Sequence, Union, get_args, get_origin, get_type_hints
 
@@ -204,6 +205,9 @@ MESSAGES: Final[dict[str, type]] = {cls.kind: cls for cls in get_args(Message)}
 
 # ---------------------------------------------------------------- encoding
 
+_hints = functools.lru_cache(maxsize=None)(get_type_hints)   # the hints of a message or item class never change
+
+
 def _item_type(hint: Any) -> Any:
     """The NamedTuple of a ``tuple[Item, ...]`` field, else None."""
     if get_origin(hint) is tuple:
@@ -215,6 +219,32 @@ def _item_type(hint: Any) -> Any:
 
 _SCALARS: Final[dict[Any, tuple[type, ...]]] = {int: (int,), float: (float, int), str: (str,), bool: (bool,),
                                                dict: (dict,), ResultState: (str,)}
+
+
+_STATES: Final = frozenset(get_args(ResultState))
+_FAIL: Final = object()
+
+
+def _quick(value: Any, hint: Any) -> Any:
+    """``value`` if it is plainly right for ``hint`` (the common case, checked fast), else ``_FAIL``:
+    then :func:`_check` decides, and names what is wrong."""
+    t = type(value)
+    if hint is str:
+        return value if t is str else _FAIL
+    if hint is float:
+        return value if t is float else float(value) if t is int else _FAIL
+    if hint is int:
+        return value if t is int else _FAIL
+    if hint is ResultState:
+        return value if t is str and value in _STATES else _FAIL
+    return _FAIL
+
+
+@functools.lru_cache(maxsize=None)
+def _item_plan(item: Any) -> tuple[tuple[str, Any, bool], ...]:
+    """``(name, hint, travels as a frame)`` of each field of an item class."""
+    hints = _hints(item)
+    return tuple((name, hints[name], hints[name] is bytes) for name in item._fields)
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:
@@ -236,7 +266,7 @@ def encode(message: Message) -> list[bytes]:
     """The frames of ``message`` for ``send_multipart``."""
     header: dict[str, Any] = {}
     frames: list[bytes] = []
-    hints = get_type_hints(type(message))
+    hints = _hints(type(message))
     for field in fields(message):
         value = getattr(message, field.name)
         hint = hints[field.name]
@@ -245,12 +275,12 @@ def encode(message: Message) -> list[bytes]:
             frames.append(value)
             header[field.name] = None
         elif item is not None:
-            item_hints = get_type_hints(item)
+            plan = _item_plan(item)
             rows = []
             for entry in value:
                 row = []
-                for name, part in zip(item._fields, entry):
-                    if item_hints[name] is bytes:
+                for (_, _, is_frame), part in zip(plan, entry):
+                    if is_frame:
                         frames.append(part)
                         row.append(None)
                     else:
@@ -280,7 +310,7 @@ def decode(frames: Sequence[bytes]) -> Message:
         raise MalformedMessage(f"{cls.kind}: header is not JSON ({exc})") from None
     if type(header) is not dict:
         raise MalformedMessage(f"{cls.kind}: header must be a JSON object")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     if set(header) != set(names):
         raise MalformedMessage(f"{cls.kind}: fields {sorted(header)}, expected {sorted(names)}")
@@ -313,18 +343,23 @@ def _next_frame(payload: Any, where: str) -> bytes:
 def _decode_items(item: Any, raw: Any, payload: Any, where: str) -> tuple[tuple[Any, ...], int]:
     if type(raw) is not list:
         raise MalformedMessage(f"{where}: expected a list")
-    item_hints = get_type_hints(item)
+    plan = _item_plan(item)
+    width = len(plan)
     out, used = [], 0
     for i, row in enumerate(raw):
-        if type(row) is not list or len(row) != len(item._fields):
-            raise MalformedMessage(f"{where}[{i}]: expected {len(item._fields)} fields")
+        if type(row) is not list or len(row) != width:
+            raise MalformedMessage(f"{where}[{i}]: expected {width} fields")
         parts = []
-        for name, value in zip(item._fields, row):
-            if item_hints[name] is bytes:
-                parts.append(_next_frame(payload, f"{where}[{i}].{name}"))
+        for (name, hint, is_frame), value in zip(plan, row):
+            if is_frame:
+                try:
+                    parts.append(bytes(next(payload)))
+                except StopIteration:
+                    raise MalformedMessage(f"{where}[{i}].{name}: payload frame missing") from None
                 used += 1
             else:
-                parts.append(_check(value, item_hints[name], f"{where}[{i}].{name}"))
+                checked = _quick(value, hint)
+                parts.append(_check(value, hint, f"{where}[{i}].{name}") if checked is _FAIL else checked)
         out.append(item(*parts))
     return tuple(out), used
 
