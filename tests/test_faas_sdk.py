@@ -286,6 +286,16 @@ def test_executor_registers_once_and_batches(service):
         fx.submit(FUNCS["double"], 1)
 
 
+def test_cancelling_a_sent_future_cancels_the_task_at_the_service(service):
+    fxc = FuncXClient()
+    fx = FuncXExecutor(fxc, endpoint_id=offline_endpoint(service), batch_interval=0.05)
+    future = fx.submit(FUNCS["double"], 1)
+    task_id = wait_for(lambda: future.task_id, what="the task accepted")
+    assert future.cancel() and future.cancelled()
+    wait_for(lambda: fxc.get_batch_result([task_id])[task_id]["status"] == "cancelled",
+             what="the service cancelled the task")
+
+
 def test_reload_tasks_in_a_new_executor(service):
     fxc = FuncXClient()
     ep_id = offline_endpoint(service)

@@ -12,6 +12,7 @@ from parsl_lite.faas import api, paths
 from parsl_lite.faas.errors import (CredentialsNotFound, MaxResultSizeExceeded, ServiceError, ServiceUnreachable,
                                     TaskCancelled, TaskPending, TaskPurged)
 from parsl_lite.faas.sdk.batch import Batch
+from parsl_lite.faas.sdk.batching import Next, SubmitQueue
 from parsl_lite.faas.sdk.decode import check_id, decode_task, split_by_bytes, task_exception, task_value
 from parsl_lite.faas.sdk.http import resolve_credentials, service_error
 from parsl_lite.faas.sdk.results_ws import Backoff
@@ -164,6 +165,38 @@ def test_split_by_bytes():
     assert list(split_by_bytes("abcde", [1, 1, 5, 1, 1], 3)) == [["a", "b"], ["c"], ["d", "e"]]
     assert list(split_by_bytes("abc", [1, 1, 1], 100, max_items=2)) == [["a", "b"], ["c"]]
     assert list(split_by_bytes([], [], 3)) == []
+
+
+def test_submit_queue_arms_the_timer_once_and_sends_full_batches():
+    queue = SubmitQueue(batch_size=3)
+    assert [queue.add(i) for i in range(7)] == [Next.ARM_TIMER, Next.NOTHING, Next.SEND_FULL,
+                                                 Next.NOTHING, Next.NOTHING, Next.SEND_FULL, Next.NOTHING]
+    assert queue.take(full_only=True) == [[0, 1, 2], [3, 4, 5]]
+    assert len(queue) == 1 and queue.timer_armed      # 6 waits for the timer armed at 0
+    assert queue.take() == [[6]] and not queue.timer_armed
+    assert queue.add(7) is Next.ARM_TIMER             # a new batch, a new interval
+
+
+def test_submit_queue_full_batch_empties_the_timer():
+    queue = SubmitQueue(batch_size=2)
+    queue.add("a")
+    assert queue.add("b") is Next.SEND_FULL
+    assert queue.take(full_only=True) == [["a", "b"]] and not queue.timer_armed
+    assert queue.take() == []
+
+
+def test_submit_queue_without_batching_and_clear():
+    queue = SubmitQueue(batch_size=10, batch_enabled=False)
+    assert queue.add(1) is Next.SEND_ALL and queue.add(2) is Next.SEND_ALL
+    assert queue.take() == [[1, 2]]
+    batched = SubmitQueue(batch_size=2)
+    for i in range(5):
+        batched.add(i)
+    assert batched.take() == [[0, 1], [2, 3], [4]]
+    batched.add(9)
+    assert batched.clear() == [9] and len(batched) == 0 and not batched.timer_armed
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        SubmitQueue(batch_size=0)
 
 
 def test_backoff_doubles_to_a_cap_and_resets():

@@ -21,6 +21,7 @@ import uuid
 from typing import Any, Callable, Optional
 
 from parsl_lite.faas.sdk.batch import Batch, pack_payload
+from parsl_lite.faas.sdk.batching import Next, SubmitQueue
 from parsl_lite.faas.sdk.client import FuncXClient
 from parsl_lite.faas.sdk.decode import check_id
 
@@ -34,10 +35,19 @@ class FuncXFuture(concurrent.futures.Future):
     than after the batch interval.
     """
 
-    def __init__(self, task_id: Optional[str] = None, flush: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, task_id: Optional[str] = None, flush: Optional[Callable[[], None]] = None,
+                 on_cancel: Optional[Callable[[str], None]] = None) -> None:
         super().__init__()
         self.task_id = task_id
         self._flush = flush
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> bool:
+        """Cancel the future; a task the service holds already is cancelled there too (if not started)."""
+        cancelled = super().cancel()
+        if cancelled and self.task_id is not None and self._on_cancel is not None:
+            self._on_cancel(self.task_id)
+        return cancelled
 
     def result(self, timeout: Optional[float] = None) -> Any:
         if self._flush is not None and not self.done():
@@ -70,20 +80,18 @@ class FuncXExecutor(concurrent.futures.Executor):
                  label: str = "") -> None:
         if isinstance(client, str):  # funcX 1.x order: FuncXExecutor(endpoint_id, ...)
             client, endpoint_id = None, client
-        if batch_interval < 0 or batch_size < 1:
+        if batch_interval < 0 or batch_size < 1:  # refused before any thread or client is made
             raise ValueError(f"batch_interval ({batch_interval}) must be >= 0 and batch_size ({batch_size}) >= 1")
         self.client = client or funcx_client or FuncXClient()
         self.endpoint_id = check_id(endpoint_id, "endpoint_id") if endpoint_id else None
         self.task_group_id = check_id(task_group_id, "task_group_id") if task_group_id else str(uuid.uuid4())
-        self.batch_enabled = batch_enabled
         self.batch_interval = batch_interval
-        self.batch_size = batch_size
         self.label = label
         self.task_count_submitted = 0
         self._io = self.client._io
         self._lock = threading.Lock()
         self._register_lock = threading.Lock()
-        self._queue: list[tuple[FuncXFuture, str, str, bytes]] = []
+        self._queue: SubmitQueue[tuple[FuncXFuture, str, str, bytes]] = SubmitQueue(batch_size, batch_enabled)
         self._timer: Optional[asyncio.TimerHandle] = None
         self._registry: dict[bytes, str] = {}   # function body digest -> function id
         self._futures: list[FuncXFuture] = []   # every future not seen done yet (pruned at each flush)
@@ -97,6 +105,8 @@ class FuncXExecutor(concurrent.futures.Executor):
     # ------------------------------------------------------------ functions
     def register_function(self, fn: Callable, function_id: Optional[str] = None, **register_kwargs: Any) -> str:
         """The function id of ``fn`` (registered on first use; ``function_id`` says it is registered already)."""
+        if not callable(fn):
+            raise TypeError(f"submit: expected a function, got {type(fn).__name__}")
         digest, _body = self.client._functions.get(fn)
         with self._register_lock:
             known = self._registry.get(digest)
@@ -132,26 +142,37 @@ class FuncXExecutor(concurrent.futures.Executor):
         if function_id not in self._checked_ids:
             self._checked_ids.add(check_id(function_id, "function_id"))
         payload = pack_payload(tuple(args), dict(kwargs or {}), self.client.payload_limit)
-        future = FuncXFuture(flush=self._flush_soon)
+        future = FuncXFuture(flush=self._flush_soon, on_cancel=self._cancel_remote)
         with self._lock:
-            self._queue.append((future, function_id, target, payload))
+            next_step = self._queue.add((future, function_id, target, payload))
             self._futures.append(future)
-            queued = len(self._queue)
-        if not self.batch_enabled:
+        if next_step is Next.SEND_ALL:
             self._flush_soon()
-        elif queued % self.batch_size == 0:
+        elif next_step is Next.SEND_FULL:
             self._io.call_soon(self._flush, True)
-        elif queued == 1:
+        elif next_step is Next.ARM_TIMER:
             self._io.call_soon(self._arm_timer)
         return future
+
+    @property
+    def batch_size(self) -> int:
+        return self._queue.batch_size
+
+    @property
+    def batch_enabled(self) -> bool:
+        return self._queue.batch_enabled
 
     def _flush_soon(self) -> None:
         self._io.call_soon(self._flush)
 
     def _arm_timer(self) -> None:
         """On the loop: send the queue ``batch_interval`` seconds from now, unless it goes earlier."""
-        if self._timer is None and self._queue:
-            self._timer = asyncio.get_running_loop().call_later(self.batch_interval, self._flush)
+        if self._timer is None and self._queue.timer_armed:
+            self._timer = asyncio.get_running_loop().call_later(self.batch_interval, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._flush()
 
     def _flush(self, full_only: bool = False) -> None:
         """On the loop: send the queued tasks, ``batch_size`` per batch (a cancelled future is dropped).
@@ -160,22 +181,31 @@ class FuncXExecutor(concurrent.futures.Executor):
         """
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()]
-            cut = len(self._queue) - len(self._queue) % self.batch_size if full_only else len(self._queue)
-            queued, self._queue = self._queue[:cut], self._queue[cut:]
-            rest = len(self._queue)
-        if self._timer is not None and not rest:
+            batches = self._queue.take(full_only)
+            timer_needed = self._queue.timer_armed
+        if self._timer is not None and not timer_needed:
             self._timer.cancel()
             self._timer = None
-        queued = [entry for entry in queued if not entry[0].cancelled()]
         loop = asyncio.get_running_loop()
-        for start in range(0, len(queued), self.batch_size):
-            chunk = queued[start:start + self.batch_size]
+        for entries in batches:
+            chunk = [entry for entry in entries if not entry[0].cancelled()]
+            if not chunk:
+                continue
             batch = Batch(self.task_group_id, self.client.payload_limit)
             for _future, function_id, endpoint_id, payload in chunk:
                 batch.add_packed(function_id, endpoint_id, payload)
             self.task_count_submitted += len(chunk)
             logger.debug("%r: submitting a batch of %d tasks", self, len(chunk))
             loop.create_task(self.client._submit_into(batch, [entry[0] for entry in chunk]))
+
+    def _cancel_remote(self, task_id: str) -> None:
+        """Ask the service to cancel ``task_id`` (best effort: a started task runs to its end)."""
+        async def cancel() -> None:
+            try:
+                await self.client._session.call("POST", f"/tasks/{task_id}/cancel")
+            except Exception as exc:
+                logger.info("cancelling task %s at the service: %r", task_id, exc)
+        self._io.call_soon(lambda: asyncio.get_running_loop().create_task(cancel()))
 
     def map(self, fn: Callable, *iterables: Any, timeout: Optional[float] = None, chunksize: int = 1) -> Any:
         """``fn`` over the iterables, results in order (each call one task; ``chunksize`` is ignored)."""
@@ -192,7 +222,7 @@ class FuncXExecutor(concurrent.futures.Executor):
         """
         group = check_id(task_group_id or self.task_group_id, "task_group_id")
         task_ids = self.client.get_task_group(group)
-        futures = [FuncXFuture(task_id=task_id) for task_id in task_ids]
+        futures = [FuncXFuture(task_id=task_id, on_cancel=self._cancel_remote) for task_id in task_ids]
         with self._lock:
             self._futures.extend(futures)
         if task_ids:
@@ -208,10 +238,10 @@ class FuncXExecutor(concurrent.futures.Executor):
         self._stopped = True
         if cancel_futures:
             with self._lock:
+                self._queue.clear()
                 pending = list(self._futures)
-                self._queue = []
             for future in pending:
-                future.cancel()
+                concurrent.futures.Future.cancel(future)  # locally: the service keeps what it holds
         else:
             self._flush_soon()
         if wait:
