@@ -294,7 +294,11 @@ class EndpointLink:
             logger.info("endpoint %s stopped: %s", a.endpoint_id, a.status.get("reason", ""))
 
     async def _load_in_flight(self, a: d.LoadInFlight) -> d.Event:
-        tasks = await self._call("tasks_in_flight", a.endpoint_id)
+        try:
+            tasks = await self._call("tasks_in_flight", a.endpoint_id)
+        except Exception:   # deliver what waits at least; the tasks in flight come again at its next hello
+            logger.exception("endpoint link: loading the tasks in flight at endpoint %s failed", a.endpoint_id)
+            tasks = []
         return d.InFlightLoaded(a.endpoint_id, tuple((t.task_id, t.attempts) for t in tasks), time.time())
 
     async def _requeue(self, a: d.Requeue) -> None:
@@ -306,12 +310,17 @@ class EndpointLink:
         logger.error("failed tasks %s", ", ".join(a.task_ids[:20]) + (" ..." if len(a.task_ids) > 20 else ""))
 
     async def _fetch(self, a: d.FetchTasks) -> d.Event:
-        tasks = await self._call("tasks_to_deliver", a.endpoint_id, a.limit)
-        bodies: dict[str, bytes] = {}
-        for function_id in {t.function_id for t in tasks}:
-            body = await self._body(function_id)
-            if body is not None:
-                bodies[function_id] = body
+        try:
+            tasks = await self._call("tasks_to_deliver", a.endpoint_id, a.limit)
+            bodies: dict[str, bytes] = {}
+            for function_id in {t.function_id for t in tasks}:
+                body = await self._body(function_id)
+                if body is not None:
+                    bodies[function_id] = body
+        except Exception:   # nothing fetched, nothing marked: try again a heartbeat period later
+            logger.exception("endpoint link: fetching tasks for endpoint %s failed", a.endpoint_id)
+            asyncio.get_running_loop().call_later(self.heartbeat_period_s, self.notify_submitted, a.endpoint_id)
+            return d.TasksFetched(a.endpoint_id, (), {}, time.time())
         return d.TasksFetched(a.endpoint_id, tuple(tasks), bodies, time.time())
 
     async def _body(self, function_id: str) -> Optional[bytes]:
