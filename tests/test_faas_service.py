@@ -1,6 +1,7 @@
 """The function service's HTTP API against a real service process: every route, and what each refuses."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from parsl_lite.faas import api
@@ -123,3 +124,50 @@ def test_unknown_route_and_method_are_json(faas_service):
     assert status == 405 and "DELETE" in body["reason"]
     status, body = call(faas_service, "GET", "/v1/tasks/not-an-id")
     assert status == 404 and "not-an-id" in body["reason"]
+
+
+def test_both_listeners_bind_loopback_only(faas_service):
+    import psutil
+    listening = [c for c in psutil.Process(faas_service.pid).net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN]
+    ports = {c.laddr.port for c in listening}
+    assert faas_service.port in ports
+    if faas_service.zmq_url:
+        assert faas_service.endpoint_port in ports
+    assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
+
+
+async def _ws_events(service, autoping=True, then=None):
+    import aiohttp
+    kinds = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(service.url + "/v1/ws", autoping=autoping, heartbeat=None,
+                                      headers={"Authorization": f"Bearer {service.admin_token}"}) as ws:
+            if then is not None:
+                await asyncio.get_running_loop().run_in_executor(None, then)
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 30)
+                kinds.append((msg.type, msg.data))
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    return kinds, ws.close_code
+
+
+def test_a_websocket_client_that_stops_answering_pings_is_dropped(tmp_path):
+    import aiohttp
+    service = start_service(tmp_path, heartbeat_period=0.3)
+    try:
+        kinds, _ = asyncio.run(_ws_events(service, autoping=False))
+        assert kinds[0][0] == aiohttp.WSMsgType.PING            # it pinged, got no pong, and closed
+        assert kinds[-1][0] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    finally:
+        assert service.stop() == 0
+
+
+def test_sigterm_closes_websockets_going_away(tmp_path):
+    import aiohttp
+    service = start_service(tmp_path)
+    try:
+        kinds, _ = asyncio.run(_ws_events(service, then=service.stop))
+        assert kinds[-1] == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.GOING_AWAY), kinds
+    finally:
+        assert service.stop() == 0
