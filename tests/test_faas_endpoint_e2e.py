@@ -132,3 +132,26 @@ def test_blocks_scale_out_under_load_and_in_when_idle(faas_service, faas_endpoin
         Path(path + ".go").touch()
     assert [_result(fxc, t) for t in task_ids] == [0, 1]
     wait_for(lambda: blocks() == {}, 40, "the idle blocks to be released")
+
+
+def test_delete_stops_unregisters_and_removes_the_directory(faas_service, faas_endpoints):
+    from tests.faas_helpers import call
+
+    ep = faas_endpoints(faas_service, "doomed", faas_service.admin_token)
+    done = _cli("delete", "doomed")
+    assert done.returncode == 0, done.stderr
+    assert ep.endpoint_id in done.stdout and not ep.directory.exists() and not ep.alive()
+    assert call(faas_service, "GET", f"/v1/endpoints/{ep.endpoint_id}")[0] == 404
+    assert _cli("delete", "doomed").returncode == 1   # no such endpoint any more
+
+
+def test_an_endpoint_deleted_at_the_service_fails_to_start_saying_why(faas_service, faas_endpoints):
+    from tests.faas_helpers import call
+
+    ep = faas_endpoints(faas_service, "orphan", faas_service.admin_token)
+    assert ep.stop() == 0
+    assert call(faas_service, "DELETE", f"/v1/endpoints/{ep.endpoint_id}")[0] == 200
+    done = _cli("start", "orphan")
+    assert done.returncode == 1
+    assert "the service refused this endpoint" in done.stderr and ep.endpoint_id in done.stderr
+    assert _cli("list").stdout.splitlines()[1].split()[:3] == ["orphan", ep.endpoint_id, "Stopped"]

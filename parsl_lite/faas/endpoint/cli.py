@@ -158,7 +158,7 @@ def _stop_daemon(name: str, directory: Path, timeout_s: float) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while running_pid(directory) == pid:
+    while _process_alive(pid):  # not just its pid file: the process itself, to its last byte of output
         if time.monotonic() > deadline:
             print(f"endpoint {name} (pid {pid}) did not stop within {timeout_s:g} s: SIGKILL", file=sys.stderr)
             os.kill(pid, signal.SIGKILL)
@@ -166,6 +166,15 @@ def _stop_daemon(name: str, directory: Path, timeout_s: float) -> bool:
             break
         time.sleep(0.05)
     return True
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_PERIOD_S = 2.0      # hello retries, until the service says its heartbeat period
 _HELLO_RETRY_S = 0.02       # a hello that found no connection (ZMQ_IMMEDIATE) goes again this soon, then later
+_AUTH_FAILURES_FATAL = 3     # handshakes refused in a row before the endpoint gives up (exit 1, reason said)
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 _RESEND_CHUNK = 512          # spooled results per TaskResults when re-sending
 
 
@@ -84,6 +87,11 @@ class Session:
         os.set_blocking(self._wake_w, False)
         self._clock = st.BlockClock()
         self._context = zmq.Context()
+        self._poller = zmq.Poller()
+        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._socket_since = 0.0
+        self._auth_failures = 0
+        self._retry_socket_at = math.inf
         self.socket = self._connect()
         self._handlers: dict[type, Callable[[Any], None]] = {
             p.HelloReply: self._on_hello_reply, p.ServiceHeartbeat: self._on_heartbeat,
@@ -99,12 +107,53 @@ class Session:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.period_s * 1000))       # ZMQ drops a dead connection
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.threshold_s * 1000))  # and dials again
         sock.curve_secretkey = self.identity["endpoint_secret_key"].encode()
         sock.curve_publickey = self.identity["endpoint_public_key"].encode()
         sock.curve_serverkey = self.identity["service_public_key"].encode()
+        self._monitor = sock.get_monitor_socket(_HANDSHAKE_EVENTS)
         sock.connect(self.identity["zmq_url"])
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._socket_since = time.monotonic()
         logger.info("endpoint %s: connecting to %s", self.endpoint_id, self.identity["zmq_url"])
         return sock
+
+    def _reconnect(self) -> None:
+        """A new socket: libzmq does not retry a connection refused at the CurveZMQ handshake, and the
+        service parks a second connection of our identity while the first lives (close it, linger 0, first)."""
+        self._close_socket(linger_ms=0)
+        self.socket = self._connect()
+
+    def _close_socket(self, linger_ms: int) -> None:
+        self._poller.unregister(self.socket)
+        self._poller.unregister(self._monitor)
+        self.socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self.socket.close(linger=linger_ms)
+
+    def _on_monitor(self) -> None:
+        """CurveZMQ handshake outcomes: a refused key is said clearly, and fatal once it keeps happening."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._auth_failures = 0
+                continue
+            self._auth_failures += 1
+            reason = ("the service refused this endpoint's CurveZMQ key at the handshake: the endpoint was deleted "
+                      "or registered again elsewhere (parsl-lite endpoint delete NAME, then configure it again)"
+                      if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else
+                      "the CurveZMQ handshake with the service failed (is zmq_url a parsl_lite service?)")
+            logger.error("%s (%d time(s) in a row)", reason, self._auth_failures)
+            if self._auth_failures >= _AUTH_FAILURES_FATAL:
+                self.refused = reason
+                self.state = st.FAILED
+                self._stopping = True
+                return
+            self._retry_socket_at = time.monotonic() + 0.2  # libzmq does not dial again after a refusal
 
     # ------------------------------------------------------------ the loop
 
@@ -115,9 +164,6 @@ class Session:
 
     def run(self) -> None:
         """Talk to the service until :meth:`stop` or a refused hello."""
-        poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
         self._write_status()
         while not self._stopping:
             now = time.monotonic()
@@ -126,13 +172,19 @@ class Session:
                 self._next_beat = now + self.period_s
             elif self._hello_unsent and now - self._hello_at >= self._hello_retry_s:
                 self._hello()
-            wake_at = min(self._next_beat, self._hello_at + self._hello_retry_s if self._hello_unsent else math.inf)
+            wake_at = min(self._next_beat, self._retry_socket_at,
+                          self._hello_at + self._hello_retry_s if self._hello_unsent else math.inf)
             timeout_ms = max(0, int((wake_at - time.monotonic()) * 1000)) + 1
-            events = dict(poller.poll(timeout_ms))
+            events = dict(self._poller.poll(timeout_ms))
             if self._wake_r in events:
                 self._drain_wake()
             if self.socket in events:
                 self._receive()
+            if self._monitor in events:
+                self._on_monitor()
+            if time.monotonic() >= self._retry_socket_at:
+                self._retry_socket_at = math.inf
+                self._reconnect()
             self._collect_done()
 
     def finish(self, reason: str) -> None:
@@ -141,7 +193,7 @@ class Session:
             self._send(p.EndpointBye(reason))
             time.sleep(0.05)  # let ZMQ's I/O thread put the bye on the wire before the socket goes
         self._collect_done(send=False)
-        self.socket.close(linger=500)
+        self._close_socket(linger_ms=500)
         self._context.term()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -194,6 +246,8 @@ class Session:
             self._connected = False
             self.state = st.DISCONNECTED
         if not self._connected:
+            if now - self._socket_since >= max(self.threshold_s, 1.0) and now - self._last_heard >= self.threshold_s:
+                self._reconnect()  # nothing back on this socket for a threshold: start afresh
             if now - self._hello_at >= self.period_s:
                 self._hello()
         else:
