@@ -168,6 +168,26 @@ def submit(service: Service, function_id: str, endpoint_id: str, token: Optional
                 token=token)
 
 
+def unique(name: str) -> str:
+    """``name`` made unique (users and endpoint names of tests that share one service)."""
+    import uuid
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def module_service(tmp_path_factory: pytest.TempPathFactory):
+    """One service for a whole test module (tests that need no fresh store): its users must be ``unique``."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("faas")
+        mp.setenv(paths.HOME_ENV, str(home / "home"))
+        service = start_service(home)
+        try:
+            yield service
+        finally:
+            service.stop()
+            assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
+
+
 @pytest.fixture
 def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A service for one test, with ``PARSL_LITE_HOME`` in ``tmp_path`` and the admin's client.json there."""
@@ -184,4 +204,4 @@ def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 __all__ = ["Service", "start_service", "call", "add_user", "register_function", "register_endpoint", "submit",
-           "faas_service"]
+           "unique", "module_service", "faas_service"]

@@ -6,7 +6,9 @@ import uuid
 
 from parsl_lite.faas import api
 from parsl_lite.faas.service import cli
-from tests.faas_helpers import add_user, call, faas_service, register_function, start_service  # noqa: F401
+from tests.faas_helpers import (  # noqa: F401 (fixture)
+    add_user, call, module_service, register_function, start_service, unique,
+)
 
 B = api.b64
 
@@ -14,13 +16,13 @@ B = api.b64
 # ---------------------------------------------------------------- the process
 
 
-def test_service_file_and_version_need_no_token(faas_service):
-    info = cli.running_service(faas_service.dir)
-    assert info["url"] == faas_service.url and info["pid"] == faas_service.pid
-    status, body = call(faas_service, "GET", "/v1/version", token="")
+def test_service_file_and_version_need_no_token(module_service):
+    info = cli.running_service(module_service.dir)
+    assert info["url"] == module_service.url and info["pid"] == module_service.pid
+    status, body = call(module_service, "GET", "/v1/version", token="")
     assert status == 200
     assert body["api"] == "v1" and body["payload_limit"] == api.DEFAULT_PAYLOAD_LIMIT
-    assert faas_service.url.startswith("http://127.0.0.1:")
+    assert module_service.url.startswith("http://127.0.0.1:")
 
 
 def test_sigterm_is_a_clean_stop(tmp_path):
@@ -37,36 +39,37 @@ BAD_HEADERS = [(None, "missing_token"), ("Basic abc", "malformed_token"), ("Bear
                ("Bearer not-a-token", "bad_token")]
 
 
-def test_a_missing_or_wrong_token_is_401_saying_why(faas_service):
+def test_a_missing_or_wrong_token_is_401_saying_why(module_service):
     for header, code in BAD_HEADERS:
         headers = {"Authorization": header} if header else {}
         for method, path in (("GET", "/v1/whoami"), ("GET", f"/v1/tasks/{uuid.uuid4()}"), ("POST", "/v1/submit"),
                              ("GET", "/v1/endpoints"), ("POST", "/v1/functions")):
-            status, body = call(faas_service, method, path, {} if method == "POST" else None, token="",
+            status, body = call(module_service, method, path, {} if method == "POST" else None, token="",
                                 headers=headers)
             assert status == 401 and body["error"] == code, (header, path, body)
             assert body["reason"]
 
 
-def test_whoami_and_users(faas_service):
-    status, me = call(faas_service, "GET", "/v1/whoami")
+def test_whoami_and_users(module_service):
+    status, me = call(module_service, "GET", "/v1/whoami")
     assert status == 200 and me["username"] == "admin" and me["is_admin"]
-    token = add_user(faas_service, "alice")
-    status, alice = call(faas_service, "GET", "/v1/whoami", token=token)
-    assert (status, alice["username"], alice["is_admin"]) == (200, "alice", False)
-    status, body = call(faas_service, "POST", "/v1/users", {"username": "alice"})
-    assert status == 409 and "alice" in body["reason"]
-    status, body = call(faas_service, "POST", "/v1/users", {"username": "bob"}, token=token)
+    name = unique("alice")
+    token = add_user(module_service, name)
+    status, alice = call(module_service, "GET", "/v1/whoami", token=token)
+    assert (status, alice["username"], alice["is_admin"]) == (200, name, False)
+    status, body = call(module_service, "POST", "/v1/users", {"username": name})
+    assert status == 409 and name in body["reason"]
+    status, body = call(module_service, "POST", "/v1/users", {"username": unique("bob")}, token=token)
     assert status == 403 and "admin" in body["reason"]
 
 
 # ---------------------------------------------------------------- bad bodies
 
 
-def test_malformed_json_is_400(faas_service):
+def test_malformed_json_is_400(module_service):
     for raw, needle in ((b"{not json", "malformed JSON"), (b"[1, 2]", "expected a JSON object"), (b"", "empty")):
         for path in ("/v1/functions", "/v1/submit", "/v1/endpoints", "/v1/batch_status", "/v1/users"):
-            status, body = call(faas_service, "POST", path, raw=raw)
+            status, body = call(module_service, "POST", path, raw=raw)
             assert status == 400 and needle in body["reason"], (path, body)
 
 
@@ -80,30 +83,31 @@ BAD_FUNCTIONS = [
 ]
 
 
-def test_register_function_names_the_bad_field(faas_service):
+def test_register_function_names_the_bad_field(module_service):
     for fields, named in BAD_FUNCTIONS:
-        status, body = call(faas_service, "POST", "/v1/functions", fields)
+        status, body = call(module_service, "POST", "/v1/functions", fields)
         assert status == 400 and named in body["reason"], body
 
 
 # ---------------------------------------------------------------- functions
 
 
-def test_functions_own_shared_public_and_others(faas_service):
-    alice, bob, carol = (add_user(faas_service, n) for n in ("alice", "bob", "carol"))
-    private = register_function(faas_service, alice, description="mine")
-    shared = register_function(faas_service, alice, shared_with=["bob"])
-    public = register_function(faas_service, alice, public=True)
-    status, body = call(faas_service, "GET", f"/v1/functions/{private}", token=alice)
-    assert status == 200 and body["owner"] == "alice" and body["description"] == "mine"
+def test_functions_own_shared_public_and_others(module_service):
+    names = [unique(n) for n in ("alice", "bob", "carol")]
+    alice, bob, carol = (add_user(module_service, n) for n in names)
+    private = register_function(module_service, alice, description="mine")
+    shared = register_function(module_service, alice, shared_with=[names[1]])
+    public = register_function(module_service, alice, public=True)
+    status, body = call(module_service, "GET", f"/v1/functions/{private}", token=alice)
+    assert status == 200 and body["owner"] == names[0] and body["description"] == "mine"
     assert body["function_name"] == "double" and body["public"] is False
-    status, body = call(faas_service, "GET", f"/v1/functions/{private}", token=bob)
+    status, body = call(module_service, "GET", f"/v1/functions/{private}", token=bob)
     assert status == 403 and private in body["reason"]
-    assert call(faas_service, "GET", f"/v1/functions/{shared}", token=bob)[0] == 200
-    assert call(faas_service, "GET", f"/v1/functions/{shared}", token=carol)[0] == 403
-    assert call(faas_service, "GET", f"/v1/functions/{public}", token=carol)[0] == 200
+    assert call(module_service, "GET", f"/v1/functions/{shared}", token=bob)[0] == 200
+    assert call(module_service, "GET", f"/v1/functions/{shared}", token=carol)[0] == 403
+    assert call(module_service, "GET", f"/v1/functions/{public}", token=carol)[0] == 200
     unknown = str(uuid.uuid4())
-    status, body = call(faas_service, "GET", f"/v1/functions/{unknown}", token=alice)
+    status, body = call(module_service, "GET", f"/v1/functions/{unknown}", token=alice)
     assert status == 404 and unknown in body["reason"]
 
 
@@ -117,23 +121,23 @@ def test_a_function_body_over_the_limit_is_413(tmp_path):
         assert service.stop() == 0
 
 
-def test_unknown_route_and_method_are_json(faas_service):
-    status, body = call(faas_service, "GET", "/v1/nothing")
+def test_unknown_route_and_method_are_json(module_service):
+    status, body = call(module_service, "GET", "/v1/nothing")
     assert status == 404 and body["error"] == "not_found"
-    status, body = call(faas_service, "DELETE", "/v1/whoami")
+    status, body = call(module_service, "DELETE", "/v1/whoami")
     assert status == 405 and "DELETE" in body["reason"]
-    status, body = call(faas_service, "GET", "/v1/tasks/not-an-id")
+    status, body = call(module_service, "GET", "/v1/tasks/not-an-id")
     assert status == 404 and "not-an-id" in body["reason"]
 
 
-def test_both_listeners_bind_loopback_only(faas_service):
+def test_both_listeners_bind_loopback_only(module_service):
     import psutil
-    listening = [c for c in psutil.Process(faas_service.pid).net_connections(kind="tcp")
+    listening = [c for c in psutil.Process(module_service.pid).net_connections(kind="tcp")
                  if c.status == psutil.CONN_LISTEN]
     ports = {c.laddr.port for c in listening}
-    assert faas_service.port in ports
-    if faas_service.zmq_url:
-        assert faas_service.endpoint_port in ports
+    assert module_service.port in ports
+    if module_service.zmq_url:
+        assert module_service.endpoint_port in ports
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
 
 

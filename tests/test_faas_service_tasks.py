@@ -229,7 +229,8 @@ def test_sigkill_and_restart_loses_no_queued_task_postgres(tmp_path, pg_url):
 def test_a_result_is_purged_after_its_ttl_and_says_so(tmp_path):
     service = start_service(tmp_path, result_ttl=1)
     try:
-        task_id = submit(service, register_function(service), register_endpoint(service)["endpoint_id"])[1]["task_ids"][0]
+        endpoint_id = register_endpoint(service)["endpoint_id"]
+        task_id = submit(service, register_function(service), endpoint_id)[1]["task_ids"][0]
         store_result(service, task_id)
         status, task = call(service, "GET", f"/v1/tasks/{task_id}")          # the first fetch starts the TTL
         assert status == 200 and task["status"] == SUCCESS

@@ -135,7 +135,8 @@ def test_validation_names_fields():
         validation.uuid_list({"ids": [str(uuid.uuid4()), "nope"]}, "ids")
     with pytest.raises(ApiError) as info:
         validation.check_size(11, 10, "tasks[3].payload")
-    assert info.value.status == 413 and "tasks[3].payload of 11 bytes exceeds the limit of 10 bytes" in info.value.reason
+    assert info.value.status == 413
+    assert "tasks[3].payload of 11 bytes exceeds the limit of 10 bytes" in info.value.reason
 
 
 def test_task_json_of_each_state():
