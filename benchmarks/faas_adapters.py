@@ -1,0 +1,403 @@
+"""Adapters of the ``faas`` group: the function service end to end, and our own htex beside it.
+
+Each adapter starts, in its child's run directory (``PARSL_LITE_HOME`` there,
+never the real home), a real service process and a real endpoint daemon
+(``parsl-lite endpoint configure`` + ``start``: an htex of W workers on a
+LocalProvider) through :mod:`benchmarks.faas_stack`, then reaches them the way
+a user does:
+
+| adapter | submit | result |
+|---|---|---|
+| ``parsl_lite-htex-ref`` | ``python_app`` on a local htex (the ``latency`` case's adapter) | ``future.result()`` |
+| ``parsl_lite-faas-sync`` | ``fxc.run(endpoint_id=, function_id=)`` | polling ``get_result`` (``get_batch_result`` for many): funcX's way |
+| ``parsl_lite-faas-async`` | ``FuncXClient(asynchronous=True).run(...)`` | ``await`` (results over the WebSocket) |
+| ``parsl_lite-faas-executor`` | ``FuncXExecutor(fxc, endpoint_id=...).submit`` | ``future.result()`` (WebSocket) |
+| ``parsl_lite-faas-sim`` | as ``-async``, to simulated endpoints (:mod:`benchmarks.faas_sim`) | ``await``: the service alone, no executor |
+
+Functions are registered (``register_function``) in ``app``, before any clock
+starts. Batches: :meth:`_Faas.run_batch` is each client's idiom for many tasks
+(``batch_run`` + ``get_batch_result``, ``batch_run`` + awaitables, ``submit`` x n).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from benchmarks.adapters.base import Adapter, Submit, register_adapter
+from benchmarks.adapters.parsl_family import ParslLiteHtex
+
+GROUP = "faas"
+
+
+class _Lost:
+    """The outcome of a task that was not final in time."""
+
+    def __repr__(self) -> str:
+        return "LOST"
+
+
+LOST = _Lost()
+
+
+@register_adapter
+class FaasHtexRef(ParslLiteHtex):
+    """parsl_lite's htex at its defaults, the same as ``parsl_lite-htex``, competing in the ``faas`` group."""
+
+    name = "parsl_lite-htex-ref"
+    executor = GROUP
+
+
+class _Faas(Adapter):
+    """A service, an endpoint and a client; subclasses say which endpoint and which client."""
+
+    library: ClassVar[str] = "parsl_lite"
+    executor: ClassVar[str] = GROUP
+    retry_s: ClassVar[float] = 0.05
+    """Pause before asking again while the service is unreachable (it is being restarted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: Any = None
+        self.token = ""
+        self.endpoint_id = ""
+        self.endpoint_ids: list[str] = []
+        self.client: Any = None
+        self.done_count = 0
+        """Tasks of the current :meth:`run_batch` known finished (read by a thread that kills the service)."""
+        self.unreachable = 0
+        """Times a request found the service down (during a restart) and was tried again."""
+        self._functions: dict[Callable[..., Any], str] = {}
+
+    def prepare(self) -> None:
+        """Import the SDK, the service's CLI helpers and zmq (not start-up)."""
+        import zmq  # noqa: F401
+
+        import parsl_lite.faas.sdk.client  # noqa: F401
+        import parsl_lite.faas.sdk.executor  # noqa: F401
+        import parsl_lite.faas.service.cli  # noqa: F401
+        from benchmarks import faas_stack  # noqa: F401
+
+    def start(self, workers: int, run_dir: Path) -> None:
+        """Service (``service_s``), user, endpoint (``endpoint_s``), client, then W workers ready."""
+        from benchmarks.faas_stack import FaasStack
+        t0 = time.perf_counter()
+        self.stack = FaasStack(run_dir)
+        self.stack.start_service()
+        self.startup_figures["service_s"] = time.perf_counter() - t0
+        self.token = self.stack.add_user("bench")
+        t1 = time.perf_counter()
+        self.endpoint_ids = self._start_endpoints(workers)
+        self.endpoint_id = self.endpoint_ids[0]
+        self.startup_figures["endpoint_s"] = time.perf_counter() - t1
+        self._open_client()
+        self.wait_ready(workers)
+
+    def _start_endpoints(self, workers: int) -> list[str]:
+        """The real endpoint daemon, W workers; its id."""
+        endpoint_id = self.stack.start_endpoint("bench", self.token, workers)
+        self.stack.wait_online(endpoint_id, self.token)
+        return [endpoint_id]
+
+    def _open_client(self) -> None:
+        from parsl_lite.faas import FuncXClient
+        self.client = FuncXClient(self.stack.url, self.token)
+
+    def function_id(self, fn: Callable[..., Any]) -> str:
+        """``fn`` registered once (``register_function``)."""
+        if fn not in self._functions:
+            self._functions[fn] = self.client.register_function(fn)
+        return self._functions[fn]
+
+    def app(self, fn: Callable[..., Any]) -> Submit:
+        """``submit(*args)`` runs the registered ``fn`` on the endpoint through ``fxc.run``."""
+        function_id = self.function_id(fn)
+        run = self.client.run
+        endpoint_id = self.endpoint_id
+
+        def submit(*args: Any) -> Any:
+            return run(*args, endpoint_id=endpoint_id, function_id=function_id)
+        return submit
+
+    def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
+                  timeout_s: float = 600.0) -> list[Any]:
+        """``n`` calls ``fn()`` in this client's idiom for many tasks (round robin over ``endpoint_ids``).
+
+        Returns:
+            One outcome per task, in order: its value, the exception it failed with (an instance), or
+            :data:`LOST` if it was not final after ``timeout_s``.
+        """
+        raise NotImplementedError
+
+    def _batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]]) -> Any:
+        self.done_count = 0
+        function_id = self.function_id(fn)
+        targets = list(endpoint_ids or [self.endpoint_id])
+        batch = self.client.create_batch()
+        for i in range(n):
+            batch.add(endpoint_id=targets[i % len(targets)], function_id=function_id)
+        return batch
+
+    def restart_service(self) -> float:
+        """SIGKILL the service and start it again (same store and ports); seconds until it is up."""
+        t0 = time.perf_counter()
+        self.stack.kill_service()
+        self.stack.restart_service()
+        return time.perf_counter() - t0
+
+    @property
+    def service_pid(self) -> int:
+        """The service process's pid now (it changes with :meth:`restart_service`)."""
+        return int(self.stack.pid)
+
+    def _close_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def stop(self) -> None:
+        """Close the client, stop the endpoints and the service."""
+        try:
+            self._close_client()
+        finally:
+            if self.stack is not None:
+                self.stack.stop()
+                self.stack = None
+
+
+@register_adapter
+class FaasSync(_Faas):
+    """The synchronous ``FuncXClient``: ``run``, then ``get_result`` polled until no ``TaskPending``."""
+
+    name = "parsl_lite-faas-sync"
+    poll_s: ClassVar[float] = 0.0005
+    """Pause between two ``get_result`` calls of one task (each is one HTTP request)."""
+    batch_poll_s: ClassVar[float] = 0.02
+    """Pause between two rounds of ``get_batch_result`` over the tasks still pending."""
+
+    def result(self, future: Any) -> Any:
+        """Poll ``get_result(task_id)`` until the task is final (``TaskPending`` until then)."""
+        from parsl_lite.faas.errors import ServiceUnreachable, TaskPending
+        get_result = self.client.get_result
+        while True:
+            try:
+                return get_result(future)
+            except TaskPending:
+                time.sleep(self.poll_s)
+            except ServiceUnreachable:
+                self.unreachable += 1
+                time.sleep(self.retry_s)
+
+    def gather(self, futures: Sequence[Any]) -> list[Any]:
+        """Poll ``get_batch_result`` over the pending task ids until none is pending."""
+        from parsl_lite.faas.sdk.decode import task_value
+        ids = list(futures)
+        final = self._poll(ids, None)
+        return [task_value(final[t]) for t in ids]
+
+    def _poll(self, ids: Sequence[str], timeout_s: Optional[float]) -> dict[str, dict]:
+        """Final task dicts by id, from ``get_batch_result`` rounds (until all are final, or the timeout)."""
+        from parsl_lite.faas.errors import ServiceError, ServiceUnreachable
+        pending = list(dict.fromkeys(ids))
+        final: dict[str, dict] = {}
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while pending and (deadline is None or time.monotonic() < deadline):
+            try:
+                tasks = self.client.get_batch_result(pending)
+            except (ServiceUnreachable, ServiceError) as exc:
+                if isinstance(exc, ServiceError) and exc.http_status < 500:
+                    raise
+                self.unreachable += 1
+                time.sleep(self.retry_s)
+                continue
+            final.update((t, task) for t, task in tasks.items() if not task["pending"])
+            pending = [t for t in pending if t not in final]
+            self.done_count = len(final)
+            if pending:
+                time.sleep(self.batch_poll_s)
+        return final
+
+    def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
+                  timeout_s: float = 600.0) -> list[Any]:
+        """``batch_run`` of ``n`` tasks, then ``get_batch_result`` rounds until all are final."""
+        from parsl_lite.faas.sdk.decode import task_value
+        ids = self.client.batch_run(self._batch(fn, n, endpoint_ids))
+        final = self._poll(ids, timeout_s)
+        out: list[Any] = []
+        for task_id in ids:
+            if task_id not in final:
+                out.append(LOST)
+                continue
+            try:
+                out.append(task_value(final[task_id]))
+            except Exception as exc:  # the task's own failure is its outcome
+                out.append(exc)
+        return out
+
+
+@register_adapter
+class FaasAsync(_Faas):
+    """``FuncXClient(asynchronous=True)``: ``await fxc.run(...)``, results over the WebSocket."""
+
+    name = "parsl_lite-faas-async"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def _open_client(self) -> None:
+        from parsl_lite.faas import FuncXClient
+        self.loop = asyncio.new_event_loop()
+        self.client = FuncXClient(self.stack.url, self.token, asynchronous=True, loop=self.loop)
+
+    def result(self, future: Any) -> Any:
+        """``await`` the task (the caller's loop runs until it resolves)."""
+        assert self.loop is not None
+        return self.loop.run_until_complete(_awaited(future))
+
+    def gather(self, futures: Sequence[Any]) -> list[Any]:
+        """``await asyncio.gather(*tasks)``, counting results as they come (``done_count``)."""
+        assert self.loop is not None
+
+        def count(_: Any) -> None:
+            self.done_count += 1
+        for future in futures:
+            future.add_done_callback(count)
+        return list(self.loop.run_until_complete(_gathered(futures)))
+
+    def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
+                  timeout_s: float = 600.0) -> list[Any]:
+        """``batch_run`` of ``n`` tasks (awaitables), then awaiting them all."""
+        assert self.loop is not None
+        futures = self.client.batch_run(self._batch(fn, n, endpoint_ids))
+
+        def count(_: Any) -> None:
+            self.done_count += 1
+        for future in futures:
+            future.add_done_callback(count)
+        self.loop.run_until_complete(asyncio.wait(futures, timeout=timeout_s))
+        return [_outcome(f) for f in futures]
+
+    def _close_client(self) -> None:
+        super()._close_client()
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+
+
+def _outcome(future: Any) -> Any:
+    """A done future's value or exception; :data:`LOST` if not done (asyncio and concurrent futures alike)."""
+    if not future.done():
+        return LOST
+    if future.cancelled():
+        return RuntimeError("cancelled")
+    exc = future.exception()
+    return exc if exc is not None else future.result()
+
+
+async def _awaited(future: Any) -> Any:
+    return await future
+
+
+async def _gathered(futures: Sequence[Any]) -> list[Any]:
+    return await asyncio.gather(*futures)
+
+
+@register_adapter
+class FaasExecutor(_Faas):
+    """``FuncXExecutor(fxc, endpoint_id=..., batch_enabled=True)`` at its defaults (batches of 128)."""
+
+    name = "parsl_lite-faas-executor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fx: Any = None
+
+    def _open_client(self) -> None:
+        from parsl_lite.faas import FuncXExecutor
+        super()._open_client()
+        self.fx = FuncXExecutor(self.client, endpoint_id=self.endpoint_id, batch_enabled=True)
+
+    def app(self, fn: Callable[..., Any]) -> Submit:
+        """``fx.submit(fn, *args)`` (registered once, before the clock)."""
+        self.fx.register_function(fn)
+        submit = self.fx.submit
+
+        def run(*args: Any) -> Any:
+            return submit(fn, *args)
+        return run
+
+    def gather(self, futures: Sequence[Any]) -> list[Any]:
+        """Each future's ``result()``, counting them as they resolve (``done_count``)."""
+        def count(_: Any) -> None:
+            self.done_count += 1
+        for future in futures:
+            future.add_done_callback(count)
+        return [future.result() for future in futures]
+
+    def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
+                  timeout_s: float = 600.0) -> list[Any]:
+        """``n`` × ``fx.submit(fn)`` (to the executor's endpoint), then waiting for every future."""
+        import concurrent.futures
+        self.done_count = 0
+        submit = self.app(fn)
+        futures = [submit() for _ in range(n)]
+
+        def count(_: Any) -> None:
+            self.done_count += 1
+        for future in futures:
+            future.add_done_callback(count)
+        deadline = time.monotonic() + timeout_s
+        if futures:  # waiting on a future sends the last, partial batch at once (not after batch_interval)
+            try:
+                futures[-1].exception(timeout=timeout_s)
+            except concurrent.futures.TimeoutError:
+                pass
+        concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        return [_outcome(f) for f in futures]
+
+    def _close_client(self) -> None:
+        if self.fx is not None:
+            self.fx.shutdown(wait=False)
+            self.fx = None
+        super()._close_client()
+
+
+@register_adapter
+class FaasSim(FaasAsync):
+    """As ``-async``, but to simulated endpoints that answer at once: the service's own cost."""
+
+    name = "parsl_lite-faas-sim"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fleet: Any = None
+
+    def _start_endpoints(self, workers: int) -> list[str]:
+        from benchmarks.faas_sim import SimFleet
+        self.fleet = SimFleet(self.stack, self.token)
+        return self.fleet.add(1)
+
+    def add_endpoints(self, count: int, per_process: int = 25) -> list[str]:
+        """``count`` more simulated endpoints (registered through the API), all connected; their ids."""
+        ids = self.fleet.add(count, per_process=per_process)
+        self.endpoint_ids.extend(ids)
+        return ids
+
+    def wait_ready(self, workers: int, timeout_s: float = 120.0, probe_s: float = 0.02) -> None:
+        """One round trip: a simulated endpoint has no worker processes to count."""
+        from benchmarks import tasks
+        self.result(self.app(tasks.noop)())
+
+    def stop(self) -> None:
+        """The client, the simulators, then the service."""
+        try:
+            self._close_client()
+        finally:
+            if self.fleet is not None:
+                self.fleet.stop()
+            if self.stack is not None:
+                self.stack.stop()
+                self.stack = None
