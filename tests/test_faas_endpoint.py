@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from parsl_lite.errors import ConfigurationError, DeserializationError, SerializationError
 from parsl_lite.faas import protocol as p
@@ -279,3 +281,53 @@ def test_cli_start_with_a_bad_config_exits_2_naming_the_field(tmp_path):
     done = _cli("start", "laptop", home=home)
     assert done.returncode == 2
     assert "max_blocks" in done.stderr and str(config) in done.stderr
+
+
+# ---------------------------------------------------------------- task book: any order of events
+
+_EVENTS = hs.lists(hs.one_of(
+    hs.tuples(hs.just("deliver"), hs.lists(hs.tuples(hs.sampled_from("abcdef"), hs.sampled_from("fg"),
+                                                     hs.integers(1, 4)), max_size=4)),
+    hs.tuples(hs.just("finish"), hs.integers(0, 5)),
+    hs.tuples(hs.just("stored"), hs.lists(hs.sampled_from("abcdefz"), max_size=4)),
+    hs.tuples(hs.just("hello"), hs.none()),
+), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EVENTS)
+def test_book_in_any_order_never_runs_a_held_or_spooled_task_and_spools_each_result_once(events):
+    """A shell that does what the actions say; the book's sets must match what the shell holds."""
+    book = TaskBook("ep", 2, allowed_functions=["f"])
+    executor: list[str] = []          # what the executor holds, in order
+    disk: set[str] = set()            # what the spool holds
+    for kind, arg in events:
+        if kind == "deliver":
+            actions = book.delivered([_item(t, f, a) for t, f, a in arg])
+        elif kind == "finish":
+            actions = book.completed([_result(executor.pop(arg % len(executor)))]) if executor else []
+        elif kind == "stored":
+            actions = book.stored(arg)
+        else:
+            actions = book.hello_accepted()
+        while actions:
+            action = actions.pop(0)
+            if isinstance(action, Run):
+                assert action.item.task_id not in executor and action.item.task_id not in disk
+                assert action.item.function_id == "f" and action.item.attempt <= 3
+                executor.append(action.item.task_id)
+                actions += book.submitted([action.item.task_id])
+            elif isinstance(action, Refuse):
+                actions += book.completed([_result(action.task_id)])
+            elif isinstance(action, StoreResults):
+                for result in action.results:
+                    assert result.task_id not in disk
+                    disk.add(result.task_id)
+            elif isinstance(action, ForgetResults):
+                assert set(action.task_ids) <= disk
+                disk.difference_update(action.task_ids)
+            elif isinstance(action, ResendResults):
+                assert set(action.task_ids) == disk
+            else:
+                assert isinstance(action, Accept) and set(action.task_ids) <= set(executor)
+        assert book.held == set(executor) and book.spooled == disk and not book.refused

@@ -134,10 +134,13 @@ def test_blocks_scale_out_under_load_and_in_when_idle(faas_service, faas_endpoin
     wait_for(lambda: blocks() == {}, 40, "the idle blocks to be released")
 
 
-def test_delete_stops_unregisters_and_removes_the_directory(faas_service, faas_endpoints):
+def test_restart_keeps_the_id_and_delete_unregisters_and_removes_the_directory(faas_service, faas_endpoints):
     from tests.faas_helpers import call
 
     ep = faas_endpoints(faas_service, "doomed", faas_service.admin_token)
+    restarted = _cli("restart", "doomed")
+    assert restarted.returncode == 0 and restarted.stdout.strip() == ep.endpoint_id   # same id, new process
+    assert int((ep.directory / "endpoint.pid").read_text()) != ep.pid
     done = _cli("delete", "doomed")
     assert done.returncode == 0, done.stderr
     assert ep.endpoint_id in done.stdout and not ep.directory.exists() and not ep.alive()
