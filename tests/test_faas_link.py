@@ -19,11 +19,13 @@ import zmq
 import zmq.asyncio
 
 from parsl_lite.faas import protocol as p
+from parsl_lite.faas.errors import EndpointLost
 from parsl_lite.faas.service.async_store import AsyncStore
 from parsl_lite.faas.service.endpoint_link import EndpointLink
 from parsl_lite.faas.service.keys import issue_endpoint_keys, service_keys
 from parsl_lite.faas.service.store import (RUNNING, SUCCESS, WAITING_FOR_EP, WAITING_FOR_LAUNCH, EndpointRecord,
                                            FunctionRecord, TaskRecord)
+from parsl_lite.serialize import deserialize
 from tests.faas_helpers import call, register_endpoint, register_function, start_service, submit
 
 GUARD_S = 20.0   # only against a hang
@@ -335,6 +337,29 @@ def test_reconnected_endpoint_without_results_gets_its_tasks_again(world) -> Non
         assert [(t.task_id, t.attempt) for t in second] == [(t, 2) for t in ids]
         await until(lambda: _if(w.db.get_tasks(ids), lambda rs: all(r.attempts == 2 for r in rs.values())),
                     "attempts counted")
+    run(world, scenario)
+
+
+def test_a_task_whose_endpoint_keeps_dying_fails_with_endpoint_lost_naming_it(world) -> None:
+    async def scenario(w: World) -> None:
+        ep = w.register()
+        [task_id] = w.submit(ep, 1)
+        await w.start(max_retries_on_system_failure=1)
+        for attempt in (1, 2):
+            wire = w.wire(ep)
+            assert (await wire.hello()).accepted
+            assert [(t.task_id, t.attempt) for t in (await wire.expect(p.TaskDelivery)).tasks] == [(task_id, attempt)]
+            wire.close()                                  # SIGKILLed holding it
+        wire = w.wire(ep)
+        assert (await wire.hello()).accepted
+        record = await until(lambda: _if(w.db.get_tasks([task_id])[task_id], lambda r: r.state == "failed"),
+                             "the task failed")
+        error = deserialize(record.result)
+        assert isinstance(error, EndpointLost) and error.endpoint_id == ep and ep in str(error)
+        await until(lambda: _if(w.finals, lambda f: task_id in f), "on_final")
+        await wire.send(p.StatusReport({}))               # a round trip: no delivery of it came
+        await wire.expect(p.ServiceHeartbeat)
+        assert not any(isinstance(m, p.TaskDelivery) for m in wire.inbox)
     run(world, scenario)
 
 
