@@ -113,11 +113,14 @@ async def submit(request: web.Request) -> web.Response:
     return json_response({"task_group_id": group_id, "task_ids": [r.task_id for r in records]})
 
 
-async def _fetched(ctx: ServiceContext, tasks: list[TaskRecord]) -> None:
-    """A final task's first fetch starts its time-to-live."""
+def _fetched(ctx: ServiceContext, tasks: list[TaskRecord]) -> None:
+    """A final task's first fetch starts its time-to-live.
+
+    Recorded in the background, after the answer: a fetch lost to a crash only keeps a result longer.
+    """
     first = [t.task_id for t in tasks if t.state in FINAL_STATES and t.state != PURGED and t.fetched is None]
     if first:
-        await ctx.astore.mark_fetched(first, ctx.now())
+        ctx.spawn(ctx.astore.mark_fetched(first, ctx.now()))
 
 
 @routes.get(P + "/tasks/{task_id}")
@@ -128,7 +131,7 @@ async def get_task(request: web.Request) -> web.Response:
     shape = task_json(task, ctx.options.result_ttl_s)
     if task.state == PURGED:
         raise ApiError(410, "purged", shape["reason"], extra=shape)
-    await _fetched(ctx, [task])
+    _fetched(ctx, [task])
     return json_response(shape)
 
 
@@ -146,7 +149,7 @@ async def batch_status(request: web.Request) -> web.Response:
         else:
             assert task is not None
             results[task_id] = task_json(task, ctx.options.result_ttl_s)
-    await _fetched(ctx, [t for t in records.values() if t.owner_id == user.user_id])
+    _fetched(ctx, [t for t in records.values() if t.owner_id == user.user_id])
     return json_response({"results": results})
 
 
