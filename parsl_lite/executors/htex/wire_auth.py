@@ -36,6 +36,7 @@ CLIENT: Final = b"client"
 WORKERS: Final = b"workers"
 """Channel of the pools' and workers' messages."""
 _MAC_BYTES: Final = 32
+_JOIN_UP_TO: Final = 64 * 1024
 
 
 def new_secret() -> str:
@@ -83,10 +84,17 @@ class Signer:
     def mac(self, frames: Sequence[bytes]) -> bytes:
         """The proof over ``frames``; each frame's length goes in first, so frames cannot be re-cut."""
         digest = self._base.copy()
-        update = digest.update
+        parts = []
+        size = 0
         for frame in frames:
-            update(len(frame).to_bytes(8, "little"))
-            update(frame)
+            parts.append(len(frame).to_bytes(8, "little"))
+            parts.append(frame)
+            size += len(frame)
+        if size <= _JOIN_UP_TO:  # one update of the joined bytes (the same bytes): fewer calls per message
+            digest.update(b"".join(parts))
+        else:  # big payloads are not copied
+            for part in parts:
+                digest.update(part)
         return digest.digest()
 
     def sign(self, frames: list[bytes]) -> list[bytes]:
