@@ -49,14 +49,18 @@ class FuncXFuture(concurrent.futures.Future):
             self._on_cancel(self.task_id)
         return cancelled
 
+    def _send_now(self) -> None:
+        """Someone waits: if this future's task is still queued, send its batch now (once)."""
+        flush, self._flush = self._flush, None
+        if flush is not None and self.task_id is None and not self.done():
+            flush()
+
     def result(self, timeout: Optional[float] = None) -> Any:
-        if self._flush is not None and not self.done():
-            self._flush()
+        self._send_now()
         return super().result(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if self._flush is not None and not self.done():
-            self._flush()
+        self._send_now()
         return super().exception(timeout)
 
 
@@ -94,7 +98,8 @@ class FuncXExecutor(concurrent.futures.Executor):
         self._queue: SubmitQueue[tuple[FuncXFuture, str, str, bytes]] = SubmitQueue(batch_size, batch_enabled)
         self._timer: Optional[asyncio.TimerHandle] = None
         self._registry: dict[bytes, str] = {}   # function body digest -> function id
-        self._futures: list[FuncXFuture] = []   # every future not seen done yet (pruned at each flush)
+        self._futures: list[FuncXFuture] = []   # every future not seen done yet (pruned now and then)
+        self._futures_pruned = 0                 # its length after the last pruning
         self._stopped = False
         self._checked_ids: set[str] = set()   # ids already found to be UUID strings (checked once each)
 
@@ -180,7 +185,9 @@ class FuncXExecutor(concurrent.futures.Executor):
         ``full_only`` (a batch filled up): send only full batches; the rest waits for its interval.
         """
         with self._lock:
-            self._futures = [f for f in self._futures if not f.done()]
+            if len(self._futures) >= 2 * self._futures_pruned + 1024:  # amortized: each future checked O(1) times
+                self._futures = [f for f in self._futures if not f.done()]
+                self._futures_pruned = len(self._futures)
             batches = self._queue.take(full_only)
             timer_needed = self._queue.timer_armed
         if self._timer is not None and not timer_needed:

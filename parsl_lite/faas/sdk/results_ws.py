@@ -1,7 +1,8 @@
 """Results pushed over the service's WebSocket (``/v1/ws``), for the asynchronous client and the executor.
 
 The socket is open only while some watched task has no final state: the
-first :meth:`ResultWatcher.watch` opens it, the last result closes it. A
+first :meth:`ResultWatcher.watch` opens it, the last result closes it (after
+a short linger, so that back-to-back batches do not reconnect each time). A
 socket that drops (the service restarted, the network blinked) is opened
 again after a backoff and the whole watch list sent again; the service
 answers every task already final at once, so nothing is missed.
@@ -50,9 +51,11 @@ class ResultWatcher:
         connects: how many times the socket was opened (tests count reconnections).
     """
 
-    def __init__(self, session: ServiceSession, backoff: Optional[Backoff] = None) -> None:
+    def __init__(self, session: ServiceSession, backoff: Optional[Backoff] = None, linger_s: float = 0.5) -> None:
         self._session = session
         self._backoff = backoff or Backoff()
+        self._linger_s = linger_s
+        self._new_watch = asyncio.Event()
         self._waiters: dict[str, list[Callback]] = {}
         self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
         self._runner: Optional[asyncio.Task] = None
@@ -78,6 +81,8 @@ class ResultWatcher:
             return
         if new and self._ws is not None and not self._ws.closed:
             asyncio.get_running_loop().create_task(self._send_watch(self._ws, new))
+        if new:
+            self._new_watch.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
@@ -124,11 +129,20 @@ class ResultWatcher:
                     self._deliver(message.data)
                 elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
-                if not self._waiters:
-                    break  # the last watched task is final: close
+                if not self._waiters and not await self._linger():
+                    break  # the last watched task is final and no new one came: close
         finally:
             self._ws = None
             await ws.close()
+
+    async def _linger(self) -> bool:
+        """Keep the socket a moment after the last result (the next batch often follows): True if one came."""
+        self._new_watch.clear()
+        try:
+            await asyncio.wait_for(self._new_watch.wait(), self._linger_s)
+        except asyncio.TimeoutError:
+            pass
+        return bool(self._waiters) and not self._closed
 
     def _deliver(self, text: str) -> None:
         try:
