@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import aiohttp
 
@@ -66,6 +68,10 @@ def test_results_come_over_the_websocket_and_http(faas_service, faas_endpoints):
     assert task["completion_t"] == timings["finished"]
     status, body = call(faas_service, "GET", f"/v1/endpoints/{endpoint.endpoint_id}/status")
     assert body["status"] == "online" and body["last_seen"] and body["details"]
+    shown = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "service", "status", "--dir",
+                            str(faas_service.dir)], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "endpoints: 1 online of 1" in shown.stdout and "success 3" in shown.stdout
+    assert endpoint.endpoint_id in shown.stdout
 
 
 def test_a_result_from_an_endpoint_is_purged_after_its_ttl(tmp_path, monkeypatch, faas_endpoints):

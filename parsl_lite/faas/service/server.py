@@ -40,8 +40,8 @@ _LINK_MODULE = "parsl_lite.faas.service.endpoint_link"
 def parse_args(argv: Optional[Sequence[str]] = None) -> ServiceOptions:
     parser = argparse.ArgumentParser(prog="python -m parsl_lite.faas.service.server",
                                      description="Run the function service in the foreground.")
-    parser.add_argument("--dir", type=Path, default=None, help="its directory (default: %(prog)s's "
-                        "$PARSL_LITE_HOME/faas/service)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="the service's directory (default $PARSL_LITE_HOME/faas/service)")
     parser.add_argument("--db", default="", help="store URL: an SQLite path, sqlite:///PATH or "
                         "postgresql://... (default DIR/faas.db)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
