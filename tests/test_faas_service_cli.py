@@ -40,7 +40,7 @@ def as_service(url, token):
 
 
 def test_start_status_add_user_stop(home):
-    started = parsl_lite("service", "start", "--port", "0")
+    started = parsl_lite("service", "start", "--port", "0", "--endpoint-port", "0")
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
     assert url.startswith("http://127.0.0.1:")
@@ -73,27 +73,34 @@ def test_start_status_add_user_stop(home):
     assert "no service running" in parsl_lite("service", "stop").stdout
 
 
-def test_restart_on_another_port_rewrites_client_json_and_keeps_the_store(home):
-    first = parsl_lite("service", "start", "--port", "0").stdout.strip()
-    token = json.loads(paths.client_file().read_text())["token"]
-    assert parsl_lite("service", "stop").returncode == 0
-    second = parsl_lite("service", "start", "--port", "0").stdout.strip()
+def test_a_restart_keeps_its_ports_and_another_port_rewrites_client_json(home):
+    first = parsl_lite("service", "start")
+    assert first.returncode == 0, first.stderr
+    info = read_service_file(paths.service_dir())
     creds = json.loads(paths.client_file().read_text())
-    if second != first:                                           # another port: client.json follows it
-        assert creds["service_url"] == second
-    for t in {token, creds["token"]}:                             # the old admin token still works too
-        assert call(as_service(second, t), "GET", "/v1/whoami")[1]["username"] == "admin"
+    assert parsl_lite("service", "stop").returncode == 0
+    again = parsl_lite("service", "start")           # registered endpoints keep dialling the same zmq_url
+    assert again.stdout.strip() == info["url"]
+    assert read_service_file(paths.service_dir())["zmq_url"] == info["zmq_url"]
+    assert json.loads(paths.client_file().read_text()) == creds
+    assert parsl_lite("service", "stop").returncode == 0
+    moved = parsl_lite("service", "start", "--port", "0", "--endpoint-port", "0").stdout.strip()
+    assert moved != info["url"]
+    new = json.loads(paths.client_file().read_text())
+    assert new["service_url"] == moved and new["token"] != creds["token"]
+    for token in (creds["token"], new["token"]):               # the old admin token still works too
+        assert call(as_service(moved, token), "GET", "/v1/whoami")[1]["username"] == "admin"
 
 
 def test_a_stale_service_file_is_not_a_running_service(home):
-    assert parsl_lite("service", "start", "--port", "0").returncode == 0
+    assert parsl_lite("service", "start", "--port", "0", "--endpoint-port", "0").returncode == 0
     info = read_service_file(paths.service_dir())
     os.kill(info["pid"], signal.SIGKILL)
     from tests.conftest import wait_for
     wait_for(lambda: not cli.pid_alive(info["pid"]), 20, "the SIGKILLed service to be gone")
     assert read_service_file(paths.service_dir())["pid"] == info["pid"]     # left behind by the SIGKILL
     assert parsl_lite("service", "status").returncode == 1
-    restarted = parsl_lite("service", "start", "--port", "0")
+    restarted = parsl_lite("service", "start", "--port", "0", "--endpoint-port", "0")
     assert restarted.returncode == 0 and restarted.stdout.strip().startswith("http://")
     assert read_service_file(paths.service_dir())["pid"] != info["pid"]
 

@@ -11,6 +11,7 @@ Only argparse at import time: ``parsl-lite --help`` must stay fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 ADMIN = "admin"
+PORTS_FILE = "ports.json"
+DEFAULT_ZMQ_PORT = 8766
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -36,8 +39,10 @@ def add_service_commands(commands: Any) -> None:
     start.add_argument("--db", default="", help="store: an SQLite path, sqlite:///PATH or postgresql://... "
                                                 "(default DIR/faas.db)")
     start.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    start.add_argument("--port", type=int, default=None, help="HTTP port (default: 8765 if free, else any)")
-    start.add_argument("--endpoint-port", type=int, default=0, help="ZMQ port endpoints connect to (default: any)")
+    start.add_argument("--port", type=int, default=None,
+                       help="HTTP port (default: the last run's, else 8765 if free, else any; 0: any)")
+    start.add_argument("--endpoint-port", type=int, default=None,
+                       help="ZMQ port endpoints connect to (default: the last run's, else 8766 if free, else any)")
     start.add_argument("--result-ttl", type=float, default=None, help="seconds a result is kept after its "
                                                                       "first fetch (default 7 days)")
     start.add_argument("--payload-limit", type=int, default=None, help="bytes of one payload or result "
@@ -156,17 +161,43 @@ def _tail(directory: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def default_port() -> Optional[int]:
-    """8765 (api.DEFAULT_PORT) if it is free on 127.0.0.1, else None (any free port)."""
+def port_free(host: str, port: int) -> bool:
+    """Whether a listener could bind ``host:port`` now (with SO_REUSEADDR, as the service's listeners do)."""
     import socket
-
-    from parsl_lite.faas import api
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", api.DEFAULT_PORT))
+            s.bind((host, port))
         except OSError:
-            return None
-    return api.DEFAULT_PORT
+            return False
+    return True
+
+
+def choose_ports(directory: Path, host: str, port: Optional[int], endpoint_port: Optional[int]) -> tuple[int, int]:
+    """The HTTP and ZMQ ports: those asked for, else the last run's (endpoints and client.json know them),
+    else 8765 and 8766 when free, else 0 (any free port)."""
+    from parsl_lite.faas import api
+    try:
+        last = json.loads((directory / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        last = {}
+    chosen = []
+    for asked, key, default in ((port, "port", api.DEFAULT_PORT), (endpoint_port, "endpoint_port", DEFAULT_ZMQ_PORT)):
+        if asked is not None:
+            chosen.append(asked)
+            continue
+        previous = last.get(key) if isinstance(last, dict) else None
+        candidates = ([previous] if isinstance(previous, int) and previous > 0 else []) + [default]
+        chosen.append(next((p for p in candidates if port_free(host, p)), 0))
+    return chosen[0], chosen[1]
+
+
+def remember_ports(directory: Path, info: dict[str, Any]) -> None:
+    """Keep the ports of this run for the next ``start``: a registered endpoint keeps dialling its zmq_url."""
+    from urllib.parse import urlsplit
+    ports = {"port": urlsplit(info["url"]).port,
+             "endpoint_port": int(info["zmq_url"].rsplit(":", 1)[1]) if info.get("zmq_url") else None}
+    (directory / PORTS_FILE).write_text(json.dumps(ports))
 
 
 # ---------------------------------------------------------------- users and tokens
@@ -221,14 +252,15 @@ def _start(args: argparse.Namespace) -> int:
     directory = _service_dir(args)
     info = running_service(directory)
     if info is None:
-        port = args.port if args.port is not None else default_port()
-        options = {"db": args.db, "host": args.host, "port": port, "endpoint_port": args.endpoint_port,
+        port, endpoint_port = choose_ports(directory, args.host, args.port, args.endpoint_port)
+        options = {"db": args.db, "host": args.host, "port": port, "endpoint_port": endpoint_port,
                    "result_ttl": args.result_ttl, "payload_limit": args.payload_limit}
         try:
             info = wait_started(directory, launch(directory, options))
         except RuntimeError as exc:
             print(f"parsl-lite service start: {exc}", file=sys.stderr)
             return 1
+        remember_ports(directory, info)
     written = ensure_client_file(info["url"], info["db"])
     print(info["url"])
     if written is not None:
