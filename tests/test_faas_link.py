@@ -182,6 +182,17 @@ def test_service_keypair_is_made_once_with_a_private_secret_and_reused(tmp_path)
     assert a != b and all(len(k) == 40 for k in a)
 
 
+def test_a_port_in_use_is_an_error_naming_it(world) -> None:
+    async def scenario(w: World) -> None:
+        first = await w.start()
+        port = int(first.zmq_url.rsplit(":", 1)[1])
+        second = EndpointLink(w.astore, w.dir, "127.0.0.1", port, heartbeat_period_s=1.0)
+        with pytest.raises(OSError, match=f"tcp://127.0.0.1:{port}"):
+            await second.start()
+        await second.stop()                                   # idempotent after a failed start
+    run(world, scenario)
+
+
 # ---------------------------------------------------------------- hello
 
 def test_hello_accepted_status_answered_and_endpoint_online(world) -> None:

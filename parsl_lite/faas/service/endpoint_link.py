@@ -138,7 +138,11 @@ class EndpointLink:
         self._auth = AsyncioAuthenticator(self._context)
         self._auth.start()
         self._auth.configure_curve_callback("*", credentials_provider=self._keys)
-        self._router = self._make_router()
+        try:
+            self._router = self._make_router()
+        except BaseException:
+            await self.stop()
+            raise
         self.zmq_url = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._receive_loop(), name="faas-link-receive"),
