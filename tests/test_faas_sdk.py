@@ -229,6 +229,24 @@ def test_async_client_made_inside_a_running_loop(service):
     assert asyncio.run(cell())
 
 
+def test_async_awaitables_work_in_any_loop_and_gather(service):
+    fxc = FuncXClient(asynchronous=True)         # made outside any loop: fxc.loop is a new one
+    ep_id = offline_endpoint(service)
+    func_id = fxc.register_function(FUNCS["double"])
+    tasks = [fxc.run(i, endpoint_id=ep_id, function_id=func_id) for i in range(3)]
+    ids = [wait_for(lambda t=t: t.task_id, what="the task accepted") for t in tasks]
+    assert not any(t.done() for t in tasks)
+
+    async def elsewhere():                       # another loop (asyncio.run's) awaits them together
+        assert asyncio.get_running_loop() is not fxc.loop
+        threading.Thread(target=lambda: [fxc.cancel(i) for i in ids]).start()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(elsewhere())
+    assert [type(o) for o in outcomes] == [TaskCancelled] * 3
+    assert all(t.done() for t in tasks) and isinstance(tasks[0].exception(), TaskCancelled)
+
+
 def test_websocket_dropped_during_an_await_still_resolves(service):
     fxc = FuncXClient(asynchronous=True)
     ep_id = offline_endpoint(service)

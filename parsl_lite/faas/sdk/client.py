@@ -50,38 +50,46 @@ def settle(future: concurrent.futures.Future, task: dict) -> None:
         pass
 
 
-class FuncXTask(asyncio.Future):
-    """What the asynchronous client's ``run`` returns: await it for the result (funcX's name).
+class FuncXTask:
+    """What the asynchronous client's ``run`` returns: ``await`` it for the task's result (funcX's name).
 
-    ``task_id`` is set once the service accepted the task (None until then).
+    It may be awaited in any running loop (a notebook's, ``asyncio.run``'s, ``fxc.loop``), gathered,
+    or passed to ``run_until_complete``. ``task_id`` is set once the service accepted the task.
     """
 
-    task_id: Optional[str] = None
+    __slots__ = ("_future", "task_id")
+
+    def __init__(self, future: concurrent.futures.Future) -> None:
+        self._future = future
+        self.task_id: Optional[str] = None
+
+    def __await__(self) -> Any:
+        return asyncio.wrap_future(self._future).__await__()   # bound to the loop that awaits
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """Block until the result is there (outside a running loop)."""
+        return self._future.result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        return self._future.exception(timeout)
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+    def add_done_callback(self, callback: Callable[["FuncXTask"], Any]) -> None:
+        self._future.add_done_callback(lambda _: callback(self))
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"FuncXTask(task_id={self.task_id}, {state})"
 
 
-def _on_loop(future: concurrent.futures.Future, loop: asyncio.AbstractEventLoop) -> FuncXTask:
-    """A ``FuncXTask`` of ``loop`` that takes ``future``'s outcome (cancelling it cancels ``future``)."""
-    task = FuncXTask(loop=loop)
+def _awaitable(future: concurrent.futures.Future) -> FuncXTask:
+    task = FuncXTask(future)
     future.funcx_task = task  # type: ignore[attr-defined]  # _submit_into gives it the task id
-
-    def apply() -> None:
-        if task.done():
-            return
-        if future.cancelled():
-            task.cancel()
-        elif future.exception() is not None:
-            task.set_exception(future.exception())
-        else:
-            task.set_result(future.result())
-
-    def copy(_: concurrent.futures.Future) -> None:
-        try:
-            loop.call_soon_threadsafe(apply)
-        except RuntimeError:  # the caller's loop is closed: nobody awaits any more
-            pass
-
-    future.add_done_callback(copy)
-    task.add_done_callback(lambda t: future.cancel() if t.cancelled() else None)
     return task
 
 
@@ -113,7 +121,8 @@ class FuncXClient:
         service_url: the service's URL; default ``$PARSL_LITE_FAAS_URL``, else the credentials file.
         token: the user's token; default ``$PARSL_LITE_FAAS_TOKEN``, else the credentials file.
         asynchronous: ``run`` returns an awaitable resolving to the task's result (funcX's mode).
-        loop: the loop of those awaitables (default: the running loop, else a new one, set current).
+        loop: ``self.loop``, for ``fxc.loop.run_until_complete(fxc.run(...))`` (default: the running
+            loop, else a new one, set current); the awaitables may be awaited in any loop.
         task_group_id: the group ``run`` and ``create_batch`` put tasks in (default: a new UUID).
         do_version_check: ask the service's version (and payload limit) now.
         http_timeout: seconds one request may wait for its answer.
@@ -228,8 +237,8 @@ class FuncXClient:
         """Run ``function_id(*args, **kwargs)`` on ``endpoint_id``.
 
         Returns:
-            the task id; with ``asynchronous=True``, a :class:`FuncXTask` (an asyncio future of
-            ``self.loop``) resolving to the task's result, or raising what it failed with.
+            the task id; with ``asynchronous=True``, a :class:`FuncXTask`: an awaitable resolving
+            to the task's result, or raising what it failed with.
         """
         batch = self.create_batch()
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
@@ -246,7 +255,7 @@ class FuncXClient:
         futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in batch.tasks]
         self._io.submit(self._submit_into(batch, futures))
         assert self.loop is not None
-        return [_on_loop(f, self.loop) for f in futures]
+        return [_awaitable(f) for f in futures]
 
     async def _submit(self, batch: Batch) -> list[str]:
         """POST the batch (in order, one request after the other); the task ids."""
