@@ -44,6 +44,7 @@ _HELLO_RETRY_S = 0.02       # a hello that found no connection (ZMQ_IMMEDIATE) g
 _AUTH_FAILURES_FATAL = 3     # handshakes refused in a row before the endpoint gives up (exit 1, reason said)
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                      | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_RESULTS_WINDOW = 2          # TaskResults messages unacknowledged at once; more results wait and go together
 _RESEND_CHUNK = 512          # spooled results per TaskResults when re-sending
 
 
@@ -80,6 +81,8 @@ class Session:
         self._hello_retry_s = _HELLO_RETRY_S / 2
         self._next_beat = 0.0
         self._sent_at: dict[str, float] = {}   # spooled results: when last sent
+        self._outbox: list[p.TaskResult] = []  # results waiting for the window (not spooled yet)
+        self._in_flight: collections.deque[set[str]] = collections.deque()  # per message sent: ids not acked
         self._futures: dict[str, Future] = {}
         self._done: collections.deque[tuple[str, Future]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
@@ -193,6 +196,8 @@ class Session:
             self._send(p.EndpointBye(reason))
             time.sleep(0.05)  # let ZMQ's I/O thread put the bye on the wire before the socket goes
         self._collect_done(send=False)
+        self._connected = False
+        self._flush()  # whatever waited for an acknowledgement: to the spool, re-sent at the next start
         self._close_socket(linger_ms=500)
         self._context.term()
         os.close(self._wake_r)
@@ -245,6 +250,7 @@ class Session:
                            "results stay spooled, reconnecting", now - self._last_heard, self.threshold_s)
             self._connected = False
             self.state = st.DISCONNECTED
+            self._flush()  # to the spool, for as long as it takes
         if not self._connected:
             if now - self._socket_since >= max(self.threshold_s, 1.0) and now - self._last_heard >= self.threshold_s:
                 self._reconnect()  # nothing back on this socket for a threshold: start afresh
@@ -280,7 +286,9 @@ class Session:
         logger.info("connected to the service as endpoint %s (heartbeat %.1f s, threshold %.1f s, "
                     "%d results to re-send)", self.endpoint_id, self.period_s, self.threshold_s,
                     len(self.book.spooled))
+        self._in_flight.clear()  # what was on the way to the last connection goes again now
         self._apply(self.book.hello_accepted())
+        self._flush()
         self._send(p.StatusReport(self._report()))
         self._next_beat = time.monotonic() + self.period_s
         self._write_status()
@@ -291,6 +299,7 @@ class Session:
     def _on_hello_required(self, message: p.HelloRequired) -> None:
         logger.info("the service asks for a hello (%s)", message.reason)
         self._connected = False
+        self._flush()
         self.state = st.DISCONNECTED if self.state == st.RUNNING else self.state
         self._hello()
 
@@ -302,7 +311,10 @@ class Session:
     def _on_stored(self, message: p.ResultsStored) -> None:
         for task_id in message.task_ids:
             self._sent_at.pop(task_id, None)
+        for ids in self._in_flight:
+            ids.difference_update(message.task_ids)
         self._apply(self.book.stored(message.task_ids))
+        self._flush()
 
     def _on_cancel(self, message: p.CancelTasks) -> None:
         logger.info("the service cancelled %d task(s); those held by the executor run to the end",
@@ -371,11 +383,27 @@ class Session:
                     self.spool.write(action.results)
 
     def _store_and_send(self, results: tuple[p.TaskResult, ...]) -> None:
-        self.spool.write(results)  # durable before anything is said about it
-        if self._connected and self._send(p.TaskResults(results)):
+        self._outbox.extend(results)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Spool what waits in the outbox (one fsync), then send it as one ``TaskResults``.
+
+        At most ``_RESULTS_WINDOW`` messages of results go unacknowledged: while the service is busy
+        storing them, what completes meanwhile waits here and goes as one bigger batch (one commit for
+        the service, one fsync for us) when a ``ResultsStored`` comes. Without a connection results go
+        to the spool at once (they may wait there long).
+        """
+        self._in_flight = collections.deque(ids for ids in self._in_flight if ids)
+        if not self._outbox or (self._connected and len(self._in_flight) >= _RESULTS_WINDOW):
+            return
+        batch, self._outbox = tuple(self._outbox), []
+        self.spool.write(batch)  # durable before anything is said about it
+        if self._connected and self._send(p.TaskResults(batch)):
             now = time.monotonic()
-            for result in results:
+            for result in batch:
                 self._sent_at[result.task_id] = now
+            self._in_flight.append({r.task_id for r in batch})
 
     def _resend(self, task_ids: tuple[str, ...]) -> None:
         now = time.monotonic()
@@ -390,7 +418,9 @@ class Session:
         stale = tuple(t for t in sorted(self.book.spooled) if now - self._sent_at.get(t, float("-inf"))
                       > self.threshold_s)
         if stale:
+            self._in_flight.clear()  # a message lost on the way must not hold the window shut
             self._resend(stale)
+            self._flush()
 
     def _refusal(self, action: Refuse) -> p.TaskResult:
         if action.why == "endpoint_lost":
