@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from parsl_lite.faas import api
@@ -175,3 +176,31 @@ def test_sigterm_closes_websockets_going_away(tmp_path):
         assert kinds[-1] == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.GOING_AWAY), kinds
     finally:
         assert service.stop() == 0
+
+
+def test_a_chunked_body_over_the_limit_is_413(tmp_path):
+    import http.client
+    from urllib.parse import urlsplit
+    service = start_service(tmp_path, payload_limit=1000)
+    try:
+        limit = call(service, "GET", "/v1/version", token="")[1]["max_request_bytes"]
+        conn = http.client.HTTPConnection(urlsplit(service.url).hostname, service.port, timeout=30)
+        chunks = (b"x" * 65536 for _ in range(limit // 65536 + 2))        # no Content-Length: read until too big
+        conn.request("POST", "/v1/submit", body=chunks, encode_chunked=True,
+                     headers={"Authorization": f"Bearer {service.admin_token}"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 413 and f"the limit of {limit} bytes" in body["reason"], body
+        conn.close()
+    finally:
+        assert service.stop() == 0
+
+
+def test_the_server_refuses_a_bad_option_naming_it(tmp_path):
+    import subprocess
+    import sys
+    for option, value, named in (("--port", "70000", "port"), ("--result-ttl", "0", "result_ttl_s"),
+                                 ("--payload-limit", "-1", "payload_limit")):
+        done = subprocess.run([sys.executable, "-m", "parsl_lite.faas.service.server", "--dir", str(tmp_path),
+                               option, value], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and named in done.stderr, done.stderr
