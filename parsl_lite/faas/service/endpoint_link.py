@@ -47,7 +47,6 @@ import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from parsl_lite.faas import protocol as p
-from parsl_lite.faas.errors import MalformedMessage
 from parsl_lite.faas.service import dispatch as d
 from parsl_lite.faas.service.async_store import AsyncStore
 from parsl_lite.faas.service.keys import service_keys
@@ -220,10 +219,7 @@ class EndpointLink:
                 identity = frames[0].bytes
                 key = frames[0].get("User-Id")
                 message = p.decode([f.bytes for f in frames[1:]])
-            except (MalformedMessage, zmq.ZMQError, IndexError, UnicodeError) as exc:
-                self._log_malformed(frames, exc)
-                continue
-            except Exception as exc:   # never let a peer's bytes end the loop
+            except Exception as exc:   # MalformedMessage, or anything else: a peer's bytes never end the loop
                 self._log_malformed(frames, exc)
                 continue
             self._events.put_nowait(d.MessageReceived(identity, key, message, now))
