@@ -19,10 +19,11 @@ from typing import Iterator
 import pytest
 
 from parsl_lite.faas import FuncXClient, FuncXExecutor, TaskPending, paths
+from parsl_lite.faas.errors import TaskPurged
 
 from .conftest import wait_for
 from .faas_endpoint_helpers import Endpoint, start_endpoint
-from .faas_helpers import Service, start_service
+from .faas_helpers import Service, call, start_service
 from .test_faas_sdk import drop_websocket, user_functions
 
 
@@ -40,14 +41,14 @@ class Fabric:
 
 
 @contextlib.contextmanager
-def running_fabric(root: Path, endpoints: int = 1, workers: int = 2) -> Iterator[Fabric]:
+def running_fabric(root: Path, endpoints: int = 1, workers: int = 2, **service_options) -> Iterator[Fabric]:
     """Start a service and ``endpoints`` endpoints under ``root``; stop them all (by pid) at the end."""
     with pytest.MonkeyPatch.context() as mp:
         home = root / "fabric-home"
         mp.setenv(paths.HOME_ENV, str(home))
         mp.delenv(paths.URL_ENV, raising=False)
         mp.delenv(paths.TOKEN_ENV, raising=False)
-        service = start_service(root)
+        service = start_service(root, **service_options)
         started: list[Endpoint] = []
         try:
             paths.write_client_file(service.url, service.admin_token)
@@ -241,3 +242,24 @@ def test_executor_submissions_from_threads(ep_id):
             futures = list(pool.map(lambda i: fx.submit(USER["double"], i), range(40)))
         assert sorted(f.result(timeout=30) for f in futures) == sorted(2 * i for i in range(40))
     assert len(fx._registry) == 1
+
+
+def test_result_fetched_after_its_time_to_live_is_purged(tmp_path):
+    with running_fabric(tmp_path, workers=1, result_ttl=1.0) as fab:
+        fxc = FuncXClient()
+        task_id = fxc.run(2, endpoint_id=fab.ep_id, function_id=fxc.register_function(USER["double"]))
+
+        def result():
+            try:
+                return fxc.get_result(task_id)
+            except TaskPending:
+                return None
+        assert wait_for(result, what="the result") == 4          # the first fetch starts its time-to-live
+        wait_for(lambda: call(fab.service, "GET", f"/v1/tasks/{task_id}")[0] == 410,
+                 what="the result purged (410)", interval_s=0.2)
+        later = FuncXClient()                                     # a new script: the result is gone
+        with pytest.raises(TaskPurged, match=task_id):
+            later.get_result(task_id)
+        assert later.get_task(task_id)["status"] == "purged" and "purged" in later.get_task(task_id)["reason"]
+        assert later.get_batch_result([task_id])[task_id]["status"] == "purged"
+        assert fxc.get_result(task_id) == 4                       # this client kept what it fetched (funcX)

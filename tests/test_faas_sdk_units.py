@@ -224,6 +224,13 @@ def test_credentials_from_env_then_file(monkeypatch):
     assert resolve_credentials("http://h:3", "arg") == ("http://h:3", "arg")
 
 
+def test_file_token_is_not_sent_to_another_service(monkeypatch):
+    paths.write_client_file("http://127.0.0.1:1", "file-token")
+    assert resolve_credentials("http://127.0.0.1:1/", None) == ("http://127.0.0.1:1", "file-token")
+    with pytest.raises(CredentialsNotFound, match="no function service token"):
+        resolve_credentials("http://elsewhere:2", None)
+
+
 def test_bad_credentials_file_is_named():
     path = paths.client_file()
     path.parent.mkdir(parents=True)

@@ -158,8 +158,8 @@ class FuncXClient:
                 raise
 
     # ------------------------------------------------------------ plumbing
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        return self._io.run(self._session.call(method, path, body))
+    def _call(self, method: str, path: str, body: Any = None, idempotent: bool = False) -> Any:
+        return self._io.run(self._session.call(method, path, body, idempotent))
 
     def close(self) -> None:
         """Close the session and stop the I/O thread (also done at exit)."""
@@ -316,12 +316,19 @@ class FuncXClient:
     # ------------------------------------------------------------ results
     def get_task(self, task_id: str) -> dict:
         """The task: ``status``, ``pending``, ``endpoint_id``, ``timings`` and, once final, its
-        ``result`` or ``exception`` (a ``RemoteExceptionWrapper``) and ``completion_t``."""
+        ``result`` or ``exception`` (a ``RemoteExceptionWrapper``) and ``completion_t``; a purged
+        task (the service's 410) is ``{"status": "purged", "reason": ...}``."""
         task_id = check_id(task_id, "task_id")
         known = self._task_table.get(task_id)
         if known is not None:
             return known
-        task = decode_task(self._call("GET", f"/tasks/{task_id}"))
+        try:
+            raw = self._call("GET", f"/tasks/{task_id}")
+        except ServiceError as exc:
+            if exc.http_status != 410:
+                raise
+            raw = {"task_id": task_id, "status": "purged", "pending": False, "reason": exc.reason}
+        task = decode_task(raw)
         self._remember(task)
         return task
 
@@ -345,7 +352,7 @@ class FuncXClient:
         ask = [t for t in dict.fromkeys(ids) if t not in results]
         for start in range(0, len(ask), _BATCH_STATUS_CHUNK):
             chunk = ask[start:start + _BATCH_STATUS_CHUNK]
-            reply = self._call("POST", "/batch_status", {"task_ids": chunk})
+            reply = self._call("POST", "/batch_status", {"task_ids": chunk}, idempotent=True)
             for task_id in chunk:
                 raw = reply["results"].get(task_id) or {"task_id": task_id, "status": "unknown", "pending": False,
                                                         "reason": f"the service did not answer for task {task_id}"}
@@ -356,7 +363,7 @@ class FuncXClient:
 
     def cancel(self, task_id: str) -> dict:
         """Cancel a task that has not started; its task dict afterwards (``status`` ``"cancelled"`` if it was)."""
-        task = decode_task(self._call("POST", f"/tasks/{check_id(task_id, 'task_id')}/cancel"))
+        task = decode_task(self._call("POST", f"/tasks/{check_id(task_id, 'task_id')}/cancel", idempotent=True))
         self._remember(task)
         return task
 

@@ -41,8 +41,10 @@ def resolve_credentials(service_url: Optional[str], token: Optional[str]) -> tup
         except (ValueError, OSError) as exc:
             raise CredentialsNotFound(f"cannot read the credentials file {path}: {exc}") from exc
         if data is not None:
+            same_service = url is None or url.rstrip("/") == data["service_url"].rstrip("/")
             url = url or data["service_url"]
-            tok = tok or data["token"]
+            if same_service:   # the file's token belongs to the file's service only
+                tok = tok or data["token"]
     if url is None or tok is None:
         missing = " and ".join(n for n, v in (("service URL", url), ("token", tok)) if v is None)
         raise CredentialsNotFound(
@@ -85,17 +87,18 @@ class ServiceSession:
                                                   connector=connector)
         return self._session
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
+    async def call(self, method: str, path: str, body: Any = None, idempotent: bool = False) -> Any:
         """``method`` ``/v1{path}`` with a JSON ``body``; the JSON answer.
 
-        A GET whose keep-alive connection the service closed meanwhile (a restart) is sent once more.
+        A GET (or an ``idempotent`` POST) whose keep-alive connection the service closed meanwhile (a
+        restart) is sent once more; a submission is not (it might have been stored already).
 
         Raises:
             ServiceError: the service answered with an error status.
             ServiceUnreachable: no connection, or no answer within the timeout.
         """
         data = None if body is None else _JSON.encode(body).encode()
-        attempts = 2 if method in _IDEMPOTENT else 1
+        attempts = 2 if idempotent or method in _IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
                 return await self._once(method, path, data)
