@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from parsl_lite.faas import FuncXClient, FuncXExecutor, TaskPending, paths
-from parsl_lite.faas.errors import TaskPurged
+from parsl_lite.faas.errors import MaxResultSizeExceeded, TaskPurged
 
 from .conftest import wait_for
 from .faas_endpoint_helpers import Endpoint, start_endpoint
@@ -244,22 +244,53 @@ def test_executor_submissions_from_threads(ep_id):
     assert len(fx._registry) == 1
 
 
-def test_result_fetched_after_its_time_to_live_is_purged(tmp_path):
-    with running_fabric(tmp_path, workers=1, result_ttl=1.0) as fab:
-        fxc = FuncXClient()
-        task_id = fxc.run(2, endpoint_id=fab.ep_id, function_id=fxc.register_function(USER["double"]))
+@pytest.fixture(scope="module")
+def small_fabric(tmp_path_factory):
+    """A service with a 1 s result time-to-live and a 64 KiB payload limit, and one endpoint."""
+    with running_fabric(tmp_path_factory.mktemp("sdk-small"), workers=1, result_ttl=1.0,
+                        payload_limit=64 * 1024) as built:
+        yield built
 
-        def result():
-            try:
-                return fxc.get_result(task_id)
-            except TaskPending:
-                return None
-        assert wait_for(result, what="the result") == 4          # the first fetch starts its time-to-live
-        wait_for(lambda: call(fab.service, "GET", f"/v1/tasks/{task_id}")[0] == 410,
-                 what="the result purged (410)", interval_s=0.2)
-        later = FuncXClient()                                     # a new script: the result is gone
-        with pytest.raises(TaskPurged, match=task_id):
-            later.get_result(task_id)
-        assert later.get_task(task_id)["status"] == "purged" and "purged" in later.get_task(task_id)["reason"]
-        assert later.get_batch_result([task_id])[task_id]["status"] == "purged"
-        assert fxc.get_result(task_id) == 4                       # this client kept what it fetched (funcX)
+
+@pytest.fixture
+def small(small_fabric, tmp_path, monkeypatch) -> Fabric:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    paths.write_client_file(small_fabric.service.url, small_fabric.service.admin_token)
+    return small_fabric
+
+
+def test_result_over_the_limit_raises_max_result_size_exceeded(small):
+    fxc = FuncXClient()
+    assert fxc.payload_limit == 64 * 1024
+    big = user_functions("""
+        def big(n):
+            return b"x" * n
+    """)["big"]
+    with FuncXExecutor(fxc, endpoint_id=small.ep_id, batch_interval=0.05) as fx:
+        assert len(fx.submit(big, 1000).result(timeout=30)) == 1000
+        with pytest.raises(MaxResultSizeExceeded) as info:
+            fx.submit(big, 100_000).result(timeout=30)
+    assert info.value.what == "result" and info.value.limit == 64 * 1024 and info.value.size > 100_000
+    with pytest.raises(MaxResultSizeExceeded) as refused:       # and a payload that big never leaves
+        fxc.run(b"y" * 100_000, endpoint_id=small.ep_id, function_id=fxc.register_function(big))
+    assert refused.value.what == "payload"
+
+
+def test_result_fetched_after_its_time_to_live_is_purged(small):
+    fxc = FuncXClient()
+    task_id = fxc.run(2, endpoint_id=small.ep_id, function_id=fxc.register_function(USER["double"]))
+
+    def result():
+        try:
+            return fxc.get_result(task_id)
+        except TaskPending:
+            return None
+    assert wait_for(result, what="the result") == 4          # the first fetch starts its time-to-live
+    wait_for(lambda: call(small.service, "GET", f"/v1/tasks/{task_id}")[0] == 410,
+             what="the result purged (410)", interval_s=0.2)
+    later = FuncXClient()                                     # a new script: the result is gone
+    with pytest.raises(TaskPurged, match=task_id):
+        later.get_result(task_id)
+    assert later.get_task(task_id)["status"] == "purged" and "purged" in later.get_task(task_id)["reason"]
+    assert later.get_batch_result([task_id])[task_id]["status"] == "purged"
+    assert fxc.get_result(task_id) == 4                       # this client kept what it fetched (funcX)
