@@ -48,6 +48,8 @@ class _ParslFamily(Adapter):
     """
 
     package: ClassVar[str]
+    warm_modules: ClassVar[tuple[str, ...]] = ()
+    """Modules ``start`` would import on first use (lazy packages), imported by ``prepare`` instead."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,7 +73,7 @@ class _ParslFamily(Adapter):
 
     def prepare(self) -> None:
         """Import the package and the modules ``start`` uses (not timed)."""
-        for module in ("", ".config", ".executors", ".providers"):
+        for module in ("", ".config", ".executors", ".providers", *self.warm_modules):
             importlib.import_module(self.package + module)
 
     def start(self, workers: int, run_dir: Path) -> None:
@@ -110,6 +112,7 @@ class ParslLiteThreads(_Threads):
     name = "parsl_lite-threads"
     library = "parsl_lite"
     package = "parsl_lite"
+    warm_modules = (".executors.threads", ".dataflow.kernel")
 
 
 @register_adapter
@@ -171,6 +174,8 @@ class ParslLiteHtex(_Htex):
     name = "parsl_lite-htex"
     library = "parsl_lite"
     package = "parsl_lite"
+    # parsl_lite's packages import these on first use; Parsl's (and distributed) import them with the package.
+    warm_modules = (".executors.htex.executor", ".dataflow.kernel")
 
     def _connected_workers(self, executor: Any) -> int:
         return int(executor.connected_workers)
