@@ -134,27 +134,22 @@ def test_blocks_scale_out_under_load_and_in_when_idle(faas_service, faas_endpoin
     wait_for(lambda: blocks() == {}, 40, "the idle blocks to be released")
 
 
-def test_restart_keeps_the_id_and_delete_unregisters_and_removes_the_directory(faas_service, faas_endpoints):
+
+def test_a_function_serialized_by_other_versions_fails_naming_both(faas_service, faas_endpoints):
+    from parsl_lite.faas import api, protocol
+    from parsl_lite.faas.errors import SerializationVersionError
+    from parsl_lite.serialize import serialize
     from tests.faas_helpers import call
 
-    ep = faas_endpoints(faas_service, "doomed", faas_service.admin_token)
-    restarted = _cli("restart", "doomed")
-    assert restarted.returncode == 0 and restarted.stdout.strip() == ep.endpoint_id   # same id, new process
-    assert int((ep.directory / "endpoint.pid").read_text()) != ep.pid
-    done = _cli("delete", "doomed")
-    assert done.returncode == 0, done.stderr
-    assert ep.endpoint_id in done.stdout and not ep.directory.exists() and not ep.alive()
-    assert call(faas_service, "GET", f"/v1/endpoints/{ep.endpoint_id}")[0] == 404
-    assert _cli("delete", "doomed").returncode == 1   # no such endpoint any more
-
-
-def test_an_endpoint_deleted_at_the_service_fails_to_start_saying_why(faas_service, faas_endpoints):
-    from tests.faas_helpers import call
-
-    ep = faas_endpoints(faas_service, "orphan", faas_service.admin_token)
-    assert ep.stop() == 0
-    assert call(faas_service, "DELETE", f"/v1/endpoints/{ep.endpoint_id}")[0] == 200
-    done = _cli("start", "orphan")
-    assert done.returncode == 1
-    assert "the service refused this endpoint" in done.stderr and ep.endpoint_id in done.stderr
-    assert _cli("list").stdout.splitlines()[1].split()[:3] == ["orphan", ep.endpoint_id, "Stopped"]
+    ep = faas_endpoints(faas_service, "modern", faas_service.admin_token)
+    status, body = call(faas_service, "POST", "/v1/functions", {
+        "function_name": "from_the_past", "function_code": api.b64(b"D\x80\x02not dill of ours"),
+        "versions": "Python 2.7.18, parsl_lite 0.0.1"})
+    assert status == 200, body
+    status, body = call(faas_service, "POST", "/v1/submit", {
+        "tasks": [{"function_id": body["function_id"], "endpoint_id": ep.endpoint_id,
+                   "payload": api.b64(serialize(((), {})))}], "versions": "Python 2.7.18, parsl_lite 0.0.1"})
+    assert status == 200, body
+    with pytest.raises(SerializationVersionError) as info:
+        _result(FuncXClient(), body["task_ids"][0])
+    assert "Python 2.7.18, parsl_lite 0.0.1" in str(info.value) and protocol.versions_string() in str(info.value)
