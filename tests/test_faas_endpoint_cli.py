@@ -55,3 +55,19 @@ def test_a_result_over_the_services_limit_fails_naming_size_and_limit(tmp_path, 
         ep.stop()
     finally:
         service.stop()
+
+
+def test_start_while_the_service_is_down_times_out_with_3_and_connects_later(faas_service, faas_endpoints):
+    from tests.conftest import wait_for
+
+    ep = faas_endpoints(faas_service, "early", faas_service.admin_token)
+    assert ep.stop() == 0
+    faas_service.kill()
+    done = _cli("start", "early", "--timeout", "5")
+    assert done.returncode == 3 and "not connected after 5 s" in done.stderr
+    wait_for(lambda: _cli("list").stdout.splitlines()[1].split()[2] == "Disconnected", 20, "list to say Disconnected")
+    ep.pid = int((ep.directory / "endpoint.pid").read_text())
+    ep._remember()
+    faas_service.restart()
+    wait_for(lambda: ep.status_file().get("state") == "Running", 30, "the endpoint to connect by itself")
+    ep.wait_online()

@@ -25,10 +25,13 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from parsl_lite.faas import paths
 from parsl_lite.faas.endpoint import status as st
+
+if TYPE_CHECKING:
+    from parsl_lite.faas.endpoint.config import EndpointConfig
 
 logger = logging.getLogger("parsl_lite.faas.endpoint")
 
@@ -124,12 +127,12 @@ def _run_claimed(name: str, directory: Path) -> int:
         return _failed(directory, f"{type(exc).__name__}: {exc}", EXIT_FAILED, endpoint_id)
 
 
-def _serve(loaded: object, identity: dict, directory: Path) -> int:
+def _serve(loaded: "EndpointConfig", identity: dict, directory: Path) -> int:
     """Start the executor and its scaling, run the session until told to stop, then stop everything."""
     from parsl_lite.faas.endpoint.session import Session
     from parsl_lite.jobs.job_status_poller import JobStatusPoller
 
-    config, executor = loaded.config, loaded.executor  # type: ignore[attr-defined]
+    config, executor = loaded.config, loaded.executor
     executor.set_run_dir(config.run_dir)
     poller = JobStatusPoller(strategy=config.strategy, max_idletime=config.max_idletime,
                              strategy_period=config.strategy_period)
@@ -146,7 +149,7 @@ def _serve(loaded: object, identity: dict, directory: Path) -> int:
     try:
         executor.start()
         poller.add_executors([executor])  # starts the initial blocks now, then scales them
-        session = Session(identity, loaded.settings, executor, directory)  # type: ignore[attr-defined]
+        session = Session(identity, loaded.settings, executor, directory)
         if stop_reason:  # a signal while the executor was starting
             session.stop()
         session.run()

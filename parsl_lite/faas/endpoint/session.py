@@ -89,6 +89,8 @@ class Session:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._clock = st.BlockClock()
+        self._created_at = time.monotonic()
+        self._last_report: dict = {}
         self._context = zmq.Context()
         self._poller = zmq.Poller()
         self._poller.register(self._wake_r, zmq.POLLIN)
@@ -251,13 +253,16 @@ class Session:
             self._connected = False
             self.state = st.DISCONNECTED
             self._flush()  # to the spool, for as long as it takes
+        report = self._report()
         if not self._connected:
+            if self.state == st.STARTING and now - self._created_at >= self.threshold_s:
+                self.state = st.DISCONNECTED  # never answered yet: say so in `endpoint list`
             if now - self._socket_since >= max(self.threshold_s, 1.0) and now - self._last_heard >= self.threshold_s:
                 self._reconnect()  # nothing back on this socket for a threshold: start afresh
             if now - self._hello_at >= self.period_s:
                 self._hello()
         else:
-            self._send(p.StatusReport(self._report()))
+            self._send(p.StatusReport(report))
             self._resend_stale(now)
         self._write_status()
 
@@ -439,7 +444,7 @@ class Session:
         return report
 
     def _write_status(self) -> None:
-        report = getattr(self, "_last_report", None) or {}
+        report = self._last_report
         st.write_status(self.directory, self.state, endpoint_id=self.endpoint_id, reason=self.refused or "",
                         workers=report.get("connected_workers", 0), queue=self.book.outstanding,
                         spooled=len(self.book.spooled), report=report)
