@@ -244,6 +244,21 @@ def test_executor_submissions_from_threads(ep_id):
     assert len(fx._registry) == 1
 
 
+def test_tasks_for_an_offline_endpoint_wait_then_resolve_when_it_is_back(fabric, ep_id, monkeypatch):
+    monkeypatch.setenv(paths.HOME_ENV, str(fabric.home))   # where the endpoint's directory is
+    endpoint = fabric.endpoints[0]
+    assert endpoint.stop() == 0
+    wait_for(lambda: not endpoint.online(), what="the endpoint offline at the service")
+    fxc = FuncXClient()
+    with FuncXExecutor(fxc, endpoint_id=ep_id, batch_interval=0.05) as fx:
+        futures = [fx.submit(USER["double"], i) for i in range(4)]
+        wait_for(lambda: all(f.task_id for f in futures), what="the tasks accepted")
+        with pytest.raises(TaskPending, match="waiting-for-ep"):
+            fxc.get_result(futures[0].task_id)
+        endpoint.start()                          # back: the service delivers what waited
+        assert [f.result(timeout=40) for f in futures] == [0, 2, 4, 6]
+
+
 @pytest.fixture(scope="module")
 def small_fabric(tmp_path_factory):
     """A service with a 1 s result time-to-live and a 64 KiB payload limit, and one endpoint."""
