@@ -28,6 +28,7 @@ import zmq
 
 from parsl_lite.executors.errors import ExecutorShutdown
 from parsl_lite.faas import protocol as p
+from parsl_lite.faas.api import DEFAULT_PAYLOAD_LIMIT
 from parsl_lite.faas.endpoint import status as st
 from parsl_lite.faas.endpoint.runner import run_faas_task
 from parsl_lite.faas.endpoint.spool import ResultSpool
@@ -68,7 +69,7 @@ class Session:
         self.book = TaskBook(self.endpoint_id, settings.max_retries_on_system_failure,
                              settings.allowed_functions, spooled=self.spool.task_ids())
         self.versions = p.versions_string()
-        self.max_result_bytes = 10 * 1024 * 1024
+        self.max_result_bytes = DEFAULT_PAYLOAD_LIMIT  # until the HelloReply says the service's
         self.period_s = settings.heartbeat_period or _DEFAULT_PERIOD_S
         self.threshold_s = settings.heartbeat_threshold or 5 * self.period_s
         self.state = st.STARTING
@@ -259,8 +260,9 @@ class Session:
                 self.state = st.DISCONNECTED  # never answered yet: say so in `endpoint list`
             if now - self._socket_since >= max(self.threshold_s, 1.0) and now - self._last_heard >= self.threshold_s:
                 self._reconnect()  # nothing back on this socket for a threshold: start afresh
-            if now - self._hello_at >= self.period_s:
-                self._hello()
+            if now - self._hello_at >= self.threshold_s:
+                self._hello()  # a hello on the wire and no answer for a threshold (a second hello makes the
+                #                 service re-deliver what we hold, so not sooner)
         else:
             self._send(p.StatusReport(report))
             self._resend_stale(now)
