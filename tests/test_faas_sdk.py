@@ -247,6 +247,37 @@ def test_async_awaitables_work_in_any_loop_and_gather(service):
     assert all(t.done() for t in tasks) and isinstance(tasks[0].exception(), TaskCancelled)
 
 
+def test_async_runs_of_one_tick_share_a_request_and_a_refused_one_fails_alone(service, monkeypatch):
+    fxc = FuncXClient(asynchronous=True)
+    ep_id = offline_endpoint(service)
+    func_id = fxc.register_function(FUNCS["double"])
+    submits = []
+    real_call = fxc._session.call
+
+    async def counting_call(method, path, body=None, idempotent=False):
+        if path == "/submit":
+            submits.append(len(body["tasks"]))
+        return await real_call(method, path, body, idempotent)
+    monkeypatch.setattr(fxc._session, "call", counting_call)
+
+    runs = [fxc.run(i, endpoint_id=ep_id, function_id=func_id) for i in range(20)]
+    wait_for(lambda: sum(submits) == 20, what="the 20 runs submitted")
+    assert len(submits) < 20                      # coalesced while the first request was in flight
+
+    good = [fxc.run(i, endpoint_id=ep_id, function_id=func_id) for i in range(3)]
+    missing = str(uuid.uuid4())
+    bad = fxc.run(1, endpoint_id=ep_id, function_id=missing)
+    with pytest.raises(ServiceError) as info:
+        fxc.loop.run_until_complete(bad)
+    assert info.value.http_status == 404 and missing in info.value.reason
+    assert len({wait_for(lambda t=t: t.task_id, what="a good run accepted") for t in good}) == 3
+    for task_id in fxc.get_task_group():
+        fxc.cancel(task_id)
+    async def together():
+        return await asyncio.gather(*runs, return_exceptions=True)
+    assert all(isinstance(o, TaskCancelled) for o in fxc.loop.run_until_complete(together()))
+
+
 def test_websocket_dropped_during_an_await_still_resolves(service):
     fxc = FuncXClient(asynchronous=True)
     ep_id = offline_endpoint(service)

@@ -148,6 +148,8 @@ class FuncXClient:
         self._session = ServiceSession(self.service_url, token, http_timeout)
         self._watcher = ResultWatcher(self._session)
         self._submit_lock: Optional[asyncio.Lock] = None
+        self._coalescing: dict[str, list] = {}   # task group -> async batches waiting for the next request
+        self._sending: set[str] = set()          # task groups with a coalesced request in flight
         self._finalizer = weakref.finalize(self, _close, self._io, self._session, self._watcher)
         self.loop = _callers_loop(loop) if self.asynchronous else None
         if do_version_check:
@@ -253,8 +255,7 @@ class FuncXClient:
         if not self.asynchronous:
             return self._io.run(self._submit(batch))
         futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in batch.tasks]
-        self._io.submit(self._submit_into(batch, futures))
-        assert self.loop is not None
+        self._io.call_soon(self._submit_soon, batch, futures)
         return [_awaitable(f) for f in futures]
 
     async def _submit(self, batch: Batch) -> list[str]:
@@ -283,6 +284,10 @@ class FuncXClient:
             if not isinstance(exc, Exception):
                 raise
             return
+        self._watch_submitted(task_ids, futures)
+
+    def _watch_submitted(self, task_ids: Sequence[str], futures: Sequence[concurrent.futures.Future]) -> None:
+        """On the loop: give each future its task id, and resolve it when its task is final."""
         by_id = dict(zip(task_ids, futures))
         for task_id, future in by_id.items():
             future.task_id = task_id  # type: ignore[attr-defined]
@@ -295,7 +300,43 @@ class FuncXClient:
             if future is not None:
                 settle(future, task)
 
-        self._watcher.watch(task_ids, on_task)
+        self._watcher.watch(list(task_ids), on_task)
+
+    def _submit_soon(self, batch: Batch, futures: list[concurrent.futures.Future]) -> None:
+        """On the loop: send ``batch`` now, or, while a submission of its group is in flight, with the
+        others that arrive meanwhile in one request (``run``s gathered cost a few round trips, not one each)."""
+        gid = batch.task_group_id
+        self._coalescing.setdefault(gid, []).append((batch, futures))
+        if gid not in self._sending:
+            self._send_coalesced(gid)
+
+    def _send_coalesced(self, gid: str) -> None:
+        origins = self._coalescing.pop(gid, None)
+        if not origins:
+            return
+        self._sending.add(gid)
+        sent = asyncio.get_running_loop().create_task(self._submit_origins(origins))
+
+        def next_round(_: asyncio.Task) -> None:
+            self._sending.discard(gid)
+            self._send_coalesced(gid)
+        sent.add_done_callback(next_round)
+
+    async def _submit_origins(self, origins: list[tuple[Batch, list[concurrent.futures.Future]]]) -> None:
+        """One request for all; if the service refuses it (one bad id), each batch alone, so only it fails."""
+        if len(origins) > 1:
+            merged = Batch(origins[0][0].task_group_id, self.payload_limit)
+            for batch, _futures in origins:
+                merged.tasks.extend(batch.tasks)
+            try:
+                task_ids = await self._submit(merged)
+            except ServiceError as exc:
+                logger.debug("a coalesced submission was refused (%s); sending its batches one by one", exc)
+            else:
+                self._watch_submitted(task_ids, [f for _batch, futures in origins for f in futures])
+                return
+        for batch, futures in origins:
+            await self._submit_into(batch, futures)
 
     def watch_futures(self, task_ids: Sequence[str], futures: Sequence[concurrent.futures.Future]) -> None:
         """Resolve ``futures`` from the WebSocket as ``task_ids`` become final (any thread)."""
