@@ -9,8 +9,10 @@
     result = await fxc.run(50, endpoint_id=ep_id, function_id=func_id)
 
 All I/O runs on a private loop thread (``loop_thread.py``) through one
-aiohttp session, for the synchronous client too; the asynchronous client's
-awaitables are futures of ``fxc.loop`` (the caller's loop), fed from there.
+aiohttp session, for the synchronous client too, so the caller's loop (a
+notebook's) never waits on a socket. The asynchronous client's awaitables
+(:class:`FuncXTask`) are fed from there and may be awaited in any loop; runs
+made while a submission is in flight go out together in the next request.
 Results of awaited tasks come over the WebSocket (``results_ws.py``).
 """
 from __future__ import annotations
