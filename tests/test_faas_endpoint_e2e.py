@@ -81,6 +81,8 @@ def test_a_task_runs_and_its_result_arrives(faas_service, faas_endpoints):
     assert "blocks: 0 RUNNING" in status and "state Running" in status
     assert ep.stop() == 0
     assert ep.status_file()["state"] == "Stopped"
+    wait_for(lambda: fxc.get_endpoint_status(ep.endpoint_id)["status"] == "offline", 20, "the service to see it go")
+    assert fxc.get_endpoint_status(ep.endpoint_id)["details"].get("stopped") is True   # said EndpointBye
     assert _cli("list").stdout.splitlines()[1].split()[2] == "Stopped"
 
 

@@ -15,7 +15,7 @@ Start: load the config (a bad field: exit 2), register if there is no
 ``endpoint.json`` (refused or unreachable: exit 1), start the executor and the
 job status poller that scales its blocks (as the DataFlowKernel does), then
 run the session (``session.py``) until SIGTERM: ``EndpointBye``, stop the
-poller and the executor, exit 0. A hello the service refuses: exit 1.
+poller and the executor, spool what completed meanwhile, exit 0. A hello the service refuses: exit 1.
 """
 from __future__ import annotations
 
@@ -156,10 +156,12 @@ def _serve(loaded: "EndpointConfig", identity: dict, directory: Path) -> int:
     finally:
         reason = stop_reason[0] if stop_reason else "stopped"
         logger.info("endpoint %s stopping: %s", identity["endpoint_id"], reason)
+        if session is not None:
+            session.say_bye(reason)
         poller.close()
         executor.shutdown()
         if session is not None:
-            session.finish(reason)
+            session.finish()
     if session.refused is not None:
         return _failed(directory, f"the service refused this endpoint: {session.refused}", EXIT_FAILED,
                        identity["endpoint_id"])

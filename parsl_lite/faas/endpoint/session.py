@@ -193,11 +193,14 @@ class Session:
                 self._reconnect()
             self._collect_done()
 
-    def finish(self, reason: str) -> None:
-        """Say goodbye (if connected) and spool whatever completed meanwhile; call after the executor stopped."""
+    def say_bye(self, reason: str) -> None:
+        """``EndpointBye`` (if connected): the service records a clean stop, not a lost endpoint."""
         if self._connected:
             self._send(p.EndpointBye(reason))
-            time.sleep(0.05)  # let ZMQ's I/O thread put the bye on the wire before the socket goes
+            self._connected = False
+
+    def finish(self) -> None:
+        """Spool whatever completed meanwhile, then close; call after the executor stopped."""
         self._collect_done(send=False)
         self._connected = False
         self._flush()  # whatever waited for an acknowledgement: to the spool, re-sent at the next start
