@@ -95,7 +95,8 @@ class Endpoint:
         # The tests' functions are pickled by reference (tests.test_...): the endpoint's workers import them
         # from the repository, as a user's endpoint imports the user's installed modules.
         python_path = os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, paths.TOKEN_ENV: self.token, "PYTHONPATH": python_path}
+        env = {**os.environ, paths.TOKEN_ENV: self.token, "PYTHONPATH": python_path,
+               paths.HOME_ENV: str(self.directory.parent.parent)}  # its own home, whatever the test's is now
         return subprocess.run([sys.executable, "-m", "parsl_lite.cli", "endpoint", *words, self.name],
                               capture_output=True, text=True, env=env, timeout=timeout_s)
 
