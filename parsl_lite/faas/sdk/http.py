@@ -23,6 +23,9 @@ from parsl_lite.faas.errors import CredentialsNotFound, ServiceError, ServiceUnr
 logger = logging.getLogger(__name__)
 
 _IDEMPOTENT = ("GET", "DELETE")
+WS_HEARTBEAT_S = 10.0
+"""The client pings the results WebSocket this often; no pong within half of it drops (and reopens) it,
+so a service host that vanished without closing the connection is noticed."""
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -122,7 +125,7 @@ class ServiceSession:
             return json.loads(raw) if raw else {}
 
     async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
-        """The results WebSocket (``/v1/ws``); answers the service's pings by itself.
+        """The results WebSocket (``/v1/ws``); answers the service's pings and sends its own.
 
         Raises:
             ServiceError: the service refused the upgrade (401, 403, ...).
@@ -130,7 +133,7 @@ class ServiceSession:
         """
         try:
             return await self._client().ws_connect(self.url + api.API_PREFIX + "/ws", max_msg_size=0,
-                                                   autoping=True)
+                                                   autoping=True, heartbeat=WS_HEARTBEAT_S)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403, 404):
                 raise ServiceError(exc.status, f"WebSocket {api.API_PREFIX}/ws refused: {exc.message}",
