@@ -42,6 +42,16 @@ def wait_for_file(path, value):
     return value
 
 
+def mark_after_gate(gate, marks):
+    """Start (create ``gate``), wait for ``gate + '.go'``, then append a mark to ``marks``; return the count."""
+    open(gate, "a").close()
+    while not os.path.exists(gate + ".go"):
+        time.sleep(0.02)
+    with open(marks, "a") as f:
+        f.write("x")
+    return len(open(marks).read())
+
+
 def _result(fxc: FuncXClient, task_id: str, timeout_s: float = 45.0):
     """The task's result (or its exception, raised), waiting while it is pending."""
     def ready():

@@ -13,7 +13,7 @@ from parsl_lite.faas.errors import EndpointLost
 from tests.conftest import wait_for
 from tests.faas_endpoint_helpers import faas_endpoints  # noqa: F401 (fixture)
 from tests.faas_helpers import faas_service  # noqa: F401 (fixture)
-from tests.test_faas_endpoint_e2e import _result, count_runs, wait_for_file
+from tests.test_faas_endpoint_e2e import _result, count_runs, mark_after_gate, wait_for_file
 
 
 def test_killed_mid_task_the_task_is_redelivered_and_completes(faas_service, faas_endpoints, tmp_path):
@@ -59,3 +59,23 @@ def test_a_result_the_service_missed_is_spooled_and_resent_after_it_restarts(faa
     assert _result(fxc, task_id) == "kept"
     wait_for(lambda: not list(spool.glob("*.results")), 20, "the spool to be emptied by ResultsStored")
     wait_for(lambda: ep.status_file().get("state") == "Running", 20, "the endpoint to say Running again")
+
+
+def test_a_spooled_result_survives_the_endpoints_own_crash_and_the_task_runs_once(faas_service, faas_endpoints,
+                                                                                    tmp_path):
+    ep = faas_endpoints(faas_service, "durable", faas_service.admin_token)
+    fxc = FuncXClient()
+    marks = tmp_path / "marks"
+    gate = str(tmp_path / "gate")
+    task_id = fxc.run(gate, str(marks), endpoint_id=ep.endpoint_id, function_id=fxc.register_function(mark_after_gate))
+    wait_for(lambda: os.path.exists(gate), 30, "the task to start on a worker")
+    faas_service.kill()                       # nobody to send the result to
+    Path(gate + ".go").touch()
+    spool = ep.directory / "unacked_results"
+    wait_for(lambda: list(spool.glob("*.results")), 20, "the result in the endpoint's spool")
+    ep.kill()                                 # and the endpoint dies too, with the result only on its disk
+    faas_service.restart()
+    ep.restart()                              # the service re-delivers the task; the endpoint has its result
+    assert _result(fxc, task_id) == 1
+    assert marks.read_text() == "x"           # it ran once
+    wait_for(lambda: not list(spool.glob("*.results")), 20, "the spool to be emptied by ResultsStored")
