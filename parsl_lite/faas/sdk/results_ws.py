@@ -27,6 +27,16 @@ logger = logging.getLogger(__name__)
 Callback = Callable[[dict], None]
 
 
+WATCH_CHUNK = 5000
+"""Task ids per ``{"watch": [...]}`` message (~185 kB), far below the service's message size limit."""
+
+
+async def send_watch(ws: aiohttp.ClientWebSocketResponse, task_ids: list[str]) -> None:
+    """Send ``{"watch": ids}`` in messages of at most ``WATCH_CHUNK`` ids."""
+    for start in range(0, len(task_ids), WATCH_CHUNK):
+        await ws.send_str(json.dumps({"watch": task_ids[start:start + WATCH_CHUNK]}))
+
+
 class Backoff:
     """Delays between reconnection attempts: ``first_s`` doubling up to ``max_s``; reset when connected."""
 
@@ -97,7 +107,7 @@ class ResultWatcher:
 
     async def _send_watch(self, ws: aiohttp.ClientWebSocketResponse, task_ids: list[str]) -> None:
         try:
-            await ws.send_str(json.dumps({"watch": task_ids}))
+            await send_watch(ws, task_ids)
         except Exception as exc:  # the socket dropped: the run loop reconnects and sends the whole list
             logger.debug("watch not sent (%r); it goes again after the reconnection", exc)
 
@@ -123,7 +133,7 @@ class ResultWatcher:
         self._backoff.reset()
         try:
             self._ws = ws
-            await ws.send_str(json.dumps({"watch": list(self._waiters)}))
+            await send_watch(ws, list(self._waiters))
             async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self._deliver(message.data)
