@@ -155,6 +155,14 @@ def test_payload_over_the_limit_refused_before_sending(tmp_path, monkeypatch):
         with pytest.raises(ServiceError) as refused:
             fxc.run(b"x" * 10_000, endpoint_id=ep_id, function_id=func_id)
         assert refused.value.http_status == 413 and "4096" in refused.value.reason
+        fxc.payload_limit = 4096
+        batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
+        for _ in range(300):                      # ~1.6 MB of base64: more than one request may carry
+            batch.add(b"z" * 3900, endpoint_id=ep_id, function_id=func_id)
+        assert sum(count for count, _ in batch.requests(fxc.versions, fxc.max_request_bytes)) == 300
+        assert len(list(batch.requests(fxc.versions, fxc.max_request_bytes))) >= 2
+        task_ids = fxc.batch_run(batch)
+        assert len(set(task_ids)) == 300 and fxc.get_task_group(batch.task_group_id) == task_ids
     finally:
         service.stop()
 
