@@ -131,6 +131,8 @@ class FuncXExecutor(concurrent.futures.Executor):
             ValueError: no endpoint id (here nor at construction), or not a UUID.
             MaxResultSizeExceeded: the arguments are over the payload limit.
         """
+        if self._stopped:
+            raise RuntimeError(f"{self!r} is shut down; no new tasks may be submitted")
         function_id = self.register_function(fn)
         return self.submit_to_registered_function(function_id, args, kwargs, endpoint_id=endpoint_id)
 
