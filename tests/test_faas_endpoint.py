@@ -18,7 +18,7 @@ from parsl_lite.faas.endpoint.config import default_config_text, load_endpoint_c
 from parsl_lite.faas.endpoint.runner import run_faas_task
 from parsl_lite.faas.endpoint.spool import ResultSpool
 from parsl_lite.faas.endpoint.tasks import (
-    Accept, ForgetResults, Refuse, ResendResults, Run, StoreResults, TaskBook,
+    Accept, ForgetResults, Refuse, ResendResults, ResultWindow, Run, StoreResults, TaskBook,
 )
 from parsl_lite.faas.errors import MaxResultSizeExceeded, SerializationVersionError
 from parsl_lite.serialize import RemoteExceptionWrapper, deserialize, serialize
@@ -156,6 +156,29 @@ def test_book_fails_a_task_delivered_more_than_max_retries_plus_one():
     refuse = TaskBook("ep-9", 2).delivered([_item("a", attempt=4)])[0]
     assert isinstance(refuse, Refuse) and refuse.why == "endpoint_lost"
     assert "4 times" in refuse.detail and "max_retries_on_system_failure=2" in refuse.detail
+
+
+def test_window_sends_at_once_when_idle_and_batches_behind_unacknowledged_messages():
+    window = ResultWindow(2)
+    window.add([_result("a")])
+    first = window.take(connected=True)
+    assert first == (_result("a"),)            # idle: at once
+    window.sent(first)
+    window.add([_result("b")])
+    second = window.take(connected=True)
+    window.sent(second)
+    window.add([_result("c")])
+    window.add([_result("d")])
+    assert window.take(connected=True) == () and window.in_flight == 2   # full: c and d wait
+    window.stored(["b"])
+    assert window.take(connected=True) == (_result("c"), _result("d"))   # one batch when room comes
+    window.add([_result("e")])
+    assert window.take(connected=False) == (_result("e"),)   # no connection: to the spool at once
+    window.sent([_result("x")])
+    window.reset()
+    assert window.in_flight == 0
+    with pytest.raises(ValueError):
+        ResultWindow(0)
 
 
 # ---------------------------------------------------------------- spool

@@ -33,7 +33,7 @@ from parsl_lite.faas.endpoint import status as st
 from parsl_lite.faas.endpoint.runner import run_faas_task
 from parsl_lite.faas.endpoint.spool import ResultSpool
 from parsl_lite.faas.endpoint.tasks import (
-    Accept, Action, ForgetResults, Refuse, ResendResults, Run, StoreResults, TaskBook,
+    Accept, Action, ForgetResults, Refuse, ResendResults, ResultWindow, Run, StoreResults, TaskBook,
 )
 from parsl_lite.faas.errors import EndpointLost, MalformedMessage
 from parsl_lite.serialize import RemoteExceptionWrapper, serialize
@@ -82,8 +82,7 @@ class Session:
         self._hello_retry_s = _HELLO_RETRY_S / 2
         self._next_beat = 0.0
         self._sent_at: dict[str, float] = {}   # spooled results: when last sent
-        self._outbox: list[p.TaskResult] = []  # results waiting for the window (not spooled yet)
-        self._in_flight: collections.deque[set[str]] = collections.deque()  # per message sent: ids not acked
+        self.window = ResultWindow(_RESULTS_WINDOW)   # results waiting to go together (not spooled yet)
         self._futures: dict[str, Future] = {}
         self._done: collections.deque[tuple[str, Future]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
@@ -296,7 +295,7 @@ class Session:
         logger.info("connected to the service as endpoint %s (heartbeat %.1f s, threshold %.1f s, "
                     "%d results to re-send)", self.endpoint_id, self.period_s, self.threshold_s,
                     len(self.book.spooled))
-        self._in_flight.clear()  # what was on the way to the last connection goes again now
+        self.window.reset()  # what was on the way to the last connection goes again now
         self._apply(self.book.hello_accepted())
         self._flush()
         self._send(p.StatusReport(self._report()))
@@ -321,8 +320,7 @@ class Session:
     def _on_stored(self, message: p.ResultsStored) -> None:
         for task_id in message.task_ids:
             self._sent_at.pop(task_id, None)
-        for ids in self._in_flight:
-            ids.difference_update(message.task_ids)
+        self.window.stored(message.task_ids)
         self._apply(self.book.stored(message.task_ids))
         self._flush()
 
@@ -393,27 +391,20 @@ class Session:
                     self.spool.write(action.results)
 
     def _store_and_send(self, results: tuple[p.TaskResult, ...]) -> None:
-        self._outbox.extend(results)
+        self.window.add(results)
         self._flush()
 
     def _flush(self) -> None:
-        """Spool what waits in the outbox (one fsync), then send it as one ``TaskResults``.
-
-        At most ``_RESULTS_WINDOW`` messages of results go unacknowledged: while the service is busy
-        storing them, what completes meanwhile waits here and goes as one bigger batch (one commit for
-        the service, one fsync for us) when a ``ResultsStored`` comes. Without a connection results go
-        to the spool at once (they may wait there long).
-        """
-        self._in_flight = collections.deque(ids for ids in self._in_flight if ids)
-        if not self._outbox or (self._connected and len(self._in_flight) >= _RESULTS_WINDOW):
+        """Spool what the window lets go (one fsync), then send it as one ``TaskResults`` (tasks.ResultWindow)."""
+        batch = self.window.take(self._connected)
+        if not batch:
             return
-        batch, self._outbox = tuple(self._outbox), []
         self.spool.write(batch)  # durable before anything is said about it
         if self._connected and self._send(p.TaskResults(batch)):
             now = time.monotonic()
             for result in batch:
                 self._sent_at[result.task_id] = now
-            self._in_flight.append({r.task_id for r in batch})
+            self.window.sent(batch)
 
     def _resend(self, task_ids: tuple[str, ...]) -> None:
         now = time.monotonic()
@@ -428,7 +419,7 @@ class Session:
         stale = tuple(t for t in sorted(self.book.spooled) if now - self._sent_at.get(t, float("-inf"))
                       > self.threshold_s)
         if stale:
-            self._in_flight.clear()  # a message lost on the way must not hold the window shut
+            self.window.reset()  # a message lost on the way must not hold the window shut
             self._resend(stale)
             self._flush()
 

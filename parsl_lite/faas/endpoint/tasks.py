@@ -12,6 +12,9 @@ events and carries out the actions it returns, in order::
 
 Delivery is at-least-once (``faas/protocol.py``): a task already held by the
 executor, or whose result is spooled, is dropped when it comes again.
+
+:class:`ResultWindow` decides when stored results leave: at most a few
+``TaskResults`` unacknowledged, the rest batched behind them.
 """
 from __future__ import annotations
 
@@ -151,3 +154,51 @@ class TaskBook:
     def outstanding(self) -> int:
         """Tasks held by the executor."""
         return len(self.held)
+
+
+class ResultWindow:
+    """Which results go to the service now, and which wait to go together. Pure.
+
+    At most ``size`` ``TaskResults`` messages are unacknowledged at once. While
+    the service is busy storing them, results that complete meanwhile wait in
+    the outbox and leave as one bigger batch (one fsync here, one commit there)
+    when a ``ResultsStored`` frees the window; an idle endpoint sends each result
+    at once. Without a connection everything leaves at once (to the spool only).
+
+    Args:
+        size: unacknowledged messages at most (>= 1).
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        if size < 1:
+            raise ValueError(f"window size must be >= 1, got {size}")
+        self.size = size
+        self.outbox: list[TaskResult] = []
+        self._in_flight: list[set[str]] = []   # per message sent: the ids not yet acknowledged
+
+    def add(self, results: Iterable[TaskResult]) -> None:
+        self.outbox.extend(results)
+
+    def take(self, connected: bool) -> tuple[TaskResult, ...]:
+        """The batch to spool (and send, if ``connected``) now; empty while the window is full."""
+        self._in_flight = [ids for ids in self._in_flight if ids]
+        if not self.outbox or (connected and len(self._in_flight) >= self.size):
+            return ()
+        batch, self.outbox = tuple(self.outbox), []
+        return batch
+
+    def sent(self, batch: Sequence[TaskResult]) -> None:
+        self._in_flight.append({r.task_id for r in batch})
+
+    def stored(self, task_ids: Iterable[str]) -> None:
+        gone = set(task_ids)
+        for ids in self._in_flight:
+            ids.difference_update(gone)
+
+    def reset(self) -> None:
+        """A new connection, or results re-sent for being stale: nothing is on its way any more."""
+        self._in_flight.clear()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for ids in self._in_flight if ids)
