@@ -73,7 +73,7 @@ def _cli(*words: str) -> subprocess.CompletedProcess:
 
 
 def test_a_task_runs_and_its_result_arrives(faas_service, faas_endpoints):
-    ep = faas_endpoints(faas_service, "laptop", faas_service.admin_token, workers=2)
+    ep = faas_endpoints(faas_service, "laptop", faas_service.admin_token, workers=2, walltime="01:00:00")
     fxc = FuncXClient()
     func_id = fxc.register_function(double, description="doubles")
     task_id = fxc.run(21, endpoint_id=ep.endpoint_id, function_id=func_id)
@@ -83,10 +83,13 @@ def test_a_task_runs_and_its_result_arrives(faas_service, faas_endpoints):
     rows = [line.split() for line in _cli("list").stdout.splitlines()]
     assert rows[0] == ["NAME", "ID", "STATE", "WORKERS", "QUEUE"]
     assert rows[1][:3] == ["laptop", ep.endpoint_id, "Running"]
-    wait_for(lambda: fxc.get_endpoint_status(ep.endpoint_id)["details"].get("connected_workers") == 2, 20,
-             "the status report to count 2 workers")
+    wait_for(lambda: fxc.get_endpoint_status(ep.endpoint_id)["details"].get("idle_workers") == 2, 20,
+             "the status report to count 2 idle workers")
     details = fxc.get_endpoint_status(ep.endpoint_id)["details"]
     assert details["provider_type"] == "LocalProvider" and list(details["blocks"].values()) == ["RUNNING"]
+    assert details["alive"] is True and details["managers"] == 1 and details["connected_workers"] == 2
+    assert details["pending_tasks"] == 0 and details["outstanding_tasks"] == 0
+    assert 0 < details["walltime_left_s"] <= 3600
     status = _cli("status", "laptop").stdout
     assert "blocks: 0 RUNNING" in status and "state Running" in status
     assert ep.stop() == 0
