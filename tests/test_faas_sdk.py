@@ -313,6 +313,36 @@ def test_service_restarted_during_an_await_still_resolves(faas_service):
         fxc.loop.run_until_complete(awaitable)
 
 
+def test_service_killed_during_submissions_loses_and_doubles_nothing(faas_service):
+    fxc = FuncXClient()
+    ep_id = offline_endpoint(faas_service)
+    fx = FuncXExecutor(fxc, endpoint_id=ep_id, batch_size=5, batch_interval=0.0)
+    futures: list = []
+    stop = threading.Event()
+
+    def keep_submitting():
+        while not stop.is_set() and len(futures) < 3000:
+            futures.append(fx.submit(FUNCS["double"], len(futures)))
+
+    submitter = threading.Thread(target=keep_submitting)
+    submitter.start()
+    try:
+        wait_for(lambda: sum(1 for f in futures[:200] if f.task_id) >= 100, what="submissions flowing")
+        faas_service.kill()                       # SIGKILL, with batches in flight
+        faas_service.restart()
+        wait_for(lambda: len(futures) >= 1500, what="submissions after the restart", timeout_s=40)
+    finally:
+        stop.set()
+        submitter.join()
+    fx.shutdown(wait=False)
+    wait_for(lambda: all(f.task_id or f.done() for f in futures), what="every submission answered", timeout_s=40)
+    assert not [f.exception() for f in futures if f.done()], "a submission failed"
+    ids = [f.task_id for f in futures]
+    group = fxc.get_task_group(fx.task_group_id)
+    assert len(set(ids)) == len(ids) == len(futures)
+    assert group == ids                           # each task stored once, in submission order
+
+
 # ---------------------------------------------------------------- the executor without an endpoint
 
 def test_executor_future_of_a_refused_task_raises_the_service_error(service):

@@ -16,6 +16,7 @@ from parsl_lite.faas.sdk.batching import Next, SubmitQueue
 from parsl_lite.faas.sdk.decode import check_id, decode_task, split_by_bytes, task_exception, task_value
 from parsl_lite.faas.sdk.http import resolve_credentials, service_error
 from parsl_lite.faas.sdk.results_ws import Backoff
+from parsl_lite.faas.sdk.submit import outcome_after_outage
 from parsl_lite.serialize import serialize, unpack_apply_message, wrap_current_exception
 
 
@@ -197,6 +198,13 @@ def test_submit_queue_without_batching_and_clear():
     assert batched.clear() == [9] and len(batched) == 0 and not batched.timer_armed
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         SubmitQueue(batch_size=0)
+
+
+def test_outcome_of_a_submission_broken_by_an_outage():
+    assert outcome_after_outage(known=10, count=5, group_size=15) == "stored"
+    assert outcome_after_outage(known=10, count=5, group_size=10) == "not_stored"
+    assert outcome_after_outage(known=10, count=5, group_size=12) == "unknown"
+    assert outcome_after_outage(known=0, count=3, group_size=0) == "not_stored"
 
 
 def test_backoff_doubles_to_a_cap_and_resets():

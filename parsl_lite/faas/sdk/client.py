@@ -31,6 +31,7 @@ from parsl_lite.faas.sdk.decode import check_id, decode_task, task_exception, ta
 from parsl_lite.faas.sdk.http import ServiceSession, resolve_credentials
 from parsl_lite.faas.sdk.loop_thread import LoopThread
 from parsl_lite.faas.sdk.results_ws import ResultWatcher
+from parsl_lite.faas.sdk.submit import DEFAULT_RETRY_S, Submitter
 from parsl_lite.serialize import FunctionCache
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class FuncXClient:
         task_group_id: the group ``run`` and ``create_batch`` put tasks in (default: a new UUID).
         do_version_check: ask the service's version (and payload limit) now.
         http_timeout: seconds one request may wait for its answer.
+        submit_retry_s: how long a submission waits for an unreachable service to come back (it then
+            learns from the task group whether the tasks were stored: none is lost or sent twice).
 
     Raises:
         CredentialsNotFound: no URL or token anywhere, saying how to get one.
@@ -136,7 +139,7 @@ class FuncXClient:
     def __init__(self, service_url: Optional[str] = None, token: Optional[str] = None,
                  asynchronous: bool = False, loop: Optional[asyncio.AbstractEventLoop] = None, *,
                  task_group_id: Optional[str] = None, do_version_check: bool = True,
-                 http_timeout: float = 300.0) -> None:
+                 http_timeout: float = 300.0, submit_retry_s: float = DEFAULT_RETRY_S) -> None:
         self.service_url, token = resolve_credentials(service_url, token)
         self.session_task_group_id = (check_id(task_group_id, "task_group_id") if task_group_id
                                       else str(uuid.uuid4()))
@@ -149,7 +152,9 @@ class FuncXClient:
         self._io = LoopThread()
         self._session = ServiceSession(self.service_url, token, http_timeout)
         self._watcher = ResultWatcher(self._session)
-        self._submit_lock: Optional[asyncio.Lock] = None
+        self._submitter = Submitter(self._session, self.versions, submit_retry_s)
+        if not task_group_id:
+            self._submitter.new_group(self.session_task_group_id)
         self._coalescing: dict[str, list] = {}   # task group -> async batches waiting for the next request
         self._sending: set[str] = set()          # task groups with a coalesced request in flight
         self._finalizer = weakref.finalize(self, _close, self._io, self._session, self._watcher)
@@ -194,7 +199,7 @@ class FuncXClient:
         if isinstance(info.get("payload_limit"), int):
             self.payload_limit = info["payload_limit"]
         if isinstance(info.get("max_request_bytes"), int):
-            self.max_request_bytes = info["max_request_bytes"]
+            self.max_request_bytes = self._submitter.max_request_bytes = info["max_request_bytes"]
         return info
 
     def whoami(self) -> dict:
@@ -261,19 +266,8 @@ class FuncXClient:
         return [_awaitable(f) for f in futures]
 
     async def _submit(self, batch: Batch) -> list[str]:
-        """POST the batch (in order, one request after the other); the task ids."""
-        if self._submit_lock is None:
-            self._submit_lock = asyncio.Lock()
-        task_ids: list[str] = []
-        async with self._submit_lock:
-            for count, body in batch.requests(self.versions, self.max_request_bytes):
-                reply = await self._session.call("POST", "/submit", body)
-                ids = reply.get("task_ids")
-                if not isinstance(ids, list) or len(ids) != count:
-                    raise ServiceError(500, f"/v1/submit answered {len(ids or [])} task ids for {count} tasks",
-                                       "bad_reply")
-                task_ids.extend(ids)
-        return task_ids
+        """POST the batch (in order; across a service restart, neither lost nor doubled); the task ids."""
+        return await self._submitter.submit(batch)
 
     async def _submit_into(self, batch: Batch, futures: Sequence[concurrent.futures.Future]) -> None:
         """Submit ``batch`` and resolve ``futures`` (one per task) from the WebSocket; errors on all of them."""

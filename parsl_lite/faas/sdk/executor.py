@@ -89,6 +89,8 @@ class FuncXExecutor(concurrent.futures.Executor):
         self.client = client or funcx_client or FuncXClient()
         self.endpoint_id = check_id(endpoint_id, "endpoint_id") if endpoint_id else None
         self.task_group_id = check_id(task_group_id, "task_group_id") if task_group_id else str(uuid.uuid4())
+        if not task_group_id:
+            self.client._submitter.new_group(self.task_group_id)
         self.batch_interval = batch_interval
         self.label = label
         self.task_count_submitted = 0
@@ -231,6 +233,7 @@ class FuncXExecutor(concurrent.futures.Executor):
         """
         group = check_id(task_group_id or self.task_group_id, "task_group_id")
         task_ids = self.client.get_task_group(group)
+        self.client._submitter.group_grew(group, len(task_ids))
         futures = [FuncXFuture(task_id=task_id, on_cancel=self._cancel_remote) for task_id in task_ids]
         with self._lock:
             self._futures.extend(futures)

@@ -120,11 +120,13 @@ class ResultWatcher:
                 self._fail(list(self._waiters), exc)
                 return
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                logger.info("results WebSocket to %s: %r", self._session.url, exc)
+                logger.debug("results WebSocket to %s: %s: %s", self._session.url, type(exc).__name__, exc)
             if self._waiters and not self._closed:
+                first = self._backoff.failures == 0
                 delay = self._backoff.next_delay()
-                logger.info("results WebSocket dropped with %d tasks watched; reconnecting in %.2f s",
-                            len(self._waiters), delay)
+                (logger.info if first else logger.debug)(
+                    "results WebSocket to %s closed with %d tasks watched; reconnecting in %.2f s",
+                    self._session.url, len(self._waiters), delay)
                 await asyncio.sleep(delay)
 
     async def _connected_once(self) -> None:
