@@ -309,3 +309,18 @@ def test_result_fetched_after_its_time_to_live_is_purged(small):
     assert later.get_task(task_id)["status"] == "purged" and "purged" in later.get_task(task_id)["reason"]
     assert later.get_batch_result([task_id])[task_id]["status"] == "purged"
     assert fxc.get_result(task_id) == 4                       # this client kept what it fetched (funcX)
+
+
+def test_service_killed_and_restarted_midway_loses_no_task(tmp_path):
+    with running_fabric(tmp_path, workers=2) as fab:
+        fxc = FuncXClient()
+        n = 400
+        with FuncXExecutor(fxc, endpoint_id=fab.ep_id, batch_size=20, batch_interval=0.01) as fx:
+            futures = [fx.submit(USER["double"], i) for i in range(n // 2)]
+            wait_for(lambda: sum(f.done() for f in futures) >= 20, what="results flowing")
+            fab.service.kill()                    # SIGKILL midway: tasks queued, running, results in flight
+            futures += [fx.submit(USER["double"], i) for i in range(n // 2, n)]
+            fab.service.restart()
+            results = [f.result(timeout=50) for f in futures]
+        assert results == [2 * i for i in range(n)]                  # 0 lost
+        assert len(fxc.get_task_group(fx.task_group_id)) == n        # 0 doubled
