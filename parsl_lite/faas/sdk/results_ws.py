@@ -96,15 +96,6 @@ class ResultWatcher:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
-    def unwatch(self, task_ids: Iterable[str], callback: Callback) -> None:
-        """Stop calling ``callback`` for these tasks (the socket closes when nobody watches anything)."""
-        for task_id in task_ids:
-            waiters = self._waiters.get(task_id)
-            if waiters and callback in waiters:
-                waiters.remove(callback)
-                if not waiters:
-                    del self._waiters[task_id]
-
     async def _send_watch(self, ws: aiohttp.ClientWebSocketResponse, task_ids: list[str]) -> None:
         try:
             await send_watch(ws, task_ids)
