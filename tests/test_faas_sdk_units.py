@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import traceback
 import uuid
 
@@ -259,5 +260,20 @@ def test_unreachable_service_is_named():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    before = {t for t in threading.enumerate() if t.name == "parsl-lite-faas-client"}
     with pytest.raises(ServiceUnreachable, match=f"127.0.0.1:{port}.*parsl-lite service start"):
         FuncXClient(service_url=f"http://127.0.0.1:{port}", token="t")
+    left = {t for t in threading.enumerate() if t.name == "parsl-lite-faas-client"} - before
+    assert not left, "the failed client's I/O thread was left running"
+
+
+def test_close_stops_the_io_thread():
+    from parsl_lite.faas import FuncXClient
+    fxc = FuncXClient(service_url="http://127.0.0.1:1", token="t", do_version_check=False)
+    thread = fxc._io._thread
+    assert thread.is_alive()
+    fxc.close()
+    assert not thread.is_alive() and fxc._io.loop.is_closed()
+    fxc.close()                                   # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        fxc.whoami()
