@@ -71,3 +71,20 @@ def test_start_while_the_service_is_down_times_out_with_3_and_connects_later(faa
     faas_service.restart()
     wait_for(lambda: ep.status_file().get("state") == "Running", 30, "the endpoint to connect by itself")
     ep.wait_online()
+
+
+def test_an_endpoint_pointed_at_another_service_registers_there(faas_service, faas_endpoints, tmp_path):
+    ep = faas_endpoints(faas_service, "mover", faas_service.admin_token)
+    assert ep.stop() == 0
+    other = start_service(tmp_path / "elsewhere")
+    try:
+        config = ep.directory / "config.toml"
+        config.write_text(config.read_text().replace(faas_service.url, other.url))
+        ep.service, ep.token = other, other.admin_token
+        old_id = ep.endpoint_id
+        ep.start()                                   # registers with the other service, comes online there
+        assert ep.endpoint_id != old_id
+        assert call(other, "GET", f"/v1/endpoints/{ep.endpoint_id}")[0] == 200
+        assert ep.stop() == 0
+    finally:
+        other.stop()

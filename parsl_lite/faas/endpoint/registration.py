@@ -92,7 +92,8 @@ def ensure_registered(directory: Path, name: str, settings: Any) -> dict:
     """The endpoint's identity: the saved one, or a new registration (saved before it is returned).
 
     Re-registers under the saved id when the config's ``allowed_functions``, ``public`` or
-    ``shared_with`` differ from what was registered (the service enforces them too).
+    ``shared_with`` differ from what was registered (the service enforces them too); registers
+    anew when the config's ``service_url`` names another service than the one it registered with.
 
     Raises:
         ServiceError: registration was refused (reason from the service) or the service is unreachable.
@@ -100,12 +101,13 @@ def ensure_registered(directory: Path, name: str, settings: Any) -> dict:
     saved = read_identity(directory)
     wanted = {"allowed_functions": list(settings.allowed_functions), "public": settings.public,
               "shared_with": list(settings.shared_with)}
-    if saved is not None and all(saved.get(k, v if k != "allowed_functions" else []) == v
-                                 for k, v in wanted.items()):
+    moved = (saved is not None and settings.service_url is not None
+             and saved.get("service_url") != settings.service_url.rstrip("/"))
+    if saved is not None and not moved and all(saved.get(k) == v for k, v in wanted.items()):
         return saved
     url, token = credentials(settings.service_url)
     body: dict[str, Any] = {"name": name, **wanted}
-    if saved is not None:
+    if saved is not None and not moved:
         body["endpoint_id"] = saved["endpoint_id"]
     reply = call("POST", f"{url}{API_PREFIX}/endpoints", token, body)
     if not isinstance(reply, dict) or any(not isinstance(reply.get(k), str) for k in _KEYS):
