@@ -290,8 +290,7 @@ class FuncXClient:
             if hasattr(future, "funcx_task"):
                 future.funcx_task.task_id = task_id
 
-        def on_task(task: dict) -> None:
-            self._remember(task)
+        def on_task(task: dict) -> None:   # not kept in the task table: the future holds the result
             future = by_id.pop(task["task_id"], None)
             if future is not None:
                 settle(future, task)
@@ -338,8 +337,7 @@ class FuncXClient:
         """Resolve ``futures`` from the WebSocket as ``task_ids`` become final (any thread)."""
         by_id = dict(zip(task_ids, futures))
 
-        def on_task(task: dict) -> None:
-            self._remember(task)
+        def on_task(task: dict) -> None:   # not kept in the task table: the future holds the result
             future = by_id.pop(task["task_id"], None)
             if future is not None:
                 settle(future, task)
@@ -347,6 +345,7 @@ class FuncXClient:
         self._io.call_soon(self._watcher.watch, list(task_ids), on_task)
 
     def _remember(self, task: dict) -> None:
+        """Keep a final task fetched by ``get_task`` / ``get_batch_result`` (funcX's task status table)."""
         if not task["pending"] and task["status"] in ("success", "failed", "cancelled", "purged"):
             self._task_table[task["task_id"]] = task
 
