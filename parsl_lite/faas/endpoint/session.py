@@ -237,7 +237,10 @@ class Session:
             if handler is None:
                 logger.error("dropped an unexpected %s from the service", type(message).kind)
                 continue
-            handler(message)
+            try:
+                handler(message)
+            except Exception:  # one bad step must not end the endpoint; what it held is re-delivered
+                logger.exception("handling %s from the service failed", type(message).kind)
 
     def _send(self, message: p.Message) -> bool:
         """Send without blocking; False if there is no connection now (the caller keeps what it must)."""
@@ -434,7 +437,11 @@ class Session:
     # ------------------------------------------------------------ status
 
     def _report(self) -> dict:
-        report = st.executor_report(self.executor, self._clock, time.time())
+        try:
+            report = st.executor_report(self.executor, self._clock, time.time())
+        except Exception:
+            logger.exception("cannot build the status report; sending the last one")
+            return self._last_report
         report["spooled_results"] = len(self.book.spooled)
         self._last_report = report
         return report

@@ -51,7 +51,7 @@ def executor_report(executor: Any, clock: BlockClock, now: float) -> dict[str, A
     if not isinstance(reply, StatusReply):
         reply = StatusReply.empty()
     running_blocks = {m.block_id for m in reply.managers}
-    block_ids = sorted(executor.blocks)
+    block_ids = sorted(dict(executor.blocks))  # a copy in one step: the poller thread changes it
     blocks = {b: ("RUNNING" if b in running_blocks else "PENDING") for b in block_ids}
     provider = executor.provider
     return {
