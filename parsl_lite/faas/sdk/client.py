@@ -274,10 +274,14 @@ class FuncXClient:
         try:
             task_ids = await self._submit(batch)
         except BaseException as exc:  # refused (ServiceError), unreachable, cancelled: every future says so
+            error = exc if isinstance(exc, Exception) else \
+                RuntimeError("the client was closed before the service answered the submission")
             for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
+                try:
+                    future.set_exception(error)
+                except concurrent.futures.InvalidStateError:  # done already (cancelled by its owner)
+                    pass
+            if error is not exc:
                 raise
             return
         self._watch_submitted(task_ids, futures)
