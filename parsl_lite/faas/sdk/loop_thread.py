@@ -58,8 +58,10 @@ class LoopThread:
 
     def call_soon(self, callback: Any, *args: Any) -> None:
         """Run ``callback(*args)`` on the loop's thread, soon (thread-safe)."""
-        if not self.loop.is_closed():
+        try:
             self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed (the client was closed): nothing runs there any more
+            logger.debug("dropped %r: the client's loop is closed", callback)
 
     def stop(self, before: Optional[Callable[[], Awaitable[Any]]] = None, timeout: float = 5.0) -> None:
         """Await ``before()`` on the loop, cancel what still runs there, stop the loop, join the thread.
