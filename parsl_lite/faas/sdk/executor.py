@@ -143,6 +143,8 @@ class FuncXExecutor(concurrent.futures.Executor):
         """Run an already registered (maybe public or shared) function; its future."""
         if self._stopped:
             raise RuntimeError(f"{self!r} is shut down; no new tasks may be submitted")
+        if self._io.loop.is_closed():
+            raise RuntimeError(f"{self!r}: its client was closed; no new tasks may be submitted")
         target = endpoint_id or self.endpoint_id
         if target is None:
             raise ValueError("no endpoint_id: pass submit(..., endpoint_id=...) or FuncXExecutor(endpoint_id=...)")
