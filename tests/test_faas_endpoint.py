@@ -95,6 +95,16 @@ def test_runner_unserializable_value_fails_naming_it():
         deserialize(payload).reraise()
 
 
+def test_runner_loads_a_function_once_per_worker_and_keeps_a_bounded_cache():
+    from parsl_lite.faas.endpoint import runner
+
+    body = serialize(_double)
+    assert runner._load_function(body) is runner._load_function(body)
+    for n in range(runner._CACHE_SIZE + 5):
+        runner._load_function(serialize(lambda x, n=n: x + n))
+    assert len(runner._functions) == runner._CACHE_SIZE
+
+
 # ---------------------------------------------------------------- task book (pure)
 
 

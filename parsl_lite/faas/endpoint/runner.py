@@ -9,13 +9,33 @@ value or the exception.
 """
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
 
 from parsl_lite.faas.errors import MaxResultSizeExceeded, SerializationVersionError
 from parsl_lite.serialize import deserialize, serialize, wrap_current_exception
 
 RunOutcome = tuple[str, bytes, float, float]  # (state, payload, started, finished)
+
+_CACHE_SIZE = 128
+# Functions this worker has loaded, by digest of their bytes: a function runs many times, and loading a
+# dill body costs far more than hashing it (the htex worker keeps its own functions the same way).
+_functions: "OrderedDict[bytes, Callable]" = OrderedDict()
+
+
+def _load_function(body: bytes) -> Callable:
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    function = _functions.get(digest)
+    if function is None:
+        function = deserialize(body)
+        _functions[digest] = function
+        if len(_functions) > _CACHE_SIZE:
+            _functions.popitem(last=False)
+    else:
+        _functions.move_to_end(digest)
+    return function
 
 
 def run_faas_task(function_body: bytes, payload: bytes, client_versions: str,
@@ -36,7 +56,7 @@ def run_faas_task(function_body: bytes, payload: bytes, client_versions: str,
     """
     started = time.time()
     try:
-        function = deserialize(function_body)
+        function = _load_function(function_body)
         args, kwargs = deserialize(payload)
     except Exception as exc:
         return "failed", _unreadable(exc, client_versions), started, time.time()
