@@ -134,6 +134,7 @@ class EndpointLink:
         await self.astore.disconnect_all_endpoints()
         self._keys.keys = {e.public_key for e in await self.astore.list_endpoints()}
         self._context = zmq.asyncio.Context()
+        self._context.setsockopt(zmq.LINGER, 0)   # every socket of it (the ZAP one too): exit never waits on a peer
         self._auth = AsyncioAuthenticator(self._context)
         self._auth.start()
         self._auth.configure_curve_callback("*", credentials_provider=self._keys)
