@@ -187,6 +187,10 @@ def test_window_sends_at_once_when_idle_and_batches_behind_unacknowledged_messag
     window.sent([_result("x")])
     window.reset()
     assert window.in_flight == 0
+    big = [p.TaskResult(t, "success", b"x" * 10, 0.0, 1.0) for t in "uvw"]
+    window.add(big)
+    assert window.take(connected=False, max_bytes=15) == tuple(big[:2])   # stops once 15 bytes are reached
+    assert window.take(connected=False, max_bytes=5) == tuple(big[2:])    # at least one, even if bigger
     with pytest.raises(ValueError):
         ResultWindow(0)
 

@@ -46,6 +46,7 @@ _AUTH_FAILURES_FATAL = 3     # handshakes refused in a row before the endpoint g
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                      | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 _RESULTS_WINDOW = 2          # TaskResults messages unacknowledged at once; more results wait and go together
+_MAX_BATCH_BYTES = 16 * 1024 * 1024   # payload bytes per TaskResults (and per spool file), about
 _RESEND_CHUNK = 512          # spooled results per TaskResults when re-sending
 
 
@@ -399,23 +400,36 @@ class Session:
 
     def _flush(self) -> None:
         """Spool what the window lets go (one fsync), then send it as one ``TaskResults`` (tasks.ResultWindow)."""
-        batch = self.window.take(self._connected)
-        if not batch:
-            return
-        self.spool.write(batch)  # durable before anything is said about it
-        if self._connected and self._send(p.TaskResults(batch)):
-            now = time.monotonic()
-            for result in batch:
-                self._sent_at[result.task_id] = now
-            self.window.sent(batch)
+        while True:
+            batch = self.window.take(self._connected, _MAX_BATCH_BYTES)
+            if not batch:
+                return
+            self.spool.write(batch)  # durable before anything is said about it
+            if self._connected and self._send(p.TaskResults(batch)):
+                now = time.monotonic()
+                for result in batch:
+                    self._sent_at[result.task_id] = now
+                self.window.sent(batch)
 
     def _resend(self, task_ids: tuple[str, ...]) -> None:
+        """Send spooled results again, in messages of at most ``_RESEND_CHUNK`` results or about
+        ``_MAX_BATCH_BYTES``."""
         now = time.monotonic()
-        for start in range(0, len(task_ids), _RESEND_CHUNK):
-            chunk = tuple(self.spool.read_all(task_ids[start:start + _RESEND_CHUNK]))
-            if chunk and self._send(p.TaskResults(chunk)):
-                for result in chunk:
-                    self._sent_at[result.task_id] = now
+        chunk: list[p.TaskResult] = []
+        size = 0
+        for result in self.spool.read_all(task_ids):
+            chunk.append(result)
+            size += len(result.payload)
+            if len(chunk) >= _RESEND_CHUNK or size >= _MAX_BATCH_BYTES:
+                self._resend_chunk(chunk, now)
+                chunk, size = [], 0
+        if chunk:
+            self._resend_chunk(chunk, now)
+
+    def _resend_chunk(self, chunk: list[p.TaskResult], now: float) -> None:
+        if self._send(p.TaskResults(tuple(chunk))):
+            for result in chunk:
+                self._sent_at[result.task_id] = now
 
     def _resend_stale(self, now: float) -> None:
         """Results sent but not acknowledged within the threshold (a lost message) go again."""

@@ -179,12 +179,20 @@ class ResultWindow:
     def add(self, results: Iterable[TaskResult]) -> None:
         self.outbox.extend(results)
 
-    def take(self, connected: bool) -> tuple[TaskResult, ...]:
-        """The batch to spool (and send, if ``connected``) now; empty while the window is full."""
+    def take(self, connected: bool, max_bytes: int = 1 << 62) -> tuple[TaskResult, ...]:
+        """The batch to spool (and send, if ``connected``) now; empty while the window is full.
+
+        A batch stops once its payloads reach ``max_bytes`` (it holds at least one result); the rest
+        stays for the next call.
+        """
         self._in_flight = [ids for ids in self._in_flight if ids]
         if not self.outbox or (connected and len(self._in_flight) >= self.size):
             return ()
-        batch, self.outbox = tuple(self.outbox), []
+        size, end = 0, 0
+        while end < len(self.outbox) and (end == 0 or size < max_bytes):
+            size += len(self.outbox[end].payload)
+            end += 1
+        batch, self.outbox = tuple(self.outbox[:end]), self.outbox[end:]
         return batch
 
     def sent(self, batch: Sequence[TaskResult]) -> None:
