@@ -21,6 +21,8 @@ starts. Batches: :meth:`_Faas.run_batch` is each client's idiom for many tasks
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,6 +142,20 @@ class _Faas(Adapter):
             batch.add(endpoint_id=targets[i % len(targets)], function_id=function_id)
         return batch
 
+    def _count_done(self, futures: Sequence[Any]) -> None:
+        """Count ``futures`` into ``done_count`` as they resolve (their callbacks run on the SDK's thread)."""
+        lock = threading.Lock()
+
+        def count(_: Any) -> None:
+            with lock:
+                self.done_count += 1
+        for future in futures:
+            future.add_done_callback(count)
+
+    def midway(self, n: int) -> bool:
+        """Whether a batch of ``n`` is half done as this client sees it (when ``faas_restart`` kills)."""
+        return self.done_count >= n // 2
+
     def restart_service(self) -> float:
         """SIGKILL the service and start it again (same store and ports); seconds until it is up."""
         t0 = time.perf_counter()
@@ -176,6 +192,10 @@ class FaasSync(_Faas):
     """Pause between two ``get_result`` calls of one task (each is one HTTP request)."""
     batch_poll_s: ClassVar[float] = 0.02
     """Pause between two rounds of ``get_batch_result`` over the tasks still pending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._submitted = threading.Event()
 
     def result(self, future: Any) -> Any:
         """Poll ``get_result(task_id)`` until the task is final (``TaskPending`` until then)."""
@@ -219,11 +239,19 @@ class FaasSync(_Faas):
                 time.sleep(self.batch_poll_s)
         return final
 
+    def midway(self, n: int) -> bool:
+        """``batch_run`` has returned (every task accepted) and no poll has begun: a polling client
+        learns of results in jumps (its first round often finds them all final), so this is its midpoint."""
+        return self._submitted.is_set()
+
     def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
                   timeout_s: float = 600.0) -> list[Any]:
         """``batch_run`` of ``n`` tasks, then ``get_batch_result`` rounds until all are final."""
         from parsl_lite.faas.sdk.decode import task_value
+        self._submitted.clear()
         ids = self.client.batch_run(self._batch(fn, n, endpoint_ids))
+        self._submitted.set()
+        time.sleep(self.batch_poll_s)
         final = self._poll(ids, timeout_s)
         out: list[Any] = []
         for task_id in ids:
@@ -260,11 +288,7 @@ class FaasAsync(_Faas):
     def gather(self, futures: Sequence[Any]) -> list[Any]:
         """``await asyncio.gather(*tasks)``, counting results as they come (``done_count``)."""
         assert self.loop is not None
-
-        def count(_: Any) -> None:
-            self.done_count += 1
-        for future in futures:
-            future.add_done_callback(count)
+        self._count_done(futures)
         return list(self.loop.run_until_complete(_gathered(futures)))
 
     def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
@@ -272,12 +296,8 @@ class FaasAsync(_Faas):
         """``batch_run`` of ``n`` tasks (awaitables), then awaiting them all."""
         assert self.loop is not None
         futures = self.client.batch_run(self._batch(fn, n, endpoint_ids))
-
-        def count(_: Any) -> None:
-            self.done_count += 1
-        for future in futures:
-            future.add_done_callback(count)
-        self.loop.run_until_complete(asyncio.wait(futures, timeout=timeout_s))
+        self._count_done(futures)
+        self.loop.run_until_complete(_waited(futures, timeout_s))
         return [_outcome(f) for f in futures]
 
     def _close_client(self) -> None:
@@ -288,13 +308,19 @@ class FaasAsync(_Faas):
 
 
 def _outcome(future: Any) -> Any:
-    """A done future's value or exception; :data:`LOST` if not done (asyncio and concurrent futures alike)."""
+    """A done future's value or exception; :data:`LOST` if not done (FuncXTask and concurrent futures)."""
     if not future.done():
         return LOST
-    if future.cancelled():
-        return RuntimeError("cancelled")
-    exc = future.exception()
-    return exc if exc is not None else future.result()
+    try:
+        exc = future.exception(0)
+    except concurrent.futures.CancelledError as cancelled:
+        return cancelled
+    return exc if exc is not None else future.result(0)
+
+
+async def _waited(futures: Sequence[Any], timeout_s: float) -> None:
+    """Await every task (awaitables of any kind), for at most ``timeout_s``."""
+    await asyncio.wait([asyncio.ensure_future(f) for f in futures], timeout=timeout_s)
 
 
 async def _awaited(future: Any) -> Any:
@@ -331,24 +357,16 @@ class FaasExecutor(_Faas):
 
     def gather(self, futures: Sequence[Any]) -> list[Any]:
         """Each future's ``result()``, counting them as they resolve (``done_count``)."""
-        def count(_: Any) -> None:
-            self.done_count += 1
-        for future in futures:
-            future.add_done_callback(count)
+        self._count_done(futures)
         return [future.result() for future in futures]
 
     def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
                   timeout_s: float = 600.0) -> list[Any]:
         """``n`` × ``fx.submit(fn)`` (to the executor's endpoint), then waiting for every future."""
-        import concurrent.futures
         self.done_count = 0
         submit = self.app(fn)
         futures = [submit() for _ in range(n)]
-
-        def count(_: Any) -> None:
-            self.done_count += 1
-        for future in futures:
-            future.add_done_callback(count)
+        self._count_done(futures)
         deadline = time.monotonic() + timeout_s
         if futures:  # waiting on a future sends the last, partial batch at once (not after batch_interval)
             try:
