@@ -368,3 +368,17 @@ def test_book_in_any_order_never_runs_a_held_or_spooled_task_and_spools_each_res
             else:
                 assert isinstance(action, Accept) and set(action.task_ids) <= set(executor)
         assert book.held == set(executor) and book.spooled == disk and not book.refused
+
+
+def test_a_second_daemon_of_the_same_endpoint_refuses_to_run(tmp_path):
+    import fcntl
+
+    home = tmp_path / "home"
+    directory = home / "endpoints" / "twice"
+    directory.mkdir(parents=True)
+    with open(directory / "endpoint.pid", "w") as held:   # what a running daemon holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        env = {**os.environ, "PARSL_LITE_HOME": str(home)}
+        done = subprocess.run([sys.executable, "-m", "parsl_lite.faas.endpoint.daemon", "twice"], capture_output=True,
+                              text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "already running" in done.stderr

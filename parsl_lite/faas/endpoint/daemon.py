@@ -59,24 +59,38 @@ def running_pid(directory: Path) -> Optional[int]:
     return pid
 
 
+_pid_lock: Optional[int] = None  # the pid file's descriptor, locked for as long as this daemon runs
+
+
 def _claim_pid_file(directory: Path) -> bool:
-    """Write our pid, unless another live daemon holds the file."""
-    other = running_pid(directory)
-    if other is not None and other != os.getpid():
+    """Write our pid, unless another daemon holds the file (an exclusive ``flock``: two starts at once
+    cannot both win)."""
+    global _pid_lock
+    import fcntl
+
+    fd = os.open(directory / PID_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         return False
-    tmp = directory / f".{PID_FILE}.{os.getpid()}"
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, directory / PID_FILE)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _pid_lock = fd
     return True
 
 
 def _release_pid_file(directory: Path) -> None:
+    global _pid_lock
     path = directory / PID_FILE
     try:
         if int(path.read_text().strip()) == os.getpid():
             path.unlink()
     except (FileNotFoundError, ValueError):
         pass
+    if _pid_lock is not None:
+        os.close(_pid_lock)
+        _pid_lock = None
 
 
 def run(name: str) -> int:
@@ -87,8 +101,10 @@ def run(name: str) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     set_file_logger(str(directory / LOG_FILE))
     if not _claim_pid_file(directory):
-        logger.error("endpoint %s is already running (pid %s)", name, running_pid(directory))
-        print(f"endpoint {name} is already running (pid {running_pid(directory)})", file=sys.stderr)
+        other = running_pid(directory)
+        message = f"endpoint {name} is already running" + (f" (pid {other})" if other else "")
+        logger.error("%s", message)
+        print(message, file=sys.stderr)
         return EXIT_FAILED
     logger.info("endpoint %s starting, pid %d, directory %s", name, os.getpid(), directory)
     st.write_status(directory, st.STARTING)
