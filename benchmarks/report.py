@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import idle, records, scale_report
+from benchmarks import faas_report, idle, records, scale_report
 from benchmarks.adapters import ADAPTERS
 from benchmarks.cases import CASES, Figure
 
@@ -75,6 +75,8 @@ def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
     ]
     selected = {group: selected_records(recs) for group, recs in by_group.items()}
     lines += _render_targets({case: recs for (case, executor), recs in selected.items() if executor == _HTEX})
+    lines += faas_report.render_targets(
+        {case: recs for (case, executor), recs in selected.items() if executor == faas_report.GROUP})
     for case, executor in sorted(by_group, key=_group_sort_key):
         lines += _render_group(case, executor, selected[(case, executor)])
         if executor == _HTEX and f"{case}.png" in images:
