@@ -91,7 +91,7 @@ def test_a_task_runs_and_its_result_arrives(faas_service, faas_endpoints):
     assert details["pending_tasks"] == 0 and details["outstanding_tasks"] == 0
     assert 0 < details["walltime_left_s"] <= 3600
     status = _cli("status", "laptop").stdout
-    assert "blocks: 0 RUNNING" in status and "state Running" in status
+    assert "blocks: 0 RUNNING" in status and "state Running" in status and "last heard" in status
     assert ep.stop() == 0
     assert ep.status_file()["state"] == "Stopped"
     wait_for(lambda: fxc.get_endpoint_status(ep.endpoint_id)["status"] == "offline", 20, "the service to see it go")

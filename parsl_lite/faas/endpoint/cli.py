@@ -255,6 +255,10 @@ def _status(args: argparse.Namespace) -> int:
           + (f"  pid {row['pid']}" if row["pid"] else ""))
     if row["status"].get("reason"):
         print(f"reason: {row['status']['reason']}")
+    if row["status"].get("zmq_url"):
+        heard = row["status"].get("last_heard")
+        ago = f", last heard {time.time() - heard:.1f} s ago" if heard else ", never heard from"
+        print(f"  service: {row['status']['zmq_url']}{ago}")
     for key in ("managers", "connected_workers", "idle_workers", "pending_tasks", "outstanding_tasks",
                 "spooled_results", "provider_type", "walltime_left_s"):
         if key in report:

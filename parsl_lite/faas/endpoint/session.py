@@ -464,7 +464,8 @@ class Session:
         report = self._last_report
         st.write_status(self.directory, self.state, endpoint_id=self.endpoint_id, reason=self.refused or "",
                         workers=report.get("connected_workers", 0), queue=self.book.outstanding,
-                        spooled=len(self.book.spooled), report=report)
+                        spooled=len(self.book.spooled), report=report, zmq_url=self.identity["zmq_url"],
+                        last_heard=time.time() - (time.monotonic() - self._last_heard) if self._last_heard else None)
 
 
 def _result_of(task_id: str, future: Future) -> Optional[p.TaskResult]:

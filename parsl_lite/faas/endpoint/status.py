@@ -2,9 +2,9 @@
 
 ``status.json`` (in the endpoint's directory, replaced atomically) says what
 the daemon is doing: ``state`` (Starting, Running, Disconnected, Stopped,
-Failed), ``endpoint_id``, ``pid``, ``workers``, ``queue``, ``reason`` (why it
-failed or is disconnected), ``report`` (the last ``StatusReport``) and
-``updated`` (UNIX time). ``parsl-lite endpoint list`` reads it, with the pid
+Failed), ``endpoint_id``, ``pid``, ``workers``, ``queue``, ``spooled``,
+``reason`` (why it failed), ``report`` (the last ``StatusReport``), ``zmq_url``,
+``last_heard`` (when the service last spoke, UNIX time) and ``updated``. ``parsl-lite endpoint list`` reads it, with the pid
 file, so a daemon killed with SIGKILL shows as Stopped, not Running.
 """
 from __future__ import annotations
