@@ -192,15 +192,19 @@ def _config_from_module(path: Path, origin: str) -> Config:
 def _build(table: Mapping[str, Any], kinds: tuple[str, ...], path: tuple[str, ...], origin: str) -> Any:
     """Build the object a table describes, its ``type`` looked up in the registries of ``kinds``."""
     where = _Where(origin, path)
+    type_name = table.get("type", _REGISTRIES[kinds[0]].default_type if len(kinds) == 1 else None)
+    kwargs = {key: value for key, value in table.items() if key != "type"}
+    for kind in kinds:  # the named class alone: listing them all would import every optional client
+        found = _registry_class(_REGISTRIES[kind], type_name, where) if isinstance(type_name, str) else None
+        if found is not None:
+            return _construct(found, kwargs, _Where(origin, path, type_name))
     classes: dict[str, type] = {}
     for kind in reversed(kinds):  # the first registry wins a name clash
         classes.update(_registry_classes(_REGISTRIES[kind], where))
-    type_name = table.get("type", _REGISTRIES[kinds[0]].default_type if len(kinds) == 1 else None)
     if type_name is None:
         raise where.error(f"missing 'type' key; one of: {_listing(classes)}")
     if not isinstance(type_name, str) or type_name not in classes:
         raise where.error(f"unknown type {type_name!r}; valid types: {_listing(classes)}", "type")
-    kwargs = {key: value for key, value in table.items() if key != "type"}
     return _construct(classes[type_name], kwargs, _Where(origin, path, type_name))
 
 
@@ -324,6 +328,21 @@ def _import_callable(spec: str, key: str, where: _Where) -> Callable[..., Any]:
     if not callable(target):
         raise where.error(f"{spec!r} is a {type(target).__name__}, not a callable", key)
     return target
+
+
+def _registry_class(registry: _Registry, name: str, where: _Where) -> Optional[type]:
+    """The concrete class ``name`` of a registry, importing only its module; None if it offers none."""
+    try:
+        module = importlib.import_module(registry.module)
+    except ImportError as exc:
+        raise where.error(f"{registry.module} is not available: {exc}") from exc
+    names = getattr(module, "__all__", None)
+    if names is not None and name not in names:
+        return None
+    cls = getattr(module, name, None)
+    if names is None and getattr(cls, "__module__", None) != module.__name__:
+        return None
+    return cls if isinstance(cls, type) and not inspect.isabstract(cls) else None
 
 
 def _registry_classes(registry: _Registry, where: _Where) -> dict[str, type]:
