@@ -69,11 +69,16 @@ class Wire:
     async def hello(self, version: int = p.PROTOCOL_VERSION, endpoint_id: Optional[str] = None) -> p.HelloReply:
         """Say hello until answered: a reconnecting DEALER may be parked until its old connection is gone."""
         message = p.EndpointHello(version, endpoint_id or self.endpoint_id, p.versions_string(), 0)
+        return await self.until_answered(message, p.HelloReply)
+
+    async def until_answered(self, message: p.Message, kind: type) -> Any:
+        """Send ``message`` every second until a ``kind`` comes back, as an endpoint's heartbeat does: a message
+        written while the connection was dropping is lost (at-most-once per send; the protocol re-sends)."""
         deadline = time.monotonic() + GUARD_S
         while True:
             await self.send(message)
             try:
-                return await self.expect(p.HelloReply, timeout_s=1.0)
+                return await self.expect(kind, timeout_s=1.0)
             except AssertionError:
                 if time.monotonic() > deadline:
                     raise
@@ -424,8 +429,8 @@ def test_link_restart_has_a_new_service_id_and_asks_for_hello_again(world) -> No
         second = await w.start(port=port)
         assert second.service_id != first.service_id
         assert second.service_public_key == first.service_public_key      # the same keypair from its dir
-        await wire.send(p.StatusReport({}))
-        assert second.service_id in (await wire.expect(p.HelloRequired)).reason
+        reply = await wire.until_answered(p.StatusReport({}), p.HelloRequired)   # it reconnects by itself
+        assert second.service_id in reply.reason
         assert (await wire.hello()).accepted
         await wire.send(p.StatusReport({}))
         assert (await wire.expect(p.ServiceHeartbeat)).service_id == second.service_id
@@ -444,8 +449,7 @@ def test_silent_endpoint_goes_offline_in_the_store_and_comes_back_with_its_tasks
         await until(lambda: _if(w.db.get_endpoint(ep), lambda r: not r.connected), "the endpoint offline")
         assert not link.is_online(ep)
         assert w.db.get_tasks(ids)[ids[0]].state == WAITING_FOR_LAUNCH          # still in flight
-        await wire.send(p.StatusReport({}))
-        await wire.expect(p.HelloRequired)
+        await wire.until_answered(p.StatusReport({}), p.HelloRequired)
         assert (await wire.hello()).accepted
         assert [(t.task_id, t.attempt) for t in (await wire.expect(p.TaskDelivery)).tasks] == [(ids[0], 2)]
     run(world, scenario)
@@ -506,8 +510,7 @@ def test_through_the_service_process_registration_delivery_results_and_a_sigkill
             assert (status, task["status"]) == (200, "success")
             service.kill()                                       # holding ids[1]
             service.restart()
-            await wire.send(p.StatusReport({}))
-            await wire.expect(p.HelloRequired)
+            await wire.until_answered(p.StatusReport({}), p.HelloRequired)   # it reconnects by itself
             assert (await wire.hello()).accepted
             again = (await wire.expect(p.TaskDelivery)).tasks
             assert [(t.task_id, t.attempt) for t in again] == [(ids[1], 2)]
