@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,9 @@ class _Faas(Adapter):
     def start(self, workers: int, run_dir: Path) -> None:
         """Service (``service_s``), user, endpoint (``endpoint_s``), client, then W workers ready."""
         from benchmarks.faas_stack import FaasStack
+        sdk_log = logging.getLogger("parsl_lite.faas.sdk")   # the client's log beside the service's
+        sdk_log.addHandler(logging.FileHandler(run_dir / "client.log"))
+        sdk_log.setLevel(logging.INFO)
         t0 = time.perf_counter()
         self.stack = FaasStack(run_dir)
         self.stack.start_service()

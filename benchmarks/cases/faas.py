@@ -19,9 +19,13 @@ same run for the round trip and the throughput.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import faas_adapters, tasks
@@ -141,6 +145,27 @@ def _killer(adapter: Any, n: int, out: dict[str, float], stop: threading.Event) 
     return thread
 
 
+FAILURES_DIR = Path(tempfile.gettempdir()) / "faas-bench-failures"
+"""Where the logs of a measurement that lost or failed tasks are copied (the run directory is removed)."""
+
+
+def _keep_logs(adapter: Any, what: str) -> None:
+    """Copy the service's and endpoints' logs of this measurement to :data:`FAILURES_DIR`, and say so."""
+    stack = getattr(adapter, "stack", None)
+    if stack is None:
+        return
+    target = FAILURES_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{adapter.name}-{os.getpid()}"
+    root = Path(stack.root)
+    for log in [*root.glob("*.log"), *root.glob("service/*.log"), *root.glob("service/*.out"),
+                *root.glob("home/endpoints/*/*.log"), *root.glob("home/endpoints/*/*.out")]:
+        dest = target / log.relative_to(stack.root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log, dest)
+    (target / "what.txt").parent.mkdir(parents=True, exist_ok=True)
+    (target / "what.txt").write_text(what + "\n")
+    logger.warning("%s: %s; logs kept in %s", adapter.name, what, target)
+
+
 def run_faas_throughput(adapter: Adapter, n: int, warmup: int, timeout_s: float, restarts: int = 0) -> Figures:
     """``n`` no-ops through the client's batch idiom; ``restarts=1``: the service SIGKILLed midway.
 
@@ -177,10 +202,13 @@ def run_faas_throughput(adapter: Adapter, n: int, warmup: int, timeout_s: float,
     lost = sum(o is faas_adapters.LOST for o in outcomes)
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     wrong = sum(o is not None for o in outcomes) - lost - len(failed)
-    if failed:
-        logger.warning("%s: %d tasks failed, e.g. %r", adapter.name, len(failed), failed[0])
     figures = {"throughput_per_s": n / elapsed, "us_per_task": 1e6 * elapsed / n, "total_s": elapsed,
                "lost_tasks": float(lost), "failed_tasks": float(len(failed)), "wrong_results": float(wrong)}
+    for exc in failed:   # what they failed with, by type, in the record (figures are numbers)
+        key = f"failed_{type(exc).__name__}"
+        figures[key] = figures.get(key, 0.0) + 1.0
+    if failed or lost:
+        _keep_logs(adapter, f"{lost} lost, {len(failed)} failed" + (f", e.g. {failed[0]!r}" if failed else ""))
     if restarts:
         figures.update(killed)
         figures["unreachable_retries"] = float(getattr(adapter, "unreachable", 0))
