@@ -5,7 +5,7 @@ events and carries out the actions it returns, in order::
 
     TaskDelivery(t1, t2, t1)  -> [Run(t1), Run(t2)]                 t1's second copy is a duplicate
     executor holds t1, t2     -> [Accept((t1, t2))]
-    t1 refused (not allowed)  -> [StoreResults((r1,))]              spool it (fsync), then send it
+    t1 refused (not allowed)  -> [StoreResults((r1,))]              send it, then spool it (fsync)
     t2 done                   -> [StoreResults((r2,))]
     ResultsStored(t1, t2)     -> [ForgetResults((t1, t2))]          delete the spool files
     HelloReply accepted       -> [ResendResults((...))]             everything still spooled
@@ -46,7 +46,7 @@ class Accept:
 
 @dataclass(frozen=True, slots=True)
 class StoreResults:
-    """Write these results to the spool (durably), then send them in one ``TaskResults``."""
+    """Send these results in one ``TaskResults``, then write them to the spool (durably)."""
     results: tuple[TaskResult, ...]
 
 

@@ -262,8 +262,9 @@ class FuncXClient:
         if not self.asynchronous:
             return self._io.run(self._submit(batch))
         futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in batch.tasks]
+        tasks = [_awaitable(f) for f in futures]  # before the I/O thread can give them their ids
         self._io.call_soon(self._submit_soon, batch, futures)
-        return [_awaitable(f) for f in futures]
+        return tasks
 
     async def _submit(self, batch: Batch) -> list[str]:
         """POST the batch (in order; across a service restart, neither lost nor doubled); the task ids."""

@@ -114,6 +114,11 @@ class SqliteStore(SqlStore):
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
+    @property
+    def inline_ok(self) -> bool:
+        """A commit does not wait for the disk (WAL at NORMAL/OFF): AsyncStore may run small calls on the loop."""
+        return self.synchronous in ("NORMAL", "OFF")
+
     def settings(self) -> dict[str, object]:
         """This connection's journal mode, synchronous level and busy timeout (for tests and status pages)."""
         return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
