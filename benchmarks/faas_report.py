@@ -68,10 +68,17 @@ def _throughput_rows(by_case: dict[str, list[Record]]) -> list[tuple[str, str, s
                 continue
             rate = _median(prs, adapter, "throughput_per_s") or 0.0
             restart = _median(prs, adapter, "restart_s")
+            mine = [rec for rec in prs if rec["adapter"] == adapter and "error" not in rec]
+            worst = [(rec["figures"]["lost_tasks"], rec["figures"]["failed_tasks"]) for rec in mine]
+            kinds = sorted({k.removeprefix("failed_") for rec in mine for k in rec["figures"]
+                            if k.startswith("failed_") and k != "failed_tasks"})
+            runs = f" ({sum(1 for lo, fa in worst if lo or fa)} of {len(worst)} runs lost or failed some" \
+                + (f": {', '.join(kinds)}" if kinds else "") + ")" if len(worst) > 1 else ""
+            ok = all(lo == 0 and fa == 0 for lo, fa in worst)
             rows.append((f"service SIGKILLed midway, {adapter.removeprefix('parsl_lite-')}", params,
                          "0 tasks lost (each ends with its result)",
-                         f"{lost:.0f} lost, {failed:.0f} failed; {rate:,.0f}/s incl. a "
-                         f"{restart or 0:.2g} s restart", lost == 0 and failed == 0))
+                         f"median {lost:.0f} lost, {failed:.0f} failed{runs}; {rate:,.0f}/s incl. a "
+                         f"{restart or 0:.2g} s restart", ok))
     return rows
 
 
