@@ -193,9 +193,14 @@ def run_faas_throughput(adapter: Adapter, n: int, warmup: int, timeout_s: float,
     killed: dict[str, float] = {}
     stop = threading.Event()
     thread = _killer(adapter, n, killed, stop) if restarts else None
+    processes = {} if restarts else _processes(adapter)   # (a restart changes the service's pid)
+    cpu0 = {kind: _cpu_s(procs) for kind, procs in processes.items()}
+    client0 = time.process_time()
     t0 = time.perf_counter()
     outcomes = _plain_batch(adapter, n) if batch is None else batch(tasks.noop, n, timeout_s=timeout_s)
     elapsed = time.perf_counter() - t0
+    client_cpu = time.process_time() - client0
+    cpu = {kind: _cpu_s(procs) - cpu0[kind] for kind, procs in processes.items()}
     stop.set()
     if thread is not None:
         thread.join(60)
@@ -212,13 +217,43 @@ def run_faas_throughput(adapter: Adapter, n: int, warmup: int, timeout_s: float,
     if restarts:
         figures.update(killed)
         figures["unreachable_retries"] = float(getattr(adapter, "unreachable", 0))
+    else:
+        figures["client_cpu_us_per_task"] = 1e6 * client_cpu / n
+        figures.update((f"{kind}_cpu_us_per_task", 1e6 * seconds / n) for kind, seconds in cpu.items())
     return figures
 
 
+def _processes(adapter: Any) -> dict[str, list[Any]]:
+    """The service process and the endpoint's processes (daemon, interchange, pool, workers; or the
+    simulators) of a ``faas`` adapter, for CPU per task; the htex reference's interchange and pool."""
+    import psutil
+    stack = getattr(adapter, "stack", None)
+    try:
+        if stack is None:
+            children = psutil.Process().children(recursive=True)
+            return {"htex": children} if children else {}
+        out = {"service": [psutil.Process(stack.pid)]}
+        fleet = getattr(adapter, "fleet", None)
+        if fleet is not None:
+            out["endpoint"] = [psutil.Process(pid) for pid in fleet.pids()]
+        else:
+            daemon = psutil.Process(stack.endpoint_pid("bench"))
+            out["endpoint"] = [daemon, *daemon.children(recursive=True)]
+        return out
+    except psutil.Error as exc:   # a process gone: no CPU figures rather than a failed measurement
+        logger.warning("%s: no CPU figures (%s)", adapter.name, exc)
+        return {}
+
+
 def _cpu_s(procs: list[Any]) -> float:
+    """User + system CPU seconds of ``procs`` (0 for one that has exited meanwhile)."""
+    import psutil
     total = 0.0
     for proc in procs:
-        times = proc.cpu_times()
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
         total += times.user + times.system
     return total
 
@@ -332,6 +367,10 @@ FAAS_THROUGHPUT = register_case(Case(
         Figure("us_per_task", higher_is_better=False),
         Figure("lost_tasks", higher_is_better=False),
         Figure("failed_tasks", higher_is_better=False),
+        Figure("client_cpu_us_per_task", higher_is_better=False),
+        Figure("service_cpu_us_per_task", higher_is_better=False),
+        Figure("endpoint_cpu_us_per_task", higher_is_better=False),
+        Figure("htex_cpu_us_per_task", higher_is_better=False),
     ),
 ))
 
