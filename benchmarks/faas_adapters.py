@@ -12,6 +12,7 @@ a user does:
 | ``parsl_lite-faas-sync`` | ``fxc.run(endpoint_id=, function_id=)`` | polling ``get_result`` (``get_batch_result`` for many): funcX's way |
 | ``parsl_lite-faas-async`` | ``FuncXClient(asynchronous=True).run(...)`` | ``await`` (results over the WebSocket) |
 | ``parsl_lite-faas-executor`` | ``FuncXExecutor(fxc, endpoint_id=...).submit`` | ``future.result()`` (WebSocket) |
+| ``parsl_lite-faas-executor-b1000`` | the same with ``batch_size=1000, batch_interval=0.01`` | the same |
 | ``parsl_lite-faas-sim`` | as ``-async``, to simulated endpoints (:mod:`benchmarks.faas_sim`) | ``await``: the service alone, no executor |
 
 Functions are registered (``register_function``) in ``app``, before any clock
@@ -345,10 +346,14 @@ class FaasExecutor(_Faas):
         super().__init__()
         self.fx: Any = None
 
+    executor_options: ClassVar[dict[str, Any]] = {}
+    """``FuncXExecutor`` arguments besides the client, endpoint and ``batch_enabled`` (none: its defaults)."""
+
     def _open_client(self) -> None:
         from parsl_lite.faas import FuncXExecutor
         super()._open_client()
-        self.fx = FuncXExecutor(self.client, endpoint_id=self.endpoint_id, batch_enabled=True)
+        self.fx = FuncXExecutor(self.client, endpoint_id=self.endpoint_id, batch_enabled=True,
+                                **self.executor_options)
 
     def app(self, fn: Callable[..., Any]) -> Submit:
         """``fx.submit(fn, *args)`` (registered once, before the clock)."""
@@ -385,6 +390,14 @@ class FaasExecutor(_Faas):
             self.fx.shutdown(wait=False)
             self.fx = None
         super()._close_client()
+
+
+@register_adapter
+class FaasExecutorBig(FaasExecutor):
+    """``FuncXExecutor(..., batch_size=1000, batch_interval=0.01)``: the SDK's advice for many small tasks."""
+
+    name = "parsl_lite-faas-executor-b1000"
+    executor_options = {"batch_size": 1000, "batch_interval": 0.01}
 
 
 @register_adapter

@@ -17,7 +17,8 @@ from benchmarks.faas_adapters import GROUP
 Record = dict[str, Any]
 
 REFERENCE = "parsl_lite-htex-ref"
-CLIENTS = ("parsl_lite-faas-sync", "parsl_lite-faas-async", "parsl_lite-faas-executor", "parsl_lite-faas-sim")
+CLIENTS = ("parsl_lite-faas-sync", "parsl_lite-faas-async", "parsl_lite-faas-executor",
+           "parsl_lite-faas-executor-b1000", "parsl_lite-faas-sim")
 SCALE_FLAT = 1.25
 """``faas_scale``: per-task service CPU at N endpoints within this factor of 1 endpoint counts as flat."""
 
