@@ -1,9 +1,12 @@
 """The wire between the function service and its endpoints (ZMQ, CurveZMQ, opened by the endpoint).
 
-An endpoint connects *outbound*: a DEALER socket whose identity is its
-endpoint id, to the service's ROUTER, with the CurveZMQ keys the service
-issued when the endpoint registered. So an endpoint behind a firewall opens
-no port, and only registered keys get through.
+An endpoint connects *outbound*: a DEALER socket, to the service's ROUTER,
+with the CurveZMQ keys the service issued when the endpoint registered. So an
+endpoint behind a firewall opens no port, and only registered keys get
+through. The key says which endpoint it is (the hello names the endpoint id
+and the service checks it against the key); the routing identity only names
+the connection: leave it to the ROUTER, or make it unique per connection (a
+new connection whose identity is still held by a live one gets nothing).
 
 Every message is a frozen dataclass with a ``kind``; :func:`encode` makes the
 frames, :func:`decode` checks and rebuilds them, or raises

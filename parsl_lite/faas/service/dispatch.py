@@ -8,9 +8,10 @@ Rules (``faas/protocol.py`` has the conversation)::
 
     message from a connection with no hello here   -> HelloRequired (this service restarted, or dropped it)
     hello of another protocol version              -> HelloReply(accepted=False), naming both versions
-    hello: unknown id, id != connection identity,  -> HelloReply(accepted=False) with the reason
-           key != the key issued to that endpoint
-    hello accepted                                 -> HelloReply(accepted), connected in the store, then:
+    hello: unknown id, or the connection's key     -> HelloReply(accepted=False) with the reason
+           is not the key issued to that endpoint
+    hello accepted                                 -> HelloReply(accepted), connected in the store; an older
+                                                      connection of the same endpoint is forgotten; then:
         tasks in flight (delivered, no result)     -> requeued and delivered again (the endpoint may have
                                                       lost them; it drops duplicates), or failed with
                                                       EndpointLost once delivered 1 + max_retries times
@@ -292,9 +293,9 @@ class Dispatcher:
             return [self._refuse(event.identity, reason)]
         record = event.record
         assert record is not None
-        old = self._sessions.pop(event.identity, None)
-        if old is not None:
-            self._by_endpoint.pop(old.endpoint_id, None)
+        for old in (self._sessions.get(event.identity), self._by_endpoint.get(record.endpoint_id)):
+            if old is not None:   # this connection's earlier hello, or the endpoint's earlier connection
+                self._drop(old)
         session = Session(event.identity, record.endpoint_id, event.key, event.now)
         self._sessions[event.identity] = session
         self._by_endpoint[record.endpoint_id] = session
@@ -308,10 +309,7 @@ class Dispatcher:
         endpoint_id = event.hello.endpoint_id
         if event.record is None:
             return f"endpoint {endpoint_id} is not registered with this service (unknown or deleted)"
-        if event.identity != endpoint_id.encode():
-            return (f"endpoint {endpoint_id}: the connection's identity {event.identity[:64]!r} is not the "
-                    "endpoint id (set the DEALER's identity to the endpoint id)")
-        if event.record.public_key != event.key:
+        if event.record.public_key != event.key:   # the key, not the routing identity, says who it is
             return (f"endpoint {endpoint_id}: this connection's CurveZMQ key is not the one issued to the endpoint "
                     "when it registered")
         return ""

@@ -14,10 +14,12 @@ start, plus :meth:`EndpointLink.allow_key` after each registration). Each
 message carries the key its connection authenticated with (the ZAP User-Id
 of the frame), and the dispatcher accepts a hello only when that key is the
 one issued to the endpoint it names, so one endpoint cannot speak as another.
-A second connection with an identity that is already connected is not
-handed the identity (no ``ROUTER_HANDOVER``): a live endpoint's tasks are
-never routed to whoever claims its id; ZMQ heartbeats drop dead connections
-within the heartbeat threshold, so a restarted endpoint gets its identity back.
+The routing identity only names the connection; an endpoint's newest accepted
+hello wins. A new connection claiming an identity that a live one holds is
+not handed it (no ``ROUTER_HANDOVER``), so a live endpoint's tasks are never
+routed to whoever claims its identity; libzmq then parks the newcomer, which
+is why endpoints should leave the identity to the ROUTER (or make it unique
+per connection). ZMQ heartbeats drop dead connections within the threshold.
 
 Events are handled one at a time, each with the store reads its actions
 make (the endpoint's record, its tasks in flight, tasks to deliver), so the
