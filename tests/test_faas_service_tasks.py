@@ -264,11 +264,11 @@ def test_an_unfetched_result_is_kept(tmp_path):
 # ---------------------------------------------------------------- WebSocket
 
 
-async def _watch(service, task_ids, token, then=None, expect=1):
+async def _watch(service, task_ids, token, then=None, expect=1, path="/v1/ws"):
     headers = {"Authorization": f"Bearer {token}"}
     got = []
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(service.url + "/v1/ws", headers=headers) as ws:
+        async with session.ws_connect(service.url + path, headers=headers) as ws:
             await ws.send_str(json.dumps({"watch": task_ids}))
             while len(got) < expect:
                 got.append(json.loads((await asyncio.wait_for(ws.receive(), 30)).data))
@@ -289,6 +289,21 @@ def test_websocket_sends_final_tasks_at_once_and_others_when_final(faas_service,
     assert by_id[unknown]["status"] == "unknown"
     assert by_id[pending]["status"] == CANCELLED
     assert [m["task_id"] for m in messages][-1] == pending      # it came when it became final
+
+
+def test_websocket_with_batch_sends_tasks_in_lists(faas_service, fn_ep):
+    """``/v1/ws?batch=1`` (the SDK's): what is final at the watch comes in one {"tasks": [...]} message,
+    what becomes final later in another."""
+    *done, pending = submit(faas_service, *fn_ep, n=4)[1]["task_ids"]
+    for task_id in done:
+        store_result(faas_service, task_id)
+    unknown = str(uuid.uuid4())
+    first, later = asyncio.run(_watch(faas_service, [*done, pending, unknown], faas_service.admin_token,
+                                      then=lambda: call(faas_service, "POST", f"/v1/tasks/{pending}/cancel"),
+                                      expect=2, path="/v1/ws?batch=1"))
+    assert set(first) == {"tasks"} and {t["task_id"] for t in first["tasks"]} == {*done, unknown}
+    assert all(api.unb64(t["result"], "r") == b"100" for t in first["tasks"] if t["task_id"] != unknown)
+    assert [(t["task_id"], t["status"]) for t in later["tasks"]] == [(pending, CANCELLED)]
 
 
 def test_websocket_needs_a_token_and_hides_other_users_tasks(faas_service, fn_ep):

@@ -50,7 +50,8 @@ WebSocket ``/v1/ws`` (token in the ``Authorization`` header, as for every
 route): the client sends ``{"watch": [task_id, ...]}`` (any number of times);
 the service answers each watched task that is already final at once, and
 every other one when it becomes final, with one TASK object per text
-message. ``{"unwatch": [...]}`` stops. After a reconnect the client sends
+message (``/v1/ws?batch=1``: many per ``{"tasks": [TASK, ...]}`` message,
+at most 1000 or ~8 MB each). ``{"unwatch": [...]}`` stops. After a reconnect the client sends
 its watch list again and so misses nothing. The service sends WebSocket pings;
 a client that stops answering is dropped.
 """

@@ -132,7 +132,8 @@ class ServiceSession:
             aiohttp.ClientError, OSError: no connection (the caller retries).
         """
         try:
-            return await self._client().ws_connect(self.url + api.API_PREFIX + "/ws", max_msg_size=0,
+            # ?batch=1: many TASKs per {"tasks": [...]} message (a service that does not know it sends one each)
+            return await self._client().ws_connect(self.url + api.API_PREFIX + "/ws?batch=1", max_msg_size=0,
                                                    autoping=True, heartbeat=WS_HEARTBEAT_S)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403, 404):

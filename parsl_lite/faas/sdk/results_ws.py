@@ -148,11 +148,21 @@ class ResultWatcher:
         return bool(self._waiters) and not self._closed
 
     def _deliver(self, text: str) -> None:
+        """One message: a TASK, or ``{"tasks": [TASK, ...]}`` (the batches asked for with ``?batch=1``)."""
         try:
             raw = json.loads(text)
-            task_id = raw["task_id"]
+            tasks = raw["tasks"] if "tasks" in raw else [raw]
         except Exception:
             logger.warning("results WebSocket: not a TASK message: %.200r", text)
+            return
+        for one in tasks:
+            self._deliver_task(one)
+
+    def _deliver_task(self, raw: dict) -> None:
+        try:
+            task_id = raw["task_id"]
+        except Exception:
+            logger.warning("results WebSocket: not a TASK: %.200r", raw)
             return
         if raw.get("pending", False) or task_id not in self._waiters:
             return

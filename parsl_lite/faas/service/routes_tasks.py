@@ -190,7 +190,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     ctx.sockets.add(ws)
     try:
-        await serve_watch_socket(ctx, ws, request["user"])
+        await serve_watch_socket(ctx, ws, request["user"], batched=request.query.get("batch") == "1")
     finally:
         ctx.sockets.discard(ws)
     return ws

@@ -7,7 +7,9 @@ already final) and a later ``on_final`` (tasks that just became final) never
 both send it: on one event loop, exactly one of them takes the pair.
 
 :func:`serve_watch_socket` is the shell: it reads a connection's messages,
-registers what it watches, and sends TASK objects (``routes_common.task_json``).
+registers what it watches, and sends TASK objects (``routes_common.task_json``),
+one per message, or many per ``{"tasks": [...]}`` message to a client that
+connected with ``?batch=1`` (the SDK does).
 :class:`FinalNotifier` is what the endpoint link calls with ids of tasks whose
 results were just stored.
 """
@@ -23,12 +25,17 @@ from parsl_lite.faas.service.store import FINAL_STATES, User
 logger = logging.getLogger(__name__)
 
 
+BATCH_MAX_TASKS = 1000            # TASK objects per {"tasks": [...]} message at most
+BATCH_MAX_CHARS = 8 * 1024 * 1024  # and about this much JSON (results are base64 in it)
+
+
 class Watchers:
-    """Connection <-> watched task ids."""
+    """Connection <-> watched task ids, and which connections take TASKs in batches."""
 
     def __init__(self) -> None:
         self._by_task: dict[str, set[Hashable]] = defaultdict(set)
         self._by_conn: dict[Hashable, set[str]] = defaultdict(set)
+        self.batched: set[Hashable] = set()   # asked for ``?batch=1``: {"tasks": [TASK, ...]} messages
 
     def watch(self, conn: Hashable, task_ids: Iterable[str]) -> None:
         for task_id in task_ids:
@@ -64,6 +71,7 @@ class Watchers:
         """The connection closed: forget all it watched."""
         for task_id in list(self._by_conn.get(conn, ())):
             self.take(conn, task_id)
+        self.batched.discard(conn)
 
     def watched(self, task_ids: Iterable[str]) -> list[str]:
         """Those of ``task_ids`` somebody watches."""
@@ -91,15 +99,46 @@ class FinalNotifier:
         from parsl_lite.faas.service.routes_common import task_json
         ctx = self._ctx
         records = await ctx.astore.get_tasks(task_ids)
+        out = Outgoing(ctx.watchers.batched)
         fetched = []
         for task_id, task in records.items():
             if task.state not in FINAL_STATES:
                 continue
             for ws in ctx.watchers.take_all(task_id):
-                await _send(ws, task_json(task, ctx.options.result_ttl_s))
+                await out.add(ws, task_json(task, ctx.options.result_ttl_s))
                 fetched.append(task_id)
+        await out.flush()
         if fetched:
             await ctx.astore.mark_fetched(sorted(set(fetched)), ctx.now())
+
+
+class Outgoing:
+    """TASK objects on their way: one per text message, or, to a connection in ``batched``, gathered into
+    ``{"tasks": [...]}`` messages (one JSON encoding and one frame for many results: the per-message cost
+    was most of the service's share of a 10,000-task batch)."""
+
+    def __init__(self, batched: set[Hashable]) -> None:
+        self._batched = batched
+        self._lists: dict[Any, tuple[list[dict[str, Any]], list[int]]] = {}
+
+    async def add(self, ws: Any, message: dict[str, Any]) -> None:
+        if ws not in self._batched:
+            await _send(ws, message)
+            return
+        tasks, size = self._lists.setdefault(ws, ([], [0]))
+        tasks.append(message)
+        size[0] += 300 + len(message.get("result") or message.get("exception") or "")
+        if len(tasks) >= BATCH_MAX_TASKS or size[0] >= BATCH_MAX_CHARS:
+            await self._flush_one(ws)
+
+    async def _flush_one(self, ws: Any) -> None:
+        tasks, _size = self._lists.pop(ws)
+        await _send(ws, {"tasks": tasks})
+
+    async def flush(self) -> None:
+        """Send what is gathered (call once the batch of results is done)."""
+        for ws in list(self._lists):
+            await self._flush_one(ws)
 
 
 async def _send(ws: Any, message: dict[str, Any]) -> None:
@@ -111,9 +150,14 @@ async def _send(ws: Any, message: dict[str, Any]) -> None:
         logger.info("websocket send failed: %s", exc)
 
 
-async def serve_watch_socket(ctx: Any, ws: Any, user: User) -> None:
-    """Read ``{"watch": [...]}`` / ``{"unwatch": [...]}`` until the connection closes."""
+async def serve_watch_socket(ctx: Any, ws: Any, user: User, batched: bool = False) -> None:
+    """Read ``{"watch": [...]}`` / ``{"unwatch": [...]}`` until the connection closes.
+
+    ``batched`` (the client connected with ``?batch=1``): TASKs go in ``{"tasks": [...]}`` messages.
+    """
     from aiohttp import WSMsgType
+    if batched:
+        ctx.watchers.batched.add(ws)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -149,15 +193,17 @@ async def _answer_watch(ctx: Any, ws: Any, user: User, task_ids: list[str]) -> N
     from parsl_lite.faas.service.routes_common import task_json, unknown_task_json
     ctx.watchers.watch(ws, task_ids)
     records = await ctx.astore.get_tasks(task_ids)
+    out = Outgoing(ctx.watchers.batched)
     fetched = []
     for task_id in task_ids:
         task = records.get(task_id)
         refusal = task_refusal(user, task, task_id)
         if refusal is not None:
             if ctx.watchers.take(ws, task_id):
-                await _send(ws, unknown_task_json(task_id, refusal.reason))
+                await out.add(ws, unknown_task_json(task_id, refusal.reason))
         elif task is not None and task.state in FINAL_STATES and ctx.watchers.take(ws, task_id):
-            await _send(ws, task_json(task, ctx.options.result_ttl_s))
+            await out.add(ws, task_json(task, ctx.options.result_ttl_s))
             fetched.append(task_id)
+    await out.flush()
     if fetched:
         await ctx.astore.mark_fetched(fetched, ctx.now())
