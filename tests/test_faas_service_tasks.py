@@ -180,6 +180,10 @@ def test_task_groups(faas_service, fn_ep):
     alices = (register_function(faas_service, alice), register_endpoint(faas_service, alice)["endpoint_id"])
     status, body = submit(faas_service, *alices, alice, task_group_id=group)
     assert status == 403 and group in body["reason"]
+    faas_service.restart()                      # the owner is remembered in memory; after a restart, read again
+    status, body = submit(faas_service, *alices, alice, task_group_id=group)
+    assert status == 403 and group in body["reason"]
+    assert submit(faas_service, *fn_ep, n=1, task_group_id=group)[0] == 200
     unknown = str(uuid.uuid4())
     status, body = call(faas_service, "GET", f"/v1/task_groups/{unknown}")
     assert status == 404 and unknown in body["reason"]

@@ -81,6 +81,7 @@ class ServiceContext:
         self.on_final = FinalNotifier(self)     # the link calls it after storing results; so do cancel, delete
         self.sockets: set[Any] = set()          # open WebSockets, closed at shutdown
         self._usernames: dict[str, str] = {}
+        self.group_owners: dict[str, str] = {}  # task group -> owner id, once it holds tasks (never changes)
         self._background: set[asyncio.Task] = set()
 
     @staticmethod

@@ -30,12 +30,27 @@ async def _group_id(ctx: ServiceContext, user: User, body: dict[str, Any]) -> st
     if body.get("task_group_id") is None:
         return str(uuid.uuid4())
     group_id = check_uuid(body["task_group_id"], "task_group_id")
-    earlier = await ctx.astore.task_group(group_id)
-    if earlier:
-        first = (await ctx.astore.get_tasks(earlier[:1])).get(earlier[0])
-        if first is not None and first.owner_id != user.user_id:
-            raise ApiError(403, "forbidden", f"task group {group_id} holds another user's tasks")
+    owner = ctx.group_owners.get(group_id)
+    if owner is None:   # not seen since the service started: read the store (every id of the group: once)
+        earlier = await ctx.astore.task_group(group_id)
+        first = (await ctx.astore.get_tasks(earlier[:1])).get(earlier[0]) if earlier else None
+        owner = first.owner_id if first is not None else None
+        if owner is not None:
+            _remember_group(ctx, group_id, owner)
+    if owner is not None and owner != user.user_id:
+        raise ApiError(403, "forbidden", f"task group {group_id} holds another user's tasks")
     return group_id
+
+
+_GROUPS_REMEMBERED = 100_000
+
+
+def _remember_group(ctx: ServiceContext, group_id: str, owner_id: str) -> None:
+    """A group's owner never changes once it holds a task: later submissions to it skip the store (reading
+    every id of a session's group on each submit made a long session's submits ever slower)."""
+    if len(ctx.group_owners) >= _GROUPS_REMEMBERED:
+        ctx.group_owners.pop(next(iter(ctx.group_owners)))
+    ctx.group_owners[group_id] = owner_id
 
 
 class _Checker:
@@ -107,6 +122,7 @@ async def submit(request: web.Request) -> web.Response:
                                   endpoint_id=endpoint_id, task_group_id=group_id, payload=payload,
                                   versions=versions, state=WAITING_FOR_EP, received=now))
     await ctx.astore.add_tasks(records)
+    _remember_group(ctx, group_id, user.user_id)
     if ctx.link is not None:
         for endpoint_id in checker.endpoints:
             ctx.link.notify_submitted(endpoint_id)
