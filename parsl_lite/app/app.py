@@ -29,12 +29,15 @@ class AppBase:
         executors: ``'all'`` or the labels this app may run on.
         cache: memoize results (needs a memoizer with ``memoize=True``).
         ignore_for_cache: keyword arguments left out of the memo hash.
+        parsl_resource_specification: the tasks' resource specification (e.g. ``{"endpoints": [...]}``
+            for a FaaS executor); a call's own overrides it key by key.
     """
 
     join = False
 
     def __init__(self, func: Callable, data_flow_kernel: Any = None, executors: Executors = "all",
-                 cache: bool = False, ignore_for_cache: Optional[Sequence[str]] = None) -> None:
+                 cache: bool = False, ignore_for_cache: Optional[Sequence[str]] = None,
+                 parsl_resource_specification: Optional[dict] = None) -> None:
         if not callable(func):
             raise TypeError(f"an app decorates a function, got {type(func).__name__}")
         self.func = func
@@ -43,6 +46,7 @@ class AppBase:
         self.executors = executors
         self.cache = cache
         self.ignore_for_cache = tuple(ignore_for_cache or ())
+        self.resource_specification = dict(parsl_resource_specification) if parsl_resource_specification else None
         self._defaults = signature_defaults(func)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
@@ -51,6 +55,8 @@ class AppBase:
 
     def _submit(self, executable: Callable, args: tuple, kwargs: dict, resource_specification: Optional[dict]
                 ) -> AppFuture:
+        if self.resource_specification is not None:
+            resource_specification = {**self.resource_specification, **(resource_specification or {})}
         return self._kernel().submit(self.func, args, self.executors, self.cache, self.ignore_for_cache, kwargs,
                                      self.join, executable, resource_specification, prepare_call)
 
@@ -126,17 +132,21 @@ def _decorator(cls: type, function: Optional[Callable], **options: Any) -> Any:
 
 
 def python_app(function: Optional[F] = None, data_flow_kernel: Any = None, cache: bool = False,
-               executors: Executors = "all", ignore_for_cache: Optional[Sequence[str]] = None) -> Any:
+               executors: Executors = "all", ignore_for_cache: Optional[Sequence[str]] = None,
+               parsl_resource_specification: Optional[dict] = None) -> Any:
     """Make ``function`` a Python app (bare ``@python_app`` or ``@python_app(...)``)."""
     return _decorator(PythonApp, function, data_flow_kernel=data_flow_kernel, cache=cache,
-                      executors=executors, ignore_for_cache=ignore_for_cache)
+                      executors=executors, ignore_for_cache=ignore_for_cache,
+                      parsl_resource_specification=parsl_resource_specification)
 
 
 def bash_app(function: Optional[F] = None, data_flow_kernel: Any = None, cache: bool = False,
-             executors: Executors = "all", ignore_for_cache: Optional[Sequence[str]] = None) -> Any:
+             executors: Executors = "all", ignore_for_cache: Optional[Sequence[str]] = None,
+             parsl_resource_specification: Optional[dict] = None) -> Any:
     """Make ``function`` a bash app: it returns a command line to run."""
     return _decorator(BashApp, function, data_flow_kernel=data_flow_kernel, cache=cache,
-                      executors=executors, ignore_for_cache=ignore_for_cache)
+                      executors=executors, ignore_for_cache=ignore_for_cache,
+                      parsl_resource_specification=parsl_resource_specification)
 
 
 def join_app(function: Optional[F] = None, data_flow_kernel: Any = None, cache: bool = False,

@@ -104,6 +104,11 @@ class ThreadPoolExecutor(ParslExecutor):
     def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
         if self._broken is not None:
             raise self._broken
+        if resource_specification and "endpoints" in resource_specification:
+            from parsl_lite.executors.errors import ExecutorError
+
+            raise ExecutorError(self.label, "resource specification key 'endpoints' routes tasks among function "
+                                "service endpoints: only a FaaSExecutor takes it, not a ThreadPoolExecutor")
         future: Future = FastFuture()
         self._queue.put((future, func, args, kwargs))
         return future

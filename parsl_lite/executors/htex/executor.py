@@ -69,6 +69,10 @@ def check_resource_specification(spec: dict) -> None:
     Raises:
         InvalidResourceSpecification: what is wrong and what is accepted.
     """
+    if "endpoints" in spec:
+        raise InvalidResourceSpecification("resource specification key 'endpoints' routes tasks among function "
+                                           "service endpoints: only a FaaSExecutor takes it, not a "
+                                           "HighThroughputExecutor (pin the app with executors=[<its label>])")
     unknown = sorted(set(spec) - RESOURCE_KEYS)
     if unknown:
         raise InvalidResourceSpecification(f"unknown resource specification keys {unknown}; "

@@ -1,0 +1,305 @@
+"""``FaaSExecutor`` (also ``FuncXExecutor``): apps of a workflow run on endpoints of the function service.
+
+    Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1, ep2]),
+                      HighThroughputExecutor(label="local")])
+
+It is only a client of the service (DESIGN rule 1): the SDK's ``FuncXExecutor``
+registers each function once (by digest), sends tasks in batches and gets
+results over the WebSocket; this class picks the endpoint of each task
+(``parsl_resource_specification={"endpoints": [...]}`` narrows the choice, the
+policy of ``policies.py`` makes it), checks that the user may use the
+endpoints (asking the service once per id), and reads the endpoints' status
+reports on a thread of its own, off the submit path. An endpoint offline for
+longer than ``endpoint_lost_after`` loses its tasks: they fail with
+``EndpointLost`` naming it, which ``Config(retries=N)`` retries elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from queue import SimpleQueue
+from typing import Any, Callable, Optional, Sequence, Union
+
+from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.executors.errors import ExecutorShutdown
+from parsl_lite.executors.faas.errors import EndpointNotAllowed, InvalidFaaSResourceSpecification
+from parsl_lite.executors.faas.policies import (
+    EndpointStatus, LossTracker, Policy, choose, resolve_policy, status_from_report,
+)
+
+logger = logging.getLogger(__name__)
+
+RESOURCE_KEYS = frozenset({"endpoints"})
+
+
+class FaaSExecutor(ParslExecutor):
+    """Runs apps on endpoints of the function service, chosen per task.
+
+    Args:
+        label: the executor's name in the config.
+        endpoints: endpoint ids tasks may go to unless their resource specification says
+            otherwise; None: every endpoint the user may use (asked at start).
+        client: a ``FuncXClient``; None: ``FuncXClient()`` (arguments, environment, client.json).
+        batch_size: the most tasks in one submission.
+        batch_interval: the longest a task waits for its batch, in seconds.
+        policy: ``"round_robin"``, ``"least_loaded"`` or a callable ``policy(task_spec, statuses) -> id``.
+        status_period: seconds between two reads of the endpoints' status reports.
+        endpoint_lost_after: seconds offline after which an endpoint's tasks fail with
+            ``EndpointLost`` (None: they wait for it to return).
+        stale_after: seconds without a report after which an endpoint gets no new task.
+    """
+
+    needs_serialization = True
+
+    def __init__(self, label: str = "funcX", endpoints: Optional[Sequence[str]] = None, client: Any = None,
+                 batch_size: int = 128, batch_interval: float = 0.01,
+                 policy: Union[str, Callable[..., str]] = "round_robin", status_period: float = 1.0,
+                 endpoint_lost_after: Optional[float] = 60.0, stale_after: float = 30.0) -> None:
+        if batch_size < 1 or batch_interval < 0:
+            raise ConfigurationError("batch_size/batch_interval", f"must be >= 1 and >= 0, got {batch_size}, "
+                                     f"{batch_interval}")
+        if status_period <= 0 or (endpoint_lost_after is not None and endpoint_lost_after <= 0):
+            raise ConfigurationError("status_period/endpoint_lost_after", "must be > 0")
+        try:
+            self._policy: Policy = resolve_policy(policy)
+        except ValueError as exc:
+            raise ConfigurationError("policy", str(exc)) from None
+        if endpoints is not None and (isinstance(endpoints, str) or not all(isinstance(e, str) for e in endpoints)):
+            raise ConfigurationError("endpoints", f"must be a list of endpoint ids, got {endpoints!r}")
+        self.label = label
+        self.endpoints = list(endpoints) if endpoints is not None else None
+        self.client = client
+        self.batch_size = batch_size
+        self.batch_interval = batch_interval
+        self.policy = policy
+        self.status_period = status_period
+        self.endpoint_lost_after = endpoint_lost_after
+        self.stale_after = stale_after
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._fx: Any = None
+        self._owns_client = False
+        self._verdicts: dict[str, Optional[str]] = {}      # endpoint id -> None (usable) or why not
+        self._reports: dict[str, dict] = {}                # endpoint id -> last get_endpoint_status answer
+        self._in_flight: dict[str, dict[Future, Any]] = {}  # endpoint id -> {our future: the SDK's future}
+        self._tracker = LossTracker(self.endpoint_lost_after)
+        self._stop = threading.Event()
+        self._done: SimpleQueue = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._broken: Optional[BaseException] = None
+        self.default_endpoints: list[str] = []
+
+    # ------------------------------------------------------------ starting
+    def start(self) -> None:
+        """Connect (the client), check the configured endpoints, start the status and completion threads.
+
+        Raises:
+            EndpointNotAllowed: a configured endpoint is unknown or not this user's (named).
+            ConfigurationError: no endpoint at all.
+        """
+        from parsl_lite.faas.sdk import executor as sdk_executor
+        from parsl_lite.faas.sdk.client import FuncXClient
+
+        self._reset()
+        if self.client is None:
+            self.client, self._owns_client = FuncXClient(), True
+        if self.endpoints is None:
+            self.default_endpoints = [e["endpoint_id"] for e in self.client.get_endpoints()]
+            self._verdicts.update({e: None for e in self.default_endpoints})
+        else:
+            self.default_endpoints = list(self.endpoints)
+            for endpoint_id in self.default_endpoints:
+                self._check_endpoint(endpoint_id)
+        if not self.default_endpoints:
+            raise ConfigurationError(f"{self.label}.endpoints", "no endpoint: name some, or register one")
+        self._fx = sdk_executor.FuncXExecutor(self.client, batch_size=self.batch_size,
+                                              batch_interval=self.batch_interval, label=self.label)
+        self._refresh_statuses()
+        for target, name in ((self._status_loop, "status"), (self._completion_loop, "completion")):
+            thread = threading.Thread(target=target, name=f"parsl_lite-{self.label}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info("executor %r started: endpoints %s, policy %r", self.label, self.default_endpoints, self.policy)
+
+    def _check_endpoint(self, endpoint_id: Any) -> None:
+        """Raise ``EndpointNotAllowed`` unless the service lets this user send to ``endpoint_id`` (cached)."""
+        if endpoint_id not in self._verdicts:
+            self._verdicts[endpoint_id] = self._ask_access(endpoint_id)
+        why = self._verdicts[endpoint_id]
+        if why is not None:
+            raise EndpointNotAllowed(self.label, str(endpoint_id), why)
+
+    def _ask_access(self, endpoint_id: Any) -> Optional[str]:
+        from parsl_lite.faas.errors import ServiceError
+
+        try:
+            self._reports[endpoint_id] = self.client.get_endpoint_status(endpoint_id)
+        except ValueError as exc:   # not a UUID: refused by the SDK before sending
+            return str(exc)
+        except ServiceError as exc:
+            if exc.http_status in (400, 403, 404):
+                return f"the service says {exc}"
+            raise
+        return None
+
+    # ------------------------------------------------------------ submitting
+    def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
+        """Send ``func(*args, **kwargs)`` to the endpoint the policy picks among the allowed ones.
+
+        Raises:
+            EndpointNotAllowed: the resource specification names an endpoint this user may not use.
+            InvalidFaaSResourceSpecification: a key other than ``endpoints``, or a malformed list.
+            ExecutorShutdown: after shutdown (or before start).
+        """
+        if self._broken is not None or self._fx is None:
+            raise self._broken or ExecutorShutdown(self.label, "not started")
+        allowed = self._allowed(resource_specification)
+        task_spec = {"endpoints": allowed, "function_name": getattr(func, "__name__", "?"),
+                     "resource_specification": resource_specification or {}}
+        endpoint_id = choose(self._policy, task_spec, self.statuses(allowed))
+        sdk_future = self._fx.submit(func, *args, endpoint_id=endpoint_id, **kwargs)
+        future: Future = Future()
+        future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
+        with self._lock:
+            self._in_flight.setdefault(endpoint_id, {})[future] = sdk_future
+        sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
+        return future
+
+    def _allowed(self, spec: Optional[dict]) -> list[str]:
+        if not spec:
+            return self.default_endpoints
+        unknown = sorted(set(spec) - RESOURCE_KEYS)
+        if unknown:
+            raise InvalidFaaSResourceSpecification(
+                self.label, f"unknown resource specification keys {unknown}; accepted: {sorted(RESOURCE_KEYS)}")
+        endpoints = spec.get("endpoints")
+        if endpoints is None:
+            return self.default_endpoints
+        if isinstance(endpoints, str) or not isinstance(endpoints, (list, tuple)) or not endpoints:
+            raise InvalidFaaSResourceSpecification(
+                self.label, f"resource specification 'endpoints' must be a non-empty list of ids, got {endpoints!r}")
+        for endpoint_id in endpoints:
+            self._check_endpoint(endpoint_id)
+        return list(endpoints)
+
+    def statuses(self, endpoint_ids: Sequence[str]) -> dict[str, EndpointStatus]:
+        """What the policy sees of these endpoints now (the last reports, the live in-flight counts)."""
+        now = time.time()
+        out = {}
+        for endpoint_id in endpoint_ids:
+            reply = self._reports.get(endpoint_id)
+            in_flight = len(self._in_flight.get(endpoint_id, ()))
+            lost = self._tracker.recently_lost(endpoint_id, now)
+            if reply is None:
+                out[endpoint_id] = EndpointStatus(endpoint_id, in_flight=in_flight, recently_lost=lost)
+            else:
+                out[endpoint_id] = status_from_report(endpoint_id, reply, in_flight, now, self.stale_after, lost)
+        return out
+
+    # ------------------------------------------------------------ background threads
+    def _completion_loop(self) -> None:
+        """Resolve our futures from the SDK's, off the SDK's I/O loop (the kernel's callbacks may submit)."""
+        from parsl_lite.faas.errors import EndpointLost
+
+        while True:
+            item = self._done.get()
+            if item is None:
+                return
+            future, endpoint_id, sdk_future = item
+            with self._lock:
+                self._in_flight.get(endpoint_id, {}).pop(future, None)
+            if future.done():
+                continue   # failed already (its endpoint was lost, or shutdown)
+            try:
+                if sdk_future.cancelled():
+                    future.set_exception(ExecutorShutdown(self.label, "the task was cancelled"))
+                    continue
+                exc = sdk_future.exception()
+                if isinstance(exc, EndpointLost):
+                    self._tracker.mark_lost(endpoint_id, time.time())
+                if exc is None:
+                    future.set_result(sdk_future.result())
+                else:
+                    future.set_exception(exc)
+            except Exception:  # a callback of the kernel failed: this thread must carry on
+                logger.exception("executor %r: completing a task raised", self.label)
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(self.status_period):
+            try:
+                self._refresh_statuses()
+            except Exception:
+                logger.exception("executor %r: reading endpoint statuses failed", self.label)
+
+    def _refresh_statuses(self) -> None:
+        """Read every known endpoint's status report; fail the tasks of endpoints lost meanwhile."""
+        known = [e for e, why in list(self._verdicts.items()) if why is None]
+        for endpoint_id in known:
+            if self._stop.is_set():
+                return
+            try:
+                reply = self.client.get_endpoint_status(endpoint_id)
+            except Exception as exc:  # the service is down or restarting: keep the last report
+                logger.info("executor %r: status of endpoint %s: %r", self.label, endpoint_id, exc)
+                continue
+            self._reports[endpoint_id] = reply
+            self._tracker.observe(endpoint_id, reply.get("status") == "online", time.time())
+        for endpoint_id in self._tracker.newly_lost(time.time()):
+            self._fail_endpoint(endpoint_id)
+
+    def _fail_endpoint(self, endpoint_id: str) -> None:
+        from parsl_lite.faas.errors import EndpointLost
+
+        with self._lock:
+            tasks = self._in_flight.pop(endpoint_id, {})
+        if not tasks:
+            return
+        cause = EndpointLost(endpoint_id, f"offline for more than {self.endpoint_lost_after} s "
+                                          f"(executor {self.label!r}, endpoint_lost_after) with the task in flight")
+        logger.warning("executor %r: %s: failing %d tasks", self.label, cause, len(tasks))
+        for future, sdk_future in tasks.items():
+            sdk_future.cancel()   # at the service too, if it has not started; a late result is ignored
+            if not future.done():
+                future.set_exception(cause)
+
+    # ------------------------------------------------------------ what the kernel asks
+    @property
+    def outstanding(self) -> int:
+        with self._lock:
+            return sum(len(tasks) for tasks in self._in_flight.values())
+
+    @property
+    def connected_workers(self) -> int:
+        return sum(s.connected_workers for s in self.statuses(self.default_endpoints).values() if s.usable)
+
+    def shutdown(self) -> None:
+        """Stop the threads, fail what is pending with ``ExecutorShutdown``, close a client made here."""
+        if self._broken is not None:
+            return
+        self._broken = ExecutorShutdown(self.label, "shut down")
+        self._stop.set()
+        if self._fx is not None:
+            self._fx.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pending = [f for tasks in self._in_flight.values() for f in tasks]
+            self._in_flight.clear()
+        for future in pending:
+            if not future.done():
+                future.set_exception(ExecutorShutdown(self.label, "shut down before the task finished"))
+        self._done.put(None)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(10)
+        self._threads.clear()
+        if self._owns_client:
+            self.client.close()
+            self.client, self._owns_client = None, False
+        logger.info("executor %r shut down", self.label)
+
+
+FuncXExecutor = FaaSExecutor
