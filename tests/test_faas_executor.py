@@ -1,0 +1,172 @@
+"""The FaaS executor in a workflow, against a real service and two real endpoints (issue 11's user lines).
+
+One service and two endpoints (user alice) serve the whole module; each test
+loads its own config. Apps are defined as in a user's script (module
+``__main__``), so their bodies travel by value to the endpoints.
+"""
+from __future__ import annotations
+
+import textwrap
+import uuid
+
+import pytest
+
+import parsl_lite as parsl
+from parsl_lite.config import Config
+from parsl_lite.dataflow.loader import DataFlowKernelLoader
+from parsl_lite.executors import FuncXExecutor, HighThroughputExecutor, ThreadPoolExecutor
+from parsl_lite.executors.faas.errors import EndpointNotAllowed
+from parsl_lite.faas import paths
+
+from .faas_endpoint_helpers import start_endpoint
+from .faas_helpers import add_user, register_endpoint, start_service
+from .test_faas_sdk import user_functions
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory):
+    """A service, alice's two endpoints (1 worker each) and bob's registered (not running) endpoint."""
+    root = tmp_path_factory.mktemp("faas-executor")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(paths.HOME_ENV, str(root / "home"))
+        mp.delenv(paths.URL_ENV, raising=False)
+        mp.delenv(paths.TOKEN_ENV, raising=False)
+        service = start_service(root)
+        endpoints = []
+        try:
+            alice = add_user(service, "alice")
+            bob = add_user(service, "bob")
+            paths.write_client_file(service.url, alice)     # FuncXClient() finds alice's credentials
+            endpoints = [start_endpoint(service, name, alice, workers=1) for name in ("ep1", "ep2")]
+            foreign = register_endpoint(service, token=bob, name="bobs")["endpoint_id"]
+            yield service, endpoints[0].endpoint_id, endpoints[1].endpoint_id, foreign
+        finally:
+            stray = [pid for endpoint in endpoints for pid in endpoint.cleanup()]
+            service.stop()
+            assert not stray, f"endpoint processes left running: {stray}"
+
+
+@pytest.fixture
+def kernel_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    if DataFlowKernelLoader._dfk is not None:   # a failed test must not leave its kernel to the next
+        parsl.clear()
+
+
+def apps():
+    return user_functions(WHERE + textwrap.dedent("""
+        from parsl_lite import python_app
+
+        @python_app(executors=["funcX"])
+        def square(x):
+            return x * x
+
+        @python_app(executors=["local"])
+        def add_one(x):
+            return x + 1
+
+        @python_app(executors=["funcX"])
+        def fail(x):
+            raise KeyError(f"remote {x}")
+
+        @python_app(executors=["funcX"])
+        def nap(x, seconds):
+            import time
+            time.sleep(seconds)
+            return x, where()
+    """))
+
+
+WHERE = """
+def where():
+    # the worker's pool was started by its endpoint with --logdir under $PARSL_LITE_HOME/endpoints/NAME/
+    import os, re, psutil
+    for proc in [psutil.Process(os.getpid())] + psutil.Process(os.getpid()).parents():
+        found = re.search(r"/endpoints/([^/]+)/", " ".join(proc.cmdline()))
+        if found:
+            return found.group(1)
+    return "local"
+"""
+
+
+def ran_on(future) -> str:
+    return future.result(timeout=60)[1]
+
+
+def test_user_lines_as_written(fabric, kernel_dir):
+    _service, ep1, ep2, _foreign = fabric
+    fx_config = Config(executors=[
+        FuncXExecutor(label="funcX", endpoints=[ep1, ep2]),     # client found as FuncXClient() finds it
+        HighThroughputExecutor(label="local"),
+    ])
+    ns = user_functions(WHERE + textwrap.dedent(f"""
+        from parsl_lite import python_app
+
+        @python_app(executors=["funcX"], parsl_resource_specification={{"endpoints": ["{ep1}"]}})
+        def foo(x):
+            return x * 10, where()
+    """))
+    foo = ns["foo"]
+    with parsl.load(fx_config):
+        pinned = [foo(i) for i in range(4)]
+        spread = [foo(i, parsl_resource_specification={"endpoints": [ep1, ep2]}) for i in range(4)]
+        assert [f.result(timeout=60)[0] for f in pinned + spread] == [0, 10, 20, 30] * 2
+        assert {ran_on(f) for f in pinned} == {"ep1"}
+        assert {ran_on(f) for f in spread} == {"ep1", "ep2"}     # the call overrides the decorator
+
+
+def test_mixed_dag_remote_local_remote_and_remote_failure(fabric, kernel_dir):
+    _service, ep1, ep2, _foreign = fabric
+    ns = apps()
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1, ep2], policy="least_loaded"),
+                               HighThroughputExecutor(label="local")])
+    with parsl.load(config):
+        remote = [ns["square"](i) for i in range(5)]
+        local = [ns["add_one"](r) for r in remote]            # a remote result feeds a local app
+        back = [ns["square"](x) for x in local]               # and a local one a remote app
+        assert [f.result(timeout=60) for f in back] == [(i * i + 1) ** 2 for i in range(5)]
+        failed = ns["fail"](3)
+        with pytest.raises(KeyError, match="remote 3"):       # the original exception, re-raised
+            failed.result(timeout=60)
+
+
+def test_unknown_and_foreign_endpoints_in_config_are_refused_at_load(fabric, kernel_dir):
+    _service, ep1, _ep2, foreign = fabric
+    for bad in (str(uuid.uuid4()), foreign, "not-an-id"):
+        with pytest.raises(EndpointNotAllowed, match=bad):
+            parsl.load(Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1, bad])]))
+        if DataFlowKernelLoader._dfk is not None:
+            parsl.clear()
+
+
+def test_unknown_and_foreign_endpoints_in_a_spec_fail_the_future(fabric, kernel_dir):
+    _service, ep1, _ep2, foreign = fabric
+    ns = apps()
+    with parsl.load(Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1])])):
+        for bad in (str(uuid.uuid4()), foreign):
+            future = ns["square"](2, parsl_resource_specification={"endpoints": [ep1, bad]})
+            with pytest.raises(EndpointNotAllowed, match=bad):
+                future.result(timeout=30)
+        assert ns["square"](3).result(timeout=60) == 9
+
+
+def test_endpoints_on_a_non_faas_executor_are_refused_naming_the_key(fabric, kernel_dir):
+    _service, ep1, _ep2, _foreign = fabric
+    ns = user_functions("""
+        from parsl_lite import python_app
+
+        @python_app(executors=["threads"])
+        def t(x):
+            return x
+
+        @python_app(executors=["local"])
+        def h(x):
+            return x
+    """)
+    config = Config(executors=[ThreadPoolExecutor(label="threads"), HighThroughputExecutor(label="local")])
+    with parsl.load(config):
+        for app in (ns["t"], ns["h"]):
+            with pytest.raises(Exception, match="'endpoints'.*only a FaaSExecutor"):
+                app(1, parsl_resource_specification={"endpoints": [ep1]}).result(timeout=30)
+        assert ns["h"](5).result(timeout=30) == 5
