@@ -1,0 +1,87 @@
+"""The FaaS executor when an endpoint dies mid-workflow: its tasks fail with ``EndpointLost``, retries finish them.
+
+A service with fast heartbeats (an endpoint silent 2 s is offline) and two
+real endpoints; one is SIGKILLed while it holds tasks.
+"""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import parsl_lite as parsl
+from parsl_lite.config import Config
+from parsl_lite.dataflow.loader import DataFlowKernelLoader
+from parsl_lite.executors import FuncXExecutor
+from parsl_lite.faas import paths
+from parsl_lite.faas.errors import EndpointLost
+
+from .conftest import wait_for
+from .faas_endpoint_helpers import faas_endpoints  # noqa: F401  (the fixture)
+from .faas_helpers import start_service
+from .test_faas_executor import WHERE
+from .test_faas_sdk import user_functions
+
+
+@pytest.fixture
+def fabric(tmp_path, monkeypatch, faas_endpoints):
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.delenv(paths.URL_ENV, raising=False)
+    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    service = start_service(tmp_path, heartbeat_period=0.5)
+    try:
+        paths.write_client_file(service.url, service.admin_token)
+        eps = [faas_endpoints(service, name, service.admin_token, workers=2) for name in ("ep1", "ep2")]
+        yield service, eps
+    finally:
+        if DataFlowKernelLoader._dfk is not None:
+            parsl.clear()
+        service.stop()   # the faas_endpoints fixture stops the endpoints and checks none is left
+
+
+NAP = user_functions(WHERE + textwrap.dedent("""
+    from parsl_lite import python_app
+
+    @python_app(executors=["funcX"])
+    def nap(x, path):
+        import os, time
+        while not os.path.exists(path):   # hold the task until the test lets it go
+            time.sleep(0.02)
+        return x, where()
+"""))
+
+
+def make_config(ep1: str, ep2: str, retries: int) -> Config:
+    return Config(retries=retries, executors=[
+        FuncXExecutor(label="funcX", endpoints=[ep1, ep2], status_period=0.2, endpoint_lost_after=1.0)])
+
+
+def test_endpoint_killed_mid_workflow_tasks_finish_on_the_other(fabric, tmp_path):
+    _service, (ep1, ep2) = fabric
+    gate = tmp_path / "go"
+    with parsl.load(make_config(ep1.endpoint_id, ep2.endpoint_id, retries=2)) as dfk:
+        futures = [NAP["nap"](i, str(gate)) for i in range(6)]        # round robin: 3 on each endpoint
+        executor = dfk.executors["funcX"]
+        wait_for(lambda: executor.outstanding == 6, what="6 tasks in flight")
+        ep1.kill()
+        wait_for(lambda: not any(ep1.endpoint_id == e and t for e, t in executor._in_flight.items()),
+                 timeout_s=30, what="ep1's tasks given up")
+        gate.touch()
+        results = [f.result(timeout=60) for f in futures]
+    assert [x for x, _ in results] == list(range(6))
+    assert {where for _, where in results} == {"ep2"}
+
+
+def test_endpoint_killed_without_retries_fails_with_endpoint_lost_naming_it(fabric, tmp_path):
+    _service, (ep1, ep2) = fabric
+    gate = tmp_path / "go"
+    with parsl.load(make_config(ep1.endpoint_id, ep2.endpoint_id, retries=0)) as dfk:
+        futures = [NAP["nap"](i, str(gate)) for i in range(4)]
+        wait_for(lambda: dfk.executors["funcX"].outstanding == 4, what="4 tasks in flight")
+        ep1.kill()
+        for f in futures[0::2]:   # round robin sent tasks 0 and 2 to ep1
+            with pytest.raises(EndpointLost, match=ep1.endpoint_id):
+                f.result(timeout=30)
+        gate.touch()
+        assert [f.result(timeout=60) for f in futures[1::2]] == [(1, "ep2"), (3, "ep2")]
