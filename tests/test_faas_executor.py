@@ -170,3 +170,20 @@ def test_endpoints_on_a_non_faas_executor_are_refused_naming_the_key(fabric, ker
             with pytest.raises(Exception, match="'endpoints'.*only a FaaSExecutor"):
                 app(1, parsl_resource_specification={"endpoints": [ep1]}).result(timeout=30)
         assert ns["h"](5).result(timeout=30) == 5
+
+
+def test_example_workflow_pi_on_two_endpoints_mean_local(fabric, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _service, ep1, ep2, _foreign = fabric
+    script = Path(__file__).resolve().parents[1] / "examples" / "faas" / "workflow.py"
+    env = {k: v for k, v in os.environ.items() if k not in (paths.URL_ENV, paths.TOKEN_ENV)}
+    done = subprocess.run([sys.executable, str(script), ep1, ep2, "4", "2000"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == f"4 pi tasks: 2 on {ep1}, 2 on {ep2}; mean on 'local'"
+    assert 2.5 < float(lines[-1].rsplit(" ", 1)[1]) < 3.8
