@@ -187,3 +187,27 @@ def test_example_workflow_pi_on_two_endpoints_mean_local(fabric, tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == f"4 pi tasks: 2 on {ep1}, 2 on {ep2}; mean on 'local'"
     assert 2.5 < float(lines[-1].rsplit(" ", 1)[1]) < 3.8
+
+
+def test_toml_type_faas_executor(tmp_path):
+    from parsl_lite.config_loader import load_config
+    from parsl_lite.executors import FaaSExecutor
+
+    ep = str(uuid.uuid4())
+    path = tmp_path / "fx.toml"
+    path.write_text(textwrap.dedent(f"""
+        retries = 2
+        [[executors]]
+        type = "FaaSExecutor"
+        label = "funcX"
+        endpoints = ["{ep}"]
+        policy = "least_loaded"
+        batch_size = 64
+    """))
+    config = load_config(str(path))
+    (executor,) = config.executors
+    assert isinstance(executor, FaaSExecutor) and FuncXExecutor is FaaSExecutor
+    assert (executor.endpoints, executor.policy, executor.batch_size) == ([ep], "least_loaded", 64)
+    path.write_text(path.read_text().replace('"least_loaded"', '"fastest"'))
+    with pytest.raises(Exception, match="fastest"):
+        load_config(str(path))
