@@ -85,3 +85,25 @@ def test_endpoint_killed_without_retries_fails_with_endpoint_lost_naming_it(fabr
                 f.result(timeout=30)
         gate.touch()
         assert [f.result(timeout=60) for f in futures[1::2]] == [(1, "ep2"), (3, "ep2")]
+
+
+def test_every_endpoint_of_a_task_offline_waits_then_fails_or_runs_when_one_returns(fabric, tmp_path):
+    service, (ep1, ep2) = fabric
+    gate = tmp_path / "go"
+    gate.touch()
+    ep1.kill()
+    from .faas_helpers import call
+    wait_for(lambda: call(service, "GET", f"/v1/endpoints/{ep1.endpoint_id}/status")[1]["status"] == "offline",
+             timeout_s=30, what="ep1 offline at the service")
+    only_ep1 = {"endpoints": [ep1.endpoint_id]}
+    with parsl.load(make_config(ep1.endpoint_id, ep2.endpoint_id, retries=0)):
+        lost = NAP["nap"](1, str(gate), parsl_resource_specification=only_ep1)
+        with pytest.raises(EndpointLost, match=f"{ep1.endpoint_id}.*offline for more than 1.0 s"):
+            lost.result(timeout=30)
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id], status_period=0.2,
+                                             endpoint_lost_after=None)])
+    with parsl.load(config) as dfk:
+        waiting = NAP["nap"](2, str(gate))
+        wait_for(lambda: dfk.executors["funcX"].outstanding == 1, what="the task in flight")
+        ep1.restart()
+        assert waiting.result(timeout=45) == (2, "ep1")

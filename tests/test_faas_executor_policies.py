@@ -107,3 +107,14 @@ def test_loss_tracker_reports_an_endpoint_once_per_offline_spell():
     tracker.observe(A, False, now=5.0)
     assert tracker.newly_lost(7.0) == [A]                # a new spell
     assert LossTracker(after_s=None).newly_lost(1e9) == []
+
+
+def test_a_task_sent_to_an_endpoint_already_offline_also_waits_the_limit():
+    tracker = LossTracker(after_s=2.0)
+    tracker.observe(A, False, now=0.0)
+    assert tracker.gives_up(A, submitted_at=0.5, now=2.5)        # both waited 2 s
+    assert not tracker.gives_up(A, submitted_at=10.0, now=11.0)  # sent late: waits its own 2 s
+    assert tracker.gives_up(A, submitted_at=10.0, now=12.0)
+    tracker.observe(A, True, now=12.5)
+    assert not tracker.gives_up(A, submitted_at=0.0, now=13.0)   # back online: the task waits for it
+    assert not LossTracker(after_s=None).gives_up(A, 0.0, 1e9)

@@ -86,7 +86,8 @@ class FaaSExecutor(ParslExecutor):
         self._owns_client = False
         self._verdicts: dict[str, Optional[str]] = {}      # endpoint id -> None (usable) or why not
         self._reports: dict[str, dict] = {}                # endpoint id -> last get_endpoint_status answer
-        self._in_flight: dict[str, dict[Future, Any]] = {}  # endpoint id -> {our future: the SDK's future}
+        # endpoint id -> {our future: (the SDK's future, when it was submitted)}
+        self._in_flight: dict[str, dict[Future, tuple[Any, float]]] = {}
         self._tracker = LossTracker(self.endpoint_lost_after)
         self._stop = threading.Event()
         self._done: SimpleQueue = SimpleQueue()
@@ -166,7 +167,7 @@ class FaaSExecutor(ParslExecutor):
         future: Future = Future()
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
         with self._lock:
-            self._in_flight.setdefault(endpoint_id, {})[future] = sdk_future
+            self._in_flight.setdefault(endpoint_id, {})[future] = (sdk_future, time.time())
         sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
         return future
 
@@ -249,23 +250,30 @@ class FaaSExecutor(ParslExecutor):
                 continue
             self._reports[endpoint_id] = reply
             self._tracker.observe(endpoint_id, reply.get("status") == "online", time.time())
-        for endpoint_id in self._tracker.newly_lost(time.time()):
-            self._fail_endpoint(endpoint_id)
+        now = time.time()
+        self._tracker.newly_lost(now)   # remembered as just lost: retries go elsewhere
+        for endpoint_id in list(self._in_flight):
+            if self._tracker.offline_for(endpoint_id, now) > 0:
+                self._fail_endpoint(endpoint_id, now)
 
-    def _fail_endpoint(self, endpoint_id: str) -> None:
+    def _fail_endpoint(self, endpoint_id: str, now: float) -> None:
+        """Fail the tasks that waited ``endpoint_lost_after`` on this offline endpoint."""
         from parsl_lite.faas.errors import EndpointLost
 
         with self._lock:
-            tasks = self._in_flight.pop(endpoint_id, {})
+            held = self._in_flight.get(endpoint_id, {})
+            tasks = {f: entry for f, entry in held.items() if self._tracker.gives_up(endpoint_id, entry[1], now)}
+            for future in tasks:
+                del held[future]
         if not tasks:
             return
         cause = EndpointLost(endpoint_id, f"offline for more than {self.endpoint_lost_after} s "
                                           f"(executor {self.label!r}, endpoint_lost_after) with the task in flight")
         logger.warning("executor %r: %s: failing %d tasks", self.label, cause, len(tasks))
-        for future, sdk_future in tasks.items():
-            sdk_future.cancel()   # at the service too, if it has not started; a late result is ignored
+        for future, (sdk_future, _) in tasks.items():
             if not future.done():
                 future.set_exception(cause)
+            sdk_future.cancel()   # then at the service too, if it has not started; a late result is ignored
 
     # ------------------------------------------------------------ what the kernel asks
     @property

@@ -182,6 +182,15 @@ class LossTracker:
             self.mark_lost(e, now)
         return lost
 
+    def gives_up(self, endpoint_id: str, submitted_at: float, now: float) -> bool:
+        """A task sent at ``submitted_at`` fails now: its endpoint and the task both waited ``after_s`` offline.
+
+        So a task sent to an endpoint that was offline already also waits ``after_s`` before it fails.
+        """
+        if self.after_s is None:
+            return False
+        return min(self.offline_for(endpoint_id, now), now - submitted_at) >= self.after_s
+
     def mark_lost(self, endpoint_id: str, now: float) -> None:
         self._lost_at[endpoint_id] = now
 
