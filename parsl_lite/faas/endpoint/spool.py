@@ -1,5 +1,8 @@
 """Results on the endpoint's disk until the service says it stored them (``unacked_results/``, as Globus Compute).
 
+The session writes here what it could not send, and what the service has not acknowledged within a
+fraction of a second (``session._SPOOL_AFTER_S``); a result stored at once never touches the disk.
+
 One file per batch of results that completed together (``<ns>-<n>.results``):
 a JSON line listing ``[task_id, state, started, finished, payload size]`` per
 result, then the payloads back to back. A file is written to a temporary
