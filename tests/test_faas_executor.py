@@ -211,3 +211,17 @@ def test_toml_type_faas_executor(tmp_path):
     path.write_text(path.read_text().replace('"least_loaded"', '"fastest"'))
     with pytest.raises(Exception, match="fastest"):
         load_config(str(path))
+
+
+def test_kernel_listeners_see_which_endpoint_ran_each_task(fabric, kernel_dir):
+    _service, ep1, ep2, _foreign = fabric
+    ns = apps()
+    events = []
+    dfk = parsl.load(Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1, ep2])]))
+    dfk.add_listener(events.append)
+    with dfk:
+        futures = [ns["square"](i) for i in range(4)]
+        assert [f.result(timeout=60) for f in futures] == [0, 1, 4, 9]
+    placed = {e.task_id: (e.executor, e.detail["endpoint_id"], e.detail["ok"])
+              for e in events if getattr(e, "what", "") == "task_placed"}
+    assert placed == {f.tid: ("funcX", ep, True) for f, ep in zip(futures, [ep1, ep2, ep1, ep2])}

@@ -60,7 +60,9 @@ def make_config(ep1: str, ep2: str, retries: int) -> Config:
 def test_endpoint_killed_mid_workflow_tasks_finish_on_the_other(fabric, tmp_path):
     _service, (ep1, ep2) = fabric
     gate = tmp_path / "go"
+    events = []
     with parsl.load(make_config(ep1.endpoint_id, ep2.endpoint_id, retries=2)) as dfk:
+        dfk.add_listener(events.append)
         futures = [NAP["nap"](i, str(gate)) for i in range(6)]        # round robin: 3 on each endpoint
         executor = dfk.executors["funcX"]
         wait_for(lambda: executor.outstanding == 6, what="6 tasks in flight")
@@ -71,6 +73,10 @@ def test_endpoint_killed_mid_workflow_tasks_finish_on_the_other(fabric, tmp_path
         results = [f.result(timeout=60) for f in futures]
     assert [x for x, _ in results] == list(range(6))
     assert {where for _, where in results} == {"ep2"}
+    seen = [(e.detail["endpoint_id"], e.detail["status"]) for e in events if getattr(e, "what", "") == "endpoint_status"]
+    assert (ep1.endpoint_id, "offline") in seen         # the kernel's listeners saw the endpoint go
+    placed = [e.detail["endpoint_id"] for e in events if getattr(e, "what", "") == "task_placed"]
+    assert placed.count(ep2.endpoint_id) == 6            # and every task end on ep2
 
 
 def test_endpoint_killed_without_retries_fails_with_endpoint_lost_naming_it(fabric, tmp_path):

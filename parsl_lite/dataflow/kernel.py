@@ -104,6 +104,7 @@ class DataFlowKernel:
             self.memoizer.start(run_dir=self.run_dir, config_run_dir=self.config.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
+                executor.event_sink = self._publish  # ExecutorEvents (e.g. which endpoint ran a task) reach listeners
                 self.executors[executor.label] = executor  # before start: a start cut short is shut down too
                 executor.start()
             self._poller.add_executors(list(self.executors.values()))  # starts the initial blocks now
@@ -482,7 +483,8 @@ class DataFlowKernel:
             actions = self._graph.handle(ExecSucceeded(record.id))
         self._apply(actions, value)
 
-    def _publish(self, change: StateChanged) -> None:
+    def _publish(self, change: Any) -> None:
+        """A ``StateChanged`` (or an executor's ``ExecutorEvent``) to every listener."""
         for listener in self._listeners:
             try:
                 listener(change)

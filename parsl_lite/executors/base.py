@@ -11,9 +11,28 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
 
 from parsl_lite.representation import RepresentationMixin
+
+
+@dataclass(frozen=True)
+class ExecutorEvent:
+    """What an executor tells the kernel's listeners beside task states (monitoring, progress views).
+
+    Attributes:
+        executor: the executor's label.
+        what: e.g. ``"task_placed"`` (``detail["endpoint_id"]`` ran task ``task_id``) or
+            ``"endpoint_status"`` (``detail``: the endpoint, online or not, workers, queue).
+        detail: the facts, JSON-friendly.
+        task_id: the kernel's task id, when the event is about one task.
+    """
+    kind: ClassVar[str] = "executor"
+    executor: str
+    what: str
+    detail: dict = field(default_factory=dict)
+    task_id: Optional[int] = None
 
 
 class ParslExecutor(RepresentationMixin, ABC):
@@ -31,6 +50,13 @@ class ParslExecutor(RepresentationMixin, ABC):
     label: str = "executor"
     run_dir: str = "."
     needs_serialization: bool = False
+    event_sink: Optional[Callable[[ExecutorEvent], None]] = None  # set by the kernel before start
+
+    def emit(self, event: ExecutorEvent) -> None:
+        """Hand ``event`` to the kernel's listeners (nothing if no kernel listens)."""
+        sink = self.event_sink
+        if sink is not None:
+            sink(event)
 
     @abstractmethod
     def start(self) -> None:

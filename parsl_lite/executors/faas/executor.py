@@ -23,7 +23,7 @@ from queue import SimpleQueue
 from typing import Any, Callable, Optional, Sequence, Union
 
 from parsl_lite.errors import ConfigurationError
-from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.executors.base import ExecutorEvent, ParslExecutor
 from parsl_lite.executors.errors import ExecutorShutdown
 from parsl_lite.executors.faas.errors import EndpointNotAllowed, InvalidFaaSResourceSpecification
 from parsl_lite.executors.faas.policies import (
@@ -86,6 +86,7 @@ class FaaSExecutor(ParslExecutor):
         self._owns_client = False
         self._verdicts: dict[str, Optional[str]] = {}      # endpoint id -> None (usable) or why not
         self._reports: dict[str, dict] = {}                # endpoint id -> last get_endpoint_status answer
+        self._announced: dict[str, Optional[str]] = {}     # endpoint id -> the status last told to listeners
         # endpoint id -> {our future: (the SDK's future, when it was submitted)}
         self._in_flight: dict[str, dict[Future, tuple[Any, float]]] = {}
         self._tracker = LossTracker(self.endpoint_lost_after)
@@ -166,6 +167,7 @@ class FaaSExecutor(ParslExecutor):
         sdk_future = self._fx.submit(func, *args, endpoint_id=endpoint_id, **kwargs)
         future: Future = Future()
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
+        future.faas_future = sdk_future  # type: ignore[attr-defined]  # its task_id once the service took it
         with self._lock:
             self._in_flight.setdefault(endpoint_id, {})[future] = (sdk_future, time.time())
         sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
@@ -223,12 +225,20 @@ class FaaSExecutor(ParslExecutor):
                 exc = sdk_future.exception()
                 if isinstance(exc, EndpointLost):
                     self._tracker.mark_lost(endpoint_id, time.time())
+                self._placed(future, endpoint_id, exc)
                 if exc is None:
                     future.set_result(sdk_future.result())
                 else:
                     future.set_exception(exc)
             except Exception:  # a callback of the kernel failed: this thread must carry on
                 logger.exception("executor %r: completing a task raised", self.label)
+
+    def _placed(self, future: Future, endpoint_id: str, exc: Optional[BaseException]) -> None:
+        """Tell the kernel's listeners which endpoint ran the task (and with what outcome)."""
+        record = getattr(future, "parsl_record", None)   # set by the kernel on the futures it launched
+        self.emit(ExecutorEvent(self.label, "task_placed", {
+            "endpoint_id": endpoint_id, "task_id": getattr(sdk_future_of(future), "task_id", None),
+            "ok": exc is None}, getattr(record, "id", None)))
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.status_period):
@@ -248,8 +258,15 @@ class FaaSExecutor(ParslExecutor):
             except Exception as exc:  # the service is down or restarting: keep the last report
                 logger.info("executor %r: status of endpoint %s: %r", self.label, endpoint_id, exc)
                 continue
+            before = self._announced.get(endpoint_id)
             self._reports[endpoint_id] = reply
+            self._announced[endpoint_id] = reply.get("status")
             self._tracker.observe(endpoint_id, reply.get("status") == "online", time.time())
+            if reply.get("status") != before:
+                details = reply.get("details") or {}
+                self.emit(ExecutorEvent(self.label, "endpoint_status", {
+                    "endpoint_id": endpoint_id, "status": reply.get("status"), "last_seen": reply.get("last_seen"),
+                    **{k: details.get(k) for k in ("connected_workers", "idle_workers", "pending_tasks")}}))
         now = time.time()
         self._tracker.newly_lost(now)   # remembered as just lost: retries go elsewhere
         for endpoint_id in list(self._in_flight):
@@ -308,6 +325,11 @@ class FaaSExecutor(ParslExecutor):
             self.client.close()
             self.client, self._owns_client = None, False
         logger.info("executor %r shut down", self.label)
+
+
+def sdk_future_of(future: Future) -> Any:
+    """The SDK's ``FuncXFuture`` behind one of this executor's futures (its ``task_id`` at the service)."""
+    return getattr(future, "faas_future", None)
 
 
 FuncXExecutor = FaaSExecutor
