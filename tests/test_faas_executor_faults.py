@@ -113,3 +113,21 @@ def test_every_endpoint_of_a_task_offline_waits_then_fails_or_runs_when_one_retu
         wait_for(lambda: dfk.executors["funcX"].outstanding == 1, what="the task in flight")
         ep1.restart()
         assert waiting.result(timeout=45) == (2, "ep1")
+
+
+def test_service_restarted_mid_workflow_the_workflow_finishes(fabric, tmp_path):
+    service, (ep1, ep2) = fabric
+    gate = tmp_path / "go"
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id],
+                                             status_period=0.2, endpoint_lost_after=30.0)])
+    with parsl.load(config) as dfk:
+        futures = [NAP["nap"](i, str(gate)) for i in range(6)]
+
+        def accepted() -> bool:   # every task has its id: the service stored it
+            held = [f.task_record.exec_fu for f in futures]
+            return all(fu is not None and fu.faas_future.task_id for fu in held)
+        wait_for(accepted, what="the 6 tasks accepted by the service")
+        service.kill()
+        service.restart()
+        gate.touch()
+        assert [f.result(timeout=50)[0] for f in futures] == list(range(6))
