@@ -40,8 +40,18 @@ def dumps(obj: Any) -> bytes:
     return _JSON_OUT.encode(obj).encode("ascii")
 
 
+_scan = _JSON_IN.scan_once  # the C scanner: a compact header needs no whitespace handling around it
+
+
 def loads(frame: bytes) -> Any:
-    return _JSON_IN.decode(frame.decode("utf-8"))
+    text = frame.decode("utf-8")
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if end == len(text):
+        return value
+    return _JSON_IN.decode(text)  # whitespace around it, or not JSON: the full decoder accepts or says why
 
 
 def ints_to_frame(values: list[int]) -> bytes:

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any, Callable, Optional, Sequence
 
 import zmq
+from zmq.backend import zmq_poll
 
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.errors import MalformedMessage, NotAuthenticated, VersionMismatch, WorkerLost
@@ -61,6 +62,7 @@ _LOG_EVERY_REFUSAL_UP_TO = 20   # then one line per 1000, so a flood cannot fill
 _DRAIN_MOST = 1000              # messages read from one socket per wake-up, so one busy side cannot starve the other
 _SATURATED_AT = 64              # messages read in one wake-up that say a backlog waits for us (LoadChanged)
 _FREE_BELOW = 8                 # ... and fewer than this say it is gone
+_POLLIN = int(zmq.POLLIN)
 
 
 class Interchange:
@@ -121,19 +123,17 @@ class Interchange:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.client, zmq.POLLIN)
-        poller.register(self.workers, zmq.POLLIN)
+        items = [(self.client, _POLLIN), (self.workers, _POLLIN)]  # zmq_poll itself: no Poller, no dict per wake-up
         tick_s = min(self.settings.heartbeat_period_s, 1.0)
         next_tick = time.monotonic() + tick_s
         while self.running:
-            events = dict(poller.poll(max(0, int((next_tick - time.monotonic()) * 1000))))
             handled = 0
-            if self.client in events:
-                handled += self._drain(self.client, self._from_client)
-                self._flush_tasks()
-            if self.workers in events:
-                handled += self._drain(self.workers, self._from_worker)
+            for socket, _ in zmq_poll(items, max(0, int((next_tick - time.monotonic()) * 1000))):
+                if socket is self.client:
+                    handled += self._drain(self.client, self._from_client)
+                    self._flush_tasks()
+                else:
+                    handled += self._drain(self.workers, self._from_worker)
             self._note_load(handled)
             now = time.monotonic()
             if now >= next_tick:
@@ -145,9 +145,12 @@ class Interchange:
                     return
 
     def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> int:
-        """Handle the messages waiting on the socket (at most ``_DRAIN_MOST``); return how many there were."""
+        """Handle the messages waiting on the socket (at most ``_DRAIN_MOST``); return how many there were.
+
+        The poll said one waits; after it, asking costs less than a failed receive (wire_io.py).
+        """
         for count in range(_DRAIN_MOST):
-            if not readable(socket):  # asking costs less than a failed receive (wire_io.py)
+            if count and not readable(socket):
                 return count
             try:
                 frames = recv_frames(socket, block=False)
@@ -327,10 +330,10 @@ class Interchange:
         if key is None:
             raise MalformedMessage("result_batch", "results from a worker that never said hello")
         actions = self.ledger.handle(ResultsArrived(key[0], key[1], message.task_ids, time.monotonic()))
-        dropped = {tid for a in actions if isinstance(a, DropResults) for tid in a.task_ids}
-        if not dropped:
+        if not actions or type(actions[0]) is not DropResults:  # the ledger puts a DropResults first
             self._forward_raw(message.frames)
         else:  # rare: only now are the payloads cut apart (still never unpickled)
+            dropped = set(actions[0].task_ids)
             batch = decode(message.frames)
             assert isinstance(batch, ResultBatch)
             kept = tuple(r for r in batch.results if r.task_id not in dropped)

@@ -436,7 +436,7 @@ class Ledger:
             else:
                 dropped.append(task_id)
         actions: list[Action] = []
-        if dropped:
+        if dropped:  # first of the actions: the interchange looks for it there only
             actions.append(DropResults(event.manager_id, event.worker_index, tuple(dropped),
                                        "not on this worker (failed as lost already, or never sent to it)"))
         if worker is not None and accepted:

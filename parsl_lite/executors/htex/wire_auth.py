@@ -25,6 +25,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import struct
+from itertools import chain
 from typing import Final, Sequence
 
 from parsl_lite.executors.htex.errors import NotAuthenticated
@@ -37,6 +39,8 @@ WORKERS: Final = b"workers"
 """Channel of the pools' and workers' messages."""
 _MAC_BYTES: Final = 32
 _JOIN_UP_TO: Final = 64 * 1024
+_U64 = struct.Struct("<Q").pack
+_chain = chain.from_iterable
 
 
 def new_secret() -> str:
@@ -84,17 +88,14 @@ class Signer:
     def mac(self, frames: Sequence[bytes]) -> bytes:
         """The proof over ``frames``; each frame's length goes in first, so frames cannot be re-cut."""
         digest = self._base.copy()
-        parts = []
-        size = 0
-        for frame in frames:
-            parts.append(len(frame).to_bytes(8, "little"))
-            parts.append(frame)
-            size += len(frame)
-        if size <= _JOIN_UP_TO:  # one update of the joined bytes (the same bytes): fewer calls per message
-            digest.update(b"".join(parts))
+        lengths = list(map(len, frames))
+        pairs = zip(map(_U64, lengths), frames)  # (length, frame), interleaved by C loops, not Python ones
+        if sum(lengths) <= _JOIN_UP_TO:  # one update of the joined bytes (the same bytes): fewer calls per message
+            digest.update(b"".join(_chain(pairs)))
         else:  # big payloads are not copied
-            for part in parts:
-                digest.update(part)
+            for prefix, frame in pairs:
+                digest.update(prefix)
+                digest.update(frame)
         return digest.digest()
 
     def sign(self, frames: list[bytes]) -> list[bytes]:
