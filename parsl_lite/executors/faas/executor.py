@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 import time
 from concurrent.futures import Future
 from queue import SimpleQueue
@@ -27,8 +28,9 @@ from parsl_lite.executors.base import ExecutorEvent, ParslExecutor
 from parsl_lite.executors.errors import ExecutorShutdown
 from parsl_lite.executors.faas.errors import EndpointNotAllowed, InvalidFaaSResourceSpecification
 from parsl_lite.executors.faas.policies import (
-    EndpointStatus, LossTracker, Policy, choose, resolve_policy, status_from_report,
+    EndpointStatus, LossTracker, Policy, RoundRobin, candidates, resolve_policy, status_from_report,
 )
+from parsl_lite.fast_future import FastFuture
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ class FaaSExecutor(ParslExecutor):
         # endpoint id -> {our future: (the SDK's future, when it was submitted)}
         self._in_flight: dict[str, dict[Future, tuple[Any, float]]] = {}
         self._tracker = LossTracker(self.endpoint_lost_after)
+        self._snapshot: dict[str, EndpointStatus] = {}     # the statuses as of the last refresh (in_flight 0)
+        self._version = 0                                  # bumped with each new snapshot
+        self._routes: dict[tuple, tuple[int, list[str], dict[str, EndpointStatus]]] = {}
+        self._wants_load = not isinstance(self._policy, RoundRobin)
         self._stop = threading.Event()
         self._done: SimpleQueue = SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -161,17 +167,36 @@ class FaaSExecutor(ParslExecutor):
         if self._broken is not None or self._fx is None:
             raise self._broken or ExecutorShutdown(self.label, "not started")
         allowed = self._allowed(resource_specification)
-        task_spec = {"endpoints": allowed, "function_name": getattr(func, "__name__", "?"),
-                     "resource_specification": resource_specification or {}}
-        endpoint_id = choose(self._policy, task_spec, self.statuses(allowed))
+        endpoint_id = self._route(allowed, func, resource_specification)
         sdk_future = self._fx.submit(func, *args, endpoint_id=endpoint_id, **kwargs)
-        future: Future = Future()
+        future: Future = FastFuture()
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
         future.faas_future = sdk_future  # type: ignore[attr-defined]  # its task_id once the service took it
         with self._lock:
             self._in_flight.setdefault(endpoint_id, {})[future] = (sdk_future, time.time())
         sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
         return future
+
+    def _route(self, allowed: list[str], func: Callable, spec: Optional[dict]) -> str:
+        """``policies.choose`` on the hot path: candidates cached per status refresh, live in-flight counts."""
+        key = tuple(allowed)
+        route = self._routes.get(key)
+        if route is None or route[0] != self._version:
+            options = candidates(allowed, self._snapshot)
+            route = (self._version, options, {e: self._snapshot.get(e) or EndpointStatus(e) for e in options})
+            self._routes[key] = route
+        options, statuses = route[1], route[2]
+        if len(options) == 1:
+            return options[0]
+        if self._wants_load:   # least_loaded and callables see what is in flight now
+            statuses = {e: replace(s, in_flight=len(self._in_flight.get(e, ()))) for e, s in statuses.items()}
+        task_spec = {"endpoints": options, "function_name": getattr(func, "__name__", "?"),
+                     "resource_specification": spec or {}}
+        chosen = self._policy(task_spec, statuses)
+        if chosen not in key:
+            raise ValueError(f"policy {getattr(self._policy, '__name__', self._policy)!r} chose endpoint "
+                             f"{chosen!r}, not among the task's endpoints {allowed}")
+        return chosen
 
     def _allowed(self, spec: Optional[dict]) -> list[str]:
         if not spec:
@@ -187,8 +212,17 @@ class FaaSExecutor(ParslExecutor):
             raise InvalidFaaSResourceSpecification(
                 self.label, f"resource specification 'endpoints' must be a non-empty list of ids, got {endpoints!r}")
         for endpoint_id in endpoints:
+            if not isinstance(endpoint_id, str):
+                raise InvalidFaaSResourceSpecification(
+                    self.label, f"resource specification 'endpoints' holds {endpoint_id!r}, not an endpoint id")
             self._check_endpoint(endpoint_id)
         return list(endpoints)
+
+    def _new_snapshot(self) -> None:
+        known = [e for e, why in list(self._verdicts.items()) if why is None]
+        snapshot = self.statuses(known)
+        self._snapshot = {e: replace(s, in_flight=0) for e, s in snapshot.items()}
+        self._version += 1
 
     def statuses(self, endpoint_ids: Sequence[str]) -> dict[str, EndpointStatus]:
         """What the policy sees of these endpoints now (the last reports, the live in-flight counts)."""
@@ -225,6 +259,7 @@ class FaaSExecutor(ParslExecutor):
                 exc = sdk_future.exception()
                 if isinstance(exc, EndpointLost):
                     self._tracker.mark_lost(endpoint_id, time.time())
+                    self._new_snapshot()
                 self._placed(future, endpoint_id, exc)
                 if exc is None:
                     future.set_result(sdk_future.result())
@@ -269,6 +304,7 @@ class FaaSExecutor(ParslExecutor):
                     **{k: details.get(k) for k in ("connected_workers", "idle_workers", "pending_tasks")}}))
         now = time.time()
         self._tracker.newly_lost(now)   # remembered as just lost: retries go elsewhere
+        self._new_snapshot()
         for endpoint_id in list(self._in_flight):
             if self._tracker.offline_for(endpoint_id, now) > 0:
                 self._fail_endpoint(endpoint_id, now)
