@@ -225,3 +225,35 @@ def test_kernel_listeners_see_which_endpoint_ran_each_task(fabric, kernel_dir):
     placed = {e.task_id: (e.executor, e.detail["endpoint_id"], e.detail["ok"])
               for e in events if getattr(e, "what", "") == "task_placed"}
     assert placed == {f.tid: ("funcX", ep, True) for f, ep in zip(futures, [ep1, ep2, ep1, ep2])}
+
+
+def test_files_by_path_between_an_endpoint_and_a_local_app(fabric, kernel_dir):
+    from parsl_lite import File
+
+    _service, ep1, ep2, _foreign = fabric
+    ns = user_functions("""
+        from parsl_lite import python_app
+
+        @python_app(executors=["funcX"])
+        def write(text, outputs=()):
+            with open(outputs[0].filepath, "w") as f:
+                f.write(text)
+            return len(text)
+
+        @python_app(executors=["local"])
+        def shout(inputs=(), outputs=()):
+            with open(inputs[0].filepath) as f, open(outputs[0].filepath, "w") as g:
+                g.write(f.read().upper())
+
+        @python_app(executors=["funcX"])
+        def read(inputs=()):
+            with open(inputs[0].filepath) as f:
+                return f.read()
+    """)
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1, ep2]),
+                               HighThroughputExecutor(label="local")])
+    with parsl.load(config):
+        written = ns["write"]("hello", outputs=[File(str(kernel_dir / "a.txt"))])
+        loud = ns["shout"](inputs=[written.outputs[0]], outputs=[File(str(kernel_dir / "b.txt"))])
+        assert ns["read"](inputs=[loud.outputs[0]]).result(timeout=60) == "HELLO"
+        assert written.result() == 5
