@@ -345,6 +345,33 @@ def test_service_killed_during_submissions_loses_and_doubles_nothing(faas_servic
 
 # ---------------------------------------------------------------- the executor without an endpoint
 
+def test_executor_batches_ready_together_share_requests_and_a_refused_one_fails_alone(service, monkeypatch):
+    fxc = FuncXClient()
+    ep_id = offline_endpoint(service)
+    submits = []
+    real_call = fxc._session.call
+
+    async def counting_call(method, path, body=None, idempotent=False):
+        if path == "/submit":
+            submits.append(len(body["tasks"]))
+        return await real_call(method, path, body, idempotent)
+    monkeypatch.setattr(fxc._session, "call", counting_call)
+    missing = str(uuid.uuid4())
+    fx = FuncXExecutor(fxc, endpoint_id=ep_id, batch_size=10, batch_interval=60.0)   # full batches only
+    first = [fx.submit(FUNCS["double"], i) for i in range(420)]
+    bad = [fx.submit(FUNCS["double"], i, endpoint_id=missing) for i in range(10)]     # one batch of its own
+    last = [fx.submit(FUNCS["double"], i) for i in range(20)]
+    for future in bad:
+        with pytest.raises(ServiceError) as info:
+            future.result(timeout=20)
+        assert info.value.http_status == 404 and missing in info.value.reason
+    good = first + last
+    wait_for(lambda: all(f.task_id for f in good), what="every good task accepted")
+    assert max(submits) > 10                         # batches of 10, coalesced behind a request in flight
+    fx.shutdown(wait=False, cancel_futures=True)     # the endpoint is offline: nothing would finish
+    assert fxc.get_task_group(fx.task_group_id) == [f.task_id for f in good]   # each stored once, in order
+
+
 def test_executor_future_of_a_refused_task_raises_the_service_error(service):
     fxc = FuncXClient()
     missing = str(uuid.uuid4())

@@ -277,3 +277,23 @@ def test_close_stops_the_io_thread():
     fxc.close()                                   # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         fxc.whoami()
+
+
+def test_coalesced_batches_go_in_runs_that_fit_one_request():
+    from parsl_lite.faas.sdk.client import _one_request_runs
+    group = str(uuid.uuid4())
+
+    def batch(n: int, payload: bytes = b"x" * 30) -> tuple:
+        b = Batch(group)
+        for _ in range(n):
+            b.add_packed(group, group, payload)
+        return (b, [None] * n)
+
+    small = [batch(3) for _ in range(4)]
+    assert [len(run) for run in _one_request_runs(small, 1 << 20)] == [4]          # all in one request
+    per_batch = small[0][0].encoded_bytes()
+    limit = 4096 + 2 * per_batch                                                    # body overhead + two batches
+    assert [len(run) for run in _one_request_runs(small, limit)] == [2, 2]
+    assert [len(run) for run in _one_request_runs(small, 1 << 20, max_tasks=7)] == [2, 2]
+    big = batch(2, b"x" * 5000)
+    assert [len(run) for run in _one_request_runs([small[0], big, small[1]], 4096 + 100)] == [1, 1, 1]

@@ -11,6 +11,7 @@ from parsl_lite.serialize import pack_apply_message
 
 _TASK_OVERHEAD = 160     # JSON keys, two UUIDs, quotes: one task's bytes besides its base64 payload
 _BODY_OVERHEAD = 4096    # the body's own keys, group id and versions, with room to spare
+BODY_OVERHEAD = _BODY_OVERHEAD
 
 
 def request_bytes_for(payload_limit: int) -> int:
@@ -71,6 +72,10 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.tasks)
+
+    def encoded_bytes(self) -> int:
+        """About how many bytes its tasks take in a request body (base64 payloads and JSON around them)."""
+        return sum(_encoded_size(task) for task in self.tasks)
 
     def requests(self, versions: str, max_request_bytes: Optional[int] = None) -> Iterator[tuple[int, dict]]:
         """``(number of tasks, body)`` of each ``POST /v1/submit``, each body within ``max_request_bytes``.

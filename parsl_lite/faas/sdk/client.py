@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from parsl_lite.faas import api, protocol
 from parsl_lite.faas.errors import MaxResultSizeExceeded, ServiceError, VersionMismatch
-from parsl_lite.faas.sdk.batch import Batch
+from parsl_lite.faas.sdk.batch import BODY_OVERHEAD, Batch, request_bytes_for
 from parsl_lite.faas.sdk.decode import check_id, decode_task, task_exception, task_value
 from parsl_lite.faas.sdk.http import ServiceSession, resolve_credentials
 from parsl_lite.faas.sdk.loop_thread import LoopThread
@@ -94,6 +94,35 @@ def _awaitable(future: concurrent.futures.Future) -> FuncXTask:
     task = FuncXTask(future)
     future.funcx_task = task  # type: ignore[attr-defined]  # _submit_into gives it the task id
     return task
+
+
+def _fail_submission(futures: Sequence[concurrent.futures.Future], exc: BaseException) -> None:
+    """Every future of a submission that failed says why; re-raises what is not an ``Exception`` (cancelled)."""
+    error = exc if isinstance(exc, Exception) else \
+        RuntimeError("the client was closed before the service answered the submission")
+    for future in futures:
+        try:
+            future.set_exception(error)
+        except concurrent.futures.InvalidStateError:  # done already (cancelled by its owner)
+            pass
+    if error is not exc:
+        raise exc
+
+
+def _one_request_runs(origins: list, limit: int, max_tasks: int = 10_000) -> list[list]:
+    """``origins`` (batch, futures) cut into runs of whole batches whose tasks fit in one request of ``limit``
+    bytes and ``max_tasks`` tasks (as ``Batch.requests`` cuts; a batch bigger than that alone: it is split)."""
+    runs: list[list] = []
+    size = count = 0
+    for origin in origins:
+        need, tasks = origin[0].encoded_bytes(), len(origin[0])
+        if not runs or size + need > limit or count + tasks > max_tasks:
+            runs.append([])
+            size, count = BODY_OVERHEAD, 0
+        runs[-1].append(origin)
+        size += need
+        count += tasks
+    return runs
 
 
 def _callers_loop(loop: Optional[asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
@@ -275,15 +304,7 @@ class FuncXClient:
         try:
             task_ids = await self._submit(batch)
         except BaseException as exc:  # refused (ServiceError), unreachable, cancelled: every future says so
-            error = exc if isinstance(exc, Exception) else \
-                RuntimeError("the client was closed before the service answered the submission")
-            for future in futures:
-                try:
-                    future.set_exception(error)
-                except concurrent.futures.InvalidStateError:  # done already (cancelled by its owner)
-                    pass
-            if error is not exc:
-                raise
+            _fail_submission(futures, exc)
             return
         self._watch_submitted(task_ids, futures)
 
@@ -323,20 +344,28 @@ class FuncXClient:
         sent.add_done_callback(next_round)
 
     async def _submit_origins(self, origins: list[tuple[Batch, list[concurrent.futures.Future]]]) -> None:
-        """One request for all; if the service refuses it (one bad id), each batch alone, so only it fails."""
-        if len(origins) > 1:
-            merged = Batch(origins[0][0].task_group_id, self.payload_limit)
-            for batch, _futures in origins:
+        """As few requests as fit (each holds whole batches); if the service refuses one (one bad id), each of
+        its batches alone, so only that batch fails. A refused request stored nothing (the service checks
+        every task first), so sending its batches again doubles nothing."""
+        limit = self.max_request_bytes or request_bytes_for(self.payload_limit)
+        for run in _one_request_runs(origins, limit):
+            if len(run) == 1:
+                await self._submit_into(*run[0])
+                continue
+            merged = Batch(run[0][0].task_group_id, self.payload_limit)
+            for batch, _futures in run:
                 merged.tasks.extend(batch.tasks)
+            futures = [f for _batch, batch_futures in run for f in batch_futures]
             try:
                 task_ids = await self._submit(merged)
             except ServiceError as exc:
                 logger.debug("a coalesced submission was refused (%s); sending its batches one by one", exc)
+                for batch, batch_futures in run:
+                    await self._submit_into(batch, batch_futures)
+            except BaseException as exc:  # unreachable, cancelled: every future says so
+                _fail_submission(futures, exc)
             else:
-                self._watch_submitted(task_ids, [f for _batch, futures in origins for f in futures])
-                return
-        for batch, futures in origins:
-            await self._submit_into(batch, futures)
+                self._watch_submitted(task_ids, futures)
 
     def watch_futures(self, task_ids: Sequence[str], futures: Sequence[concurrent.futures.Future]) -> None:
         """Resolve ``futures`` from the WebSocket as ``task_ids`` become final (any thread)."""

@@ -7,7 +7,9 @@
 body), serializes the arguments (refusing a payload over the limit at once)
 and queues the task; a batch goes out when ``batch_size`` tasks are queued,
 ``batch_interval`` seconds after the first of them, or as soon as someone
-waits on one of its futures (``result()``), whichever comes first. Results
+waits on one of its futures (``result()``), whichever comes first; batches
+that are ready while a request is on its way go together in the next one
+(each holds whole batches, as many as fit in one request). Results
 arrive over the client's WebSocket. ``reload_tasks`` gives the futures of
 every task of a task group, so a restarted script re-attaches to its work.
 """
@@ -199,7 +201,6 @@ class FuncXExecutor(concurrent.futures.Executor):
         if self._timer is not None and not timer_needed:
             self._timer.cancel()
             self._timer = None
-        loop = asyncio.get_running_loop()
         for entries in batches:
             chunk = [entry for entry in entries if not entry[0].cancelled()]
             if not chunk:
@@ -209,7 +210,8 @@ class FuncXExecutor(concurrent.futures.Executor):
                 batch.add_packed(function_id, endpoint_id, payload)
             self.task_count_submitted += len(chunk)
             logger.debug("%r: submitting a batch of %d tasks", self, len(chunk))
-            loop.create_task(self.client._submit_into(batch, [entry[0] for entry in chunk]))
+            # batches ready while one is on its way go together in one request (client._submit_soon)
+            self.client._submit_soon(batch, [entry[0] for entry in chunk])
 
     def _cancel_remote(self, task_id: str) -> None:
         """Ask the service to cancel ``task_id`` (best effort: a started task runs to its end)."""
