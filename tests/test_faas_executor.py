@@ -257,3 +257,19 @@ def test_files_by_path_between_an_endpoint_and_a_local_app(fabric, kernel_dir):
         loud = ns["shout"](inputs=[written.outputs[0]], outputs=[File(str(kernel_dir / "b.txt"))])
         assert ns["read"](inputs=[loud.outputs[0]]).result(timeout=60) == "HELLO"
         assert written.result() == 5
+
+
+def test_an_app_on_all_executors_with_endpoints_goes_to_the_faas_executor(fabric, kernel_dir):
+    _service, ep1, ep2, _foreign = fabric
+    ns = user_functions(WHERE + textwrap.dedent("""
+        from parsl_lite import python_app
+
+        @python_app
+        def anywhere(x):
+            return x, where()
+    """))
+    config = Config(executors=[HighThroughputExecutor(label="local"), ThreadPoolExecutor(label="threads"),
+                               FuncXExecutor(label="funcX", endpoints=[ep1, ep2])])
+    with parsl.load(config):
+        futures = [ns["anywhere"](i, parsl_resource_specification={"endpoints": [ep2]}) for i in range(6)]
+        assert [f.result(timeout=60) for f in futures] == [(i, "ep2") for i in range(6)]

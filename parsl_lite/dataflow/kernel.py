@@ -177,7 +177,7 @@ class DataFlowKernel:
         kwargs = app_kwargs if app_kwargs else _NO_KWARGS
         tid = TaskId(next(self._ids))
         record = TaskRecord(tid, func.__name__, cache and self._memoize_on(), join)
-        record.executor = self._choose_executor(executors)
+        record.executor = self._choose_executor(executors, resource_specification)
         record.func = func
         record.exec_func = executable if executable is not None else func
         record.args = app_args
@@ -519,9 +519,12 @@ class DataFlowKernel:
     def _memoize_on(self) -> bool:
         return bool(getattr(self.memoizer, "memoize", True))
 
-    def _choose_executor(self, executors: "str | Sequence[str]") -> str:
+    def _choose_executor(self, executors: "str | Sequence[str]", resources: Optional[dict] = None) -> str:
         if executors == "all":
             labels = self._labels
+            if resources and "endpoints" in resources:   # only executors that route to endpoints take it
+                routing = tuple(l for l in labels if getattr(self.executors[l], "routes_to_endpoints", False))
+                labels = routing or labels                 # none: the executor refuses it, naming the key
         else:
             labels = (executors,) if isinstance(executors, str) else tuple(executors)
             unknown = [label for label in labels if label not in self.executors]

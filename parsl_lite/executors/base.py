@@ -51,6 +51,7 @@ class ParslExecutor(RepresentationMixin, ABC):
     run_dir: str = "."
     needs_serialization: bool = False
     event_sink: Optional[Callable[[ExecutorEvent], None]] = None  # set by the kernel before start
+    routes_to_endpoints: bool = False  # takes parsl_resource_specification={"endpoints": [...]} (FaaS)
 
     def emit(self, event: ExecutorEvent) -> None:
         """Hand ``event`` to the kernel's listeners (nothing if no kernel listens)."""

@@ -55,6 +55,7 @@ class FaaSExecutor(ParslExecutor):
     """
 
     needs_serialization = True
+    routes_to_endpoints = True
 
     def __init__(self, label: str = "funcX", endpoints: Optional[Sequence[str]] = None, client: Any = None,
                  batch_size: int = 128, batch_interval: float = 0.01,
