@@ -161,6 +161,20 @@ def test_peek_reads_the_ids_of_a_result_batch_and_leaves_its_frames_alone(batch)
     assert decode(peeked.frames) == batch
 
 
+@pytest.mark.parametrize("results", [(), (ResultMessage(1, "ok", b"x"), ResultMessage(2, "error", b"y" * 70000))])
+def test_a_result_batch_carries_the_workers_busy_time_to_peek_and_decode(results):
+    frames = encode(ResultBatch(results, busy_s=0.25))
+    assert peek_results(frames).busy_s == 0.25
+    assert decode(frames) == ResultBatch(results, 0.25)
+    assert decode(encode(ResultBatch(results))).busy_s == 0.0  # a sender that runs nothing
+    with pytest.raises(ValueError):
+        encode(ResultBatch(results, busy_s=-1.0))
+    index = bytearray(frames[2])
+    index[-8:] = (-5).to_bytes(8, "little", signed=True)
+    with pytest.raises(MalformedMessage):
+        peek_results([frames[0], frames[1], bytes(index), *frames[3:]])
+
+
 def test_peek_decodes_every_other_message_and_refuses_what_decode_refuses():
     assert peek_results(encode(Heartbeat(b"m"))) == Heartbeat(b"m")
     good = encode(ResultBatch((ResultMessage(1, "ok", b"x" * 10), ResultMessage(2, "error", b"y"))))

@@ -329,7 +329,8 @@ class Interchange:
         key = self.worker_of.get(identity)
         if key is None:
             raise MalformedMessage("result_batch", "results from a worker that never said hello")
-        actions = self.ledger.handle(ResultsArrived(key[0], key[1], message.task_ids, time.monotonic()))
+        actions = self.ledger.handle(ResultsArrived(key[0], key[1], message.task_ids, time.monotonic(),
+                                                    message.busy_s))
         if not actions or type(actions[0]) is not DropResults:  # the ledger puts a DropResults first
             self._forward_raw(message.frames)
         else:  # rare: only now are the payloads cut apart (still never unpickled)
@@ -338,7 +339,7 @@ class Interchange:
             assert isinstance(batch, ResultBatch)
             kept = tuple(r for r in batch.results if r.task_id not in dropped)
             if kept:
-                self._to_client(ResultBatch(kept))
+                self._to_client(ResultBatch(kept, batch.busy_s))
         self._apply(actions)
 
     # ------------------------------------------------------------ actions

@@ -28,8 +28,10 @@ neither held nor draining. A worker may hold up to::
 
     share = ceil(pending / eligible)
     limit = max(1 + prefetch, max_batch)   if share >= max_batch
-    limit = max(1 + prefetch, share)       if the interchange is saturated (LoadChanged)
-    limit = 1 + prefetch                   otherwise
+    limit = max(1 + prefetch, share, short) if the interchange is saturated (LoadChanged)
+    limit = max(1 + prefetch, short)       otherwise
+
+    short = min(max_batch, floor(short_batch_s / task_s))   (1 while task_s is not known)
 
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
 prefetched); the batch lets a deep queue of short tasks flow in bulk. Full
@@ -40,7 +42,14 @@ thousands of workers the queue never holds ``max_batch`` for each, and one task
 a message would make the interchange's cost per task grow with the workers: so
 while the interchange is saturated (messages wait for it, which long tasks never
 cause) each worker may hold its fair share of the queue, and a lone task still
-goes out at once. ``pending`` is
+goes out at once. And when tasks are known to be short, a worker may hold
+``short`` of them, beyond its share: ``task_s`` is the run time per task the
+workers measure (``ResultsArrived.busy_s`` over its tasks), taken at once when
+it rises and followed slowly (1/8 of the way) when it falls, so a batch sent
+to one worker is expected to run within ``short_batch_s`` (an interchange
+message costs more than that many short tasks) and a long result stops the
+concentration with the next dispatch; other workers stay idle meanwhile,
+which costs nothing while tasks are that short. ``pending`` is
 re-read before each worker is served. Idle workers are served first, then the others in
 round-robin order. Dispatch happens on every event that adds room or tasks;
 after every event the queue is empty or no eligible worker has room.
@@ -74,11 +83,14 @@ class LedgerConfig:
         prefetch_capacity: tasks a worker may hold beyond the one it runs.
         max_batch: most tasks a worker may hold when the queue is deep.
         heartbeat_threshold_s: silence after which a pool is declared lost.
+        short_batch_s: how long a batch of short tasks given to one worker beyond its
+            fair share may be expected to run (0: never beyond the share).
     """
 
     prefetch_capacity: int = 0
     max_batch: int = 64
     heartbeat_threshold_s: float = 120.0
+    short_batch_s: float = 0.0005
 
     def __post_init__(self) -> None:
         if self.prefetch_capacity < 0:
@@ -87,6 +99,8 @@ class LedgerConfig:
             raise ConfigurationError("max_batch", f"must be >= 1, got {self.max_batch}")
         if not self.heartbeat_threshold_s > 0:
             raise ConfigurationError("heartbeat_threshold", f"must be > 0, got {self.heartbeat_threshold_s}")
+        if not self.short_batch_s >= 0:
+            raise ConfigurationError("short_batch_s", f"must be >= 0, got {self.short_batch_s}")
 
 
 # ---------------------------------------------------------------- internal records
@@ -142,6 +156,8 @@ class Ledger:
         self._ready: dict[_Worker, None] = {}     # eligible, holding < the most any limit allows
         self._eligible = 0                        # connected workers of pools neither held nor draining
         self._saturated = False                   # the interchange has a backlog: batch by fair share
+        self._task_s: Optional[float] = None      # run time per task, as the workers measure it (None: unknown)
+        self._short = self._base                  # what a worker may hold while tasks are that short
         self._on: dict[type, Callable[[Any], list[Action]]] = {
             ManagerRegistered: self._registered,
             WorkerConnected: self._worker_connected,
@@ -439,6 +455,8 @@ class Ledger:
         if dropped:  # first of the actions: the interchange looks for it there only
             actions.append(DropResults(event.manager_id, event.worker_index, tuple(dropped),
                                        "not on this worker (failed as lost already, or never sent to it)"))
+        if event.busy_s is not None and event.task_ids:
+            self._learn_task_time(event.busy_s / len(event.task_ids))
         if worker is not None and accepted:
             self._count(worker.manager, -accepted, event.now)
             if worker.manager.draining:
@@ -447,6 +465,17 @@ class Ledger:
             self._refresh(worker)
             self._fill((worker,), actions)  # only this worker gained room (see the module docstring)
         return actions
+
+    def _learn_task_time(self, task_s: float) -> None:
+        """Follow the run time per task: up at once (never over-commit long tasks), down slowly."""
+        old = self._task_s
+        self._task_s = task_s if old is None or task_s > old else old + (task_s - old) / 8
+        budget = self.config.short_batch_s
+        if budget <= 0:
+            short = self._base
+        else:
+            short = self._cap if self._task_s * self._cap <= budget else int(budget / self._task_s)
+        self._short = max(self._base, short)
 
     # ------------------------------------------------------------ dispatch
 
@@ -471,11 +500,12 @@ class Ledger:
 
     def _limit(self, pending: int) -> int:
         """How many tasks a worker may hold now (see the module docstring): its share, if that is a full batch
-        or the interchange is saturated; else ``1 + prefetch``."""
+        or the interchange is saturated; else ``1 + prefetch``; at least ``short`` (known short tasks)."""
         share = -(-pending // self._eligible)
         if share >= self._cap:
             return self._cap
-        return share if self._saturated and share > self._base else self._base
+        limit = share if self._saturated and share > self._base else self._base
+        return limit if limit >= self._short else self._short
 
     def _dispatch(self, worker: _Worker, count: int, actions: list[Action]) -> None:
         popleft = self._queue.popleft

@@ -42,10 +42,12 @@ class TasksArrived:
 
 @dataclass(frozen=True, slots=True)
 class ResultsArrived:
+    """Results from a worker; ``busy_s`` is how long it ran them (None: not measured)."""
     manager_id: ManagerId
     worker_index: int
     task_ids: Sequence[TaskId]
     now: float
+    busy_s: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ In the two batch messages (the hot path) the per-item numbers travel in
 the n digest numbers (positions in ``digests_hex``) and the lengths of the n
 arguments blobs then of the function bodies (of the tasks listed in
 ``body_tasks``); for a ResultBatch the n task ids, the n status codes (0 ok,
-1 error, 2 lost) and the n payload lengths. Payloads smaller than
+1 error, 2 lost), the n payload lengths and the worker's busy time for the
+batch in nanoseconds. Payloads smaller than
 :data:`BIG_PAYLOAD_BYTES` are concatenated into ``blob``: a frame per task
 would cost ~4 µs each in pyzmq. Larger ones travel in frames of their own,
 never copied or re-encoded; their length in ``index`` is -1. ``spec_pairs``
@@ -55,7 +56,7 @@ from parsl_lite.executors.htex.codec import (
 )
 from parsl_lite.executors.htex.errors import MalformedMessage, VersionMismatch
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 NO_TASK: Final = -1
 """``WorkerDied.running_task`` when the worker was between tasks."""
 UNKNOWN_TASK: Final = -2
@@ -178,9 +179,15 @@ class ShutdownRequest:
 
 @dataclass(frozen=True, slots=True)
 class ResultBatch:
-    """Results, from a worker to the interchange and from the interchange to the executor."""
+    """Results, from a worker to the interchange and from the interchange to the executor.
+
+    ``busy_s``: how long the worker spent running these tasks (the ledger
+    batches short tasks by it); 0.0 from senders that run nothing (a
+    simulated worker, the interchange's own batches of lost tasks).
+    """
     kind: ClassVar[str] = "result_batch"
     results: tuple[ResultMessage, ...]
+    busy_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,9 +344,10 @@ HELLOS: Final = (ClientHello, Register, WorkerHello)
 
 
 class ResultFrames(NamedTuple):
-    """A result batch as the interchange routes it: the task ids read, the frames untouched."""
+    """A result batch as the interchange routes it: the task ids and busy time read, the frames untouched."""
     task_ids: list[int]
     frames: Sequence[bytes]
+    busy_s: float = 0.0
 
 
 # ---------------------------------------------------------------- public entry points
@@ -404,9 +412,9 @@ def _guarded(frames: Sequence[bytes], run: Callable[[Any, Sequence[bytes]], Any]
 def _peek_or_decode(decoder: Callable[[Sequence[bytes]], Message], frames: Sequence[bytes]) -> Any:
     if frames[0] != _RESULT_BATCH:
         return decoder(frames)
-    ids, _, lengths = _result_index(frames)
+    ids, _, lengths, busy_ns = _result_index(frames)
     check_lengths(lengths, len(frames[3]), len(frames) - 4)
-    return ResultFrames(ids, frames)
+    return ResultFrames(ids, frames, busy_ns / 1e9)
 
 
 # ---------------------------------------------------------------- TaskBatch
@@ -487,8 +495,11 @@ _new_result: Callable[[tuple[Any, ...]], ResultMessage] = partial(tuple.__new__,
 def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
     results = msg.results
     n = len(results)
+    busy_ns = round(msg.busy_s * 1e9)
+    if busy_ns < 0:
+        raise ValueError(f"busy_s must be >= 0, got {msg.busy_s}")
     if not n:
-        return [_RESULT_BATCH, b"[0]", b"", b""]
+        return [_RESULT_BATCH, b"[0]", ints_to_frame([busy_ns]), b""]
     ids, statuses, payloads = zip(*results)
     if statuses.count("ok") == n:
         codes = [0] * n
@@ -498,30 +509,32 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
         except KeyError as exc:
             raise ValueError(f"result status must be one of {_STATUS_NAMES}, got {exc.args[0]!r}") from None
     lengths, data = pack(list(payloads))
-    return [_RESULT_BATCH, dumps([n]), ints_to_frame([*ids, *codes, *lengths]), *data]
+    return [_RESULT_BATCH, dumps([n]), ints_to_frame([*ids, *codes, *lengths, busy_ns]), *data]
 
 
-def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int]]:
-    """A result batch's task ids, status codes and payload lengths, checked against its header."""
+def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int], int]:
+    """A result batch's task ids, status codes, payload lengths and busy nanoseconds, checked against its header."""
     (n,) = header_list(frames, 1)
     n = count(n, "the result count")
     if len(frames) < 4:
         raise Invalid(f"{len(frames)} frames; a result batch has at least 4")
-    if len(frames[2]) != 8 * 3 * n:
+    if len(frames[2]) != 8 * (3 * n + 1):
         raise Invalid(f"index of {len(frames[2])} bytes does not fit {n} results")
     numbers = frame_to_ints(frames[2])
     codes = numbers[n:2 * n]
     if any(codes) and not set(codes) <= {0, 1, 2}:
         raise Invalid("result status codes must be 0, 1 or 2")
-    return numbers[:n], codes, numbers[2 * n:]
+    if numbers[-1] < 0:
+        raise Invalid("negative busy time")
+    return numbers[:n], codes, numbers[2 * n:3 * n], numbers[-1]
 
 
 def _decode_result_batch(frames: Sequence[bytes]) -> ResultBatch:
-    ids, codes, lengths = _result_index(frames)
+    ids, codes, lengths, busy_ns = _result_index(frames)
     n = len(ids)
     statuses = list(map(_STATUS_NAMES.__getitem__, codes)) if any(codes) else ["ok"] * n
     payloads = unpack(lengths, frames[3], frames[4:])
-    return ResultBatch(tuple(map(_new_result, zip(ids, statuses, payloads))))
+    return ResultBatch(tuple(map(_new_result, zip(ids, statuses, payloads))), busy_ns / 1e9)
 
 
 # ---------------------------------------------------------------- hellos of other versions

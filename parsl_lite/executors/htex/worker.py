@@ -145,34 +145,37 @@ class Worker:
     def _run_batch(self, batch: TaskBatch) -> bool:
         done: list[ResultMessage] = []
         first_done: Optional[float] = None
+        busy = 0.0  # seconds spent running the tasks of ``done``: the ledger batches short tasks by it
         for task in batch.tasks:
             self._mark(task.task_id)
+            began = time.monotonic()
             try:
                 done.append(run_task(task, self.store, self.args.max_result_bytes))
             except SystemExit as exc:
                 logger.error("worker %d: task %d called sys.exit(%r): the worker exits", self.args.index,
                              task.task_id, exc.code)
                 if done:  # the results of the tasks before it are not lost with it
-                    self._send_results(done)
+                    self._send_results(done, busy)
                 self.socket.setsockopt(zmq.LINGER, 5000)
                 raise
             self._mark(NO_TASK)
             now = time.monotonic()
+            busy += now - began
             if first_done is None:
                 first_done = now
             elif now - first_done > _FLUSH_AFTER_S:
-                self._send_results(done)
-                done, first_done = [], None
+                self._send_results(done, busy)
+                done, first_done, busy = [], None, 0.0
         if done:
-            self._send_results(done)
+            self._send_results(done, busy)
         return False
 
     def _mark(self, task_id: int) -> None:
         if self.slots is not None:
             self.slots.write(self.args.index, task_id)
 
-    def _send_results(self, results: list[ResultMessage]) -> None:
-        send_frames(self.socket, self.proof.sign(encode(ResultBatch(tuple(results)))), copy=False)
+    def _send_results(self, results: list[ResultMessage], busy_s: float) -> None:
+        send_frames(self.socket, self.proof.sign(encode(ResultBatch(tuple(results), busy_s))), copy=False)
 
     def _send(self, message: WorkerHello) -> None:
         send_frames(self.socket, self.proof.sign(encode(message)))
