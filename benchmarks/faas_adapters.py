@@ -13,6 +13,7 @@ a user does:
 | ``parsl_lite-faas-async`` | ``FuncXClient(asynchronous=True).run(...)`` | ``await`` (results over the WebSocket) |
 | ``parsl_lite-faas-executor`` | ``FuncXExecutor(fxc, endpoint_id=...).submit`` | ``future.result()`` (WebSocket) |
 | ``parsl_lite-faas-executor-b1000`` | the same with ``batch_size=1000, batch_interval=0.01`` | the same |
+| ``parsl_lite-faas-workflow`` | ``python_app`` on ``FaaSExecutor(endpoints=[ep])`` in a loaded ``Config`` | ``future.result()`` |
 | ``parsl_lite-faas-sim`` | as ``-async``, to simulated endpoints (:mod:`benchmarks.faas_sim`) | ``await``: the service alone, no executor |
 
 Functions are registered (``register_function``) in ``app``, before any clock
@@ -398,6 +399,56 @@ class FaasExecutorBig(FaasExecutor):
 
     name = "parsl_lite-faas-executor-b1000"
     executor_options = {"batch_size": 1000, "batch_interval": 0.01}
+
+
+@register_adapter
+class FaasWorkflow(_Faas):
+    """The FaaS executor inside a workflow: ``load(Config(executors=[FaaSExecutor(endpoints=[ep])]))``,
+    ``python_app``s on it (TARGETS.md: ≥ 0.5× the local htex of the same run)."""
+
+    name = "parsl_lite-faas-workflow"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsl: Any = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        import parsl_lite.executors.faas.executor  # noqa: F401
+
+    def _open_client(self) -> None:
+        import parsl_lite
+        from parsl_lite.config import Config
+        from parsl_lite.executors import FaaSExecutor
+        from parsl_lite.faas import FuncXClient
+        self.client = FuncXClient(self.stack.url, self.token)
+        executor = FaaSExecutor(label="funcX", endpoints=[self.endpoint_id], client=self.client)
+        parsl_lite.load(Config(executors=[executor], strategy="none", run_dir=str(Path(self.stack.root) / "runinfo")))
+        self._parsl = parsl_lite
+
+    def app(self, fn: Callable[..., Any]) -> Submit:
+        """``python_app(fn, executors=["funcX"])``."""
+        submit: Submit = self._parsl.python_app(fn, executors=["funcX"])
+        return submit
+
+    def result(self, future: Any) -> Any:
+        return future.result()
+
+    def run_batch(self, fn: Callable[..., Any], n: int, endpoint_ids: Optional[Sequence[str]] = None,
+                  timeout_s: float = 600.0) -> list[Any]:
+        """``n`` app calls, then waiting for every future."""
+        self.done_count = 0
+        submit = self.app(fn)
+        futures = [submit() for _ in range(n)]
+        self._count_done(futures)
+        concurrent.futures.wait(futures, timeout=timeout_s)
+        return [_outcome(f) for f in futures]
+
+    def _close_client(self) -> None:
+        if self._parsl is not None:
+            self._parsl.dfk().cleanup()
+            self._parsl = None
+        super()._close_client()
 
 
 @register_adapter

@@ -48,7 +48,8 @@ def _task_id(future: Any) -> str | None:
     """The service's id of what a submit returned (a task id, a FuncXTask, a FuncXFuture)."""
     if isinstance(future, str):
         return future
-    return getattr(future, "task_id", None)
+    task_id = getattr(future, "task_id", None)
+    return task_id if isinstance(task_id, str) else None   # a workflow's AppFuture has no service id
 
 
 def _hop_figures(adapter: Adapter, samples: list[tuple[Any, float, float]]) -> Figures:
