@@ -266,7 +266,7 @@ class FaaSExecutor(ParslExecutor):
                     future.set_result(sdk_future.result())
                 else:
                     future.set_exception(exc)
-            except Exception:  # a callback of the kernel failed: this thread must carry on
+            except BaseException:  # a callback of the kernel failed (even SystemExit): this thread must carry on
                 logger.exception("executor %r: completing a task raised", self.label)
 
     def _placed(self, future: Future, endpoint_id: str, exc: Optional[BaseException]) -> None:
