@@ -189,6 +189,8 @@ def test_task_life_cycle(store):
     got = store.get_tasks([a.task_id, "missing", other.task_id])
     assert set(got) == {a.task_id, other.task_id} and got[a.task_id] == a
     assert type(got[a.task_id].payload) is bytes and type(got[a.task_id].received) is float
+    light = store.get_tasks([a.task_id, "missing"], with_payload=False)
+    assert set(light) == {a.task_id} and light[a.task_id] == replace(a, payload=b"")
     assert [t.task_id for t in store.tasks_to_deliver("ep-1", 10)] == [b.task_id, c.task_id, a.task_id]
     assert [t.task_id for t in store.tasks_to_deliver("ep-1", 2)] == [b.task_id, c.task_id]
     assert store.tasks_in_flight("ep-1") == []

@@ -143,7 +143,7 @@ def _fetched(ctx: ServiceContext, tasks: list[TaskRecord]) -> None:
 async def get_task(request: web.Request) -> web.Response:
     ctx, user = ctx_of(request), request["user"]
     task_id = path_id(request.match_info["task_id"], "task")
-    task = task_for(user, (await ctx.astore.get_tasks([task_id])).get(task_id), task_id)
+    task = task_for(user, (await ctx.astore.get_tasks([task_id], with_payload=False)).get(task_id), task_id)
     shape = task_json(task, ctx.options.result_ttl_s)
     if task.state == PURGED:
         raise ApiError(410, "purged", shape["reason"], extra=shape)
@@ -155,7 +155,7 @@ async def get_task(request: web.Request) -> web.Response:
 async def batch_status(request: web.Request) -> web.Response:
     ctx, user = ctx_of(request), request["user"]
     task_ids = str_list(await read_json(request), "task_ids", required=True)
-    records = await ctx.astore.get_tasks(task_ids)
+    records = await ctx.astore.get_tasks(task_ids, with_payload=False)
     results: dict[str, Any] = {}
     for task_id in task_ids:
         task = records.get(task_id)

@@ -168,8 +168,12 @@ class Store(abc.ABC):
         """Persist new tasks, all or none (one transaction)."""
 
     @abc.abstractmethod
-    def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRecord]:
-        """The tasks that exist among ``task_ids`` (unknown ids are absent from the result)."""
+    def get_tasks(self, task_ids: Iterable[str], with_payload: bool = True) -> dict[str, TaskRecord]:
+        """The tasks that exist among ``task_ids`` (unknown ids are absent from the result).
+
+        ``with_payload=False``: their ``payload`` is ``b""`` (not read: a caller answering with states and
+        results, e.g. the results WebSocket, need not read megabytes of arguments per task).
+        """
 
     @abc.abstractmethod
     def tasks_to_deliver(self, endpoint_id: str, limit: int) -> list[TaskRecord]:

@@ -74,6 +74,7 @@ ENDPOINT_COLS = ("endpoint_id, owner_id, name, public_key, public, allowed_funct
                  " last_seen, connected, status")
 TASK_COLS = ("task_id, owner_id, function_id, endpoint_id, task_group_id, payload, versions, state, received,"
              " attempts, dispatched, started, finished, result, fetched, purged")
+TASK_COLS_NO_PAYLOAD = TASK_COLS.replace(" payload,", " '' AS payload,")   # '' is b"" once mapped (_task)
 
 
 def _params(n: int) -> str:
@@ -289,14 +290,17 @@ class SqlStore(Store):
         rows = [_task_row(r) for r in records]
         self._insert(None, rows, f"add_tasks: a task id of these {len(rows)} already exists; none was added")
 
-    def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRecord]:
+    def get_tasks(self, task_ids: Iterable[str], with_payload: bool = True) -> dict[str, TaskRecord]:
         ids = list(task_ids)
         if not ids:
             return {}
         cond, param = self._in_ids("task_id", ids)
         with self._read() as cur:
-            rows = self._exec(cur, f"SELECT {TASK_COLS} FROM tasks WHERE {cond}", (param,)).fetchall()
-        return {row[0]: _task(row) for row in rows}
+            rows = self._exec(cur, f"SELECT {TASK_COLS if with_payload else TASK_COLS_NO_PAYLOAD} FROM tasks "
+                                   f"WHERE {cond}", (param,)).fetchall()
+        if with_payload:
+            return {row[0]: _task(row) for row in rows}
+        return {row[0]: _task((*row[:5], b"", *row[6:])) for row in rows}
 
     def tasks_to_deliver(self, endpoint_id: str, limit: int) -> list[TaskRecord]:
         with self._read() as cur:

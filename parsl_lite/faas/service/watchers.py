@@ -98,7 +98,7 @@ class FinalNotifier:
     async def send(self, task_ids: list[str]) -> None:
         from parsl_lite.faas.service.routes_common import task_json
         ctx = self._ctx
-        records = await ctx.astore.get_tasks(task_ids)
+        records = await ctx.astore.get_tasks(task_ids, with_payload=False)
         out = Outgoing(ctx.watchers.batched)
         fetched = []
         for task_id, task in records.items():
@@ -192,7 +192,7 @@ async def _answer_watch(ctx: Any, ws: Any, user: User, task_ids: list[str]) -> N
     from parsl_lite.faas.service.access import task_refusal
     from parsl_lite.faas.service.routes_common import task_json, unknown_task_json
     ctx.watchers.watch(ws, task_ids)
-    records = await ctx.astore.get_tasks(task_ids)
+    records = await ctx.astore.get_tasks(task_ids, with_payload=False)
     out = Outgoing(ctx.watchers.batched)
     fetched = []
     for task_id in task_ids:
