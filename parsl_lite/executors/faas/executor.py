@@ -169,7 +169,10 @@ class FaaSExecutor(ParslExecutor):
             raise self._broken or ExecutorShutdown(self.label, "not started")
         allowed = self._allowed(resource_specification)
         endpoint_id = self._route(allowed, func, resource_specification)
+        idle = not any(self._in_flight.values())
         sdk_future = self._fx.submit(func, *args, endpoint_id=endpoint_id, **kwargs)
+        if idle:   # a lone task (or a burst's first) goes at once; the rest batch while it is on its way
+            self._fx._flush_soon()
         future: Future = FastFuture()
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
         future.faas_future = sdk_future  # type: ignore[attr-defined]  # its task_id once the service took it
