@@ -171,3 +171,49 @@ def test_options_name_the_bad_field(tmp_path: Path):
     for field, value in (("port", 70000), ("result_ttl_s", 0), ("payload_limit", 0), ("heartbeat_period_s", -1)):
         with pytest.raises(ConfigError, match=field):
             ServiceOptions(dir=tmp_path, **{field: value})
+
+
+def test_async_store_runs_small_calls_inline_in_order_and_the_rest_on_its_thread():
+    """With an ``inline_ok`` store, a small call runs on the loop's thread once the store thread is idle;
+    big arguments and THREAD_ONLY calls go to the store thread; every call keeps its order."""
+    import asyncio
+    import threading
+    import time as _time
+
+    from parsl_lite.faas.service.async_store import INLINE_MAX_ITEMS, AsyncStore
+
+    class Recorder:           # the calls and where they ran (the real stores are tested in test_faas_store.py)
+        inline_ok = True
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        def get_tasks(self, ids, with_payload=True):
+            if len(ids) > INLINE_MAX_ITEMS:
+                _time.sleep(0.05)     # a slow big call: what follows must wait for it, in order
+            self.calls.append((f"get_tasks/{len(ids)}", threading.current_thread().name))
+
+        def task_group(self, group_id):
+            self.calls.append(("task_group", threading.current_thread().name))
+
+        def close(self) -> None:
+            pass
+
+    async def scenario(astore: AsyncStore) -> None:
+        await astore.get_tasks(["a"])
+        await asyncio.gather(astore.get_tasks(["x"] * (INLINE_MAX_ITEMS + 1)), astore.get_tasks(["b"]))
+        await astore.task_group("g")
+        await astore.get_tasks(["c"])
+
+    recorder = Recorder()
+    astore = AsyncStore(recorder)
+    try:
+        asyncio.run(scenario(astore))
+    finally:
+        astore.close()
+    loop_thread = threading.current_thread().name
+    where = [(name, "loop" if thread == loop_thread else "store") for name, thread in recorder.calls]
+    assert where == [("get_tasks/1", "loop"), (f"get_tasks/{INLINE_MAX_ITEMS + 1}", "store"),
+                     ("get_tasks/1", "store"),   # the thread was busy: behind the big call, not before it
+                     ("task_group", "store"), ("get_tasks/1", "loop")]
+    assert not AsyncStore(recorder, inline=False).inline

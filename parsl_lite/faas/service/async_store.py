@@ -15,19 +15,20 @@ commits do not wait for the disk (``store.inline_ok``: SQLite at
 ``synchronous=NORMAL``, 20-100 µs a call) runs a *small* call inline on the
 loop when the thread is idle (nothing queued before it, so the order holds
 and the connection is never used by two threads at once); big calls (a list
-argument of more than ``INLINE_MAX_ITEMS``) and every call of a store that
-syncs go to the thread as before.
+argument of more than ``INLINE_MAX_ITEMS``, and the unbounded ones of
+``THREAD_ONLY``) and every call of a store that syncs go to the thread as before.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 from typing import Any, Callable, Optional
 
 from parsl_lite.faas.service.store import Store
 
 INLINE_MAX_ITEMS = 64   # a list/tuple/dict/set argument longer than this goes to the store thread
+THREAD_ONLY = frozenset({"purge_fetched", "tasks_in_flight", "task_group", "count_tasks"})
+"""Calls whose size the arguments do not tell (a purge, every task of an endpoint or group): always the thread."""
 
 
 class AsyncStore:
@@ -44,8 +45,10 @@ class AsyncStore:
         if not callable(method):
             raise AttributeError(name)
 
+        inline = self.inline and name not in THREAD_ONLY
+
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.inline and (self._last is None or self._last.done()) and _small(args, kwargs):
+            if inline and (self._last is None or self._last.done()) and _small(args, kwargs):
                 result = method(*args, **kwargs)
                 await asyncio.sleep(0)   # still a step of the loop, as an await of the thread was
                 return result
