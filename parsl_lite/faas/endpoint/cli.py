@@ -34,7 +34,7 @@ def add_endpoint_commands(commands: Any) -> None:
         parser = sub.add_parser(name, help=help_text, description=help_text)
         if needs_name:
             parser.add_argument("name", help="the endpoint's name (a directory under $PARSL_LITE_HOME/endpoints)")
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=_in_its_directory(handler) if needs_name else handler)
         return parser
 
     configure = command("configure", _configure, "write a default config.toml (an htex on a LocalProvider)")
@@ -62,17 +62,25 @@ def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def _in_its_directory(handler: Any) -> Any:
+    """Run ``handler`` with ``args.directory`` set from ``args.name``; a bad name fails here, once."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            args.directory = _directory(args.name)
+        except ValueError as exc:
+            _err(str(exc))
+            return EXIT_FAILED
+        return handler(args)
+    return run
+
+
 # ---------------------------------------------------------------- configure
 
 
 def _configure(args: argparse.Namespace) -> int:
     from parsl_lite.faas.endpoint.config import CONFIG_FILE, default_config_text
 
-    try:
-        directory = _directory(args.name)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+    directory = args.directory
     path = directory / CONFIG_FILE
     if path.exists() and not args.force:
         _err(f"{path} exists already (--force to overwrite it)")
@@ -91,11 +99,7 @@ def _start(args: argparse.Namespace) -> int:
     from parsl_lite.faas.endpoint.daemon import LOG_FILE, running_pid
     from parsl_lite.faas.endpoint.status import STATUS_FILE
 
-    try:
-        directory = _directory(args.name)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+    directory = args.directory
     if not (directory / CONFIG_FILE).is_file():
         _err(f"endpoint {args.name} has no {directory / CONFIG_FILE} (run `parsl-lite endpoint configure "
              f"{args.name}` first)")
@@ -178,11 +182,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    try:
-        directory = _directory(args.name)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+    directory = args.directory
     if not directory.is_dir():
         _err(f"no endpoint {args.name} (no {directory})")
         return EXIT_FAILED
@@ -192,7 +192,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _restart(args: argparse.Namespace) -> int:
-    directory = _directory(args.name)
+    directory = args.directory
     _stop_daemon(args.name, directory, 30.0)
     return _start(args)
 
@@ -238,11 +238,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        directory = _directory(args.name)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+    directory = args.directory
     if not directory.is_dir():
         _err(f"no endpoint {args.name} (no {directory})")
         return EXIT_FAILED
@@ -274,11 +270,7 @@ def _delete(args: argparse.Namespace) -> int:
     from parsl_lite.faas.endpoint.registration import unregister
     from parsl_lite.faas.errors import ServiceError
 
-    try:
-        directory = _directory(args.name)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+    directory = args.directory
     if not directory.is_dir():
         _err(f"no endpoint {args.name} (no {directory})")
         return EXIT_FAILED
