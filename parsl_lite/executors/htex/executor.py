@@ -19,8 +19,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import shlex
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -32,28 +30,23 @@ from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.executors.errors import ExecutorError, ExecutorShutdown
 from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.blocks import ManagesBlocks
 from parsl_lite.executors.htex.client import InterchangeClient
 from parsl_lite.executors.htex.completion import Completer, Settle
 from parsl_lite.executors.htex.errors import InvalidResourceSpecification, TaskTooLarge
 from parsl_lite.executors.htex.messages import (
-    BlockLost, ErrorReply, HoldBlocks, ResultMessage, StatusReply, StatusRequest, TaskMessage,
+    ErrorReply, ResultMessage, StatusReply, StatusRequest, TaskMessage,
 )
 from parsl_lite.executors.htex.restart import Lost, RestartBudget, RestartsInterchange, fail_all, fail_all_of
 from parsl_lite.executors.htex.settings import InterchangeSettings, check_port_range, pick_free_port
-from parsl_lite.executors.htex.wire_auth import SECRET_FILE, write_secret_file
+from parsl_lite.executors.htex.wire_auth import write_secret_file
 from parsl_lite.fast_future import FastFuture
 from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
 
 logger = logging.getLogger(__name__)
 
-_FAILED_BLOCKS_BEFORE_GIVING_UP = 2
 _RESTART_JOIN_S = 40.0  # a new interchange may take 30 s to start; shutdown waits for that at most
 
-DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --address {address} --port {worker_port} "
-                      "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
-                      "--heartbeat-period {heartbeat_period} --heartbeat-threshold {heartbeat_threshold} "
-                      "--max-result-bytes {max_payload_bytes} {drain_period} --secret-file {secret_file} "
-                      "{cert_dir} --logdir {logdir} {debug}")
 
 
 # What a task's parsl_resource_specification may say here. running_time_limit is
@@ -101,14 +94,14 @@ class PoolConnection(NamedTuple):
     interchange_pid: int
 
 
-class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
+class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
     """Runs tasks on worker pools through a ZMQ interchange. Parameters follow Parsl's.
 
     Args:
         label: the executor's name.
         provider: where blocks of worker pools run. None: the config's default (a
             ``LocalProvider``), filled in by ``Config`` (:meth:`use_default_provider`).
-        launch_cmd: the command that starts a pool; ``{}`` fields as in ``DEFAULT_LAUNCH_CMD``.
+        launch_cmd: the command that starts a pool; ``{}`` fields as in ``blocks.DEFAULT_LAUNCH_CMD``.
         address: the address pools use to reach the interchange (default: ``loopback_address``).
         loopback_address: the address the executor uses to reach its interchange.
         worker_port: a fixed port for pools; otherwise one from ``worker_port_range``.
@@ -500,57 +493,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
     def connected_workers(self) -> int:
         return self._status(max_age_s=0.0).connected_workers
 
-    @property
-    def workers_per_block(self) -> int:
-        """Task slots per block, as a pool on a node like this one would count them."""
-        cores = getattr(self._provider, "cores_per_node", None) or os.cpu_count() or 1
-        per_node = max(1, int(cores // self.cores_per_worker))
-        if self.max_workers_per_node:
-            per_node = min(per_node, self.max_workers_per_node)
-        return per_node * max(1, getattr(self._provider, "nodes_per_block", 1))
-
-    def block_idle_since(self, block_id: str) -> Optional[float]:
-        """When the block last held a task (its submission, if no pool registered yet); None if busy."""
-        status = self._status(max_age_s=1.0)
-        idle_s = status.block_idle_s.get(block_id)
-        busy = status.block_busy.get(block_id, 0)
-        if busy:
-            return None
-        if idle_s is None:
-            return self._block_submitted.get(block_id)
-        return time.monotonic() - idle_s
-
-    def handle_job_status(self, block_id: str, status: Any) -> None:
-        """A block's job ended: forget it; if it died, fail the tasks its pools held."""
-        if not getattr(status, "terminal", False):
-            return
-        self.blocks.pop(block_id, None)
-        state = getattr(status.state, "name", str(status.state))
-        if state in ("SCALED_IN", "COMPLETED"):
-            return
-        reason = f"block {block_id}'s job ended: {status}"
-        logger.error("executor %r: %s", self.label, reason)
-        if state == "FAILED":
-            self._block_failed(reason)
-        try:
-            self.command(BlockLost(0, block_id, reason))
-        except Exception as exc:  # the interchange will notice the silence anyway
-            logger.warning("executor %r: could not report block %s lost: %r", self.label, block_id, exc)
-
-    def _block_failed(self, reason: str) -> None:
-        """Parsl's block error handler: when blocks keep failing and no worker ever came, fail the executor.
-
-        Otherwise tasks would wait for workers that will never come (a bad
-        partition, a missing image, a worker that cannot start).
-        """
-        self._failed_blocks += 1
-        if not self.block_error_handler or self._failed_blocks < _FAILED_BLOCKS_BEFORE_GIVING_UP:
-            return
-        if any(self.blocks) or self._status(max_age_s=0.0).connected_workers:
-            return
-        self._fail(ExecutorError(self.label, f"{self._failed_blocks} blocks failed and no worker connected; "
-                                             f"last: {reason}"))
-
     def command(self, request: Any, timeout_s: float = 10.0) -> Any:
         """Send the interchange a typed request and return its typed reply.
 
@@ -580,73 +522,6 @@ class HighThroughputExecutor(RestartsInterchange, ParslExecutor):
                 self._status_cache = reply if isinstance(reply, StatusReply) else StatusReply.empty()
             self._status_time = now
         return self._status_cache
-
-    def scale_out(self, blocks: int = 1) -> list[str]:
-        """Start ``blocks`` more blocks of worker pools through the provider.
-
-        None while a lost interchange is being replaced: the restart starts the
-        blocks for the new one (a pool started now would dial the dead one).
-        """
-        if self._client is None:
-            return []
-        started = []
-        for _ in range(blocks):
-            block_id = str(next(self._block_ids))
-            command = self._launch_command(block_id)
-            try:
-                job_id = self._provider.submit(command, 1, f"parsl_lite.{self.label}.block-{block_id}")
-            except Exception as exc:
-                self._block_failed(f"the provider could not start block {block_id}: {exc}")
-                raise
-            self.blocks[block_id] = job_id
-            self._block_submitted[block_id] = time.monotonic()
-            started.append(block_id)
-            logger.info("executor %r: block %s submitted as job %s", self.label, block_id, job_id)
-        return started
-
-    def scale_in(self, block_ids: list[str]) -> list[str]:
-        """Stop sending tasks to these blocks, then cancel their jobs."""
-        ids = [b for b in block_ids if b in self.blocks]
-        if ids:
-            try:
-                self.command(HoldBlocks(0, tuple(ids)))
-            except Exception as exc:
-                logger.warning("executor %r: could not hold blocks %s: %r", self.label, ids, exc)
-        return self._cancel_blocks(ids)
-
-    def _cancel_blocks(self, block_ids: list[str]) -> list[str]:
-        ids = [b for b in block_ids if b in self.blocks]
-        if not ids or self._provider is None:
-            return []
-        try:
-            self._provider.cancel([self.blocks[b] for b in ids])
-        except Exception:
-            logger.exception("executor %r: cancelling blocks %s failed", self.label, ids)
-        for block_id in ids:
-            self.blocks.pop(block_id, None)
-        return ids
-
-    def _launch_command(self, block_id: str) -> str:
-        assert self._client is not None
-        logdir = os.path.join(self.worker_logdir_root or self.run_dir, f"block-{block_id}")
-        secret_file = self._client.secret_file or os.path.join(self._client.settings.logdir, SECRET_FILE)
-        return (self.launch_cmd or DEFAULT_LAUNCH_CMD).format(
-            python=shlex.quote(sys.executable),
-            address=self.address or self.loopback_address,
-            worker_port=self._client.worker_port or self._client.settings.worker_port,  # (chosen ahead: not up yet)
-            block_id=block_id,
-            cores_per_worker=self.cores_per_worker,
-            max_workers=f"--max-workers-per-node {self.max_workers_per_node}" if self.max_workers_per_node else "",
-            mem_per_worker=f"--mem-per-worker {self.mem_per_worker}" if self.mem_per_worker else "",
-            heartbeat_period=self.heartbeat_period,
-            heartbeat_threshold=self.heartbeat_threshold,
-            max_payload_bytes=self.max_payload_bytes,
-            drain_period=f"--drain-period {self.drain_period}" if self.drain_period else "",
-            secret_file=shlex.quote(secret_file),  # the path only: `ps` must not show the secret
-            cert_dir=f"--cert-dir {shlex.quote(self.cert_dir)}" if self.cert_dir else "",
-            logdir=shlex.quote(logdir),
-            debug="--debug" if self.worker_debug else "",
-        )
 
     def _worker_bind_address(self) -> str:
         address = self.address or self.loopback_address
