@@ -283,6 +283,14 @@ class Session:
             self._resend_stale(now)
         self._write_status()
 
+    def hello_outstanding(self, now: float) -> bool:
+        """A hello went out on this connection less than a threshold ago and is not answered yet.
+
+        Each hello the service accepts re-delivers every task this endpoint holds, counting an attempt,
+        so a second one is sent only when the first went unanswered for a threshold.
+        """
+        return not self._connected and not self._hello_unsent and now - self._hello_at < self.threshold_s
+
     def _hello(self) -> None:
         """Say hello; while there is no connection to say it on, try again every few milliseconds."""
         self._hello_at = time.monotonic()
@@ -319,6 +327,8 @@ class Session:
         pass  # _receive noted the time
 
     def _on_hello_required(self, message: p.HelloRequired) -> None:
+        if self.hello_outstanding(time.monotonic()):
+            return  # one per message the service did not know (a burst after its restart): one hello answers all
         logger.info("the service asks for a hello (%s)", message.reason)
         self._connected = False
         self._flush()
