@@ -52,5 +52,6 @@ def test_a_burst_of_hello_required_gets_one_hello(tmp_path):
     finally:
         session.stop()
         runner.join(timeout=30)
+        session.finish()     # closes its sockets and context (a context left to the garbage collector blocks it)
         router.close()
         context.term()
