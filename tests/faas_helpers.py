@@ -11,6 +11,7 @@ temporary directory and writes the admin's ``client.json`` there, so
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
 import pytest
@@ -188,20 +189,27 @@ def module_service(tmp_path_factory: pytest.TempPathFactory):
             assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
 
 
-@pytest.fixture
-def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A service for one test, with ``PARSL_LITE_HOME`` in ``tmp_path`` and the admin's client.json there."""
+@contextlib.contextmanager
+def client_home_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Iterator[Service]:
+    """A service with ``PARSL_LITE_HOME`` in ``tmp_path`` and the admin's client.json there; stopped at the end."""
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
     monkeypatch.delenv(paths.URL_ENV, raising=False)
     monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
-    service = start_service(tmp_path)
-    paths.write_client_file(service.url, service.admin_token)
+    service = start_service(tmp_path, **options)
     try:
+        paths.write_client_file(service.url, service.admin_token)
         yield service
     finally:
         service.stop()
         assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
 
 
+@pytest.fixture
+def faas_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A service for one test (:func:`client_home_service`)."""
+    with client_home_service(tmp_path, monkeypatch) as service:
+        yield service
+
+
 __all__ = ["Service", "start_service", "call", "add_user", "register_function", "register_endpoint", "submit",
-           "unique", "module_service", "faas_service"]
+           "unique", "module_service", "faas_service", "client_home_service"]

@@ -13,31 +13,25 @@ import parsl_lite as parsl
 from parsl_lite.config import Config
 from parsl_lite.dataflow.loader import DataFlowKernelLoader
 from parsl_lite.executors import FuncXExecutor
-from parsl_lite.faas import paths
 from parsl_lite.faas.errors import EndpointLost
 
 from .conftest import wait_for
 from .faas_endpoint_helpers import faas_endpoints  # noqa: F401  (the fixture)
-from .faas_helpers import start_service
+from .faas_helpers import client_home_service
 from .test_faas_executor import WHERE
 from .test_faas_sdk import user_functions
 
 
 @pytest.fixture
 def fabric(tmp_path, monkeypatch, faas_endpoints):
-    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.delenv(paths.URL_ENV, raising=False)
-    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    service = start_service(tmp_path, heartbeat_period=0.5)
-    try:
-        paths.write_client_file(service.url, service.admin_token)
-        eps = [faas_endpoints(service, name, service.admin_token, workers=2) for name in ("ep1", "ep2")]
-        yield service, eps
-    finally:
-        if DataFlowKernelLoader._dfk is not None:
-            parsl.clear()
-        service.stop()   # the faas_endpoints fixture stops the endpoints and checks none is left
+    with client_home_service(tmp_path, monkeypatch, heartbeat_period=0.5) as service:
+        try:
+            eps = [faas_endpoints(service, name, service.admin_token, workers=2) for name in ("ep1", "ep2")]
+            yield service, eps
+        finally:   # the faas_endpoints fixture stops the endpoints and checks none is left
+            if DataFlowKernelLoader._dfk is not None:
+                parsl.clear()
 
 
 NAP = user_functions(WHERE + textwrap.dedent("""

@@ -11,30 +11,24 @@ import parsl_lite as parsl
 from parsl_lite.config import Config
 from parsl_lite.dataflow.loader import DataFlowKernelLoader
 from parsl_lite.executors import FuncXExecutor
-from parsl_lite.faas import paths
 
 from .conftest import wait_for
 from .faas_endpoint_helpers import faas_endpoints  # noqa: F401  (the fixture)
-from .faas_helpers import start_service
+from .faas_helpers import client_home_service
 from .test_faas_executor_faults import NAP
 
 
 @pytest.fixture
 def fabric(tmp_path, monkeypatch, faas_endpoints):
-    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.delenv(paths.URL_ENV, raising=False)
-    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    service = start_service(tmp_path, heartbeat_period=0.5)
-    try:
-        paths.write_client_file(service.url, service.admin_token)
-        small = faas_endpoints(service, "small", service.admin_token, workers=1, cores_per_worker=0.25)
-        big = faas_endpoints(service, "big", service.admin_token, workers=4, cores_per_worker=0.25)
-        yield small.endpoint_id, big.endpoint_id
-    finally:
-        if DataFlowKernelLoader._dfk is not None:
-            parsl.clear()
-        service.stop()
+    with client_home_service(tmp_path, monkeypatch, heartbeat_period=0.5) as service:
+        try:
+            small = faas_endpoints(service, "small", service.admin_token, workers=1, cores_per_worker=0.25)
+            big = faas_endpoints(service, "big", service.admin_token, workers=4, cores_per_worker=0.25)
+            yield small.endpoint_id, big.endpoint_id
+        finally:
+            if DataFlowKernelLoader._dfk is not None:
+                parsl.clear()
 
 
 @pytest.mark.parametrize("policy", ["least_loaded", "round_robin"])
