@@ -14,13 +14,26 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install $(PIP_FLAGS) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+# Tests drive Debian's Chromium (the web view) and Parsl's own parsl-visualize, which lives in a venv of its
+# own (PARSL_VENV) so that the parsl package never shadows anything in ours.
+PARSL_VENV ?= .venv-parsl
+PARSL_VERSION ?= 2026.10.26
+
+$(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
+$(PARSL_VENV)/.installed:
+	$(PYTHON) -m venv $(PARSL_VENV)
+	$(PARSL_VENV)/bin/pip install $(PIP_FLAGS) 'parsl[monitoring,visualization]==$(PARSL_VERSION)'
+	touch $@
+
+/usr/bin/chromium:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(PARSL_VENV)/.installed /usr/bin/chromium
 
 ## demo: install, then run the pi example on the local config (configs/local.toml: worker processes through htex)
 demo: install
@@ -31,7 +44,7 @@ demo: install
 # unpacks Kubernetes), before pytest and so outside the 60 s per-test timeout; it stops the ones it started
 # at the end. A backend that cannot start fails its tests (PLITE_REQUIRE_BACKENDS=1), it does not skip them.
 BACKENDS_DIR ?= ../shared/backends
-BACKEND_UPS = slurm:PLITE_SLURM_CPUS=8 ssh:WITH_H2=1 k8s:WITH_NODE=1 postgres:PLITE_PG_PORT=5433
+BACKEND_UPS = slurm:PLITE_SLURM_CPUS=8 ssh:WITH_H2=1 k8s:WITH_NODE=1 postgres:PLITE_PG_PORT=5433 rabbitmq:PLITE_RMQ_PORT=5673
 BACKEND_UP_TIMEOUT ?= 900
 KEEP_BACKENDS ?= 0
 PYTEST_ARGS ?=
@@ -70,4 +83,4 @@ bench: bench-install
 	$(BPY) -m benchmarks report
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info examples/runinfo runinfo
+	rm -rf $(VENV) $(BENCH_VENV) $(PARSL_VENV) build *.egg-info examples/runinfo runinfo

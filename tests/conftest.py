@@ -77,6 +77,7 @@ BACKENDS = {
     "ssh_hosts": Backend("ssh", {"WITH_H2": "1"}, "SSH_H2_HOST"),
     "k8s": Backend("k8s", {"WITH_NODE": "1"}, "K8S_IMAGE_HOST"),
     "postgres": Backend("postgres", {}, "PG_DSN"),
+    "rabbitmq": Backend("rabbitmq", {}, "AMQP_URL"),
 }
 _started_here: list[Backend] = []
 
@@ -187,6 +188,12 @@ def k8s() -> dict[str, str]:
 def postgres() -> dict[str, str]:
     """The PostgreSQL backend's facts (``PG_DSN``, ``PG_HOST``, ``PG_PORT``, ...)."""
     return use_backend("postgres")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> dict[str, str]:
+    """The RabbitMQ backend's facts (``AMQP_URL``, ``AMQP_HOST``, ``AMQP_PORT``, ...)."""
+    return use_backend("rabbitmq")
 
 
 # ---------------------------------------------------------------- kernels
