@@ -9,6 +9,7 @@
 
     with parsl.load():                    # a Config, a config file, or the default (threads)
         print(double(21).result())        # 42
+        parsl.wait([double(i) for i in range(10)], progress=True)   # a bar (a widget in Jupyter)
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ _LAZY = {
     "AUTO_LOGNAME": "parsl_lite.app.call", "ThreadPoolExecutor": "parsl_lite.executors.threads",
     "HighThroughputExecutor": "parsl_lite.executors.htex.executor",
     "set_file_logger": "parsl_lite.log_utils", "set_stream_logger": "parsl_lite.log_utils",
+    "wait": "parsl_lite.progress", "as_completed": "parsl_lite.progress",
 }
 
 
@@ -37,7 +39,7 @@ __getattr__ = lazy_attributes("parsl_lite", globals(), _LAZY)
 __version__ = "0.1.0"
 __all__ = ["bash_app", "python_app", "join_app", "Config", "DataFlowKernel", "File", "AUTO_LOGNAME",
            "ThreadPoolExecutor", "HighThroughputExecutor", "load", "dfk", "clear", "wait_for_current_tasks",
-           "set_file_logger", "set_stream_logger"]
+           "set_file_logger", "set_stream_logger", "wait", "as_completed"]
 
 
 def load(config: Any = None) -> "DataFlowKernel":

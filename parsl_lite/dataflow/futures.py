@@ -8,6 +8,7 @@ of the result, resolved without a round trip through an executor.
 from __future__ import annotations
 
 import asyncio
+import html
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
 
@@ -116,6 +117,27 @@ class AppFuture(_Chainable):
     def __repr__(self) -> str:
         record = self.task_record
         return f"<AppFuture task {record.id} {record.func_name} state={record.state.name}>"
+
+    def _repr_html_(self) -> str:
+        """A small table for Jupyter: task id, app, state, executor, then duration or error."""
+        record = self.task_record
+        rows = [("task", str(record.id)), ("app", record.func_name), ("state", record.state.name),
+                ("executor", record.executor or "-")]
+        if self.done():
+            rows.append(_outcome(self, record))
+        cells = "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
+                        f"{html.escape(value)}</td></tr>" for name, value in rows)
+        return f"<table class='parsl-lite-appfuture'><caption>AppFuture</caption>{cells}</table>"
+
+
+def _outcome(fut: Future, record: "TaskRecord") -> tuple[str, str]:
+    """``("error", "Type: message")`` for a failed future, else ``("duration", "0.123 s")``."""
+    exc = fut.exception()
+    if exc is not None:
+        return "error", f"{type(exc).__name__}: {exc}"
+    if record.time_returned is None or not record.time_invoked:
+        return "duration", "-"
+    return "duration", f"{record.time_returned - record.time_invoked:.3f} s"
 
 
 class DataFuture(_Chainable):

@@ -1,0 +1,58 @@
+"""``AppFuture._repr_html_``: what a notebook shows for a future (task id, app, state, executor, duration or error)."""
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from parsl_lite import python_app
+
+
+@python_app
+def square(x):
+    return x * x
+
+
+@python_app
+def explode(text):
+    raise RuntimeError(text)
+
+
+@python_app
+def gated(event):
+    event.wait(30)
+    return 1
+
+
+def rows(html_text: str) -> dict[str, str]:
+    return dict(re.findall(r"<th[^>]*>(.*?)</th><td[^>]*>(.*?)</td>", html_text))
+
+
+def test_done_future_shows_its_duration(dfk):
+    fut = square(4)
+    assert fut.result() == 16
+    shown = rows(fut._repr_html_())
+    assert shown["task"] == str(fut.tid) and shown["app"] == "square"
+    assert shown["state"] == "exec_done" and shown["executor"] == fut.task_record.executor != ""
+    assert re.fullmatch(r"\d+\.\d{3} s", shown["duration"]), shown
+    assert "error" not in shown
+
+
+def test_failed_future_shows_its_error_escaped(dfk):
+    fut = explode("<script>alert('x')</script> & more")
+    with pytest.raises(RuntimeError):
+        fut.result()
+    text = fut._repr_html_()
+    assert "<script>" not in text
+    assert rows(text)["error"] == "RuntimeError: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"
+    assert rows(text)["state"] == "failed" and "duration" not in rows(text)
+
+
+def test_unfinished_future_shows_state_only(dfk):
+    gate = threading.Event()
+    fut = gated(gate)
+    shown = rows(fut._repr_html_())
+    assert shown["state"] in ("pending", "launched", "running") and set(shown) == {"task", "app", "state", "executor"}
+    gate.set()
+    assert fut.result() == 1
