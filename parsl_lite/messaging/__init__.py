@@ -1,0 +1,1 @@
+"""Talking to functions while they run (placeholder; the API follows)."""
