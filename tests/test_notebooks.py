@@ -1,0 +1,176 @@
+"""The notebooks of ``examples/notebooks/`` run cell by cell in a real Jupyter kernel (nbclient + ipykernel).
+
+The kernel is this venv's Python (a kernelspec written into a temporary
+``JUPYTER_DATA_DIR``), so the notebooks run our code; Jupyter's, IPython's and
+matplotlib's directories and ``PARSL_LITE_HOME`` are temporary too, so nothing
+is written under the real home. A cell tagged ``parameters`` (papermill's
+convention) is followed by a cell of the test's values. A cell that raises
+fails the test with the cell's index, its first line and its error.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+from nbformat.v4 import new_code_cell, new_notebook
+
+from parsl_lite.faas import paths
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
+KERNEL_NAME = "parsl-lite-test"
+CELL_TIMEOUT_S = 50
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class NotebookFailed(AssertionError):
+    """A cell of a notebook raised or timed out; the message names the cell."""
+
+
+@pytest.fixture
+def jupyter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Temporary Jupyter/IPython/matplotlib dirs and PARSL_LITE_HOME, this venv's kernel; the notebooks' cwd."""
+    for var, sub in (("JUPYTER_CONFIG_DIR", "jupyter/config"), ("JUPYTER_DATA_DIR", "jupyter/data"),
+                     ("JUPYTER_RUNTIME_DIR", "jupyter/runtime"), ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "mpl"),
+                     ("DASK_CONFIG", "dask")):
+        (tmp_path / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    spec = tmp_path / "jupyter/data/kernels" / KERNEL_NAME
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "parsl_lite (test venv)", "language": "python"}))
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+def inject_parameters(book: Any, parameters: dict[str, Any]) -> None:
+    """Insert a cell of ``name = value`` lines after the cell tagged ``parameters`` (papermill-style)."""
+    tagged = [i for i, cell in enumerate(book.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        raise AssertionError("the notebook has no cell tagged 'parameters' to override")
+    cell = new_code_cell("\n".join(f"{name} = {value!r}" for name, value in parameters.items()))
+    cell.metadata["tags"] = ["injected-parameters"]
+    book.cells.insert(tagged[0] + 1, cell)
+
+
+def _failure(name: str, index: int, cell: Any, err: Exception) -> NotebookFailed:
+    first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+    if isinstance(err, CellTimeoutError):
+        return NotebookFailed(f"{name}: cell {index} ({first!r}) timed out after {CELL_TIMEOUT_S} s")
+    detail = _ANSI.sub("", getattr(err, "traceback", "") or str(err)).strip()
+    what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
+    return NotebookFailed(f"{name}: cell {index} ({first!r}) raised {what}\n{detail[-3000:]}")
+
+
+def run_notebook(book: Any, cwd: Path, name: str = "notebook",
+                 parameters: Optional[dict[str, Any]] = None) -> Any:
+    """Execute ``book`` (a notebook node or a path) cell by cell in cwd; return the executed notebook.
+
+    Raises:
+        NotebookFailed: naming the first cell that raised (index, first line, error).
+    """
+    if isinstance(book, Path):
+        name, book = book.name, nbformat.read(book, as_version=4)
+    if parameters:
+        inject_parameters(book, parameters)
+    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME, store_widget_state=True,
+                            resources={"metadata": {"path": str(cwd)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(book.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except (CellExecutionError, CellTimeoutError) as err:
+                raise _failure(name, index, cell, err) from None
+        client.set_widgets_metadata()
+    return book
+
+
+def outputs(book: Any, mime: str) -> list[str]:
+    """Every output of ``mime`` type in the executed notebook, as text."""
+    found = []
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if mime in data:
+                found.append(data[mime] if isinstance(data[mime], str) else json.dumps(data[mime]))
+            elif mime == "stream" and out.get("output_type") == "stream":
+                found.append(out["text"])
+    return found
+
+
+def widget_texts(book: Any) -> list[str]:
+    """The text values of the widgets the kernel left (tqdm's widget keeps its count in an HTML widget)."""
+    state = book.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return [str(model["state"].get("value", "")) for model in state.values() if model["model_name"] == "HTMLModel"]
+
+
+# ---------------------------------------------------------------- the notebooks
+
+def test_quickstart(jupyter):
+    book = run_notebook(NOTEBOOKS / "quickstart.ipynb", jupyter)
+    tables = outputs(book, "text/html")
+    assert any("parsl-lite-appfuture" in t and "exec_done" in t for t in tables), tables
+    assert any("htex_local" in t for t in tables), "the htex future's table names its executor"
+    bars = widget_texts(book)
+    for count in ("50/50", "20/20", "30/30"):     # the three progress widgets, each at its final count
+        assert any(count in text for text in bars), (count, bars)
+    assert (jupyter / "hello.txt").read_text() == "HELLO\n"
+
+
+def test_pi_blocks_small(jupyter):
+    blocks = [1, 2, 4, 5, 10, 20]
+    book = run_notebook(NOTEBOOKS / "pi_blocks.ipynb", jupyter,
+                        parameters={"n_estimates": 20, "n_points": 2000, "blocks": blocks, "workers": 2})
+    assert outputs(book, "image/png"), "no plot"
+    table = "".join(outputs(book, "stream"))
+    rows = re.findall(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s*$", table, re.M)
+    assert [int(b) for b, _, _ in rows] == blocks, table
+
+
+def test_faas(jupyter, tmp_path, monkeypatch):
+    from .faas_endpoint_helpers import start_endpoint
+    from .faas_helpers import client_home_service
+
+    with client_home_service(tmp_path, monkeypatch) as service:   # PARSL_LITE_HOME: the kernel's too
+        endpoint = start_endpoint(service, "notebook", service.admin_token, workers=2)
+        try:
+            book = run_notebook(NOTEBOOKS / "faas.ipynb", jupyter, parameters={"endpoint_id": endpoint.endpoint_id})
+        finally:
+            stray = endpoint.cleanup()
+        assert not stray, f"endpoint processes left running: {stray}"
+    printed = "".join(outputs(book, "stream"))
+    assert "Task is pending due to" in printed, printed
+    assert any("50/50" in text for text in widget_texts(book))
+
+
+def test_a_raising_cell_is_reported(jupyter):
+    book = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("# divide\ny = x / 0"),
+                               new_code_cell("z = 3")])
+    with pytest.raises(NotebookFailed) as failed:
+        run_notebook(book, jupyter, name="raising.ipynb")
+    message = str(failed.value)
+    assert message.startswith("raising.ipynb: cell 1 ('# divide') raised ZeroDivisionError: division by zero"), message
+    assert "y = x / 0" in message     # the traceback shows the line
+    assert "outputs" not in book.cells[2] or not book.cells[2].outputs   # nothing ran after it
+
+
+def test_notebooks_are_committed_clean():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        book = nbformat.read(path, as_version=4)
+        nbformat.validate(book)
+        for index, cell in enumerate(book.cells):
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name}: cell {index} has outputs"
+        assert "widgets" not in book.metadata, path.name
