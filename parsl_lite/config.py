@@ -53,8 +53,8 @@ class Config(RepresentationMixin):
         strategy: block scaling: ``none``/None, ``simple``, ``htex_auto_scale``.
         strategy_period: seconds between strategy decisions.
         max_idletime: seconds a block may idle before it is released.
-        monitoring: accepted for Parsl compatibility; there is no monitoring
-            hub yet, so anything but None is named in a warning at start.
+        monitoring: a :class:`~parsl_lite.monitoring.MonitoringHub`: record the
+            workflow, its tasks and resources into a store (docs/monitoring.md).
         initialize_logging: write ``parsl.log`` into the run directory.
         usage_tracking: accepted for Parsl compatibility; parsl_lite never
             sends usage data anywhere (a non-zero level is named in a warning).
@@ -126,6 +126,12 @@ class Config(RepresentationMixin):
         self.strategy = strategy
         self.strategy_period = strategy_period
         self.max_idletime = max_idletime
+        if monitoring is not None:
+            from parsl_lite.monitoring.hub import MonitoringHub  # on demand: most configs do not monitor
+
+            if not isinstance(monitoring, MonitoringHub):
+                raise TypeCheckError(f'argument "monitoring" ({type(monitoring).__qualname__}) '
+                                     f"is not an instance of MonitoringHub")
         self.monitoring = monitoring
         self.initialize_logging = initialize_logging
         self.usage_tracking = usage_tracking
@@ -143,14 +149,10 @@ class Config(RepresentationMixin):
         """Parsl parameters given a non-default value that parsl_lite accepts and ignores.
 
         The kernel names them in a warning when it starts: ``usage_tracking``
-        (nothing is ever sent), ``project_name`` (only usage tracking reads it),
-        ``monitoring`` (there is no monitoring hub yet).
+        (nothing is ever sent), ``project_name`` (only usage tracking reads it).
         """
-        unused = [name for name, value in (("usage_tracking", self.usage_tracking),
-                                           ("project_name", self.project_name)) if value]
-        if self.monitoring is not None:
-            unused.append("monitoring")
-        return unused
+        return [name for name, value in (("usage_tracking", self.usage_tracking),
+                                         ("project_name", self.project_name)) if value]
 
     def get_memoizer(self) -> Memoizer:
         """The configured memoizer, or a default ``BasicMemoizer``."""

@@ -14,6 +14,7 @@ import pytest
 from parsl_lite.config import Config
 from parsl_lite.dataflow.kernel import DataFlowKernel
 from parsl_lite.executors import HighThroughputExecutor, ThreadPoolExecutor
+from parsl_lite.monitoring import MonitoringHub
 from parsl_lite.providers import LocalProvider
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -57,8 +58,9 @@ def test_thread_pool_working_dir_is_named():
 
 
 def test_unused_config_parameters_are_named():
-    config = Config(usage_tracking=3, project_name="my-project", monitoring=object())
-    assert config.unused_parameters() == ["usage_tracking", "project_name", "monitoring"]
+    config = Config(usage_tracking=3, project_name="my-project", monitoring=MonitoringHub())
+    assert config.unused_parameters() == ["usage_tracking", "project_name"]
+    assert MonitoringHub(hub_address="127.0.0.1", hub_port=55055).unused_parameters() == ["hub_address", "hub_port"]
 
 
 def test_the_kernel_warns_once_per_kernel_naming_each(tmp_path, caplog):
@@ -95,9 +97,9 @@ def test_the_readme_lists_what_the_code_warns_about():
     match = re.search(r"Accepted for Parsl compatibility but not used: (.*?)\(`drain_period`", text, re.S)
     assert match, "README: the list under 'The high-throughput executor' is gone"
     named = set(re.findall(r"`(\w+)`", match.group(1)))
-    warned = set(NON_DEFAULTS) | set(Config(usage_tracking=1, project_name="p", monitoring=object())
-                                     .unused_parameters())
-    assert named - {"False", "Config", "ThreadPoolExecutor"} == warned | set(
+    warned = set(NON_DEFAULTS) | set(Config(usage_tracking=1, project_name="p").unused_parameters()) | set(
+        MonitoringHub(hub_address=1, hub_port=1, hub_port_range=1).unused_parameters())
+    assert named - {"False", "Config", "ThreadPoolExecutor", "MonitoringHub"} == warned | set(
         ThreadPoolExecutor(working_dir="/x").unused_parameters())
     for name in NON_DEFAULTS:  # each really is named when set
         assert name in HighThroughputExecutor(**{name: NON_DEFAULTS[name]}).unused_parameters()

@@ -13,7 +13,7 @@ releasing it. Legal transitions live in one table; anything else raises
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, NewType, Optional, Union
 
 from parsl_lite.dataflow.errors import InvalidTransition
@@ -174,12 +174,16 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class StateChanged:
-    """Published to observers (monitoring, progress views); emitted only while observed."""
+    """Published to observers (monitoring, progress views); emitted only while observed.
+
+    ``record`` is the task's record (monitoring reads its executor and try number at publication).
+    """
     kind: ClassVar[str] = "task_state"
     task_id: TaskId
     func_name: str
     old: States
     new: States
+    record: Optional[TaskRecord] = field(default=None, compare=False, repr=False)
 
 
 Action = Union[Launch, CheckMemo, AwaitJoin, Finish, StateChanged]
@@ -230,7 +234,7 @@ class TaskGraph:
         record.unresolved = event.n_deps
         actions: list[Action] = []
         if self.observed:
-            actions.append(StateChanged(record.id, record.func_name, States.unsched, States.pending))
+            actions.append(StateChanged(record.id, record.func_name, States.unsched, States.pending, record))
         if event.n_deps == 0:
             self._ready(record, actions)
         return actions
@@ -240,7 +244,7 @@ class TaskGraph:
         self._tasks[record.id] = record
         actions: list[Action] = []
         if self.observed:
-            actions.append(StateChanged(record.id, record.func_name, States.unsched, States.pending))
+            actions.append(StateChanged(record.id, record.func_name, States.unsched, States.pending, record))
         self._finish(record, States.failed, actions)
         return actions
 
@@ -344,7 +348,7 @@ class TaskGraph:
             raise InvalidTransition(record.id, old, new)
         record.state = new
         if self.observed:
-            actions.append(StateChanged(record.id, record.func_name, old, new))
+            actions.append(StateChanged(record.id, record.func_name, old, new, record))
 
 
 def is_final(state: States) -> bool:

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
@@ -73,12 +74,15 @@ class DataFlowKernel:
     def __init__(self, config: Optional[Config] = None) -> None:
         self.config = config if config is not None else Config()
         self.run_dir = make_rundir(self.config.run_dir)
+        self.run_id = str(uuid.uuid4())  # Parsl's: the monitoring store's key of this run
         self._log_handler = (set_file_logger(os.path.join(self.run_dir, "parsl.log"))
                              if self.config.initialize_logging else None)
         logger.info("parsl_lite kernel starting, run dir %s, pid %d", self.run_dir, os.getpid())
         # Honest parameters: a Parsl parameter we accept and ignore is named once, when the kernel starts.
+        self.monitoring = self.config.monitoring
         for owner, names in [("Config", self.config.unused_parameters())] + [
-                (f"executor {e.label!r}", e.unused_parameters()) for e in self.config.executors]:
+                (f"executor {e.label!r}", e.unused_parameters()) for e in self.config.executors] + (
+                [("MonitoringHub", self.monitoring.unused_parameters())] if self.monitoring is not None else []):
             for name in names:
                 logger.warning("%s: parameter %r is accepted for Parsl compatibility but parsl_lite does not "
                                "use it; its value has no effect", owner, name)
@@ -101,6 +105,8 @@ class DataFlowKernel:
         self._sigterm = SigtermCleanup()
         try:
             self._sigterm.install()  # first: a SIGTERM during a slow start cleans up too
+            if self.monitoring is not None:  # before the executors: a store that cannot be written fails the load
+                self.monitoring.start(self)
             self.memoizer.start(run_dir=self.run_dir, config_run_dir=self.config.run_dir)
             for executor in self.config.executors:
                 executor.set_run_dir(self.run_dir)
@@ -112,6 +118,7 @@ class DataFlowKernel:
             logger.error("kernel failed to start: %r", exc)
             self._poller.close()
             self._shutdown_executors()
+            self._close_monitoring(ok=False)
             self._sigterm.restore()
             self._detach_log()
             raise
@@ -248,13 +255,16 @@ class DataFlowKernel:
             self._cleanup_called = True
         self._sigterm.cleaning()
         logger.info("kernel cleanup: %d unfinished tasks", len(self._graph))
+        ok = False
         try:
             self._poller.close()
             self._shutdown_executors()
             self._abandon_unfinished()
             self.memoizer.close()
+            ok = True
         finally:
             atexit.unregister(self._atexit_cleanup)
+            self._close_monitoring(ok)
             self._sigterm.restore()
             for listener in self._cleanup_listeners:
                 try:
@@ -444,6 +454,8 @@ class DataFlowKernel:
             if record.memoize and not record.from_memo:
                 self.memoizer.update_memo_exception(record, exc)
         logger.info("task %d (%s) %s: %s: %s", record.id, record.func_name, state.name, type(exc).__name__, exc)
+        if self.monitoring is not None:
+            self.monitoring.task_failed(record, exc)
         app_fu.set_exception(exc)
 
     def _await_join(self, record: TaskRecord, returned: Any) -> None:
@@ -564,6 +576,14 @@ class DataFlowKernel:
                 executor.shutdown()
             except Exception:
                 logger.exception("executor %r failed to shut down", label)
+
+    def _close_monitoring(self, ok: bool) -> None:
+        """Write the monitoring events still queued and the workflow's end (after every task is final)."""
+        if self.monitoring is not None:
+            try:
+                self.monitoring.close(self, ok)
+            except Exception:
+                logger.exception("closing monitoring failed")
 
     def _detach_log(self) -> None:
         if self._log_handler is not None:

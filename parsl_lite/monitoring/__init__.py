@@ -1,1 +1,7 @@
-"""Monitoring: a workflow's tasks, tries, states and resources, recorded in a Parsl-compatible store."""
+"""Monitoring: a workflow's tasks, tries, states and resources, recorded in a Parsl-compatible store.
+
+``Config(monitoring=MonitoringHub(...))``; see docs/monitoring.md.
+"""
+from parsl_lite.monitoring.hub import MonitoringHub
+
+__all__ = ["MonitoringHub"]
