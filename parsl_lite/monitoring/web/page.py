@@ -58,12 +58,15 @@ function applyPatch(target, patch) {
 
 function fmtTime(t) {
   if (t === undefined || t === null || t === "") return "";
+  // the store's times are its local wall times read as UTC: shown as UTC they read as written
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
-  return isNaN(d) ? String(t) : d.toLocaleString();
+  return isNaN(d) ? String(t) : d.toLocaleString(undefined, {timeZone: "UTC"});
 }
+const isTime = key => /time|_at$|^start$|^end$|heartbeat|^began$|^completed$|last_seen/.test(key);
 function fmtCell(key, v) {
   if (v === undefined || v === null) return "";
-  if (typeof v === "number" && /time|timestamp|_at$|^start$|^end$|heartbeat/.test(key)) return esc(fmtTime(v));
+  if (typeof v === "number" && isTime(key)) return esc(fmtTime(v));
+  if (typeof v === "number" && /_s$/.test(key)) return esc(v.toFixed(1) + " s");
   if (typeof v === "object") return esc(JSON.stringify(v));
   return esc(v);
 }
@@ -75,7 +78,7 @@ function table(rows, opts = {}) {
   const body = rows.map(r => "<tr>" + cols.map(c => {
     const v = r[c];
     if (pre.has(c)) return `<td><pre>${esc(v)}</pre></td>`;
-    const num = typeof v === "number" && !/time|timestamp/.test(c);
+    const num = typeof v === "number" && !isTime(c);
     return `<td${num ? ' class="n"' : ""} data-col="${esc(c)}">${fmtCell(c, v)}</td>`;
   }).join("") + "</tr>").join("");
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
@@ -106,29 +109,47 @@ function drawCounts(counts, total) {
     : '<p class="empty">no tasks yet</p><span id="total" hidden>0</span>';
 }
 
+function packLanes(rows, now) {
+  // one lane per worker; tries that overlap on one worker (a host running several) get sub-lanes
+  const byWorker = new Map();
+  for (const r of [...rows].sort((a, b) => a.start - b.start)) {
+    const w = r.worker ?? "?";
+    if (!byWorker.has(w)) byWorker.set(w, []);
+    const subs = byWorker.get(w);
+    let i = subs.findIndex(end => end <= r.start);
+    if (i < 0) { i = subs.length; subs.push(0); }
+    subs[i] = r.end ?? now;
+    r._lane = [w, i];
+  }
+  const lanes = [], index = new Map();
+  for (const w of [...byWorker.keys()].sort())
+    byWorker.get(w).forEach((_, i) => { index.set(w + "\u0000" + i, lanes.length); lanes.push(i ? "" : w); });
+  return [lanes, r => index.get(r._lane[0] + "\u0000" + r._lane[1])];
+}
+
 function drawStream(stream) {
   const el = document.getElementById("stream");
-  const rows = stream || [];
+  const rows = (stream || []).filter(r => r.start !== null && r.start !== undefined);
   if (!rows.length) { el.innerHTML = '<p class="empty">no task has started yet</p>'; return; }
-  const now = Date.now() / 1000;
+  const now = Date.now() / 1000 + ((doc && doc.clock_offset_s) || 0);   // on the store's time scale
   const t0 = Math.min(...rows.map(r => r.start));
-  const t1 = Math.max(...rows.map(r => r.end ?? now), t0 + 1e-3);
-  const lanes = [...new Set(rows.map(r => r.worker ?? "?"))].sort();
-  const W = 1000, lane = 16, left = 150, H = lanes.length * lane + 24;
-  const x = t => left + (t - t0) / (t1 - t0) * (W - left - 10);
+  const t1 = Math.max(...rows.map(r => r.end ?? (ended(doc.run) ? r.start : now)), t0 + 1e-3);
+  const [lanes, laneOf] = packLanes(rows, t1);
+  const W = 1000, lane = 14, left = 160, H = lanes.length * lane + 24;
+  const x = t => left + (Math.min(t, t1) - t0) / (t1 - t0) * (W - left - 10);
   const bars = rows.map(r => {
-    const y = lanes.indexOf(r.worker ?? "?") * lane + 2, x0 = x(r.start), x1 = Math.max(x(r.end ?? now), x0 + 1.5);
-    return `<rect x="${x0.toFixed(1)}" y="${y}" width="${(x1 - x0).toFixed(1)}" height="${lane - 4}" ` +
-      `fill="${color(r.state)}"><title>task ${esc(r.task_id)} ${esc(r.func_name)} (${esc(r.state)}) on ` +
-      `${esc(r.worker)}</title></rect>`;
+    const y = laneOf(r) * lane + 2, x0 = x(r.start), x1 = Math.max(x(r.end ?? t1), x0 + 1.5);
+    const took = r.end !== null && r.end !== undefined ? `, ${(r.end - r.start).toFixed(3)} s` : ", running";
+    return `<rect x="${x0.toFixed(1)}" y="${y}" width="${(x1 - x0).toFixed(1)}" height="${lane - 3}" ` +
+      `fill="${color(r.state || (r.end ? "exec_done" : "running"))}"><title>task ${esc(r.task_id)} ` +
+      `${esc(r.func_name)} (${esc(r.state || "")}${took}) on ${esc(r.worker)}</title></rect>`;
   }).join("");
-  const labels = lanes.map((w, i) =>
-    `<text x="${left - 6}" y="${i * lane + lane - 4}" text-anchor="end" font-size="11">${esc(w)}</text>`).join("");
-  const span = (t1 - t0);
-  const axis = `<text x="${left}" y="${H - 6}" font-size="11" fill="#777">0 s</text>` +
-    `<text x="${W - 10}" y="${H - 6}" font-size="11" fill="#777" text-anchor="end">${span.toFixed(1)} s</text>`;
+  const labels = lanes.map((w, i) => w &&
+    `<text x="${left - 6}" y="${i * lane + lane - 3}" text-anchor="end" font-size="11">${esc(w)}</text>`).join("");
+  const axis = `<text x="${left}" y="${H - 6}" font-size="11" fill="#777">${esc(fmtTime(t0))}</text>` +
+    `<text x="${W - 10}" y="${H - 6}" font-size="11" fill="#777" text-anchor="end">+${(t1 - t0).toFixed(1)} s</text>`;
   el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="task stream">` +
-    `${labels}${bars}${axis}</svg><p class="empty">${rows.length} most recent tasks, one lane per worker</p>`;
+    `${labels}${bars}${axis}</svg><p class="empty">the ${rows.length} most recent tries, a lane per worker</p>`;
 }
 
 const ended = run => !!(run && run.state && run.state !== "running");
@@ -147,7 +168,7 @@ function drawExecutors(executors) {
   if (!executors || !executors.length) { el.innerHTML = '<p class="empty">no executor reported yet</p>'; return; }
   el.innerHTML = executors.map(ex => {
     const {label, nodes, blocks, ...rest} = ex;
-    const facts = Object.entries(rest).map(([k, v]) => `${esc(k.replace(/_/g, " "))}: ${fmtCell(k, v)}`).join(", ");
+    const facts = Object.entries(rest).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${esc(k.replace(/_/g, " "))}: ${fmtCell(k, v)}`).join(", ");
     return `<div class="executor" data-label="${esc(label)}"><h3>${esc(label)}</h3><p>${facts}</p>` +
       `<h4>workers</h4>${table(nodes, {empty: "no worker pools"})}<h4>blocks</h4>${table(blocks, {empty: "no blocks"})}</div>`;
   }).join("");

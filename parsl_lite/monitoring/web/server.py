@@ -70,7 +70,8 @@ class WebMonitor:
     def make_app(self) -> web.Application:
         app = web.Application()
         app.add_routes([web.get("/", self._page), web.get("/events", self._events),
-                        web.get("/snapshot", self._snapshot), web.get("/report", self._report_page)])
+                        web.get("/snapshot", self._snapshot), web.get("/report", self._report_page),
+                        web.get("/favicon.ico", self._no_icon)])
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -137,6 +138,9 @@ class WebMonitor:
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=PAGE_HTML, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
     async def _snapshot(self, request: web.Request) -> web.Response:
         await self.refresh(force=not self._ready.is_set())
         return web.json_response({"version": self.feed.version, "doc": self.feed.doc})
@@ -170,7 +174,11 @@ class WebMonitor:
         signature = await self._call(self.source.signature)
         if self._report is not None and self._report[0] == signature:
             return web.Response(text=self._report[1], content_type="text/html")
-        html = await self._call(self.source.report_html)
+        try:
+            html = await self._call(self.source.report_html)
+        except Exception as exc:
+            logger.exception("the report could not be made")
+            return web.Response(status=500, text=f"the report could not be made: {type(exc).__name__}: {exc}\n")
         if html is None:
             return web.Response(status=409, text="the run has not ended: its report comes when it does\n")
         self._report = (signature, html)

@@ -8,6 +8,7 @@ connection stays on the thread that opened it). The page's document is
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Hashable, Optional
 
@@ -56,22 +57,22 @@ class StoreSource:
 
     def snapshot(self) -> Any:
         run_id = self._run_id()
-        if run_id is None:
-            return {"run": None}
-        view = dataclasses.asdict(queries.read_snapshot(self._open(), run_id))
-        for key in _VOLATILE:
-            view.pop(key, None)
-        return view
+        doc: dict[str, Any] = {"run": None}
+        if run_id is not None:
+            doc = dataclasses.asdict(queries.read_snapshot(self._open(), run_id))
+            for key in _VOLATILE:
+                doc.pop(key, None)
+        # the store's times are local wall times read as UTC: the page adds this to its clock
+        doc["clock_offset_s"] = round(queries.naive_now() - time.time())
+        return doc
 
     def report_html(self) -> Optional[str]:
+        """report.py's HTML of the run shown, once it ended (None while it runs)."""
         from parsl_lite.monitoring import report
-        run_id = self._run_id()
-        if run_id is None:
+        doc = self.snapshot()
+        if not doc.get("run") or doc["run"]["state"] == "running":
             return None
-        view = queries.read_snapshot(self._open(), run_id)
-        if view.run.state == "running":
-            return None
-        return report.render_report(self._open(), run_id)
+        return report.render_report(self._open(), doc["run"]["run_id"])
 
     def close(self) -> None:
         def _close() -> None:
