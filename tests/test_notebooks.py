@@ -122,6 +122,7 @@ def test_quickstart(jupyter):
     book = run_notebook(NOTEBOOKS / "quickstart.ipynb", jupyter)
     tables = outputs(book, "text/html")
     assert any("parsl-lite-appfuture" in t and "exec_done" in t for t in tables), tables
+    assert any("ZeroDivisionError: division by zero" in t for t in tables), "the failed future's table"
     assert any("htex_local" in t for t in tables), "the htex future's table names its executor"
     bars = widget_texts(book)
     for count in ("50/50", "20/20", "30/30"):     # the three progress widgets, each at its final count

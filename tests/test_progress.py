@@ -192,3 +192,26 @@ def test_bad_input_names_the_argument():
         parsl_lite.wait([ok], timeout="10")
     with pytest.raises(TypeError, match=r"fs\[0\] is a str"):   # at the call, not at the first next()
         parsl_lite.as_completed(["x"])
+
+
+def test_ctrl_c_stops_a_wait(tmp_path):
+    """SIGINT (Ctrl-C, a notebook's interrupt) raises KeyboardInterrupt out of a blocked ``wait``."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "blocked.py"
+    script.write_text(
+        "import sys\nfrom concurrent.futures import Future\nimport parsl_lite\n"
+        "try:\n    print('waiting', flush=True)\n    parsl_lite.wait([Future()], progress=True)\n"
+        "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3 and out.strip() == "interrupted", (proc.returncode, out, err)
