@@ -80,7 +80,12 @@ class WebMonitor:
                                      shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         bound = self._runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{bound}/"
@@ -149,14 +154,16 @@ class WebMonitor:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
+        if not self._ready.is_set():
+            await self.refresh(force=True)
+        # the whole document first, at the version patches count from: taken and the queue joined with
+        # no await between, so every later patch lands in the queue and none is missed
+        first = _sse("snapshot", {"version": self.feed.version, "doc": self.feed.doc})
         queue: asyncio.Queue = asyncio.Queue()
         self._streams.add(queue)
         self._watched.set()
         try:
-            if not self._ready.is_set():
-                await self.refresh(force=True)
-            # the whole document first, at the version patches count from; later patches wait in the queue
-            await response.write(_sse("snapshot", {"version": self.feed.version, "doc": self.feed.doc}))
+            await response.write(first)
             while True:
                 message = await queue.get()
                 if message is _CLOSE:
