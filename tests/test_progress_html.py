@@ -6,23 +6,7 @@ import threading
 
 import pytest
 
-from parsl_lite import python_app
-
-
-@python_app
-def square(x):
-    return x * x
-
-
-@python_app
-def explode(text):
-    raise RuntimeError(text)
-
-
-@python_app
-def gated(event):
-    event.wait(30)
-    return 1
+from .test_progress import fail, gated, square
 
 
 def rows(html_text: str) -> dict[str, str]:
@@ -40,18 +24,18 @@ def test_done_future_shows_its_duration(dfk):
 
 
 def test_failed_future_shows_its_error_escaped(dfk):
-    fut = explode("<script>alert('x')</script> & more")
-    with pytest.raises(RuntimeError):
+    fut = fail("<script>alert('x')</script> & more")
+    with pytest.raises(ValueError):
         fut.result()
     text = fut._repr_html_()
     assert "<script>" not in text
-    assert rows(text)["error"] == "RuntimeError: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"
+    assert rows(text)["error"] == "ValueError: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"
     assert rows(text)["state"] == "failed" and "duration" not in rows(text)
 
 
 def test_unfinished_future_shows_state_only(dfk):
     gate = threading.Event()
-    fut = gated(gate)
+    fut = gated(gate, 1)
     shown = rows(fut._repr_html_())
     assert shown["state"] in ("pending", "launched", "running") and set(shown) == {"task", "app", "state", "executor"}
     gate.set()
