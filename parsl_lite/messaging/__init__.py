@@ -1,1 +1,61 @@
-"""Talking to functions while they run (placeholder; the API follows)."""
+"""Talking to functions while they run: topics, durable queues and tables, through a broker.
+
+::
+
+    script / notebook / app on any executor or endpoint
+      msg.publish(topic, m) ──XPUB──▶ XSUB ┐                         ┌ XPUB ──▶ msg.subscribe(topic)  (SUB)
+                                           └──[broker: forwarder]────┘        (returns once live; ends on a stop)
+      msg.queue(name).put / get / ack, msg.table(name).put / get / scan
+                            ──DEALER──▶ ROUTER [broker: request loop] ──▶ QueueBook (pure) ──▶ SQLite (WAL)
+
+The broker is its own daemon (``parsl-lite broker start``); clients find it
+through ``PARSL_LITE_BROKER_URL`` + ``PARSL_LITE_BROKER_TOKEN`` or
+``$PARSL_LITE_HOME/broker/broker.json`` (``paths.py``). The wire is
+``protocol.py``; queue bookkeeping is ``book.py`` (pure, fed the time).
+
+    from parsl_lite import messaging as msg
+    msg.publish("5", {"x": 1})               # never blocks; nobody listening: dropped, counted
+    q = msg.queue("front")                   # created if missing; durable
+    q.put({"action": "forward", "doc": 7})
+    m = q.get(timeout=5)                     # a Message, or None after at most 5 s
+    m.ack()
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from parsl_lite.messaging.client import BrokerClient, default_client, reset_default_client
+from parsl_lite.messaging.errors import (
+    BrokerAuthError, BrokerError, BrokerNotFound, BrokerUnavailable, MessageTooLarge, MessagingError, NoSuchQueue,
+)
+from parsl_lite.messaging.queues import Message, Queue, Table, delete_queue
+from parsl_lite.messaging.topics import STOP, Subscription, publish, stop, subscribe
+
+
+def queue(name: str, visibility_timeout_s: Optional[float] = None, max_receives: Optional[int] = None,
+          max_bytes: Optional[int] = None) -> Queue:
+    """The queue ``name``, created if missing (durable). Settings given here replace the queue's.
+
+    Args:
+        visibility_timeout_s: how long a message got but not acked stays invisible (default 30 s).
+        max_receives: deliveries without an ack before it goes to the dead-letter queue ``NAME.dead``
+            (default: never).
+        max_bytes: the largest serialized message ``put`` accepts (default 1 MiB).
+    """
+    return Queue(name, visibility_timeout_s, max_receives, max_bytes)
+
+
+def table(name: str) -> Table:
+    """The keyed store ``name`` (created on first ``put``)."""
+    return Table(name)
+
+
+def stats() -> dict[str, Any]:
+    """The broker's counters: per queue (length, in flight, oldest age, dead-lettered) and for topics
+    (published, dropped with no listener, lost by slow subscribers)."""
+    return default_client().stats()
+
+
+__all__ = ["queue", "delete_queue", "table", "publish", "subscribe", "stop", "stats", "Queue", "Message", "Table",
+           "Subscription", "STOP", "BrokerClient", "default_client", "reset_default_client", "MessagingError",
+           "BrokerAuthError", "BrokerError", "BrokerNotFound", "BrokerUnavailable", "MessageTooLarge", "NoSuchQueue"]

@@ -1,0 +1,364 @@
+"""The broker daemon: queues and tables over a ROUTER, topics through the forwarder thread.
+
+::
+
+    clients (DEALER) --requests--> ROUTER --> Broker.handle --> QueueBook (pure) --> actions --> Store (SQLite)
+                     <--replies---        (after the batch's commit)
+    publishers (XPUB) ---> XSUB [Forwarder thread] XPUB ---> subscribers (SUB)
+
+One thread runs the request loop: it drains a batch of requests, handles
+each (a ``get`` with nothing ready waits in ``_waiters`` until a message comes
+or its timeout passes), expires deliveries past their visibility deadline,
+commits the store once, and only then sends the replies: an answered ``put``
+is durable. ``python -m parsl_lite.messaging.broker --dir DIR`` runs it; the
+CLI (``parsl-lite broker start``) does that detached.
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import zmq
+
+from parsl_lite.messaging import protocol as p
+from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DeadLetter, Delete, QueueBook, QueueSettings
+from parsl_lite.messaging.errors import MalformedMessage, MessageTooLarge
+from parsl_lite.messaging.forwarder import PLAIN_USER, Forwarder
+from parsl_lite.messaging.paths import INFO_FILE, write_private
+from parsl_lite.messaging.store import Store
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 512          # requests handled per commit
+
+
+@dataclass
+class _Waiter:
+    identity: bytes
+    request: p.GetMessages
+    deadline: float
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+class Broker:
+    """The request loop's state. ``handle`` is called with the time; the shell around it does the I/O."""
+
+    def __init__(self, store: Store, token: str, forwarder: Optional[Forwarder]) -> None:
+        self.store, self.token, self.forwarder = store, token, forwarder
+        self.broker_id = uuid.uuid4().hex
+        self.books: dict[str, QueueBook] = {}
+        self._waiters: dict[str, deque[_Waiter]] = {}
+        self._handlers: dict[type, Callable[[Any, float], Optional[p.Reply]]] = {
+            p.Hello: self._hello, p.DeclareQueue: self._declare, p.DeleteQueue: self._delete_queue,
+            p.QueueStatsRequest: self._queue_stats, p.PutMessages: self._put, p.GetMessages: self._get,
+            p.Settle: self._settle, p.TablePut: self._table_put, p.TableGet: self._table_get,
+            p.TableScan: self._table_scan, p.ReportLoss: self._report_loss, p.StatsRequest: self._stats,
+        }
+        self._current: bytes = b""
+        self.outbox: list[tuple[bytes, p.Reply]] = []   # replies due outside a request (a waiter's queue deleted)
+        for name, (settings, entries) in store.load().items():
+            book = self.books[name] = QueueBook(name, settings)
+            for seq, message_id, size, enqueued_at, receive_count in entries:
+                book.put(seq, message_id, size, enqueued_at, receive_count)
+        self.addresses: dict[str, str] = {}
+
+    # ------------------------------------------------------------ one request
+
+    def handle(self, identity: bytes, frames: list[bytes], now: float) -> Optional[p.Reply]:
+        """The reply to one request, or None when it waits (a ``get`` with nothing ready)."""
+        try:
+            request = p.decode(frames)
+        except MalformedMessage as exc:
+            logger.warning("malformed request: %s", exc)
+            return p.ErrorReply(0, "bad_request", str(exc))
+        if not isinstance(request, tuple(self._handlers)):
+            return p.ErrorReply(getattr(request, "request_id", 0), "bad_request", f"{request.kind} is not a request")
+        if not hmac.compare_digest(request.token.encode(), self.token.encode()):
+            return p.ErrorReply(request.request_id, "auth", "wrong token for this broker")
+        self._current = identity
+        try:
+            return self._handlers[type(request)](request, now)
+        except _Refused as exc:
+            return p.ErrorReply(request.request_id, exc.code, exc.text)
+        except MessageTooLarge as exc:
+            return p.ErrorReply(request.request_id, "too_large", str(exc))
+        except ValueError as exc:
+            return p.ErrorReply(request.request_id, "bad_request", str(exc))
+
+    def _book(self, name: str) -> QueueBook:
+        try:
+            return self.books[name]
+        except KeyError:
+            raise _Refused("no_such_queue", name) from None
+
+    def _hello(self, req: p.Hello, now: float) -> p.Reply:
+        if req.protocol_version != p.PROTOCOL_VERSION:
+            return p.ErrorReply(req.request_id, "version", f"client speaks protocol {req.protocol_version}, "
+                                                           f"this broker {p.PROTOCOL_VERSION}")
+        logger.info("hello from %s", req.client)
+        return p.Welcome(req.request_id, self.broker_id, p.PROTOCOL_VERSION,
+                         self.addresses.get("publish", ""), self.addresses.get("subscribe", ""))
+
+    def _declare(self, req: p.DeclareQueue, now: float) -> p.Reply:
+        book = self.books.get(req.queue)
+        if book is None and not req.create:
+            raise _Refused("no_such_queue", req.queue)
+        old = book.settings if book else QueueSettings(
+            dead_letter_queue="" if req.queue.endswith(DEAD_LETTER_SUFFIX) else req.queue + DEAD_LETTER_SUFFIX)
+        settings = QueueSettings(req.visibility_timeout_s or old.visibility_timeout_s,
+                                 req.max_receives or old.max_receives, req.max_bytes or old.max_bytes,
+                                 old.dead_letter_queue)
+        if book is None:
+            book = self.books[req.queue] = QueueBook(req.queue, settings)
+            self.store.save_queue(req.queue, settings)
+        elif settings != old:
+            book.settings = settings
+            self.store.save_queue(req.queue, settings)
+        return self._info(req.request_id, book, now)
+
+    def _info(self, request_id: int, book: QueueBook, now: float) -> p.QueueInfo:
+        s = book.settings
+        return p.QueueInfo(request_id, book.name, book.length, book.in_flight, book.oldest_age_s(now),
+                           s.visibility_timeout_s, s.max_receives, s.max_bytes, s.dead_letter_queue)
+
+    def _queue_stats(self, req: p.QueueStatsRequest, now: float) -> p.Reply:
+        return self._info(req.request_id, self._book(req.queue), now)
+
+    def _delete_queue(self, req: p.DeleteQueue, now: float) -> p.Reply:
+        book = self._book(req.queue)
+        del self.books[req.queue]
+        self.store.delete_queue(req.queue)
+        for waiter in self._waiters.pop(req.queue, ()):
+            self.outbox.append((waiter.identity, p.ErrorReply(waiter.request.request_id, "no_such_queue", req.queue)))
+        return p.Done(req.request_id, book.length)
+
+    def _put(self, req: p.PutMessages, now: float) -> p.Reply:
+        book = self._book(req.queue)
+        if len(req.message_ids) != len(req.sizes):
+            raise _Refused("bad_request", f"{len(req.message_ids)} message ids for {len(req.sizes)} bodies")
+        for size in req.sizes:
+            book.check_size(size)
+        bodies = p.split_bodies(req.sizes, req.blob)
+        for seq, message_id, size in self.store.insert(req.queue, req.message_ids, bodies, now):
+            book.put(seq, message_id, size, now)
+        return p.Done(req.request_id, len(bodies))
+
+    def _get(self, req: p.GetMessages, now: float) -> Optional[p.Reply]:
+        book = self._book(req.queue)
+        if req.max_messages < 1:
+            raise _Refused("bad_request", f"max_messages: need >= 1, got {req.max_messages}")
+        if book.has_ready() or req.timeout_s <= 0:
+            return self._deliver(req, book, now)
+        self._waiters.setdefault(req.queue, deque()).append(_Waiter(self._current, req, now + req.timeout_s))
+        return None
+
+    def _deliver(self, req: p.GetMessages, book: QueueBook, now: float) -> p.Delivered:
+        deliveries = book.receive(now, req.max_messages)
+        if deliveries:
+            self.store.set_receive_counts((d.receive_count, d.seq) for d in deliveries)
+        bodies = self.store.bodies([d.seq for d in deliveries]) if deliveries else {}
+        sizes, blob = p.join_bodies([bodies.get(d.seq, b"") for d in deliveries])
+        return p.Delivered(req.request_id, req.queue, tuple(d.message_id for d in deliveries),
+                           tuple(d.receipt for d in deliveries), tuple(d.receive_count for d in deliveries),
+                           tuple(d.enqueued_at for d in deliveries), sizes, blob)
+
+    def _settle(self, req: p.Settle, now: float) -> p.Reply:
+        book = self._book(req.queue)
+        done = 0
+        for receipt in req.receipts:
+            actions = book.settle(receipt, req.ack, now)
+            done += len(actions)
+            self._apply(book, actions)
+        return p.Done(req.request_id, done)
+
+    def _apply(self, book: QueueBook, actions: list) -> None:
+        deletes = [a.seq for a in actions if isinstance(a, Delete)]
+        if deletes:
+            self.store.delete(deletes)
+        for action in actions:
+            if isinstance(action, DeadLetter):
+                self._dead_letter(action)
+
+    def _dead_letter(self, action: DeadLetter) -> None:
+        entry, target = action.entry, action.dead_letter_queue
+        if not target:
+            self.store.delete([entry.seq])
+            return
+        dead = self.books.get(target)
+        if dead is None:
+            dead = self.books[target] = QueueBook(target, QueueSettings())
+            self.store.save_queue(target, dead.settings)
+        seq = self.store.move(entry.seq, target)
+        dead.put(seq, entry.message_id, entry.size, entry.enqueued_at)
+        logger.info("dead-lettered %s after %d receives to %s", entry.message_id, entry.receive_count, target)
+
+    def _table_put(self, req: p.TablePut, now: float) -> p.Reply:
+        self.store.table_put(req.table, req.key, req.value)
+        return p.Done(req.request_id, 1)
+
+    def _table_get(self, req: p.TableGet, now: float) -> p.Reply:
+        value = self.store.table_get(req.table, req.key)
+        return p.TableValue(req.request_id, value is not None, value or b"")
+
+    def _table_scan(self, req: p.TableScan, now: float) -> p.Reply:
+        rows = self.store.table_scan(req.table, req.prefix)
+        sizes, blob = p.join_bodies([v for _, v in rows])
+        return p.TableRows(req.request_id, tuple(k for k, _ in rows), sizes, blob)
+
+    def _report_loss(self, req: p.ReportLoss, now: float) -> p.Reply:
+        if self.forwarder is not None and req.lost > 0:
+            self.forwarder.add_loss(req.topic, req.lost)
+        return p.Done(req.request_id, req.lost)
+
+    def _stats(self, req: p.StatsRequest, now: float) -> p.Reply:
+        queues = {name: {"length": b.length, "in_flight": b.in_flight, "oldest_age_s": b.oldest_age_s(now),
+                         "dead_lettered": b.dead_lettered} for name, b in self.books.items()}
+        topics = self.forwarder.stats() if self.forwarder is not None else {}
+        return p.Stats(req.request_id, {"broker_id": self.broker_id, "pid": os.getpid(), "queues": queues,
+                                        "topics": topics, "waiting_readers": sum(map(len, self._waiters.values()))})
+
+    # ------------------------------------------------------------ time passes
+
+    def tick(self, now: float) -> list[tuple[bytes, p.Reply]]:
+        """Expire deliveries, serve waiting readers, time out the others; the replies to send (after commit)."""
+        out, self.outbox = self.outbox, []
+        for book in list(self.books.values()):
+            self._apply(book, book.expire(now))
+        for name, waiters in list(self._waiters.items()):
+            book = self.books.get(name)
+            if book is None:
+                continue
+            while waiters and book.has_ready():
+                waiter = waiters.popleft()
+                out.append((waiter.identity, self._deliver(waiter.request, book, now)))
+            for waiter in [w for w in waiters if w.deadline <= now]:
+                waiters.remove(waiter)
+                out.append((waiter.identity, self._deliver(waiter.request, book, now)))
+            if not waiters:
+                del self._waiters[name]
+        return out
+
+    def next_wakeup(self, now: float) -> float:
+        """Seconds until something is due (a deadline of a delivery or of a waiting reader), at most 0.2."""
+        due = [now + 0.2]
+        due += [d for d in (b.next_deadline() for b in self.books.values()) if d is not None]
+        due += [w.deadline for ws in self._waiters.values() for w in ws]
+        return max(0.0, min(due) - now)
+
+
+def serve(broker: Broker, router: zmq.Socket, stopping: Callable[[], bool]) -> None:
+    """The I/O loop: drain, handle, tick, commit, reply."""
+    while not stopping():
+        now = time.time()
+        replies: list[tuple[bytes, p.Reply]] = []
+        if router.poll(int(broker.next_wakeup(now) * 1000) + 1):
+            for _ in range(_BATCH):
+                try:
+                    identity, *frames = router.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                reply = broker.handle(identity, frames, now)
+                if reply is not None:
+                    replies.append((identity, reply))
+        replies += broker.tick(time.time())
+        broker.store.commit()
+        for identity, reply in replies:
+            router.send_multipart([identity, *p.encode(reply)])
+
+
+# ---------------------------------------------------------------- the daemon
+
+def _token(directory: Path) -> str:
+    path = directory / "token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(24)
+        write_private(path, token)
+        return token
+
+
+def _ports(directory: Path, args: argparse.Namespace) -> dict[str, int]:
+    """Asked-for ports, else the last run's (clients keep dialling them across a restart), else any."""
+    try:
+        last = json.loads((directory / "ports.json").read_text())
+    except (OSError, ValueError):
+        last = {}
+    return {name: getattr(args, name) or int(last.get(name, 0)) for name in ("port", "publish_port", "subscribe_port")}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parsl_lite.messaging.broker")
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--publish-port", type=int, default=0)
+    parser.add_argument("--subscribe-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    directory: Path = args.dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=directory / "broker.log", level=logging.INFO,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    token, ports = _token(directory), _ports(directory, args)
+    context = zmq.Context()
+    from zmq.auth.thread import ThreadAuthenticator
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_plain(domain="parsl_lite", passwords={PLAIN_USER: token})
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    router.sndhwm = router.rcvhwm = 0
+    if ports["port"]:
+        router.bind(f"tcp://{args.host}:{ports['port']}")
+    else:
+        ports["port"] = router.bind_to_random_port(f"tcp://{args.host}")
+    forwarder = Forwarder(context, args.host, ports["publish_port"], ports["subscribe_port"])
+    ports["publish_port"] = int(forwarder.publish_address.rsplit(":", 1)[1])
+    ports["subscribe_port"] = int(forwarder.subscribe_address.rsplit(":", 1)[1])
+    (directory / "ports.json").write_text(json.dumps(ports))
+    broker = Broker(Store(directory / "broker.db"), token, forwarder)
+    broker.addresses = {"publish": forwarder.publish_address, "subscribe": forwarder.subscribe_address}
+    forwarder.start()
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    info = {"address": f"tcp://{args.host}:{ports['port']}", "publish_address": forwarder.publish_address,
+            "subscribe_address": forwarder.subscribe_address, "token": token, "pid": os.getpid(),
+            "broker_id": broker.broker_id, "host": socket.gethostname()}
+    write_private(directory / INFO_FILE, json.dumps(info))
+    (directory / "broker.pid").write_text(str(os.getpid()))
+    logger.info("broker %s up: %s, queues %s", broker.broker_id, info["address"], sorted(broker.books))
+    try:
+        serve(broker, router, lambda: stop["now"])
+    finally:
+        logger.info("broker stopping")
+        forwarder.stop()
+        forwarder.join(2)
+        broker.store.close()
+        router.close(0)
+        auth.stop()
+        for name in (INFO_FILE, "broker.pid"):
+            (directory / name).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""``parsl-lite broker start|stop|status``: the messaging broker as a daemon.
+
+``start`` runs ``python -m parsl_lite.messaging.broker`` detached (stdout and
+stderr in ``broker.out``, its log in ``broker.log``, both in
+``$PARSL_LITE_HOME/broker/`` or ``--dir``), waits for its ``broker.json`` and
+prints its address. A broker already running is left alone. A restarted
+broker keeps its token and its ports, so clients reconnect by themselves.
+
+Only argparse at import time: ``parsl-lite --help`` must stay fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+
+
+def add_broker_commands(commands: Any) -> None:
+    broker = commands.add_parser("broker", help="the messaging broker (start, stop, status)",
+                                 description="Run and inspect the messaging broker (topics, queues, tables).")
+    sub = broker.add_subparsers(dest="broker_command", required=True)
+    start = sub.add_parser("start", help="start the broker as a daemon; prints its address")
+    _dir_option(start)
+    start.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    start.add_argument("--port", type=int, default=0, help="request port (default: the last run's, else any)")
+    start.set_defaults(handler=_start)
+    stop = sub.add_parser("stop", help="stop the broker (SIGTERM) and wait until it has exited")
+    _dir_option(stop)
+    stop.set_defaults(handler=_stop)
+    status = sub.add_parser("status", help="address, pid, queues, topic counters (exit 1 if not running)")
+    _dir_option(status)
+    status.set_defaults(handler=_status)
+
+
+def _dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=None, help="the broker's directory "
+                                                               "(default $PARSL_LITE_HOME/broker)")
+
+
+def _directory(args: argparse.Namespace) -> Path:
+    from parsl_lite.messaging.paths import broker_dir
+    return (args.dir or broker_dir()).resolve()
+
+
+def is_broker_process(pid: int) -> bool:
+    """``pid`` is alive and runs the broker module (a reused pid is not ours)."""
+    from parsl_lite.faas.service.cli import pid_alive
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"parsl_lite.messaging.broker" in f.read()
+    except OSError:
+        return True
+
+
+def running_broker(directory: Path) -> Optional[dict[str, Any]]:
+    """The ``broker.json`` of the broker running in ``directory``, or None (none, or a stale file)."""
+    from parsl_lite.messaging.paths import read_info
+    info = read_info(directory)
+    if info is None or not isinstance(info.get("pid"), int) or not is_broker_process(info["pid"]):
+        return None
+    return info
+
+
+def launch(directory: Path, host: str = "127.0.0.1", port: int = 0) -> subprocess.Popen:
+    """Start the broker detached (a stale broker.json removed first)."""
+    from parsl_lite.messaging.paths import INFO_FILE
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / INFO_FILE).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "parsl_lite.messaging.broker", "--dir", str(directory), "--host", host]
+    if port:
+        cmd += ["--port", str(port)]
+    with open(directory / "broker.out", "ab") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def wait_started(directory: Path, proc: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+    """The broker.json of ``proc`` once it is up.
+
+    Raises:
+        RuntimeError: the broker exited first or ``timeout_s`` passed; with the tail of its output.
+    """
+    from parsl_lite.messaging.paths import read_info
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = read_info(directory)
+        if info is not None and info.get("pid") == proc.pid:
+            return info
+        code = proc.poll()
+        if code is not None or time.monotonic() > deadline:
+            why = f"exited with code {code}" if code is not None else f"not up after {timeout_s:g} s"
+            tail = ""
+            for name in ("broker.out", "broker.log"):
+                try:
+                    tail += (directory / name).read_text(errors="replace")
+                except OSError:
+                    pass
+            raise RuntimeError(f"the broker in {directory} {why}:\n" + "\n".join(tail.splitlines()[-20:]))
+        time.sleep(0.02)
+
+
+def _start(args: argparse.Namespace) -> int:
+    directory = _directory(args)
+    info = running_broker(directory)
+    if info is None:
+        try:
+            info = wait_started(directory, launch(directory, args.host, args.port))
+        except RuntimeError as exc:
+            print(f"parsl-lite broker start: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"broker started: {info['address']} (pid {info['pid']}, {directory})")
+    else:
+        print(f"broker already running: {info['address']} (pid {info['pid']})")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    directory = _directory(args)
+    info = running_broker(directory)
+    if info is None:
+        print(f"no broker running in {directory}")
+        return 0
+    os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while is_broker_process(info["pid"]):
+        if time.monotonic() > deadline:
+            print(f"parsl-lite broker stop: pid {info['pid']} still running after {STOP_TIMEOUT_S:g} s",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"broker stopped (pid {info['pid']})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    directory = _directory(args)
+    info = running_broker(directory)
+    if info is None:
+        print(f"no broker running in {directory}")
+        return 1
+    from parsl_lite.messaging.client import BrokerClient
+    client = BrokerClient(info["address"], info["token"], str(directory))
+    try:
+        stats = client.stats()
+    finally:
+        client.close()
+    print(f"broker running: {info['address']} (pid {info['pid']}, {directory})")
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,207 @@
+"""The client's request channel to the broker: one DEALER per thread, bounded waits, retries.
+
+Every request carries the token; the first one of a client is a ``Hello``,
+so a wrong token fails at once with :class:`BrokerAuthError` saying where the
+token came from. A request not answered within :data:`ATTEMPT_S` is sent
+again on a fresh socket (the broker may have been killed and restarted: ZMQ
+reconnects, the request in flight is lost) until ``request_timeout_s``, then
+:class:`BrokerUnavailable`. Retries are safe: puts carry the client's message
+ids (stored once), settles name receipts (a second ack does nothing). A
+``get`` is the exception: it waits at most its own timeout and returns
+nothing if the broker is away (what it may have delivered meanwhile comes
+back after the visibility timeout).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import zmq
+
+from parsl_lite.messaging import protocol as p
+from parsl_lite.messaging.errors import (
+    BrokerAuthError, BrokerError, BrokerUnavailable, MalformedMessage, NoSuchQueue,
+)
+
+logger = logging.getLogger(__name__)
+
+ATTEMPT_S = 2.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+class BrokerClient:
+    """Requests to one broker. Safe to share between threads (each gets its own socket); after a fork the
+    child makes its own context (ZMQ contexts do not survive ``fork``)."""
+
+    def __init__(self, url: str, token: str, where: str, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.url, self.token, self.where = url, token, where
+        self.request_timeout_s = request_timeout_s
+        self._ids = itertools.count(1)
+        self._pid = os.getpid()
+        self._context = zmq.Context()
+        self._local = threading.local()
+        self._sockets: list[zmq.Socket] = []
+        self._lock = threading.Lock()
+        self._welcome: Optional[p.Welcome] = None
+
+    # ------------------------------------------------------------ sockets
+
+    @property
+    def context(self) -> zmq.Context:
+        if os.getpid() != self._pid:   # forked: the parent's context and sockets are not ours
+            self._pid, self._context, self._local, self._sockets = os.getpid(), zmq.Context(), threading.local(), []
+            self._welcome = None
+        return self._context
+
+    def thread_local(self) -> threading.local:
+        """This thread's (and process's) state of this client: its sockets."""
+        self.context
+        return self._local
+
+    def _socket(self) -> zmq.Socket:
+        context = self.context
+        sock = getattr(self._local, "socket", None)
+        if sock is None:
+            sock = context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(self.url)
+            self._local.socket = sock
+            with self._lock:
+                self._sockets.append(sock)
+        return sock
+
+    def _drop_socket(self) -> None:
+        sock = getattr(self._local, "socket", None)
+        if sock is not None:
+            self._local.socket = None
+            with self._lock:
+                if sock in self._sockets:
+                    self._sockets.remove(sock)
+            sock.close(0)
+
+    def close(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        if os.getpid() == self._pid:
+            for sock in sockets:
+                sock.close(0)
+            self._context.destroy(linger=0)   # also the topic sockets of other threads (publishers, subscriptions)
+
+    # ------------------------------------------------------------ requests
+
+    def welcome(self) -> p.Welcome:
+        """The broker's ``Welcome`` (its topic addresses); the first call checks the token."""
+        if self._welcome is None or os.getpid() != self._pid:
+            client = f"{socket.gethostname()}:{os.getpid()}"
+            reply = self._call(lambda rid: p.Hello(rid, self.token, p.PROTOCOL_VERSION, client), hello=False)
+            assert isinstance(reply, p.Welcome)
+            self._welcome = reply
+        return self._welcome
+
+    def request(self, make: Callable[[int, str], p.Request]) -> p.Reply:
+        """Send ``make(request_id, token)`` and return the reply, retrying as the module says.
+
+        Raises:
+            BrokerAuthError, NoSuchQueue, MessageTooLarge, BrokerError: the broker refused it.
+            BrokerUnavailable: no answer within ``request_timeout_s``.
+        """
+        return self._call(lambda rid: make(rid, self.token))
+
+    def _call(self, make: Callable[[int], p.Request], hello: bool = True) -> p.Reply:
+        if hello:
+            self.welcome()
+        deadline = time.monotonic() + self.request_timeout_s
+        while True:
+            reply = self._attempt(make(next(self._ids)), min(ATTEMPT_S, max(0.0, deadline - time.monotonic())))
+            if reply is not None:
+                return _checked(reply, self)
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(f"the broker at {self.url} (from {self.where}) did not answer within "
+                                        f"{self.request_timeout_s:g} s")
+            logger.info("no answer from the broker at %s; retrying", self.url)
+
+    def get(self, make: Callable[[int, str], p.GetMessages], timeout_s: float) -> Optional[p.Delivered]:
+        """A ``GetMessages`` answered within ``timeout_s`` (+ a little for the reply to travel), else None."""
+        self.welcome()
+        reply = self._attempt(make(next(self._ids), self.token), timeout_s + 0.05)
+        return None if reply is None else _checked(reply, self)  # type: ignore[return-value]
+
+    def _attempt(self, request: p.Request, wait_s: float) -> Optional[p.Reply]:
+        """The reply to ``request`` within ``wait_s``, or None (then the socket is replaced: a late reply
+        to this request must not be taken for the next one's)."""
+        sock = self._socket()
+        sock.send_multipart(p.encode(request))
+        end = time.monotonic() + wait_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1):
+                if time.monotonic() >= end:
+                    self._drop_socket()
+                    return None
+                continue
+            try:
+                reply = p.decode(sock.recv_multipart())
+            except MalformedMessage as exc:
+                logger.warning("malformed reply from %s: %s", self.url, exc)
+                continue
+            if reply.request_id == request.request_id or (reply.request_id == 0 and isinstance(reply, p.ErrorReply)):
+                return reply
+
+    def stats(self) -> dict[str, Any]:
+        reply = self.request(lambda rid, tok: p.StatsRequest(rid, tok))
+        assert isinstance(reply, p.Stats)
+        return reply.stats
+
+
+def _checked(reply: p.Reply, client: BrokerClient) -> p.Reply:
+    if not isinstance(reply, p.ErrorReply):
+        return reply
+    if reply.code in ("auth", "version"):
+        raise BrokerAuthError(f"the broker at {client.url} refused this client: {reply.text} "
+                              f"(token from {client.where})")
+    if reply.code == "no_such_queue":
+        raise NoSuchQueue(reply.text)
+    raise BrokerError(reply.code, reply.text)
+
+
+# ---------------------------------------------------------------- the process's default client
+
+_default: Optional[BrokerClient] = None
+_exported: dict[str, str] = {}
+_default_lock = threading.Lock()
+
+
+def default_client() -> BrokerClient:
+    """The broker named by the environment or ``broker.json`` (see ``paths.locate``), one per process.
+
+    It also puts the broker's URL and token into ``os.environ``, so processes this one starts later
+    (workers, endpoints) find the same broker.
+    """
+    global _default
+    from parsl_lite.messaging.paths import TOKEN_ENV, URL_ENV, locate
+    with _default_lock:
+        if _default is None:
+            url, token, where = locate()
+            _default = BrokerClient(url, token, where)
+            for name, value in ((URL_ENV, url), (TOKEN_ENV, token)):
+                if name not in os.environ:
+                    os.environ[name] = _exported[name] = value
+        return _default
+
+
+def reset_default_client() -> None:
+    """Forget the default client and the variables it exported (tests, or after the broker moved)."""
+    global _default
+    with _default_lock:
+        client, _default = _default, None
+        for name, value in list(_exported.items()):
+            if os.environ.get(name) == value:
+                del os.environ[name]
+        _exported.clear()
+    if client is not None:
+        client.close()

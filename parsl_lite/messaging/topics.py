@@ -1,0 +1,212 @@
+"""Topics: ``publish`` (never blocks) and ``subscribe`` (returns once live), through the broker's forwarder.
+
+A publisher is one XPUB socket per thread, connected to the broker's XSUB: it
+waits once, when first made, for the broker's subscription to reach it (at
+most :data:`CONNECT_WAIT_S`), then every ``publish`` is a non-blocking send
+that ZMQ drops at the high-water mark. Each message carries the publisher's
+id and a sequence number per topic, so a subscriber sees what it lost.
+
+A :class:`Subscription` subscribes its topic, then its own welcome key, and
+waits for the broker's welcome: the broker handles a socket's subscriptions
+in order, so the topic subscription is live before the welcome is sent.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+from typing import Any, Iterator, Optional
+
+import zmq
+
+from parsl_lite.messaging import protocol as p
+from parsl_lite.messaging.book import DEFAULT_MAX_BYTES
+from parsl_lite.messaging.client import BrokerClient, default_client
+from parsl_lite.messaging.errors import BrokerUnavailable, MessageTooLarge
+from parsl_lite.messaging.forwarder import HIGH_WATER_MARK, PLAIN_USER
+from parsl_lite.serialize import deserialize, serialize_for_transfer as serialize
+
+logger = logging.getLogger(__name__)
+
+CONNECT_WAIT_S = 2.0
+WELCOME_WAIT_S = 10.0
+LOSS_REPORT_PERIOD_S = 0.5
+STOP = "Stop"
+
+
+def _plain_client(sock: zmq.Socket, token: str) -> None:
+    sock.plain_username = PLAIN_USER.encode()
+    sock.plain_password = token.encode()
+
+
+class _Publisher:
+    """One thread's publishing socket."""
+
+    def __init__(self, client: BrokerClient) -> None:
+        self.pid = os.getpid()
+        address = client.welcome().publish_address
+        self.sock = client.context.socket(zmq.XPUB)
+        self.sock.linger = 0
+        self.sock.sndhwm = HIGH_WATER_MARK
+        _plain_client(self.sock, client.token)
+        self.sock.connect(address)
+        if not self.sock.poll(int(CONNECT_WAIT_S * 1000)):   # the broker's subscribe-all: the path is open
+            logger.warning("no subscription from the broker's forwarder at %s yet; publishing anyway", address)
+        self.publisher_id = random.getrandbits(63)
+        self.seqs: dict[bytes, int] = {}
+        self.dropped = 0
+
+    def send(self, key: bytes, flags: int, body: bytes) -> None:
+        seq = self.seqs.get(key, 0) + 1
+        self.seqs[key] = seq
+        try:
+            self.sock.send_multipart(p.topic_frames(key, self.publisher_id, seq, flags, body), zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+
+
+def _publisher(client: Optional[BrokerClient]) -> _Publisher:
+    client = client or default_client()
+    local = client.thread_local()
+    pub = getattr(local, "publisher", None)
+    if pub is None or pub.pid != os.getpid():
+        pub = local.publisher = _Publisher(client)
+    return pub
+
+
+def publish(topic: str, message: Any, client: Optional[BrokerClient] = None) -> None:
+    """Send ``message`` to the listeners of ``topic`` now; nobody listening: it is dropped (and counted by the
+    broker). Never blocks (but the first call of a thread connects, waiting at most ``CONNECT_WAIT_S``).
+
+    Raises:
+        ValueError: a bad topic.
+        MessageTooLarge: the serialized message is over 1 MiB.
+    """
+    key = p.topic_key(topic)
+    body = serialize(message, "message")
+    if len(body) > DEFAULT_MAX_BYTES:
+        raise MessageTooLarge(f"topic {topic!r}", len(body), DEFAULT_MAX_BYTES)
+    _publisher(client).send(key, p.FLAG_DATA, body)
+
+
+def stop(topic: str, listener_id: Optional[str] = None, client: Optional[BrokerClient] = None) -> None:
+    """End the listeners of ``topic`` (all, or only the one subscribed with ``listener_id``)."""
+    _publisher(client).send(p.topic_key(topic), p.FLAG_STOP, (listener_id or "").encode())
+
+
+class Subscription:
+    """The messages of one topic published after :func:`subscribe` returned; iterate to get them.
+
+    Iteration ends on a stop for the topic (:func:`stop`, or the message ``"Stop"``) or for this
+    ``listener_id``, or after :meth:`close`. Losses (sequence gaps) are counted in ``lost`` and
+    reported to the broker.
+    """
+
+    def __init__(self, topic: str, listener_id: Optional[str] = None, client: Optional[BrokerClient] = None,
+                 high_water_mark: int = HIGH_WATER_MARK) -> None:
+        self.topic, self.listener_id = topic, listener_id
+        self._key = p.topic_key(topic)
+        self._client = client or default_client()
+        self._sock = self._client.context.socket(zmq.SUB)
+        self._sock.linger = 0
+        self._sock.rcvhwm = high_water_mark
+        _plain_client(self._sock, self._client.token)
+        self._sock.connect(self._client.welcome().subscribe_address)
+        self._sock.subscribe(self._key)
+        self._welcome_key = p.welcome_key(uuid.uuid4().hex)
+        self._sock.subscribe(self._welcome_key)
+        self._last: dict[int, int] = {}
+        self.lost = self.received = 0
+        self._reported = 0
+        self._last_report = time.monotonic()
+        self.stopped = False
+        self._wait_welcome()
+
+    def _wait_welcome(self) -> None:
+        deadline = time.monotonic() + WELCOME_WAIT_S
+        while time.monotonic() < deadline:
+            if self._sock.poll(100):
+                key, meta, _ = self._sock.recv_multipart()
+                if key == self._welcome_key:
+                    self._sock.unsubscribe(self._welcome_key)
+                    return
+        self.close()
+        raise BrokerUnavailable(f"no welcome from the broker's forwarder within {WELCOME_WAIT_S:g} s "
+                                f"(broker at {self._client.url}, from {self._client.where})")
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            message = self.get(timeout=None)
+            if self.stopped:
+                return
+            yield message
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """The next message, waiting up to ``timeout`` seconds (None: until one comes); None if none came
+        or the subscription stopped (see ``stopped``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stopped:
+            wait_ms = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(min(wait_ms, 500)):
+                self._maybe_report()
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
+            key, meta, body = self._sock.recv_multipart()
+            if key != self._key:
+                continue
+            message, done = self._read(meta, body)
+            if done:
+                self.close()
+                return None
+            if message is not _NOTHING:
+                return message
+        return None
+
+    def _read(self, meta: bytes, body: bytes) -> tuple[Any, bool]:
+        publisher, seq, flags = p.read_meta(meta)
+        last = self._last.get(publisher)
+        if last is not None and seq > last + 1:
+            self.lost += seq - last - 1
+        self._last[publisher] = max(seq, last or 0)
+        if flags == p.FLAG_STOP:
+            target = body.decode(errors="replace")
+            return _NOTHING, not target or target == self.listener_id
+        self.received += 1
+        message = deserialize(body)
+        if isinstance(message, str) and message == STOP:
+            return _NOTHING, True
+        return message, False
+
+    def _maybe_report(self, force: bool = False) -> None:
+        if self.lost > self._reported and (force or time.monotonic() - self._last_report > LOSS_REPORT_PERIOD_S):
+            lost, self._reported, self._last_report = self.lost - self._reported, self.lost, time.monotonic()
+            try:
+                self._client.request(lambda rid, tok: p.ReportLoss(rid, tok, self.topic, lost))
+            except Exception as exc:   # a loss report must never break a listener
+                logger.info("could not report %d lost messages of %r: %s", lost, self.topic, exc)
+
+    def close(self) -> None:
+        """Stop listening (reports any loss not reported yet)."""
+        if not self.stopped:
+            self.stopped = True
+            self._maybe_report(force=True)
+            self._sock.close(0)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_NOTHING = object()
+
+
+def subscribe(topic: str, listener_id: Optional[str] = None, client: Optional[BrokerClient] = None,
+              high_water_mark: int = HIGH_WATER_MARK) -> Subscription:
+    """Listen to ``topic``; returns once the subscription is live (no message published after it is lost,
+    unless the listener is too slow: see ``high_water_mark``)."""
+    return Subscription(topic, listener_id, client, high_water_mark)
