@@ -61,7 +61,8 @@ class Forwarder(threading.Thread):
         return {"published": self.published, "forwarded": self.published - self.dropped_no_listener,
                 "dropped_no_listener": self.dropped_no_listener,
                 "lost_slow_subscriber": sum(self.lost.values()), "lost_by_topic": dict(self.lost),
-                "subscriptions": sum(1 for k, n in self._listeners.items() if n > 0 and k[:1] == b"t")}
+                "listeners": {protocol.key_topic(k): n for k, n in list(self._listeners.items())
+                              if n > 0 and k[:1] == protocol.TOPIC_PREFIX}}
 
     def add_loss(self, topic: str, lost: int) -> None:
         """Called from the request loop's thread: a dict update under the GIL."""
