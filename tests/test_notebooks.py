@@ -88,17 +88,17 @@ def inject_parameters(book: Any, parameters: dict[str, Any]) -> None:
     book.cells.insert(tagged[0] + 1, cell)
 
 
-def _failure(name: str, index: int, cell: Any, err: Exception) -> NotebookFailed:
+def _failure(name: str, index: int, cell: Any, err: Exception, timeout_s: float) -> NotebookFailed:
     first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
     if isinstance(err, CellTimeoutError):
-        return NotebookFailed(f"{name}: cell {index} ({first!r}) timed out after {CELL_TIMEOUT_S} s")
+        return NotebookFailed(f"{name}: cell {index} ({first!r}) timed out after {timeout_s} s")
     detail = _ANSI.sub("", getattr(err, "traceback", "") or str(err)).strip()
     what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
     return NotebookFailed(f"{name}: cell {index} ({first!r}) raised {what}\n{detail[-3000:]}")
 
 
-def run_notebook(book: Any, cwd: Path, name: str = "notebook",
-                 parameters: Optional[dict[str, Any]] = None) -> Any:
+def run_notebook(book: Any, cwd: Path, name: str = "notebook", parameters: Optional[dict[str, Any]] = None,
+                 timeout_s: float = CELL_TIMEOUT_S) -> Any:
     """Execute ``book`` (a notebook node or a path) cell by cell in cwd; return the executed notebook.
 
     Raises:
@@ -108,7 +108,7 @@ def run_notebook(book: Any, cwd: Path, name: str = "notebook",
         name, book = book.name, nbformat.read(book, as_version=4)
     if parameters:
         inject_parameters(book, parameters)
-    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME, store_widget_state=True,
+    client = NotebookClient(book, timeout=timeout_s, kernel_name=KERNEL_NAME, store_widget_state=True,
                             resources={"metadata": {"path": str(cwd)}})
     with client.setup_kernel():
         for index, cell in enumerate(book.cells):
@@ -117,7 +117,7 @@ def run_notebook(book: Any, cwd: Path, name: str = "notebook",
             try:
                 client.execute_cell(cell, index)
             except (CellExecutionError, CellTimeoutError) as err:
-                raise _failure(name, index, cell, err) from None
+                raise _failure(name, index, cell, err, timeout_s) from None
         client.set_widgets_metadata()
     return book
 
@@ -182,14 +182,22 @@ def test_faas(jupyter, tmp_path, monkeypatch):
 
 
 def test_a_raising_cell_is_reported(jupyter):
-    book = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("# divide\ny = x / 0"),
-                               new_code_cell("z = 3")])
+    book = new_notebook(cells=[new_code_cell("import sys, parsl_lite\nprint(sys.executable, parsl_lite.__file__)"),
+                               new_code_cell("# divide\ny = 1 / 0"), new_code_cell("print('after')")])
     with pytest.raises(NotebookFailed) as failed:
         run_notebook(book, jupyter, name="raising.ipynb")
     message = str(failed.value)
     assert message.startswith("raising.ipynb: cell 1 ('# divide') raised ZeroDivisionError: division by zero"), message
-    assert "y = x / 0" in message     # the traceback shows the line
-    assert "outputs" not in book.cells[2] or not book.cells[2].outputs   # nothing ran after it
+    assert "y = 1 / 0" in message     # the traceback shows the line
+    assert not book.cells[2].outputs and book.cells[2].execution_count is None   # nothing ran after it
+    import parsl_lite   # the kernel was this venv's Python, running this checkout's parsl_lite
+    assert book.cells[0].outputs[0]["text"].split() == [sys.executable, parsl_lite.__file__]
+
+
+def test_a_hanging_cell_is_reported(jupyter):
+    book = new_notebook(cells=[new_code_cell("import time\ntime.sleep(60)")])
+    with pytest.raises(NotebookFailed, match=r"^hanging.ipynb: cell 0 \('import time'\) timed out after 2 s$"):
+        run_notebook(book, jupyter, name="hanging.ipynb", timeout_s=2)
 
 
 def test_notebooks_are_committed_clean():
