@@ -78,3 +78,14 @@ def test_read_policy_reads_only_when_watched_and_changed_or_stale() -> None:
     policy.forget()
     assert policy.should_read(("b",), watchers=1, now=29.6)        # after a failed read: read again
     assert not policy.should_read(("c",), watchers=0, now=30.0)
+
+
+def test_read_policy_spaces_costly_reads() -> None:
+    policy = ReadPolicy(max_age_s=15.0, cost_factor=5.0)
+    assert policy.should_read(1, watchers=1, now=100.0)
+    policy.read_took(1.5)                                          # a big store: 1.5 s a snapshot
+    assert not policy.should_read(2, watchers=1, now=101.0)        # changed, but too soon
+    assert not policy.should_read(3, watchers=1, now=107.4)
+    assert policy.should_read(3, watchers=1, now=107.5)            # 5 x 1.5 s after the last read began
+    policy.read_took(0.01)
+    assert policy.should_read(4, watchers=1, now=108.0)

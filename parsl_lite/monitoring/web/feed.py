@@ -86,21 +86,33 @@ class Feed:
 
 @dataclass
 class ReadPolicy:
-    """When to read the store: someone watches and (its signature moved or the last read is stale)."""
+    """When to read the store: someone watches and (its signature moved or the last read is stale).
+
+    A read that took ``t`` seconds allows the next one only ``cost_factor * t``
+    after it began: on a big run (a snapshot of 100,000 tasks takes seconds)
+    the view then costs at most ``1 / cost_factor`` of a core, never the run's.
+    """
 
     max_age_s: float = 15.0
+    cost_factor: float = 5.0
     _signature: Optional[Hashable] = None
     _read_at: Optional[float] = None
+    _not_before: float = float("-inf")
 
     def should_read(self, signature: Hashable, watchers: int, now: float) -> bool:
         """Decide for this tick; a True means the caller reads now (the read is recorded)."""
-        if watchers <= 0:
+        if watchers <= 0 or now < self._not_before:
             return False
         stale = self._read_at is None or now - self._read_at >= self.max_age_s
         if signature != self._signature or stale:
             self._signature, self._read_at = signature, now
             return True
         return False
+
+    def read_took(self, took_s: float) -> None:
+        """The read :meth:`should_read` allowed took ``took_s``: space the next one by its cost."""
+        if self._read_at is not None:
+            self._not_before = self._read_at + self.cost_factor * took_s
 
     def forget(self) -> None:
         """The next tick with a watcher reads (a read failed, or the run being watched changed)."""

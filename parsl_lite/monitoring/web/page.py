@@ -32,7 +32,7 @@ pre { margin:0; white-space:pre-wrap; font-size:.85em; max-height:8em; overflow:
 .empty { color:var(--mute); font-style:italic; }
 .bar { display:flex; height:12px; border-radius:3px; overflow:hidden; margin:.4em 0; background:#eee; }
 .swatch { display:inline-block; width:.8em; height:.8em; border-radius:2px; margin-right:.4em; vertical-align:-1px; }
-iframe { width:100%; height:900px; border:0; }
+iframe { width:100%; height:600px; border:0; }
 dl { display:grid; grid-template-columns:max-content 1fr; gap:.1em 1em; margin:0; }
 dt { color:var(--mute); }
 dd { margin:0; }
@@ -88,8 +88,9 @@ function drawRun(run) {
   run = run || {};
   document.getElementById("run-id").textContent = run.run_id ? `run ${run.run_id}` : "no run yet";
   document.getElementById("run-state").textContent = run.state || "";
-  const skip = new Set(["run_id"]);
-  const items = Object.entries(run).filter(([k]) => !skip.has(k));
+  const first = ["name", "state", "user", "host", "rundir", "began", "completed", "duration_s"];
+  const keys = [...first.filter(k => k in run), ...Object.keys(run).filter(k => !first.includes(k) && k !== "run_id")];
+  const items = keys.map(k => [k, run[k]]);
   document.getElementById("run").innerHTML = items.length
     ? "<dl>" + items.map(([k, v]) => `<dt>${esc(k.replace(/_/g, " "))}</dt><dd>${fmtCell(k, v)}</dd>`).join("") + "</dl>"
     : '<p class="empty">waiting for a run in the store</p>';
@@ -152,6 +153,10 @@ function drawStream(stream) {
     `${labels}${bars}${axis}</svg><p class="empty">the ${rows.length} most recent tries, a lane per worker</p>`;
 }
 
+function fitFrame(frame) {  // the report is ours (same origin): the frame takes its whole height
+  try { frame.style.height = (frame.contentDocument.documentElement.scrollHeight + 24) + "px"; } catch (e) {}
+}
+
 const ended = run => !!(run && run.state && run.state !== "running");
 
 function drawReport(run) {
@@ -160,7 +165,8 @@ function drawReport(run) {
   const src = "/report?v=" + encodeURIComponent(run.run_id + ":" + (run.completed || ""));
   const frame = document.getElementById("report-frame");
   if (frame && frame.dataset.src === src) return;
-  el.innerHTML = `<iframe id="report-frame" data-src="${esc(src)}" src="${esc(src)}" title="report"></iframe>`;
+  el.innerHTML = `<iframe id="report-frame" data-src="${esc(src)}" src="${esc(src)}" title="report" ` +
+    `onload="fitFrame(this)"></iframe>`;
 }
 
 function drawExecutors(executors) {

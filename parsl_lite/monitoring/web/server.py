@@ -109,15 +109,20 @@ class WebMonitor:
             await self.refresh()
             await asyncio.sleep(self.interval_s)
 
-    async def refresh(self, force: bool = False) -> None:
-        """Read the store if the policy says so (or ``force``) and push the patch to every stream."""
+    async def refresh(self, force: bool = False, asking: int = 0) -> None:
+        """Read the store if the policy says so (or ``force``) and push the patch to every stream.
+
+        ``asking``: readers besides the streams (a ``/snapshot`` request) for the policy to count.
+        """
         async with self._read_lock:
             try:
                 signature = await self._call(self.source.signature)
-                if not (self.policy.should_read(signature, len(self._streams), time.monotonic()) or force):
+                if not (self.policy.should_read(signature, len(self._streams) + asking, time.monotonic()) or force):
                     return
                 self.reads += 1
+                started = time.monotonic()
                 snapshot = await self._call(self.source.snapshot)
+                self.policy.read_took(time.monotonic() - started)
             except Exception:
                 logger.exception("reading the monitoring store failed; retrying next tick")
                 self.policy.forget()
@@ -147,7 +152,7 @@ class WebMonitor:
         return web.Response(status=204)
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        await self.refresh(force=not self._ready.is_set())
+        await self.refresh(force=not self._ready.is_set(), asking=1)
         return web.json_response({"version": self.feed.version, "doc": self.feed.doc})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:

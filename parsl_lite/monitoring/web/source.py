@@ -69,10 +69,10 @@ class StoreSource:
     def report_html(self) -> Optional[str]:
         """report.py's HTML of the run shown, once it ended (None while it runs)."""
         from parsl_lite.monitoring import report
-        doc = self.snapshot()
-        if not doc.get("run") or doc["run"]["state"] == "running":
+        run_id = self._run_id()
+        if run_id is None or self._open().find_run(run_id).state() == "running":
             return None
-        return report.render_report(self._open(), doc["run"]["run_id"])
+        return report.render_report(self._open(), run_id)
 
     def close(self) -> None:
         def _close() -> None:
