@@ -13,6 +13,8 @@ import parsl_lite as parsl
 from parsl_lite.config import Config
 from parsl_lite.dataflow.loader import DataFlowKernelLoader
 from parsl_lite.executors import FuncXExecutor
+from parsl_lite.errors import ConfigurationError
+from parsl_lite.executors.faas.errors import EndpointsOffline
 from parsl_lite.faas.errors import EndpointLost
 
 from .conftest import wait_for
@@ -87,24 +89,49 @@ def test_endpoint_killed_without_retries_fails_with_endpoint_lost_naming_it(fabr
         assert [f.result(timeout=60) for f in futures[1::2]] == [(1, "ep2"), (3, "ep2")]
 
 
-def test_every_endpoint_of_a_task_offline_waits_then_fails_or_runs_when_one_returns(fabric, tmp_path):
+def _offline_at_service(service, endpoint) -> bool:
+    from .faas_helpers import call
+    return call(service, "GET", f"/v1/endpoints/{endpoint.endpoint_id}/status")[1]["status"] == "offline"
+
+
+def test_every_endpoint_of_a_task_offline_it_waits_then_fails_naming_them(fabric, tmp_path):
     service, (ep1, ep2) = fabric
     gate = tmp_path / "go"
     gate.touch()
-    ep1.kill()
-    from .faas_helpers import call
-    wait_for(lambda: call(service, "GET", f"/v1/endpoints/{ep1.endpoint_id}/status")[1]["status"] == "offline",
-             timeout_s=30, what="ep1 offline at the service")
-    only_ep1 = {"endpoints": [ep1.endpoint_id]}
-    with parsl.load(make_config(ep1.endpoint_id, ep2.endpoint_id, retries=0)):
-        lost = NAP["nap"](1, str(gate), parsl_resource_specification=only_ep1)
-        with pytest.raises(EndpointLost, match=f"{ep1.endpoint_id}.*offline for more than 1.0 s"):
-            lost.result(timeout=30)
-    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id], status_period=0.2,
-                                             endpoint_lost_after=None)])
+    for ep in (ep1, ep2):
+        assert ep.stop() == 0
+        wait_for(lambda: _offline_at_service(service, ep), timeout_s=30, what=f"{ep.name} offline at the service")
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id],
+                                             status_period=0.2, offline_timeout=1.0)])
     with parsl.load(config) as dfk:
-        waiting = NAP["nap"](2, str(gate))
-        wait_for(lambda: dfk.executors["funcX"].outstanding == 1, what="the task in flight")
-        ep1.restart()
-        assert waiting.result(timeout=45) == (2, "ep1")
+        executor = dfk.executors["funcX"]
+        future = NAP["nap"](1, str(gate))
+        assert executor.outstanding == 1 and not executor._in_flight    # it waits here, unsent
+        with pytest.raises(EndpointsOffline) as caught:
+            future.result(timeout=30)
+    assert set(caught.value.endpoint_ids) == {ep1.endpoint_id, ep2.endpoint_id}
+    assert ep1.endpoint_id in str(caught.value) and ep2.endpoint_id in str(caught.value)
+    assert "offline_timeout" in str(caught.value) and caught.value.waited_s >= 1.0
+    with pytest.raises(ConfigurationError, match="offline_timeout"):
+        FuncXExecutor(label="funcX", offline_timeout=-1)
 
+
+def test_every_endpoint_of_a_task_offline_it_runs_when_one_returns(fabric, tmp_path):
+    service, (ep1, ep2) = fabric
+    gate = tmp_path / "go"
+    gate.touch()
+    for ep in (ep1, ep2):
+        assert ep.stop() == 0
+        wait_for(lambda: _offline_at_service(service, ep), timeout_s=30, what=f"{ep.name} offline at the service")
+    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id],
+                                             status_period=0.2, offline_timeout=None)])
+    with parsl.load(config) as dfk:
+        executor = dfk.executors["funcX"]
+        both = [NAP["nap"](i, str(gate)) for i in range(3)]
+        only_ep1 = NAP["nap"](9, str(gate), parsl_resource_specification={"endpoints": [ep1.endpoint_id]})
+        assert executor.outstanding == 4 and not executor._in_flight
+        ep2.start()                     # the one that comes back takes the tasks that may go there
+        assert [f.result(timeout=45) for f in both] == [(0, "ep2"), (1, "ep2"), (2, "ep2")]
+        assert not only_ep1.done()      # ep1 is still offline: that task still waits
+        ep1.start()
+        assert only_ep1.result(timeout=45) == (9, "ep1")

@@ -11,7 +11,10 @@ policy of ``policies.py`` makes it), checks that the user may use the
 endpoints (asking the service once per id), and reads the endpoints' status
 reports on a thread of its own, off the submit path. An endpoint offline for
 longer than ``endpoint_lost_after`` loses its tasks: they fail with
-``EndpointLost`` naming it, which ``Config(retries=N)`` retries elsewhere.
+``EndpointLost`` naming it, which ``Config(retries=N)`` retries elsewhere. A
+task submitted while every endpoint it may use is offline waits here, unsent,
+and goes to the first of them that comes back, or fails with
+``EndpointsOffline`` naming them all after ``offline_timeout`` seconds.
 """
 from __future__ import annotations
 
@@ -21,12 +24,12 @@ from dataclasses import replace
 import time
 from concurrent.futures import Future
 from queue import SimpleQueue
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.base import ExecutorEvent, ParslExecutor
 from parsl_lite.executors.errors import ExecutorShutdown
-from parsl_lite.executors.faas.errors import EndpointNotAllowed, InvalidFaaSResourceSpecification
+from parsl_lite.executors.faas.errors import EndpointNotAllowed, EndpointsOffline, InvalidFaaSResourceSpecification
 from parsl_lite.executors.faas.policies import (
     EndpointStatus, LossTracker, Policy, RoundRobin, candidates, resolve_policy, status_from_report,
 )
@@ -52,6 +55,9 @@ class FaaSExecutor(ParslExecutor):
         endpoint_lost_after: seconds offline after which an endpoint's tasks fail with
             ``EndpointLost`` (None: they wait for it to return).
         stale_after: seconds without a report after which an endpoint gets no new task.
+        offline_timeout: seconds a task waits, unsent, while every endpoint it may use is offline (or
+            silent), before it fails with ``EndpointsOffline`` naming them (None: it waits until one
+            returns). It goes to the first of them that comes back.
     """
 
     needs_serialization = True
@@ -60,12 +66,15 @@ class FaaSExecutor(ParslExecutor):
     def __init__(self, label: str = "funcX", endpoints: Optional[Sequence[str]] = None, client: Any = None,
                  batch_size: int = 128, batch_interval: float = 0.01,
                  policy: Union[str, Callable[..., str]] = "round_robin", status_period: float = 1.0,
-                 endpoint_lost_after: Optional[float] = 60.0, stale_after: float = 30.0) -> None:
+                 endpoint_lost_after: Optional[float] = 60.0, stale_after: float = 30.0,
+                 offline_timeout: Optional[float] = 60.0) -> None:
         if batch_size < 1 or batch_interval < 0:
             raise ConfigurationError("batch_size/batch_interval", f"must be >= 1 and >= 0, got {batch_size}, "
                                      f"{batch_interval}")
         if status_period <= 0 or (endpoint_lost_after is not None and endpoint_lost_after <= 0):
             raise ConfigurationError("status_period/endpoint_lost_after", "must be > 0")
+        if offline_timeout is not None and offline_timeout < 0:
+            raise ConfigurationError("offline_timeout", f"must be >= 0 seconds or None, got {offline_timeout}")
         try:
             self._policy: Policy = resolve_policy(policy)
         except ValueError as exc:
@@ -81,6 +90,7 @@ class FaaSExecutor(ParslExecutor):
         self.status_period = status_period
         self.endpoint_lost_after = endpoint_lost_after
         self.stale_after = stale_after
+        self.offline_timeout = offline_timeout
         self._lock = threading.Lock()
         self._reset()
 
@@ -96,6 +106,7 @@ class FaaSExecutor(ParslExecutor):
         self._snapshot: dict[str, EndpointStatus] = {}     # the statuses as of the last refresh (in_flight 0)
         self._version = 0                                  # bumped with each new snapshot
         self._routes: dict[tuple, tuple[int, list[str], dict[str, EndpointStatus]]] = {}
+        self._parked: list[_Parked] = []                   # tasks whose every endpoint is offline: not sent yet
         self._wants_load = not isinstance(self._policy, RoundRobin)
         self._stop = threading.Event()
         self._done: SimpleQueue = SimpleQueue()
@@ -168,18 +179,37 @@ class FaaSExecutor(ParslExecutor):
         if self._broken is not None or self._fx is None:
             raise self._broken or ExecutorShutdown(self.label, "not started")
         allowed = self._allowed(resource_specification)
-        endpoint_id = self._route(allowed, func, resource_specification)
+        future: Future = FastFuture()
+        if not self._any_online(allowed):
+            with self._lock:
+                self._parked.append(_Parked(future, func, resource_specification, allowed, args, kwargs, time.time()))
+            logger.info("executor %r: every endpoint of a task is offline (%s): it waits", self.label, allowed)
+            return future
+        self._send(future, func, resource_specification, allowed, args, kwargs)
+        return future
+
+    def _any_online(self, allowed: list[str]) -> bool:
+        """Whether one of these endpoints is online and reporting (as of the last status refresh)."""
+        snapshot = self._snapshot
+        for endpoint_id in allowed:
+            status = snapshot.get(endpoint_id)
+            if status is None or (status.online and status.reporting):
+                return True
+        return False
+
+    def _send(self, future: Future, func: Callable, spec: Optional[dict], allowed: list[str], args: tuple,
+              kwargs: dict) -> None:
+        """Route the task and hand it to the SDK's executor; ``future`` follows the SDK's."""
+        endpoint_id = self._route(allowed, func, spec)
         idle = not any(self._in_flight.values())
         sdk_future = self._fx.submit(func, *args, endpoint_id=endpoint_id, **kwargs)
         if idle:   # a lone task (or a burst's first) goes at once; the rest batch while it is on its way
             self._fx._flush_soon()
-        future: Future = FastFuture()
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
         future.faas_future = sdk_future  # type: ignore[attr-defined]  # its task_id once the service took it
         with self._lock:
             self._in_flight.setdefault(endpoint_id, {})[future] = (sdk_future, time.time())
         sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
-        return future
 
     def _route(self, allowed: list[str], func: Callable, spec: Optional[dict]) -> str:
         """``policies.choose`` on the hot path: candidates cached per status refresh, live in-flight counts."""
@@ -312,6 +342,30 @@ class FaaSExecutor(ParslExecutor):
         for endpoint_id in list(self._in_flight):
             if self._tracker.offline_for(endpoint_id, now) > 0:
                 self._fail_endpoint(endpoint_id, now)
+        if self._parked:
+            self._release_parked(now)
+
+    def _release_parked(self, now: float) -> None:
+        """Send the waiting tasks one of whose endpoints is back; fail those that waited ``offline_timeout``."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+        keep = []
+        for task in parked:
+            if task.future.done():
+                continue
+            if self._any_online(task.allowed):
+                try:
+                    self._send(task.future, task.func, task.spec, task.allowed, task.args, task.kwargs)
+                except Exception as exc:   # shut down meanwhile, a policy's error, an unpicklable argument
+                    task.future.set_exception(exc)
+            elif self.offline_timeout is not None and now - task.parked_at >= self.offline_timeout:
+                cause = EndpointsOffline(self.label, task.allowed, now - task.parked_at)
+                logger.warning("%s", cause)
+                task.future.set_exception(cause)
+            else:
+                keep.append(task)
+        with self._lock:
+            self._parked[:0] = keep
 
     def _fail_endpoint(self, endpoint_id: str, now: float) -> None:
         """Fail the tasks that waited ``endpoint_lost_after`` on this offline endpoint."""
@@ -336,7 +390,7 @@ class FaaSExecutor(ParslExecutor):
     @property
     def outstanding(self) -> int:
         with self._lock:
-            return sum(len(tasks) for tasks in self._in_flight.values())
+            return sum(len(tasks) for tasks in self._in_flight.values()) + len(self._parked)
 
     @property
     def connected_workers(self) -> int:
@@ -351,8 +405,9 @@ class FaaSExecutor(ParslExecutor):
         if self._fx is not None:
             self._fx.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            pending = [f for tasks in self._in_flight.values() for f in tasks]
+            pending = [f for tasks in self._in_flight.values() for f in tasks] + [t.future for t in self._parked]
             self._in_flight.clear()
+            self._parked.clear()
         for future in pending:
             if not future.done():
                 future.set_exception(ExecutorShutdown(self.label, "shut down before the task finished"))
@@ -365,6 +420,17 @@ class FaaSExecutor(ParslExecutor):
             self.client.close()
             self.client, self._owns_client = None, False
         logger.info("executor %r shut down", self.label)
+
+
+class _Parked(NamedTuple):
+    """A task waiting for one of its endpoints to come online (nothing sent yet)."""
+    future: Future
+    func: Callable
+    spec: Optional[dict]
+    allowed: list[str]
+    args: tuple
+    kwargs: dict
+    parked_at: float
 
 
 def sdk_future_of(future: Future) -> Any:
