@@ -20,11 +20,12 @@ moving the bar (tqdm's auto mode picks the terminal bar or the notebook widget).
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, CancelledError, Future
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
-__all__ = ["wait", "as_completed", "Completion", "DoneAndNotDoneFutures",
+__all__ = ["wait", "as_completed", "AsCompleted", "Completion", "DoneAndNotDoneFutures",
            "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 _RETURN_WHEN = (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION)
@@ -51,6 +52,10 @@ class Completion:
         self.return_when = return_when
         self.finished = 0
         self.failed = 0
+
+    def added(self, n: int = 1) -> None:
+        """``n`` more futures to wait for (``AsCompleted.add``)."""
+        self.total += n
 
     def future_done(self, failed: bool) -> bool:
         """One more future finished (``failed``: with an exception); True if the wait is now over."""
@@ -105,8 +110,14 @@ class _Watch:
     def __init__(self, futures: list[Future], deadline: Optional[float]) -> None:
         self.deadline = deadline
         self._queue: "queue.SimpleQueue[Future]" = queue.SimpleQueue()
+        self.watch(futures)
+
+    def watch(self, futures: list[Future]) -> None:
         for fut in futures:  # a finished future calls back at once, so it is queued too
             fut.add_done_callback(self._queue.put)
+
+    def has_ready(self) -> bool:
+        return not self._queue.empty()
 
     def next_done(self) -> Optional[Future]:
         """The next finished future, or None once the deadline has passed."""
@@ -182,41 +193,110 @@ def wait(fs: Futures, timeout: Optional[float] = None, return_when: str = ALL_CO
     return DoneAndNotDoneFutures(done, set(futures) - done)
 
 
-def as_completed(fs: Futures, timeout: Optional[float] = None, progress: bool = False,
-                 with_results: bool = False, raise_errors: bool = True) -> Iterator[Any]:
-    """Yield the futures ``fs`` as they finish, as ``concurrent.futures.as_completed``.
+def as_completed(fs: Futures = (), timeout: Optional[float] = None, progress: bool = False,
+                 with_results: bool = False, raise_errors: bool = True) -> "AsCompleted":
+    """Iterate over the futures ``fs`` as they finish, as ``concurrent.futures.as_completed``.
 
-    The arguments are checked at the call, the timeout counts from the call.
+    The arguments are checked at the call, and the timeout counts from the call. The
+    iterator is Dask's too: ``add`` / ``update`` more futures while iterating, ``count``,
+    ``is_empty``, ``has_ready``, ``next_batch``, ``batches``.
 
     Args:
         fs: futures, or one future.
         timeout: seconds from this call; past it, the next step raises ``TimeoutError``
             (``"N (of M) futures unfinished"``).
-        progress: show a bar of the futures yielded so far (a widget in a notebook).
+        progress: show a bar of the futures returned so far (a widget in a notebook).
         with_results: yield ``(future, result)`` pairs (Dask's keyword).
         raise_errors: with ``with_results``, a failed future's exception is raised when it is
-            reached; with False it is yielded as the result (Dask's keyword).
+            reached (the iteration may go on after it); with False it is yielded as the result.
     """
-    futures = _futures(fs)
-    return _completed(futures, _deadline(timeout), progress, with_results, raise_errors)
+    return AsCompleted(_futures(fs), _deadline(timeout), progress, with_results, raise_errors)
 
 
-def _completed(futures: list[Future], deadline: Optional[float], progress: bool, with_results: bool,
-               raise_errors: bool) -> Iterator[Any]:
-    watch = _Watch(futures, deadline)
-    core = Completion(len(futures))
-    bar = _bar(progress, len(futures), "tasks")
-    try:
-        while not core.over:
-            fut = watch.next_done()
-            if fut is None:
-                raise TimeoutError(f"{core.total - core.finished} (of {core.total}) futures unfinished")
-            _count(core, bar, fut)
-            if not with_results:
-                yield fut
-            elif raise_errors or not _failed(fut):
-                yield fut, fut.result()
-            else:
-                yield fut, (CancelledError() if fut.cancelled() else fut.exception())
-    finally:
-        bar.close()
+class AsCompleted:
+    """What :func:`as_completed` returns: an iterator of finished futures that more can be added to.
+
+    Each future given or added is returned once, when it has finished (a future
+    added twice, twice, as in Dask). The iteration ends when every one has been
+    returned; the bar closes then, on a timeout, or at :meth:`close`.
+    """
+
+    def __init__(self, futures: list[Future], deadline: Optional[float], progress: bool, with_results: bool,
+                 raise_errors: bool) -> None:
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        self._lock = threading.Lock()  # add() may come from another thread than the iterating one
+        self._core = Completion(len(futures))
+        self._watch = _Watch(futures, deadline)
+        self._progress = progress
+        self._bar: Any = None
+
+    def update(self, futures: Iterable[Future]) -> None:
+        """Add futures; each is returned once it has finished."""
+        added = _futures(list(futures))
+        with self._lock:
+            self._core.added(len(added))
+            if self._bar is not None and self._progress:
+                self._bar.total = self._core.total
+                self._bar.refresh()
+        self._watch.watch(added)
+
+    def add(self, future: Future) -> None:
+        """Add one future (Dask's ``as_completed.add``)."""
+        self.update([future])
+
+    def count(self) -> int:
+        """How many futures are yet to be returned (finished or not)."""
+        with self._lock:
+            return self._core.total - self._core.finished
+
+    def is_empty(self) -> bool:
+        return self.count() == 0
+
+    def has_ready(self) -> bool:
+        """True if a finished future is waiting to be returned."""
+        return self._watch.has_ready()
+
+    def __iter__(self) -> "AsCompleted":
+        return self
+
+    def __next__(self) -> Any:
+        if self.is_empty():
+            self.close()
+            raise StopIteration
+        if self._bar is None:
+            self._bar = _bar(self._progress, self._core.total, "tasks")
+        fut = self._watch.next_done()
+        if fut is None:
+            self.close()
+            raise TimeoutError(f"{self.count()} (of {self._core.total}) futures unfinished")
+        with self._lock:
+            _count(self._core, self._bar, fut)
+        if not self.with_results:
+            return fut
+        if self.raise_errors or not _failed(fut):
+            return fut, fut.result()
+        return fut, (CancelledError() if fut.cancelled() else fut.exception())
+
+    def next_batch(self, block: bool = True) -> list:
+        """The finished futures waiting now; with ``block``, at least one (waiting for it)."""
+        batch = [next(self)] if block else []
+        while self.has_ready():
+            batch.append(next(self))
+        return batch
+
+    def batches(self) -> Iterator[list]:
+        """Lists of the futures finished since the last list, as soon as there are some."""
+        while True:
+            try:
+                yield self.next_batch()
+            except StopIteration:
+                return
+
+    def close(self) -> None:
+        """Close the bar (the futures are left as they are)."""
+        if self._bar is not None:
+            self._bar.close()
+
+    def __repr__(self) -> str:
+        return f"<AsCompleted: {self.count()} of {self._core.total} to return>"

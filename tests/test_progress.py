@@ -178,6 +178,34 @@ def test_breaking_out_closes_the_bar(capsys):
     assert "1/4" in last_bar(capsys.readouterr().err)
 
 
+def test_as_completed_add_while_iterating_dask_style(dfk, capsys):
+    """A dynamic workflow: each finished square below 100 submits the next; the bar's total grows."""
+    seq = parsl_lite.as_completed([square(2)], progress=True)
+    results = []
+    for fut in seq:
+        results.append(fut.result())
+        if fut.result() < 100:
+            seq.add(square(fut.result()))
+    assert results == [4, 16, 256] and seq.is_empty() and seq.count() == 0
+    assert "3/3" in last_bar(capsys.readouterr().err)
+
+
+def test_as_completed_batches_count_and_errors_that_do_not_end_it():
+    a, b, c, d = futures = [Future() for _ in range(4)]
+    seq = parsl_lite.as_completed(futures, with_results=True)
+    assert seq.count() == 4 and not seq.has_ready() and seq.next_batch(block=False) == []
+    a.set_result(0)
+    c.set_result(2)
+    assert seq.next_batch() == [(a, 0), (c, 2)] and seq.count() == 2
+    b.set_exception(KeyError("lost"))
+    with pytest.raises(KeyError, match="lost"):      # raise_errors: raised when reached...
+        next(seq)
+    assert seq.count() == 1                          # ...and the iteration goes on (Dask's)
+    d.set_result(3)
+    assert list(seq.batches()) == [[(d, 3)]] and seq.is_empty()
+    assert repr(seq) == "<AsCompleted: 0 of 4 to return>"
+
+
 # ---------------------------------------------------------------- bad input, before anything waits
 
 def test_bad_input_names_the_argument():
