@@ -152,6 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_service_commands(commands)     # parsl-lite service start|stop|status|add-user
     add_endpoint_commands(commands)    # parsl-lite endpoint configure|start|stop|restart|list|status|delete
     from parsl_lite.messaging.cli import add_broker_commands; add_broker_commands(commands)  # broker start|stop|status
+    from parsl_lite.monitoring.cli import add_monitoring_commands; add_monitoring_commands(commands)  # status|monitor|report
     run = commands.add_parser("run", help="run a workflow script (see `parsl-lite run -h`)", usage=_RUN_USAGE,
                               description=__doc__.split("\n\n", 2)[2],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
