@@ -4,6 +4,7 @@
     text = slurm_endpoint_config(service.url, slurm, "batch", max_blocks=2)           # slurm: conftest's facts
     ep = start_cluster_endpoint(service, "podded", token, text)   # a faas_endpoint_helpers.Endpoint, online
     ep = cluster_endpoints(service, "podded", token, text)        # the fixture: the same, cleaned up after
+    endpoint_pods(k8s, "podded"), squeue_jobs("batch")            # what the backends hold for that endpoint
 
 The builders write what a user writes in ``$PARSL_LITE_HOME/endpoints/NAME/config.toml``
 (``README.md``, "Endpoints on Kubernetes and Slurm"), with short periods so that
@@ -26,7 +27,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 
@@ -66,6 +67,11 @@ def cluster_endpoint_config(service_url: str, provider_type: str, provider: dict
     return "\n".join(lines) + "\n"
 
 
+def executor_label(name: str) -> str:
+    """The executor label the builders give endpoint ``name`` (pods and jobs are found by it): ``htex_NAME``."""
+    return "htex_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
 def endpoint_run_dir(name: str) -> Path:
     """The run directory an endpoint's config names (made now: a pod mounts it as a hostPath)."""
     run_dir = paths.endpoint_dir(name) / "runinfo"
@@ -86,7 +92,8 @@ def k8s_endpoint_config(service_url: str, k8s: dict[str, str], name: str, worker
                 "init_cpu": "100m", "max_cpu": 1, "init_mem": "100Mi", "max_mem": "1Gi",
                 "host_path_volumes": host_python_mounts() + [f"{run_dir}:{run_dir}"],
                 "worker_init": f"export PYTHONPATH={REPO}"}
-    executor = {"label": "htex_k8s", "address": k8s["K8S_HOST_ADDR_FROM_PODS"], "max_workers_per_node": workers}
+    executor = {"label": executor_label(name), "address": k8s["K8S_HOST_ADDR_FROM_PODS"],
+                "max_workers_per_node": workers}
     return f"run_dir = {_toml(str(run_dir))}\n" + cluster_endpoint_config(
         service_url, "KubernetesProvider", provider, executor, **options)
 
@@ -100,7 +107,7 @@ def slurm_endpoint_config(service_url: str, slurm: dict[str, str], name: str, wo
     run_dir = endpoint_run_dir(name)
     provider = {"partition": slurm["SLURM_PARTITION"], "exclusive": False, "cores_per_node": 1,
                 "walltime": "00:05:00"}
-    executor = {"label": "htex_slurm", "max_workers_per_node": workers}
+    executor = {"label": executor_label(name), "max_workers_per_node": workers}
     return f"run_dir = {_toml(str(run_dir))}\n" + cluster_endpoint_config(
         service_url, "SlurmProvider", provider, executor, **options)
 
@@ -121,36 +128,36 @@ def start_cluster_endpoint(service: Any, name: str, token: str, config_text: str
 # ---------------------------------------------------------------- what the backends hold
 
 
-def endpoint_pods(k8s: dict[str, str], label: str = "htex_k8s") -> list[Any]:
-    """Pods of executor ``label`` in the backend's namespace that are not being deleted."""
+def _pods(k8s: dict[str, str], name: str) -> list[Any]:
     from kubernetes import client, config
+
+    from parsl_lite.providers.kubernetes import LABEL_EXECUTOR
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=k8s["KUBECONFIG"]))
     try:
-        pods = api.list_namespaced_pod(k8s["K8S_NAMESPACE"], label_selector=f"parsl-lite-label={label}").items
-    finally:
-        api.api_client.close()
-    return [p for p in pods if not p.metadata.deletion_timestamp]
-
-
-def all_endpoint_pods(k8s: dict[str, str], label: str = "htex_k8s") -> list[str]:
-    """Names of every pod of executor ``label``, those being deleted included."""
-    from kubernetes import client, config
-
-    api = client.CoreV1Api(config.new_client_from_config(config_file=k8s["KUBECONFIG"]))
-    try:
-        return [p.metadata.name for p in api.list_namespaced_pod(
-            k8s["K8S_NAMESPACE"], label_selector=f"parsl-lite-label={label}").items]
+        return api.list_namespaced_pod(k8s["K8S_NAMESPACE"],
+                                       label_selector=f"{LABEL_EXECUTOR}={executor_label(name)}").items
     finally:
         api.api_client.close()
 
 
-def squeue_jobs(name_prefix: str = "parsl_lite.htex_slurm.") -> dict[str, str]:
-    """Slurm jobs whose name starts with ``name_prefix``: job id -> state (PENDING, RUNNING, ...)."""
+def endpoint_pods(k8s: dict[str, str], name: str) -> set[str]:
+    """Names of endpoint ``name``'s pods that are not being deleted (what the API server lists)."""
+    return {p.metadata.name for p in _pods(k8s, name) if not p.metadata.deletion_timestamp}
+
+
+def all_endpoint_pods(k8s: dict[str, str], name: str) -> set[str]:
+    """Names of every pod of endpoint ``name``, those being deleted included."""
+    return {p.metadata.name for p in _pods(k8s, name)}
+
+
+def squeue_jobs(name: str) -> dict[str, str]:
+    """Endpoint ``name``'s Slurm jobs that squeue lists: job id -> state (PENDING, RUNNING, COMPLETING, ...)."""
+    prefix = f"parsl_lite.{executor_label(name)}.block-"
     out = subprocess.run(["squeue", "--noheader", "--format=%i %j %T"], check=True, capture_output=True,
                          text=True, timeout=10).stdout
     return {job: state for job, job_name, state in (line.split() for line in out.splitlines() if line.strip())
-            if job_name.startswith(name_prefix)}
+            if job_name.startswith(prefix)}
 
 
 @pytest.fixture
@@ -168,14 +175,6 @@ def cluster_endpoints() -> Iterator[Any]:
     assert not stray, f"endpoint processes left running (killed now): {stray}"
 
 
-def endpoint_cli(*words: str, env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    """``parsl-lite endpoint WORDS`` in this test's ``PARSL_LITE_HOME``."""
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "parsl_lite.cli", "endpoint", *words], capture_output=True,
-                          text=True, timeout=60, env=env)
-
-
 __all__ = ["cluster_endpoint_config", "configured_endpoint", "k8s_endpoint_config", "slurm_endpoint_config", "start_cluster_endpoint",
-           "cluster_endpoints", "endpoint_pods", "all_endpoint_pods", "squeue_jobs", "endpoint_cli",
-           "endpoint_run_dir"]
+           "cluster_endpoints", "endpoint_pods", "all_endpoint_pods", "squeue_jobs",
+           "endpoint_run_dir", "executor_label"]

@@ -14,11 +14,13 @@ import os
 import shlex
 import sys
 import time
+from collections import OrderedDict
 from typing import Any, Optional
 
 from parsl_lite.executors.errors import ExecutorError
 from parsl_lite.executors.htex.messages import BlockLost, HoldBlocks
 from parsl_lite.executors.htex.wire_auth import SECRET_FILE
+from parsl_lite.jobs.states import JobState, JobStatus
 
 logger = logging.getLogger("parsl_lite.executors.htex.executor")
 
@@ -31,6 +33,33 @@ DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --addre
                       "{cert_dir} --logdir {logdir} {debug}")
 
 
+_ENDED_KEPT = 20  # ended blocks a status report still lists (with how they ended)
+
+
+class BlockHistory:
+    """Each block's last job state as the poller reported it, and the last blocks that ended.
+
+    What a status report shows (``faas/endpoint/status.py``); the poller's thread writes, others read
+    copies. Ended blocks are kept with their job id, so a report can say which pod or job went and how.
+    """
+
+    def __init__(self, keep_ended: int = _ENDED_KEPT) -> None:
+        self.live: dict[str, Any] = {}  # block id -> JobStatus
+        self.ended: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()  # block id -> (job id, JobStatus)
+        self._keep = keep_ended
+
+    def changed(self, block_id: str, status: Any, job_id: Any = None) -> None:
+        """Note a block's new status; a terminal one moves it to ``ended`` (keeping a known job id)."""
+        if not getattr(status, "terminal", False):
+            self.live[block_id] = status
+            return
+        self.live.pop(block_id, None)
+        known = self.ended.pop(block_id, (None, None))[0]
+        self.ended[block_id] = (job_id if job_id is not None else known, status)
+        while len(self.ended) > self._keep:
+            self.ended.popitem(last=False)
+
+
 class ManagesBlocks:
     """Block bookkeeping for the executor (``self.blocks``: block id -> job id)."""
 
@@ -39,6 +68,14 @@ class ManagesBlocks:
     blocks: dict[str, Any]
     _block_submitted: dict[str, float]
     _failed_blocks: int
+
+    @property
+    def block_history(self) -> BlockHistory:
+        """The blocks' last job states and the last ended blocks (made on first use)."""
+        history = self.__dict__.get("_block_history")
+        if history is None:
+            history = self.__dict__.setdefault("_block_history", BlockHistory())
+        return history
 
     @property
     def workers_per_block(self) -> int:
@@ -61,7 +98,9 @@ class ManagesBlocks:
         return time.monotonic() - idle_s
 
     def handle_job_status(self, block_id: str, status: Any) -> None:
-        """A block's job ended: forget it; if it died, fail the tasks its pools held."""
+        """A block's job changed state (noted for status reports); if it ended, forget it; if it died,
+        fail the tasks its pools held."""
+        self.block_history.changed(block_id, status, self.blocks.get(block_id))
         if not getattr(status, "terminal", False):
             return
         self.blocks.pop(block_id, None)
@@ -133,7 +172,8 @@ class ManagesBlocks:
         except Exception:
             logger.exception("executor %r: cancelling blocks %s failed", self.label, ids)
         for block_id in ids:
-            self.blocks.pop(block_id, None)
+            self.block_history.changed(block_id, JobStatus(JobState.CANCELLED, "released by parsl_lite"),
+                                       self.blocks.pop(block_id, None))
         return ids
 
     def _launch_command(self, block_id: str) -> str:

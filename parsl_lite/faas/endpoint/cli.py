@@ -259,9 +259,32 @@ def _status(args: argparse.Namespace) -> int:
                 "spooled_results", "provider_type", "walltime_left_s"):
         if key in report:
             print(f"  {key}: {report[key]}")
+    if report.get("timestamp"):
+        print(f"  report: {max(0.0, time.time() - report['timestamp']):.1f} s old")
     blocks = report.get("blocks") or {}
-    print("  blocks: " + (", ".join(f"{b} {s}" for b, s in sorted(blocks.items())) or "none"))
+    print("  blocks: " + (", ".join(f"{b} {s}" for b, s in sorted(blocks.items(), key=_block_order)) or "none"))
+    _print_blocks(report)
     return EXIT_OK
+
+
+def _block_order(item: tuple) -> tuple:
+    return (len(item[0]), item[0])  # "2" before "10"
+
+
+def _print_blocks(report: dict) -> None:
+    """The live blocks (state, the provider's job id, workers, tasks) and the last ended ones, as a table."""
+    live = sorted((report.get("block_details") or {}).items(), key=_block_order)
+    ended = sorted((report.get("ended_blocks") or {}).items(), key=_block_order)
+    rows = [(b, d.get("state", "?"), d.get("job_id") or "-", str(d.get("workers", 0)), str(d.get("tasks", 0)),
+             d.get("message") or "") for b, d in live]
+    rows += [(b, d.get("state", "?"), d.get("job_id") or "-", "-", "-", f"ended: {d.get('message') or ''}".strip())
+             for b, d in ended]
+    if not rows:
+        return
+    table = [("BLOCK", "STATE", "JOB", "WORKERS", "TASKS", "")] + rows
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print(("    " + "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]).rstrip())
 
 
 def _delete(args: argparse.Namespace) -> int:

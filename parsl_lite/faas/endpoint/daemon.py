@@ -24,6 +24,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -39,6 +41,46 @@ PID_FILE = "endpoint.pid"
 LOG_FILE = "endpoint.log"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 _DAEMON_MODULE = "parsl_lite.faas.endpoint.daemon"
+REPORT_WATCH_PERIOD_S = 0.25
+
+
+class ReportWatch:
+    """Has the session report at once when blocks or workers change, not at its next heartbeat.
+
+    With the service's default heartbeat (5 s), ``endpoint status`` and
+    ``get_endpoint_status`` would otherwise show a block PENDING with no worker
+    for seconds after its pool connected and ran tasks. One thread, one
+    interchange status query per period; reports only on a change.
+    """
+
+    def __init__(self, executor: object, session: object, period_s: float = REPORT_WATCH_PERIOD_S) -> None:
+        self._executor, self._session, self._period_s = executor, session, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="parsl_lite-endpoint-report-watch", daemon=True)
+        self._last: Optional[tuple] = None
+
+    def start(self) -> "ReportWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        clock = st.BlockClock()
+        while not self._stop.wait(self._period_s):
+            try:
+                changes = st.report_changes(st.executor_report(self._executor, clock, time.time()))
+            except Exception:  # the executor is stopping or restarting its interchange: try again
+                logger.debug("report watch: no report this time", exc_info=True)
+                continue
+            if changes != self._last:
+                if self._last is not None:
+                    logger.info("blocks or workers changed: reporting now %s", changes)
+                    self._session.report_soon()  # type: ignore[attr-defined]
+                self._last = changes
 
 
 def running_pid(directory: Path) -> Optional[int]:
@@ -153,6 +195,7 @@ def _serve(loaded: "EndpointConfig", identity: dict, directory: Path) -> int:
     poller = JobStatusPoller(strategy=config.strategy, max_idletime=config.max_idletime,
                              strategy_period=config.strategy_period)
     session: Optional[Session] = None
+    watch: Optional[ReportWatch] = None
     stop_reason: list[str] = []
 
     def on_signal(signum: int, frame: object) -> None:
@@ -168,8 +211,11 @@ def _serve(loaded: "EndpointConfig", identity: dict, directory: Path) -> int:
         session = Session(identity, loaded.settings, executor, directory)
         if stop_reason:  # a signal while the executor was starting
             session.stop()
+        watch = ReportWatch(executor, session).start()
         session.run()
     finally:
+        if watch is not None:
+            watch.stop()  # before the session closes its wake pipe
         reason = stop_reason[0] if stop_reason else "stopped"
         logger.info("endpoint %s stopping: %s", identity["endpoint_id"], reason)
         if session is not None:

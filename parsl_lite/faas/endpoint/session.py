@@ -200,6 +200,11 @@ class Session:
             self._collect_done()
             self._spool_overdue(time.monotonic())
 
+    def report_soon(self) -> None:
+        """Send the status report now, not at the next heartbeat (blocks or workers changed); any thread."""
+        self._next_beat = 0.0
+        self._wake()
+
     def say_bye(self, reason: str) -> None:
         """``EndpointBye`` (if connected): the service records a clean stop, not a lost endpoint."""
         if self._connected:
@@ -233,7 +238,7 @@ class Session:
     def _receive(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = p.recv_nowait(self.socket)
             except zmq.Again:
                 return
             try:
@@ -254,7 +259,7 @@ class Session:
     def _send(self, message: p.Message) -> bool:
         """Send without blocking; False if there is no connection now (the caller keeps what it must)."""
         try:
-            self.socket.send_multipart(p.encode(message), zmq.NOBLOCK, copy=False)
+            p.send_nowait(self.socket, p.encode(message))
             return True
         except zmq.Again:
             return False

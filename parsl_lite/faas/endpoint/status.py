@@ -39,7 +39,13 @@ class BlockClock:
 def executor_report(executor: Any, clock: BlockClock, now: float) -> dict[str, Any]:
     """The ``StatusReport.report`` of ``faas/protocol.py``, from the executor and its interchange.
 
-    A block is ``RUNNING`` once a worker pool of it has registered, ``PENDING`` before.
+    ``blocks`` maps each live block to its state: the provider's last known job
+    state, and ``RUNNING`` as soon as a worker pool of it has registered (the
+    provider is polled less often than pools connect). ``block_details`` adds
+    per block the provider's job id (pod name, Slurm job id), its connected
+    workers and the tasks they hold; ``ended_blocks`` the last blocks that
+    ended (released by the strategy: ``CANCELLED``; or ``FAILED``, ...). Pools of
+    released blocks still connected while their jobs stop count nowhere: they take no task.
     """
     from parsl_lite.executors.htex.messages import StatusReply, StatusRequest
 
@@ -50,22 +56,51 @@ def executor_report(executor: Any, clock: BlockClock, now: float) -> dict[str, A
         reply = None
     if not isinstance(reply, StatusReply):
         reply = StatusReply.empty()
-    running_blocks = {m.block_id for m in reply.managers}
-    block_ids = sorted(dict(executor.blocks))  # a copy in one step: the poller thread changes it
-    blocks = {b: ("RUNNING" if b in running_blocks else "PENDING") for b in block_ids}
+    managers = [m for m in reply.managers if not m.held]
+    job_ids = dict(executor.blocks)  # a copy in one step: the poller thread changes it
+    history = getattr(executor, "block_history", None)
+    details = {b: _block_detail(b, job_ids[b], managers, history) for b in sorted(job_ids)}
     provider = executor.provider
     return {
         "alive": True,
-        "managers": len(reply.managers),
-        "connected_workers": reply.connected_workers,
-        "idle_workers": sum(max(0, m.connected_workers - m.tasks) for m in reply.managers),
+        "managers": len(managers),
+        "connected_workers": sum(m.connected_workers for m in managers),
+        "idle_workers": sum(max(0, m.connected_workers - m.tasks) for m in managers),
         "pending_tasks": reply.pending,
         "outstanding_tasks": executor.outstanding,
-        "blocks": blocks,
+        "blocks": {b: d["state"] for b, d in details.items()},
+        "block_details": details,
+        "ended_blocks": _ended_blocks(history),
         "provider_type": type(provider).__name__ if provider is not None else None,
-        "walltime_left_s": _walltime_left(provider, clock.ages(block_ids, time.monotonic())),
+        "walltime_left_s": _walltime_left(provider, clock.ages(list(details), time.monotonic())),
         "timestamp": now,
     }
+
+
+def _block_detail(block_id: str, job_id: Any, managers: list, history: Any) -> dict[str, Any]:
+    """One live block: its state, job id, connected workers and the tasks they hold."""
+    mine = [m for m in managers if m.block_id == block_id]
+    status = dict(history.live).get(block_id) if history is not None else None
+    state = getattr(getattr(status, "state", None), "name", "PENDING")
+    if mine:
+        state = "RUNNING"
+    return {"state": state, "job_id": None if job_id is None else str(job_id),
+            "workers": sum(m.connected_workers for m in mine), "tasks": sum(m.tasks for m in mine),
+            "message": getattr(status, "message", None) if not mine else None}
+
+
+def _ended_blocks(history: Any) -> dict[str, dict[str, Any]]:
+    if history is None:
+        return {}
+    return {b: {"state": status.state.name, "job_id": None if job_id is None else str(job_id),
+                "message": status.message}
+            for b, (job_id, status) in list(history.ended.items())}
+
+
+def report_changes(report: dict[str, Any]) -> tuple:
+    """What of a report is worth telling at once rather than at the next heartbeat: blocks and workers."""
+    blocks = tuple(sorted((b, d["state"], d["workers"]) for b, d in (report.get("block_details") or {}).items()))
+    return blocks, report.get("managers"), report.get("connected_workers")
 
 
 def _walltime_left(provider: Any, ages: dict[str, float]) -> Optional[float]:

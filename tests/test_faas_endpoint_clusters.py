@@ -1,0 +1,222 @@
+"""Endpoints on real resources: blocks as Kubernetes pods and as Slurm jobs, scaled by the endpoint's strategy.
+
+A real service, a real endpoint daemon (``parsl-lite endpoint start``) whose
+config.toml names a ``KubernetesProvider`` or a ``SlurmProvider`` of the test
+backends (``tests/faas_cluster_helpers.py`` writes it). A burst of tasks that
+hold until a gate file appears brings more blocks (pods listed by the API
+server, jobs listed by squeue); once the tasks are done and the blocks idle
+past ``max_idletime``, they are released down to ``min_blocks`` (pods deleted,
+jobs gone). Each step is checked where a user looks: ``get_endpoint_status``
+and ``parsl-lite endpoint status NAME``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from parsl_lite.executors.htex.blocks import BlockHistory
+from parsl_lite.faas import FuncXClient, TaskPending
+from parsl_lite.faas.endpoint.status import report_changes
+from parsl_lite.jobs.states import JobState, JobStatus
+from tests.conftest import wait_for
+from tests.faas_cluster_helpers import (  # noqa: F401 (fixture)
+    cluster_endpoints, configured_endpoint, endpoint_pods, endpoint_run_dir, k8s_endpoint_config,
+    slurm_endpoint_config, squeue_jobs,
+)
+from tests.faas_helpers import client_home_service
+
+
+def hold_until(gate: str, marker: str) -> tuple[str, str]:
+    """Leave ``marker``, wait until ``gate`` exists; return where this ran (host, Slurm job id)."""
+    import os
+    import socket
+    import time
+    open(marker, "w").close()
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    return socket.gethostname(), os.environ.get("SLURM_JOB_ID", "")
+
+
+def _result(fxc: FuncXClient, task_id: str, timeout_s: float = 30.0) -> Any:
+    def ready() -> Any:
+        try:
+            return ("value", fxc.get_result(task_id))
+        except TaskPending:
+            return None
+        except Exception as exc:
+            return ("error", exc)
+    kind, value = wait_for(ready, timeout_s, f"the result of task {task_id}", interval_s=0.05)
+    if kind == "error":
+        raise value
+    return value
+
+
+class Watched:
+    """An endpoint's blocks as the SDK and the CLI show them."""
+
+    def __init__(self, fxc: FuncXClient, ep: Any) -> None:
+        self.fxc, self.ep = fxc, ep
+
+    def details(self) -> dict:
+        return self.fxc.get_endpoint_status(self.ep.endpoint_id)["details"]
+
+    def running(self, n: int) -> dict:
+        """The block details once exactly ``n`` blocks are live, each RUNNING with a worker."""
+        def ok() -> Any:
+            blocks = self.details().get("block_details") or {}
+            good = len(blocks) == n and all(b["state"] == "RUNNING" and b["workers"] >= 1 for b in blocks.values())
+            return (blocks,) if good else None
+        return wait_for(ok, 45, f"{n} RUNNING blocks with workers in get_endpoint_status", interval_s=0.1)[0]
+
+    def cli(self) -> str:
+        done = self.ep._cli("status")
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+def _burst(fxc: FuncXClient, ep: Any, run_dir: Path, n: int) -> tuple[list[str], Path, list[Path]]:
+    func_id = fxc.register_function(hold_until)
+    gate, markers = run_dir / "gate", [run_dir / f"started-{i}" for i in range(n)]
+    task_ids = [fxc.run(str(gate), str(m), endpoint_id=ep.endpoint_id, function_id=func_id) for m in markers]
+    return task_ids, gate, markers
+
+
+def _scale_out_and_in(fxc: FuncXClient, ep: Any, run_dir: Path, live_jobs: Callable[[], set[str]],
+                      burst: int, floor: int) -> tuple[dict, dict, list]:
+    """The common story: ``floor`` warm blocks, a burst needs ``burst`` blocks, then back to ``floor``."""
+    watched = Watched(fxc, ep)
+    if floor:
+        warm = watched.running(floor)
+        assert {b["job_id"] for b in warm.values()} == live_jobs()
+    else:
+        assert watched.details().get("blocks") == {}
+    task_ids, gate, markers = _burst(fxc, ep, run_dir, burst)
+    wait_for(lambda: all(m.exists() for m in markers), 45, f"{burst} tasks running at once, one per block")
+    busy = watched.running(burst)
+    assert all(b["tasks"] == 1 for b in busy.values()), busy
+    job_ids = {b["job_id"] for b in busy.values()}
+    assert job_ids == live_jobs()
+    shown = watched.cli()
+    assert all(f"{block} RUNNING" in shown for block in busy) and all(job in shown for job in job_ids), shown
+    gate.touch()
+    results = [_result(fxc, t) for t in task_ids]
+    kept = watched.running(floor)
+    wait_for(lambda: live_jobs() == {b["job_id"] for b in kept.values()}, 45,
+             "the released blocks' pods or jobs to be gone from the backend", interval_s=0.2)
+    return busy, kept, results
+
+
+def _check_released(watched: Watched, busy: dict, kept: dict) -> None:
+    details = watched.details()
+    released = set(busy) - set(kept)
+    assert len(released) == len(busy) - len(kept)
+    ended = details["ended_blocks"]
+    assert {b: ended[b]["job_id"] for b in released} == {b: busy[b]["job_id"] for b in released}
+    assert {ended[b]["state"] for b in released} <= {"CANCELLED", "SCALED_IN"}
+    assert details["connected_workers"] == sum(b["workers"] for b in kept.values())
+    shown = watched.cli().splitlines()
+    for block in released:  # a table row: BLOCK STATE JOB ...
+        assert any(line.split()[:3] in ([block, "SCALED_IN", busy[block]["job_id"]],
+                                        [block, "CANCELLED", busy[block]["job_id"]]) for line in shown), shown
+
+
+def test_a_kubernetes_endpoint_scales_pods_out_under_a_burst_and_in_when_idle(k8s, tmp_path, monkeypatch,
+                                                                               cluster_endpoints):
+    with client_home_service(tmp_path, monkeypatch) as service:
+        text = k8s_endpoint_config(service.url, k8s, "pods", workers=1, init_blocks=1, min_blocks=1, max_blocks=2,
+                                   max_idletime=1.0)
+        ep = cluster_endpoints(service, "pods", service.admin_token, text)
+        fxc = FuncXClient()
+        live_pods = lambda: endpoint_pods(k8s, "pods")  # noqa: E731
+        busy, kept, results = _scale_out_and_in(fxc, ep, endpoint_run_dir("pods"), live_pods, burst=2, floor=1)
+        assert {host for host, _ in results} == {b["job_id"] for b in busy.values()}  # each pod ran one task
+        assert Watched(fxc, ep).details()["provider_type"] == "KubernetesProvider"
+        _check_released(Watched(fxc, ep), busy, kept)
+        assert ep.stop() == 0
+        assert not endpoint_pods(k8s, "pods")  # the last one deleted when the endpoint stopped
+
+
+def test_a_slurm_endpoint_scales_jobs_out_under_a_burst_and_in_when_idle(slurm, tmp_path, monkeypatch,
+                                                                         cluster_endpoints):
+    with client_home_service(tmp_path, monkeypatch) as service:
+        text = slurm_endpoint_config(service.url, slurm, "batch", workers=1, init_blocks=0, min_blocks=0,
+                                     max_blocks=2, max_idletime=1.0)
+        ep = cluster_endpoints(service, "batch", service.admin_token, text)
+        fxc = FuncXClient()
+        live_jobs = lambda: set(squeue_jobs("batch"))  # noqa: E731
+        busy, kept, results = _scale_out_and_in(fxc, ep, endpoint_run_dir("batch"), live_jobs, burst=2, floor=0)
+        assert {job for _, job in results} == {b["job_id"] for b in busy.values()}  # each job ran one task
+        assert kept == {} and Watched(fxc, ep).details()["provider_type"] == "SlurmProvider"
+        _check_released(Watched(fxc, ep), busy, kept)
+        assert "blocks: none" in Watched(fxc, ep).cli()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _config_with(provider: str, key: str, value: str) -> str:
+    image = '\n  image = "img:1"' if provider == "KubernetesProvider" and key != "imagee" else ""
+    return (f'[endpoint]\nservice_url = "http://127.0.0.1:9"\n\n[[executors]]\ntype = "HighThroughputExecutor"\n'
+            f'  [executors.provider]\n  type = "{provider}"{image}\n  {key} = {value}\n')
+
+
+@pytest.mark.parametrize("provider,key,value,says", [
+    ("KubernetesProvider", "max_mem", '"lots"', "not a Kubernetes quantity"),
+    ("KubernetesProvider", "imagee", '"x"', "unknown key (did you mean 'image'?)"),
+    ("KubernetesProvider", "host_path_volumes", '["relative:/x"]', "paths must be absolute"),
+    ("KubernetesProvider", "init_cpu", "4", "above the limit max_cpu"),
+    ("SlurmProvider", "partiton", '"debug"', "unknown key (did you mean 'partition'?)"),
+    ("SlurmProvider", "walltime", '"forever"', "expected HH:MM:SS"),
+    ("SlurmProvider", "exclusive", '"yes"', "bool"),
+    ("SlurmProvider", "partition", '"two words"', "without spaces"),
+])
+def test_a_wrong_provider_field_is_refused_naming_the_file_the_table_and_the_key(tmp_path, provider, key, value,
+                                                                                  says):
+    from parsl_lite.errors import ConfigurationError
+    from parsl_lite.faas.endpoint.config import load_endpoint_config
+
+    config = tmp_path / "config.toml"
+    config.write_text(_config_with(provider, key, value))
+    with pytest.raises(ConfigurationError) as info:
+        load_endpoint_config(config)  # what the daemon does first
+    assert f"{config}: [executors.0.provider] ({provider}): {key}: " in str(info.value) and says in str(info.value)
+
+
+def test_endpoint_start_refuses_a_wrong_provider_field_before_registering(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
+    ep = configured_endpoint(None, "wrong", "no-token", _config_with("KubernetesProvider", "max_mem", '"lots"'))
+    done = ep._cli("start", "--timeout", "30")
+    assert done.returncode == 2, done.stdout + done.stderr
+    config = ep.directory / "config.toml"
+    assert f"{config}: [executors.0.provider] (KubernetesProvider): max_mem: not a Kubernetes quantity" \
+        in done.stderr, done.stderr
+    assert not (ep.directory / "endpoint.json").exists()  # refused before registering
+
+
+# ---------------------------------------------------------------- no backend needed
+
+
+def test_block_history_keeps_live_states_and_the_last_ended_blocks_with_their_job_ids():
+    history = BlockHistory(keep_ended=2)
+    history.changed("0", JobStatus(JobState.PENDING), "pod-0")
+    history.changed("0", JobStatus(JobState.RUNNING), "pod-0")
+    assert history.live == {"0": JobStatus(JobState.RUNNING)} and not history.ended
+    history.changed("0", JobStatus(JobState.CANCELLED, "released"), "pod-0")
+    history.changed("0", JobStatus(JobState.SCALED_IN, "idle"))  # the poller's note comes after: the job id stays
+    assert history.live == {} and history.ended == {"0": ("pod-0", JobStatus(JobState.SCALED_IN, "idle"))}
+    for block in ("1", "2"):
+        history.changed(block, JobStatus(JobState.FAILED, "exit 1"), f"job-{block}")
+    assert list(history.ended) == ["1", "2"]  # the oldest ended block is forgotten
+
+
+def test_report_changes_are_blocks_and_workers_not_task_counts():
+    report = {"block_details": {"0": {"state": "RUNNING", "workers": 1, "tasks": 0}}, "managers": 1,
+              "connected_workers": 1, "pending_tasks": 0}
+    busier = {**report, "pending_tasks": 500, "block_details": {"0": {"state": "RUNNING", "workers": 1, "tasks": 1}}}
+    assert report_changes(report) == report_changes(busier)  # a burst of tasks does not flood the service
+    grown = {**report, "block_details": {**report["block_details"], "1": {"state": "PENDING", "workers": 0}}}
+    assert report_changes(grown) != report_changes(report)
+    connected = {**grown, "block_details": {**grown["block_details"], "1": {"state": "RUNNING", "workers": 1}}}
+    assert report_changes(connected) != report_changes(grown)
