@@ -99,5 +99,8 @@ def test_wire_round_trip_and_refusals():
     with pytest.raises(ValueError, match="topic"):
         p.topic_key("a\0b")
     key = p.topic_key("5")
-    frames = p.topic_frames(key, 3, 9, p.FLAG_STOP, b"")
-    assert p.read_meta(frames[1]) == (3, 9, p.FLAG_STOP) and p.key_topic(key) == "5"
+    frame = p.topic_frame(key, 3, 9, p.FLAG_STOP, b"body\0x")
+    assert p.read_frame(frame) == (key, 3, 9, p.FLAG_STOP, b"body\0x") and p.key_topic(key) == "5"
+    assert p.frame_key(frame) == key
+    with pytest.raises(MalformedMessage):
+        p.read_frame(b"t5\0short")

@@ -38,7 +38,7 @@ from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DeadLetter, Delete, Qu
 from parsl_lite.messaging.errors import MalformedMessage, MessageTooLarge
 from parsl_lite.messaging.forwarder import PLAIN_USER, Forwarder
 from parsl_lite.messaging.paths import INFO_FILE, write_private
-from parsl_lite.messaging.store import Store
+from parsl_lite.messaging.store import COMMIT_PERIOD_S, Store
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,8 @@ class Broker:
 
 
 def serve(broker: Broker, router: zmq.Socket, stopping: Callable[[], bool]) -> None:
-    """The I/O loop: drain, handle, tick, commit, reply."""
+    """The I/O loop: drain, handle, tick, commit (what the replies promise), reply."""
+    last_commit = time.monotonic()
     while not stopping():
         now = time.time()
         replies: list[tuple[bytes, p.Reply]] = []
@@ -279,7 +280,9 @@ def serve(broker: Broker, router: zmq.Socket, stopping: Callable[[], bool]) -> N
                 if reply is not None:
                     replies.append((identity, reply))
         replies += broker.tick(time.time())
-        broker.store.commit()
+        if broker.store.promised or time.monotonic() - last_commit > COMMIT_PERIOD_S:
+            broker.store.commit()
+            last_commit = time.monotonic()
         for identity, reply in replies:
             router.send_multipart([identity, *p.encode(reply)])
 

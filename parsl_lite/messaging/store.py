@@ -5,6 +5,12 @@ broker being killed (SIGKILL), not a power cut of the machine. The broker
 commits once per batch of requests, before it answers any of them, so a
 ``put`` that returned is stored.
 
+Only what a reply promised must be committed before the reply: a stored
+message, a queue created or deleted, a table row (:attr:`Store.promised`).
+Receive counts and acks are committed within ``COMMIT_PERIOD_S`` (the broker's
+loop): a broker killed in between delivers those messages again, which
+at-least-once allows.
+
 Rows only; the order, deadlines and receive counts are ``book.py``'s, which
 the broker rebuilds from :meth:`Store.load` at start (deliveries in flight when
 the broker died come back as ready, with their receive counts).
@@ -14,6 +20,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
+
+COMMIT_PERIOD_S = 0.05
 
 from parsl_lite.messaging.book import QueueSettings
 
@@ -38,6 +46,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._in_tx = False
+        self.promised = False
+        row = self._db.execute("SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM messages UNION ALL "
+                               "SELECT seq FROM sqlite_sequence WHERE name = 'messages')").fetchone()
+        self._next_seq = (row[0] or 0) + 1
 
     def begin(self) -> None:
         if not self._in_tx:
@@ -48,6 +60,11 @@ class Store:
         if self._in_tx:
             self._db.execute("COMMIT")
             self._in_tx = False
+        self.promised = False
+
+    def _promise(self) -> None:
+        self.begin()
+        self.promised = True
 
     def close(self) -> None:
         self.commit()
@@ -68,28 +85,31 @@ class Store:
         return out
 
     def save_queue(self, name: str, settings: QueueSettings) -> None:
-        self.begin()
+        self._promise()
         self._db.execute("INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?)",
                          (name, settings.visibility_timeout_s, settings.max_receives, settings.max_bytes,
                           settings.dead_letter_queue))
 
     def delete_queue(self, name: str) -> None:
-        self.begin()
+        self._promise()
         self._db.execute("DELETE FROM queues WHERE name = ?", (name,))
         self._db.execute("DELETE FROM messages WHERE queue = ?", (name,))
 
     def insert(self, queue: str, message_ids: Sequence[str], bodies: Sequence[bytes],
                now: float) -> list[tuple[int, str, int]]:
         """Store new messages; ``(seq, message_id, size)`` of those not stored before (a retried put)."""
-        self.begin()
-        stored = []
-        execute = self._db.execute
-        for message_id, body in zip(message_ids, bodies):
-            cur = execute("INSERT OR IGNORE INTO messages (queue, message_id, body, enqueued_at) VALUES (?, ?, ?, ?)",
-                          (queue, message_id, body, now))
-            if cur.rowcount:
-                stored.append((cur.lastrowid, message_id, len(body)))
-        return stored
+        self._promise()
+        first = self._next_seq
+        self._next_seq += len(bodies)
+        rows = [(first + i, queue, message_id, body, now) for i, (message_id, body) in enumerate(zip(message_ids, bodies))]
+        cur = self._db.executemany("INSERT OR IGNORE INTO messages (seq, queue, message_id, body, enqueued_at) "
+                                   "VALUES (?, ?, ?, ?, ?)", rows)
+        if cur.rowcount != len(rows):   # some were stored before: keep those this call stored
+            marks = ",".join("?" * len(rows))
+            kept = {s for (s,) in self._db.execute(f"SELECT seq FROM messages WHERE seq IN ({marks})",
+                                                   tuple(r[0] for r in rows))}
+            rows = [r for r in rows if r[0] in kept]
+        return [(r[0], r[2], len(r[3])) for r in rows]
 
     def bodies(self, seqs: Sequence[int]) -> dict[int, bytes]:
         if len(seqs) == 1:
@@ -109,17 +129,17 @@ class Store:
 
     def move(self, seq: int, queue: str) -> int:
         """Move a message to another queue (dead-lettering) as a new row at its end; its new seq."""
-        self.begin()
-        row = self._db.execute("SELECT message_id, body, enqueued_at FROM messages WHERE seq = ?", (seq,)).fetchone()
-        self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-        cur = self._db.execute("INSERT OR IGNORE INTO messages (queue, message_id, body, enqueued_at) "
-                               "VALUES (?, ?, ?, ?)", (queue, *row))
-        return cur.lastrowid
+        self._promise()
+        new = self._next_seq
+        self._next_seq += 1
+        self._db.execute("UPDATE OR REPLACE messages SET seq = ?, queue = ?, receive_count = 0 WHERE seq = ?",
+                         (new, queue, seq))
+        return new
 
     # ------------------------------------------------------------ tables
 
     def table_put(self, table: str, key: str, value: bytes) -> None:
-        self.begin()
+        self._promise()
         self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (table, key, value))
 
     def table_get(self, table: str, key: str) -> bytes | None:

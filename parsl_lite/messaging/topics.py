@@ -62,7 +62,7 @@ class _Publisher:
         seq = self.seqs.get(key, 0) + 1
         self.seqs[key] = seq
         try:
-            self.sock.send_multipart(p.topic_frames(key, self.publisher_id, seq, flags, body), zmq.NOBLOCK)
+            self.sock.send(p.topic_frame(key, self.publisher_id, seq, flags, body), zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
 
@@ -128,8 +128,7 @@ class Subscription:
         deadline = time.monotonic() + WELCOME_WAIT_S
         while time.monotonic() < deadline:
             if self._sock.poll(100):
-                key, meta, _ = self._sock.recv_multipart()
-                if key == self._welcome_key:
+                if p.frame_key(self._sock.recv()) == self._welcome_key:
                     self._sock.unsubscribe(self._welcome_key)
                     return
         self.close()
@@ -148,16 +147,16 @@ class Subscription:
         or the subscription stopped (see ``stopped``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.stopped:
-            wait_ms = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._sock.poll(min(wait_ms, 500)):
-                self._maybe_report()
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK)   # the common case under load: one is there already
+            except zmq.Again:
+                wait_ms = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                if not self._sock.poll(min(wait_ms, 500)):
+                    self._maybe_report()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None
                 continue
-            key, meta, body = self._sock.recv_multipart()
-            if key != self._key:
-                continue
-            message, done = self._read(meta, body)
+            message, done = self._read(frame)
             if done:
                 self.close()
                 return None
@@ -165,8 +164,10 @@ class Subscription:
                 return message
         return None
 
-    def _read(self, meta: bytes, body: bytes) -> tuple[Any, bool]:
-        publisher, seq, flags = p.read_meta(meta)
+    def _read(self, frame: bytes) -> tuple[Any, bool]:
+        key, publisher, seq, flags, body = p.read_frame(frame)
+        if key != self._key:
+            return _NOTHING, False
         last = self._last.get(publisher)
         if last is not None and seq > last + 1:
             self.lost += seq - last - 1

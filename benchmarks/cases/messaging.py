@@ -1,0 +1,249 @@
+"""Messaging (issue 13, "Measure"): topics and queues through our broker, beside their floors, in one run.
+
+``python -m benchmarks.cases.messaging [--n N] [--out FILE]`` (from the repository root, with ``.venv``):
+
+- ``topic_*``: 1 KB messages, one publisher (this process) and one subscriber
+  (a child process). Throughput: the publisher sends ``n`` as fast as it can,
+  the subscriber counts what arrives between the first and the last;
+  what the high-water marks dropped is reported as ``lost``. Latency: one
+  message per millisecond carrying ``time.monotonic_ns()`` (one clock for the
+  whole machine), p50 of arrival minus send. The floor: a bare pyzmq PUB/SUB
+  pair, same sizes, same processes.
+- ``queue_*``: put -> get -> ack of 1 KB messages through ``msg.queue``, in
+  batches of 100 (``put_many``, ``get_many``, ``ack_many``) and one at a
+  time; the floor: a bare SQLite (WAL, synchronous=NORMAL) insert/commit
+  then select/delete/commit loop in batches of 100; and Dask's
+  ``distributed.Queue`` (one at a time: it has no batches) where it imports.
+- ``restart``: 2,000 messages queued, the broker SIGKILLed and restarted,
+  then every message read back (``restart_lost`` must be 0).
+
+Not registered in the adapter runner (``benchmarks/cases/__init__.py``): the
+cases there run apps through adapters, this one runs no apps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+BODY = b"x" * 1024
+
+_SUBSCRIBER = textwrap.dedent("""
+    import json, sys, time
+    mode, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if kind == "zmq":
+        import zmq
+        sock = zmq.Context().socket(zmq.SUB); sock.rcvhwm = 10000
+        sock.connect(sys.argv[4]); sock.subscribe(b"")
+        recv = lambda: sock.recv()
+        print("ready", flush=True)
+        while sock.poll(100) == 0: pass     # the pair's slow joiner: the parent sends probes until one arrives
+        sock.recv()
+        print("joined", flush=True)
+    else:
+        from parsl_lite import messaging as msg
+        sub = msg.subscribe("bench")
+        recv = lambda: sub.get(timeout=5)
+        print("ready", flush=True)
+    got, lat, first, last = 0, [], None, None
+    while True:
+        m = recv()
+        now = time.monotonic_ns()
+        if m is None or m == b"end" or m == "end":
+            break
+        if first is None:
+            first = time.perf_counter()
+        last = time.perf_counter()
+        got += 1
+        if mode == "latency":
+            lat.append((now - int.from_bytes(m[:8], "little")) / 1e6)
+    print(json.dumps({"got": got, "seconds": (last or 0) - (first or 0), "lat_ms": lat}), flush=True)
+""")
+
+
+def _subscriber(mode: str, kind: str, n: int, address: str = "") -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, mode, kind, str(n), address],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _result(proc: subprocess.Popen) -> dict[str, Any]:
+    out = json.loads(proc.stdout.readlines()[-1])
+    proc.wait(60)
+    return out
+
+
+def _figures(prefix: str, n: int, thr: dict[str, Any], lat: dict[str, Any]) -> dict[str, float]:
+    lats = sorted(lat["lat_ms"])
+    return {f"{prefix}_msgs_per_s": thr["got"] / thr["seconds"] if thr["seconds"] else 0.0,
+            f"{prefix}_lost": float(n - thr["got"]),
+            f"{prefix}_p50_ms": statistics.median(lats) if lats else float("nan"),
+            f"{prefix}_p95_ms": lats[int(0.95 * (len(lats) - 1))] if lats else float("nan")}
+
+
+def _stamped(i: int) -> bytes:
+    return time.monotonic_ns().to_bytes(8, "little") + BODY[8:]
+
+
+def topic_ours(n: int, samples: int) -> dict[str, float]:
+    from parsl_lite import messaging as msg
+    sub = _subscriber("throughput", "ours", n)
+    msg.publish("bench", b"warm")
+    for _ in range(n):
+        msg.publish("bench", BODY)
+    time.sleep(0.5)
+    msg.publish("bench", b"end")
+    thr = _result(sub)
+    sub = _subscriber("latency", "ours", samples)
+    for i in range(samples):
+        msg.publish("bench", _stamped(i))
+        time.sleep(0.001)
+    msg.publish("bench", b"end")
+    return _figures("topic", n, thr, _result(sub))
+
+
+def topic_zmq(n: int, samples: int) -> dict[str, float]:
+    import zmq
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.sndhwm = 10000
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    results = []
+    for mode, count in (("throughput", n), ("latency", samples)):
+        sub = _subscriber(mode, "zmq", count, f"tcp://127.0.0.1:{port}")
+        while True:      # probes until the subscriber has joined (its first message is dropped, by design)
+            pub.send(b"probe")
+            line = sub.stdout.readline() if _readable(sub) else ""
+            if line.strip() == "joined":
+                break
+        for i in range(count):
+            pub.send(BODY if mode == "throughput" else _stamped(i))
+            if mode == "latency":
+                time.sleep(0.001)
+        time.sleep(0.5)
+        pub.send(b"end")
+        results.append(_result(sub))
+    pub.close(0)
+    return _figures("zmq_topic", n, *results)
+
+
+def _readable(proc: subprocess.Popen) -> bool:
+    import select
+    return bool(select.select([proc.stdout], [], [], 0.01)[0])
+
+
+def queue_ours(n: int, batch: int = 100, singles: int = 2000) -> dict[str, float]:
+    from parsl_lite import messaging as msg
+    q = msg.queue("bench")
+    t0 = time.perf_counter()
+    for _ in range(n // batch):
+        q.put_many([BODY] * batch)
+        got = q.get_many(batch, timeout=5)
+        assert len(got) == batch and q.ack_many(got) == batch
+    batched = (n // batch * batch) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(singles):
+        q.put(BODY)
+        assert q.get(timeout=5).ack()
+    single = singles / (time.perf_counter() - t0)
+    return {"queue_batch100_msgs_per_s": batched, "queue_single_msgs_per_s": single}
+
+
+def queue_sqlite(n: int, directory: Path, batch: int = 100) -> dict[str, float]:
+    db = sqlite3.connect(str(directory / "bare.db"), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE m (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB)")
+    t0 = time.perf_counter()
+    for _ in range(n // batch):
+        db.execute("BEGIN")
+        for _ in range(batch):
+            db.execute("INSERT INTO m (body) VALUES (?)", (BODY,))
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+        rows = db.execute("SELECT seq, body FROM m ORDER BY seq LIMIT ?", (batch,)).fetchall()
+        db.executemany("DELETE FROM m WHERE seq = ?", ((r[0],) for r in rows))
+        db.execute("COMMIT")
+    rate = (n // batch * batch) / (time.perf_counter() - t0)
+    db.close()
+    return {"sqlite_batch100_msgs_per_s": rate}
+
+
+def queue_dask(n: int) -> dict[str, float]:
+    try:
+        from distributed import Client, LocalCluster, Queue
+    except ImportError:
+        return {}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        q = Queue("bench", client=client)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            q.put(BODY)
+            q.get()
+        return {"dask_queue_single_msgs_per_s": n / (time.perf_counter() - t0)}
+
+
+def restart(broker_dir: Path, n: int = 2000) -> dict[str, float]:
+    from parsl_lite import messaging as msg
+    from parsl_lite.messaging import cli
+    q = msg.queue("restart")
+    ids = set()
+    for _ in range(n // 100):
+        ids.update(q.put_many([BODY] * 100))
+    info = cli.running_broker(broker_dir)
+    os.kill(info["pid"], signal.SIGKILL)
+    cli.wait_started(broker_dir, cli.launch(broker_dir))
+    got = set()
+    while True:
+        batch = q.get_many(100, timeout=2)
+        if not batch:
+            break
+        got.update(m.message_id for m in batch)
+        q.ack_many(batch)
+    return {"restart_lost": float(len(ids - got))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cases.messaging")
+    parser.add_argument("--n", type=int, default=200_000, help="topic messages for the throughput (default %(default)s)")
+    parser.add_argument("--queue-n", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=2000, help="latency samples")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PARSL_LITE_HOME"] = tmp
+        from parsl_lite.messaging import cli
+        broker_dir = Path(tmp) / "broker"
+        cli.wait_started(broker_dir, cli.launch(broker_dir))
+        figures: dict[str, float] = {}
+        try:
+            figures.update(topic_zmq(args.n, args.samples))
+            figures.update(topic_ours(args.n, args.samples))
+            figures.update(queue_sqlite(args.queue_n, Path(tmp)))
+            figures.update(queue_ours(args.queue_n))
+            figures.update(queue_dask(2000))
+            figures.update(restart(broker_dir))
+        finally:
+            info = cli.running_broker(broker_dir)
+            if info:
+                os.kill(info["pid"], signal.SIGTERM)
+    for name, value in figures.items():
+        print(f"{name:32s} {value:14.3f}")
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
