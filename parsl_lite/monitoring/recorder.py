@@ -1,17 +1,21 @@
 """Turning a batch of kernel and executor events into store rows: the pure core of monitoring.
 
-No threads, sockets or clocks: the writer thread feeds :meth:`Recorder.add`
-with what the listener queued and calls :meth:`Recorder.flush`, which returns
-the rows of each table for one transaction. Within a batch a task's events
-merge into one ``task`` row and one ``try`` row per try (upserts: a later
-batch fills in what an earlier one did not know), and every state change is
-one ``status`` row.
+No threads, sockets or clocks: the writer process feeds :meth:`Recorder.add`
+with the items the kernel's listener made and calls :meth:`Recorder.flush`,
+which returns the rows of each table for one transaction. Within a batch a
+task's events merge into one ``task`` row and one ``try`` row per try
+(upserts: a later batch fills in what an earlier one did not know), and every
+state change is one ``status`` row.
 
-Queued items (tuples, built on the kernel's hot path with no work):
+Items are plain tuples (they cross a pipe), ``(t, task_id, code, try_id, *extra)``:
 
-- ``(t, StateChanged, try_id, depends)``: a task changed state at ``t`` (its try and dependencies then);
-- ``(t, "error", record, exc_type, text)``: the error a task finally failed with;
-- ``(t, ExecutorEvent, try_id)``: an executor's event (``task_placed``, ``endpoint_status``, ``block_status``).
+- ``code`` >= 0, a state's value (``States``): the task entered it at ``t``;
+  ``extra`` for ``pending``: ``(func_name, executor, memoize, time_invoked, depends)``
+  (``depends``: task ids joined by commas); for ``launched``: ``(executor,)``;
+  for a final state or ``fail_retryable``: ``(fail_count, fail_cost, hashsum, fail_history)``;
+- ``ERROR``: ``(exc_type, text)``, the error the task finally failed with;
+- ``EXECUTOR``: ``(executor, what, detail)``, an executor's event
+  (``task_placed``, ``endpoint_status``, ``block_status``; ``task_id`` -1 when about no task).
 """
 from __future__ import annotations
 
@@ -20,16 +24,28 @@ from typing import Any, Callable, Optional
 
 from parsl_lite.dataflow.states import States
 
-_COMPLETED = frozenset({States.exec_done, States.memo_done})
-_FAILED = frozenset({States.failed, States.dep_fail})
-_FINAL = _COMPLETED | _FAILED
-_RETURNED = _FINAL | {States.fail_retryable}
+ERROR = -100
+EXECUTOR = -101
+_PENDING, _LAUNCHED, _RUNNING = States.pending.value, States.launched.value, States.running.value
+_RETRYABLE, _EXEC_DONE = States.fail_retryable.value, States.exec_done.value
+_NAMES = {s.value: s.name for s in States}
+_COMPLETED_CODES = frozenset({States.exec_done.value, States.memo_done.value})
+_FAILED_CODES = frozenset({States.failed.value, States.dep_fail.value})
+_NO_TRY = frozenset({States.dep_fail.value, States.memo_done.value})
+_JOINING = States.joining.value
+
 
 TASK_COLUMNS = ("task_id", "run_id", "task_depends", "task_func_name", "task_memoize", "task_hashsum",
                 "task_time_invoked", "task_time_returned", "task_fail_count", "task_fail_cost")
 TRY_COLUMNS = ("try_id", "task_id", "run_id", "task_executor", "task_try_time_launched",
                "task_try_time_running", "task_try_time_returned", "task_fail_history")
 TRY_KEEP = ("task_try_time_launched", "task_try_time_running")
+TASK_UPDATE = ('UPDATE "task" SET task_hashsum = COALESCE(?, task_hashsum), '
+               'task_time_returned = COALESCE(?, task_time_returned), task_fail_count = ?, task_fail_cost = ? '
+               'WHERE task_id = ? AND run_id = ?')
+TRY_UPDATE = ('UPDATE "try" SET task_try_time_running = COALESCE(task_try_time_running, ?), '
+              'task_try_time_returned = COALESCE(?, task_try_time_returned), '
+              'task_fail_history = COALESCE(?, task_fail_history) WHERE try_id = ? AND task_id = ? AND run_id = ?')
 DETAIL_COLUMNS = ("run_id", "task_id", "try_id", "executor", "endpoint_id", "final_state", "error_type", "error")
 STATUS_COLUMNS = ("task_id", "task_status_name", "timestamp", "run_id", "try_id")
 ENDPOINT_COLUMNS = ("run_id", "executor_label", "endpoint_id", "timestamp", "status", "connected_workers",
@@ -42,7 +58,9 @@ class Batch:
     """Rows for one transaction, per table (column order: the ``*_COLUMNS`` above)."""
     status: list = field(default_factory=list)
     task: list = field(default_factory=list)
+    task_updates: list = field(default_factory=list)   # TASK_UPDATE order: tasks inserted by an earlier batch
     tries: list = field(default_factory=list)
+    try_updates: list = field(default_factory=list)    # TRY_UPDATE order
     detail: list = field(default_factory=list)
     endpoint: list = field(default_factory=list)
     block: list = field(default_factory=list)
@@ -59,12 +77,12 @@ class Recorder:
 
     Args:
         run_id: the workflow's id, in every row.
-        db_time: epoch seconds -> the store's ``DATETIME`` parameter.
+        db_time_us: integer microseconds since the epoch -> the store's ``DATETIME`` parameter.
     """
 
-    def __init__(self, run_id: str, db_time: Callable[[Optional[float]], Any]) -> None:
+    def __init__(self, run_id: str, db_time_us: Callable[[int], Any]) -> None:
         self.run_id = run_id
-        self.db_time = db_time
+        self.db_time_us = db_time_us
         self._last_us = 0            # status timestamps strictly increase: Parsl's key includes them
         self.completed = 0
         self.failed = 0
@@ -75,23 +93,35 @@ class Recorder:
         self._tasks: dict[int, list] = {}
         self._tries: dict[tuple[int, int], list] = {}
         self._details: dict[tuple[int, int], list] = {}
+        self._partial_tasks: set[int] = set()              # rows that only update columns of an earlier batch
+        self._partial_tries: set[tuple[int, int]] = set()
 
     def add(self, item: tuple) -> None:
-        """One queued item (see the module docstring)."""
+        """One item (see the module docstring)."""
         self._batch.events += 1
-        second = item[1]
-        if second == "error":
-            self._error(item[0], item[2], item[3], item[4])
-        elif getattr(second, "kind", None) == "task_state":
-            self._state(item[0], second, item[2], item[3])
-        else:
-            self._executor_event(item[0], second, item[2])
+        code = item[2]
+        if code >= 0:
+            self._state(item)
+        elif code == ERROR:
+            detail = self._detail_row(item[1], item[3], None)
+            detail[6], detail[7] = item[4], item[5]
+        elif code == EXECUTOR:
+            self._executor_event(item)
 
     def flush(self) -> Batch:
         """The rows of everything added since the last flush."""
         batch = self._batch
-        batch.task = list(self._tasks.values())
-        batch.tries = list(self._tries.values())
+        partial_tasks, partial_tries = self._partial_tasks, self._partial_tries
+        for tid, row in self._tasks.items():
+            if tid in partial_tasks:
+                batch.task_updates.append((row[5], row[7], row[8], row[9], tid, self.run_id))
+            else:
+                batch.task.append(row)
+        for key, row in self._tries.items():
+            if key in partial_tries:
+                batch.try_updates.append((row[5], row[6], row[7], row[0], row[1], self.run_id))
+            else:
+                batch.tries.append(row)
         batch.detail = list(self._details.values())
         self.completed += batch.completed
         self.failed += batch.failed
@@ -101,63 +131,65 @@ class Recorder:
     # ------------------------------------------------------------ task states
 
     def _unique_time(self, t: float) -> Any:
-        us = max(int(t * 1_000_000), self._last_us + 1)
+        us = int(t * 1_000_000)
+        if us <= self._last_us:
+            us = self._last_us + 1
         self._last_us = us
-        return self.db_time(us / 1_000_000)
+        return self.db_time_us(us)
 
-    def _state(self, t: float, change: Any, try_id: int, depends: Optional[list]) -> None:
-        record, new, tid = change.record, change.new, change.task_id
-        if new is States.fail_retryable:   # the graph counts the next try before the change is published
-            try_id -= 1
-        if new in (States.pending, States.dep_fail) and change.old in (States.unsched, States.pending):
-            try_id = 0
+    def _state(self, item: tuple) -> None:
+        """One ``status`` row; the task's and the try's rows get what this change tells (the hot loop)."""
+        t, tid, code, try_id = item[0], item[1], item[2], item[3]
         ts = self._unique_time(t)
-        self._batch.status.append((tid, new.name, ts, self.run_id, try_id))
-        self._task_row(record, new, ts, depends)
-        if new in _COMPLETED:
-            self._batch.completed += 1
-        elif new in _FAILED:
-            self._batch.failed += 1
-        if new is States.pending or new is States.dep_fail or new is States.memo_done:
-            return                          # no try: the task never reached an executor
-        row = self._try_row(record, tid, try_id)
-        if new is States.launched:
-            row[4] = ts
-        elif new is States.running:
-            row[5] = ts
-        if new in _RETURNED and record is not None:
-            row[6] = ts
-            if record.fail_history:
-                row[7] = ",".join(record.fail_history[:try_id + 1])
-        if new is States.fail_retryable or new in _FINAL:
-            detail = self._detail_row(tid, try_id, record.executor if record is not None else None)
-            detail[5] = new.name
-            if new is States.fail_retryable and record is not None and record.fail_history \
-                    and len(record.fail_history) > try_id:
-                detail[7] = record.fail_history[try_id]
-
-    def _task_row(self, record: Any, new: States, ts: Any, depends: Optional[list]) -> None:
-        if record is None:
+        self._batch.status.append((tid, _NAMES[code], ts, self.run_id, try_id))
+        if code == _LAUNCHED:
+            row = self._tries.get((tid, try_id)) or self._try_row(tid, try_id, item[4])
+            if row[4] is None:
+                row[4] = ts
             return
-        row = self._tasks.get(record.id)
-        if row is None:
-            row = self._tasks[record.id] = [
-                record.id, self.run_id, None, record.func_name, str(bool(record.memoize)), None,
-                self.db_time(record.time_invoked), None, 0, 0.0]
-        row[5] = record.hashsum
-        row[8] = record.fail_count
-        row[9] = record.fail_cost
-        if new in _FINAL:
+        if code == _PENDING:
+            self._tasks[tid] = [tid, self.run_id, item[8], item[4], "True" if item[6] else "False", None,
+                                self.db_time_us(int(item[7] * 1_000_000)), None, 0, 0.0]
+            return
+        if code == _RUNNING:
+            self._try_row(tid, try_id, None)[5] = ts
+            return
+        if code == _JOINING:
+            return
+        fail_count, fail_cost, hashsum, history = item[4], item[5], item[6], item[7]
+        row = self._tasks.get(tid)
+        if row is None:   # pending was in an earlier batch: NOT NULL columns get values the upsert keeps
+            row = self._tasks[tid] = [tid, self.run_id, None, "", "False", None, None, None, 0, 0.0]
+            self._partial_tasks.add(tid)
+        row[5], row[8], row[9] = hashsum, fail_count, fail_cost
+        if code != _RETRYABLE:
             row[7] = ts
-        if new is States.pending:
-            row[2] = ",".join(str(d.tid) for d in depends or () if getattr(d, "tid", None) is not None)
+            if code in _COMPLETED_CODES:
+                self._batch.completed += 1
+            elif code in _FAILED_CODES:
+                self._batch.failed += 1
+        if code in _NO_TRY:
+            return                          # no try returned: the task never reached an executor (or not yet)
+        row = self._tries.get((tid, try_id)) or self._try_row(tid, try_id, None)
+        row[6] = ts
+        if history:
+            row[7] = ",".join(history[:try_id + 1])
+        if code != _EXEC_DONE or (tid, try_id) in self._details:
+            detail = self._detail_row(tid, try_id, None)
+            detail[5] = _NAMES[code]
+            if code == _RETRYABLE and history and len(history) > try_id:
+                detail[7] = history[try_id]
 
-    def _try_row(self, record: Any, tid: int, try_id: int) -> list:
+    def _try_row(self, tid: int, try_id: int, executor: Any) -> list:
         key = (tid, try_id)
         row = self._tries.get(key)
         if row is None:
-            executor = record.executor if record is not None else ""
-            row = self._tries[key] = [try_id, tid, self.run_id, executor or "", None, None, None, None]
+            row = self._tries[key] = [try_id, tid, self.run_id, executor, None, None, None, None]
+            if executor is None:
+                self._partial_tries.add(key)
+        elif executor is not None and row[3] is None:
+            row[3] = executor
+            self._partial_tries.discard(key)
         return row
 
     def _detail_row(self, tid: int, try_id: int, executor: Optional[str]) -> list:
@@ -169,24 +201,19 @@ class Recorder:
             row[3] = executor
         return row
 
-    def _error(self, t: float, record: Any, exc_type: str, text: str) -> None:
-        detail = self._detail_row(record.id, record.try_id, record.executor)
-        detail[6] = exc_type
-        detail[7] = text
-
     # ------------------------------------------------------------ executors
 
-    def _executor_event(self, t: float, event: Any, try_id: int) -> None:
-        what, detail = event.what, event.detail
-        if what == "task_placed" and event.task_id is not None:
-            row = self._detail_row(event.task_id, try_id, event.executor)
+    def _executor_event(self, item: tuple) -> None:
+        t, tid, try_id, executor, what, detail = item[0], item[1], item[3], item[4], item[5], item[6]
+        if what == "task_placed" and tid >= 0:
+            row = self._detail_row(tid, try_id, executor)
             row[4] = detail.get("endpoint_id")
         elif what == "endpoint_status":
             self._batch.endpoint.append((
-                self.run_id, event.executor, str(detail.get("endpoint_id")), self._unique_time(t),
+                self.run_id, executor, str(detail.get("endpoint_id")), self._unique_time(t),
                 str(detail.get("status")), detail.get("connected_workers"), detail.get("idle_workers"),
                 detail.get("pending_tasks"), detail.get("last_seen")))
         elif what == "block_status":
             self._batch.block.append((
-                self.run_id, event.executor, str(detail.get("block_id")), detail.get("job_id"),
+                self.run_id, executor, str(detail.get("block_id")), detail.get("job_id"),
                 self._unique_time(t), str(detail.get("status"))))

@@ -183,6 +183,22 @@ def to_db_time(epoch: Optional[float]) -> Optional[str]:
     return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+class TextTimes:
+    """Integer microseconds -> ``to_db_time``'s text, fast: the date and second are formatted once per second."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[int, str] = {}
+
+    def __call__(self, us: int) -> str:
+        second, micro = divmod(us, 1_000_000)
+        prefix = self._prefixes.get(second)
+        if prefix is None:
+            if len(self._prefixes) > 256:
+                self._prefixes.clear()
+            prefix = self._prefixes[second] = datetime.datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S.")
+        return f"{prefix}{micro:06d}"
+
+
 def from_db_time(value: object) -> Optional[float]:
     """A stored ``DATETIME`` (SQLite text or a PostgreSQL ``datetime``) back to epoch seconds."""
     if value is None:

@@ -53,6 +53,7 @@ class Store:
     def __init__(self, url: str, create: bool = True, read_only: bool = False) -> None:
         check_url(url)
         self.url = url
+        self._text_times = schema.TextTimes()
         path = sqlite_path(url)
         if path is not None:
             self.dialect = "sqlite"
@@ -90,6 +91,12 @@ class Store:
         if self.dialect == "sqlite":
             return schema.to_db_time(epoch)
         return datetime.datetime.fromtimestamp(epoch)
+
+    def time_us(self, us: int) -> Any:
+        """Integer microseconds since the epoch as this dialect's ``DATETIME`` parameter (the writer's hot path)."""
+        if self.dialect == "sqlite":
+            return self._text_times(us)
+        return datetime.datetime.fromtimestamp(us / 1_000_000)
 
     def insert_sql(self, table: str, columns: Sequence[str], conflict: str = "error",
                    keep: Sequence[str] = ()) -> str:
