@@ -19,6 +19,7 @@ moving the bar (tqdm's auto mode picks the terminal bar or the notebook widget).
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -105,29 +106,63 @@ def _failed(fut: Future) -> bool:
 # ---------------------------------------------------------------- the shell: queue, clock, bar
 
 class _Watch:
-    """Done callbacks feeding a queue; ``next_done`` blocks on it until the deadline."""
+    """Done callbacks feeding a queue; ``next_done`` blocks on it until the deadline.
+
+    ``async_next_done`` waits in an event loop instead: a finished future also
+    wakes the asyncio waiters (through their loops), and a waiter takes from the
+    queue only once woken, so cancelling it loses no future.
+    """
 
     def __init__(self, futures: list[Future], deadline: Optional[float]) -> None:
         self.deadline = deadline
         self._queue: "queue.SimpleQueue[Future]" = queue.SimpleQueue()
+        self._waiters: set[asyncio.Future] = set()
         self.watch(futures)
 
     def watch(self, futures: list[Future]) -> None:
         for fut in futures:  # a finished future calls back at once, so it is queued too
-            fut.add_done_callback(self._queue.put)
+            fut.add_done_callback(self._put)
+
+    def _put(self, fut: Future) -> None:
+        self._queue.put(fut)
+        for waiter in list(self._waiters):
+            try:
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # its loop is closed: nobody waits there any more
+                self._waiters.discard(waiter)
 
     def has_ready(self) -> bool:
         return not self._queue.empty()
 
+    def _remaining(self) -> Optional[float]:
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
+
     def next_done(self) -> Optional[Future]:
         """The next finished future, or None once the deadline has passed."""
-        if self.deadline is None:
-            return self._queue.get()
-        remaining = self.deadline - time.monotonic()
+        remaining = self._remaining()
         try:
-            return self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+            return self._queue.get(timeout=remaining) if remaining != 0.0 else self._queue.get_nowait()
         except queue.Empty:
             return None
+
+    async def async_next_done(self) -> Optional[Future]:
+        """:meth:`next_done` without blocking the running loop."""
+        while self._queue.empty():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                if self._queue.empty():  # a future finishing before the waiter was added
+                    await asyncio.wait_for(waiter, self._remaining())
+            except asyncio.TimeoutError:
+                return None
+            finally:
+                self._waiters.discard(waiter)
+        return self._queue.get_nowait()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _NoBar:
@@ -264,9 +299,26 @@ class AsCompleted:
         if self.is_empty():
             self.close()
             raise StopIteration
-        if self._bar is None:
+        self._open_bar()
+        return self._returned(self._watch.next_done())
+
+    def __aiter__(self) -> "AsCompleted":
+        return self
+
+    async def __anext__(self) -> Any:
+        """``async for fut in as_completed(...)``: the same, without blocking the loop (a notebook's)."""
+        if self.is_empty():
+            self.close()
+            raise StopAsyncIteration
+        self._open_bar()
+        return self._returned(await self._watch.async_next_done())
+
+    def _open_bar(self) -> None:
+        if self._bar is None:  # drawn before the first wait, so it shows while nothing has finished
             self._bar = _bar(self._progress, self._core.total, "tasks")
-        fut = self._watch.next_done()
+
+    def _returned(self, fut: Optional[Future]) -> Any:
+        """Count ``fut`` (None: the deadline passed) and return what the iteration yields for it."""
         if fut is None:
             self.close()
             raise TimeoutError(f"{self.count()} (of {self._core.total}) futures unfinished")

@@ -5,6 +5,7 @@ bar's last state is read from the captured stderr (tqdm's terminal bar there).
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from concurrent.futures import Future
@@ -204,6 +205,55 @@ def test_as_completed_batches_count_and_errors_that_do_not_end_it():
     d.set_result(3)
     assert list(seq.batches()) == [[(d, 3)]] and seq.is_empty()
     assert repr(seq) == "<AsCompleted: 0 of 4 to return>"
+
+
+def test_async_for_does_not_block_the_loop(capsys):
+    """``b`` is finished by a task of the same loop: a blocking wait would time out instead."""
+    async def main() -> list:
+        a, b = Future(), Future()
+        a.set_result(1)
+
+        async def finish_b() -> None:
+            b.set_result(2)
+
+        got, tasks = [], []
+        async for fut in parsl_lite.as_completed([a, b], timeout=10, progress=True):
+            got.append(fut.result())
+            if fut is a:
+                tasks.append(asyncio.get_running_loop().create_task(finish_b()))
+        return got
+
+    assert asyncio.run(main()) == [1, 2]
+    assert "2/2" in last_bar(capsys.readouterr().err)
+
+
+def test_async_for_app_futures_and_timeout(dfk):
+    async def main() -> tuple[list, str]:
+        results = [fut.result() async for fut in parsl_lite.as_completed([square(i) for i in range(5)])]
+        try:
+            async for _ in parsl_lite.as_completed([Future()], timeout=0.1):
+                pass
+        except TimeoutError as err:
+            return results, str(err)
+        return results, "no timeout"
+
+    results, message = asyncio.run(main())
+    assert sorted(results) == [0, 1, 4, 9, 16] and message == "1 (of 1) futures unfinished"
+
+
+def test_a_cancelled_async_wait_loses_no_future():
+    async def main() -> Future:
+        fut = Future()
+        seq = parsl_lite.as_completed([fut])
+        waiting = asyncio.ensure_future(seq.__anext__())
+        await asyncio.sleep(0)                 # let it start waiting
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        fut.set_result("kept")
+        return await seq.__anext__()
+
+    assert asyncio.run(main()).result() == "kept"
 
 
 # ---------------------------------------------------------------- bad input, before anything waits
