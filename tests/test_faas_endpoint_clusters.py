@@ -195,6 +195,24 @@ def test_endpoint_start_refuses_a_wrong_provider_field_before_registering(tmp_pa
     assert not (ep.directory / "endpoint.json").exists()  # refused before registering
 
 
+def test_the_documented_endpoint_configs_load_with_their_providers(tmp_path):
+    import re
+
+    from parsl_lite.faas.endpoint.config import load_endpoint_config
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for doc in ("README.md", "docs/faas.md"):
+        text = (root / doc).read_text()
+        section = text[text.index("Endpoints on Kubernetes and Slurm"):]
+        section = section[:section.index("\n## ")] if "\n## " in section else section
+        for block in re.findall(r"```toml\n(.*?)```", section, re.S):
+            path = tmp_path / f"{len(found)}.toml"
+            path.write_text(block)
+            found.append(type(load_endpoint_config(path).executor.provider).__name__)
+    assert found == ["KubernetesProvider", "KubernetesProvider", "SlurmProvider"]
+
+
 # ---------------------------------------------------------------- no backend needed
 
 

@@ -271,13 +271,18 @@ def _block_order(item: tuple) -> tuple:
     return (len(item[0]), item[0])  # "2" before "10"
 
 
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _print_blocks(report: dict) -> None:
     """The live blocks (state, the provider's job id, workers, tasks) and the last ended ones, as a table."""
     live = sorted((report.get("block_details") or {}).items(), key=_block_order)
     ended = sorted((report.get("ended_blocks") or {}).items(), key=_block_order)
     rows = [(b, d.get("state", "?"), d.get("job_id") or "-", str(d.get("workers", 0)), str(d.get("tasks", 0)),
-             d.get("message") or "") for b, d in live]
-    rows += [(b, d.get("state", "?"), d.get("job_id") or "-", "-", "-", f"ended: {d.get('message') or ''}".strip())
+             _short(d.get("message") or "")) for b, d in live]
+    rows += [(b, d.get("state", "?"), d.get("job_id") or "-", "-", "-", _short(f"ended: {d.get('message') or ''}"))
              for b, d in ended]
     if not rows:
         return
