@@ -10,12 +10,15 @@ They behave as ``concurrent.futures.wait`` / ``as_completed`` (``timeout``,
 ``return_when``; a timeout returns what is done from ``wait`` and raises
 ``TimeoutError`` from ``as_completed``), take Dask's ``with_results`` /
 ``raise_errors`` in ``as_completed`` and, like ``distributed.wait``, a single
-future as well as a collection. They work with any ``concurrent.futures.Future``:
-AppFutures, DataFutures, the executors' futures, plain ones.
+future as well as a collection. ``as_completed`` returns Dask's kind of
+iterator (:class:`AsCompleted`: ``add`` while iterating, ``batches``, ``async
+for``). They work with any ``concurrent.futures.Future``: AppFutures,
+DataFutures, the executors' futures, plain ones.
 
-No polling: each future's done callback puts it on a queue, and the caller's
-thread blocks on that queue, counting (:class:`Completion`, the pure part) and
-moving the bar (tqdm's auto mode picks the terminal bar or the notebook widget).
+No polling: each future's done callback puts it on a queue (and wakes asyncio
+waiters), and the caller's thread blocks on that queue, counting
+(:class:`Completion`, the pure part) and moving the bar (tqdm's auto mode picks
+the terminal bar or the notebook widget).
 """
 from __future__ import annotations
 
