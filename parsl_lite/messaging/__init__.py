@@ -22,9 +22,10 @@ through ``PARSL_LITE_BROKER_URL`` + ``PARSL_LITE_BROKER_TOKEN`` or
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 from parsl_lite.messaging.client import BrokerClient, default_client, reset_default_client
+from parsl_lite.messaging.components import Component
 from parsl_lite.messaging.errors import (
     BrokerAuthError, BrokerError, BrokerNotFound, BrokerUnavailable, MessageTooLarge, MessagingError, NoSuchQueue,
 )
@@ -50,12 +51,20 @@ def table(name: str) -> Table:
     return Table(name)
 
 
+def component(name: str, func: Callable[[Any], Any], input_queue: str, replicas: int = 1,
+              executor: Union[str, Sequence[str]] = "all") -> Component:
+    """Launch ``replicas`` apps (on ``executor``: a label, or "all"), each running ``func(body)`` on every
+    message it pulls from ``input_queue``. ``scale(M)`` changes the count while it runs; ``stop()`` drains
+    the queue and returns each replica's ``{"replica", "handled", "failed", "results"}``."""
+    return Component(name, func, input_queue, replicas, executor)
+
+
 def stats() -> dict[str, Any]:
     """The broker's counters: per queue (length, in flight, oldest age, dead-lettered) and for topics
     (published, dropped with no listener, lost by slow subscribers)."""
     return default_client().stats()
 
 
-__all__ = ["queue", "delete_queue", "table", "publish", "subscribe", "stop", "stats", "Queue", "Message", "Table",
+__all__ = ["queue", "delete_queue", "table", "component", "Component", "publish", "subscribe", "stop", "stats", "Queue", "Message", "Table",
            "Subscription", "STOP", "BrokerClient", "default_client", "reset_default_client", "MessagingError",
            "BrokerAuthError", "BrokerError", "BrokerNotFound", "BrokerUnavailable", "MessageTooLarge", "NoSuchQueue"]
