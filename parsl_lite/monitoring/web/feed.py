@@ -93,7 +93,7 @@ class ReadPolicy:
     the view then costs at most ``1 / cost_factor`` of a core, never the run's.
     """
 
-    max_age_s: float = 15.0
+    max_age_s: float = 5.0
     cost_factor: float = 5.0
     _signature: Optional[Hashable] = None
     _read_at: Optional[float] = None

@@ -50,7 +50,7 @@ class Source(Protocol):
 class WebMonitor:
     """The running web view: :meth:`start` listens, :meth:`stop` ends the streams and the site."""
 
-    def __init__(self, source: Source, interval_s: float = 1.0, max_age_s: float = 15.0) -> None:
+    def __init__(self, source: Source, interval_s: float = 1.0, max_age_s: float = 5.0) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.source = source
@@ -87,7 +87,7 @@ class WebMonitor:
             self._runner = None
             raise
         bound = self._runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
         self.url = f"http://{shown}:{bound}/"
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
         return self.url
