@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from parsl_lite.monitoring import queries
+from parsl_lite.monitoring import queries, views
 
 from .conftest import wait_for
 from .test_monitoring_cli_helpers import cli, parse_output, run_workflow, start_workflow, status_json
@@ -61,11 +61,12 @@ def test_status_and_monitor_read_the_store_while_a_run_writes_it(tmp_path):
         store = tmp_path / "runinfo" / "monitoring.db"
         wait_for(store.exists, 30, "the run's store")
         db = wait_for(lambda: _open(store), 30, "a readable store with the run")
+        reader = queries.SnapshotReader(db)   # what the live views keep: re-reads only unsettled tasks
         seen = []
         for _ in range(40):   # in-process readers: every query of the monitor, as fast as they go
-            view = queries.read_snapshot(db)
+            view = reader.read()
             seen.append(view.total)
-        wait_for(lambda: queries.read_snapshot(db).total > seen[0], 30, "more tasks written while reading")
+        wait_for(lambda: reader.read().total > seen[0], 30, "more tasks written while reading")
         for command in (["status"], ["monitor", "--once"], ["status", "--json"]):
             done = cli(tmp_path, *command)
             assert done.returncode == 0, done.stderr   # no "database is locked", no error
@@ -82,6 +83,9 @@ def test_status_and_monitor_read_the_store_while_a_run_writes_it(tmp_path):
     (run,) = listing["runs"]
     assert sum(run["counts"].values()) == facts["tasks"]   # every task's last state is there: no event lost
     assert run["counts"]["failed"] == facts["failed"] and run["state"] == "failed" and code == 1
+    final = reader.read()   # the incremental reader ends where a fresh read does
+    assert final.counts == queries.read_snapshot(db, facts["run_id"]).counts == views.ordered_counts(run["counts"])
+    assert final.executors[0].tasks == facts["tasks"] and len(final.failures) == min(views.FAILURE_ROWS, facts["failed"])
     db.close()
 
 

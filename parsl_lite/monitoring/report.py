@@ -155,7 +155,7 @@ def render_html(data: dict) -> str:
     """The page for :func:`report_data`'s dict: inline JSON, CSS and script, nothing to fetch."""
     run = data["run"]
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False, default=_json_default)
-    payload = payload.replace("</", "<\\/")  # the JSON cannot close its <script> element
+    payload = payload.replace("<", "\\u003c")  # nothing in the JSON can close (or open) a <script> element
     title = html.escape(f"parsl_lite report: {run['name'] or 'workflow'} {run['run_id']}")
     return (_PAGE.replace("{{TITLE}}", title).replace("{{SUMMARY}}", _summary_html(data))
             .replace("{{FAILURES}}", _failures_html(data["failures"])).replace("{{APPS}}", _apps_html(data["apps"]))

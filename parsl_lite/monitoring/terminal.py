@@ -96,8 +96,8 @@ def watch(db: queries.Store, run_spec: Optional[str], interval_s: float, console
           sleep: Callable[[float], None] = time.sleep) -> int:
     """Redraw the view of ``run_spec`` every ``interval_s`` until Ctrl-C; returns the exit status (0)."""
     token = None
-    view = queries.read_snapshot(db, run_spec)
-    run_id = view.run.run_id  # follow this run, even when a newer one starts
+    reader = queries.SnapshotReader(db, run_spec)  # follows this run, even when a newer one starts
+    view = reader.read()
     try:
         with Live(render(view, console.width - 40), console=console, auto_refresh=False) as live:
             while True:
@@ -106,7 +106,7 @@ def watch(db: queries.Store, run_spec: Optional[str], interval_s: float, console
                 if now_token == token and view.run.state != "running":
                     continue
                 token = now_token
-                view = queries.read_snapshot(db, run_id)
+                view = reader.read()
                 live.update(render(view, console.width - 40), refresh=True)
     except KeyboardInterrupt:
         return 0
