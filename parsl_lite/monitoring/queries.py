@@ -268,11 +268,9 @@ class Store:
                 f"AND d.try_id = {alias}.try_id", "d.")
 
     def executor_task_counts(self, run_id: str, lo: int = 0, hi: int = _NO_END) -> dict[str, int]:
-        """Tasks (``lo <= task_id < hi``) tried on each executor (``pl_try``'s key has task_id second)."""
-        table, column = (schema.TRY_DETAIL, "executor") if self.columns(schema.TRY_DETAIL) else \
-            ('"try"', "task_executor")
-        rows = self.query(f"SELECT {column}, count(DISTINCT task_id) FROM {table} WHERE run_id = ? AND task_id >= ? "
-                          f"AND task_id < ? GROUP BY {column}", (run_id, lo, hi))
+        """Tasks (``lo <= task_id < hi``) tried on each executor (Parsl's ``try.task_executor``, never NULL)."""
+        rows = self.query('SELECT task_executor, count(DISTINCT task_id) FROM "try" WHERE run_id = ? '
+                          "AND task_id >= ? AND task_id < ? GROUP BY task_executor", (run_id, lo, hi))
         return {label: int(n) for label, n in rows if label is not None}
 
     def recent_failures(self, run_id: str, limit: int = 20, lo: int = 0, hi: int = _NO_END) -> list[dict]:
