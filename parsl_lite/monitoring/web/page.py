@@ -130,7 +130,7 @@ function packLanes(rows, now) {
 
 function drawStream(stream) {
   const el = document.getElementById("stream");
-  const rows = (stream || []).filter(r => r.start !== null && r.start !== undefined);
+  const rows = Object.values(stream || {}).filter(r => r.start !== null && r.start !== undefined);
   if (!rows.length) { el.innerHTML = '<p class="empty">no task has started yet</p>'; return; }
   const now = Date.now() / 1000 + ((doc && doc.clock_offset_s) || 0);   // on the store's time scale
   const t0 = Math.min(...rows.map(r => r.start));

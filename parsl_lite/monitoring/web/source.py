@@ -1,9 +1,13 @@
 """The web view's read side: the store through ``queries`` and ``views`` (the terminal monitor's), one thread.
 
+The snapshots come from one ``queries.SnapshotReader`` per run shown, as the
+terminal monitor's do: a refresh re-reads only the tasks that may still change.
+
 Every call runs on the one thread of :attr:`StoreSource.executor` (a store
 connection stays on the thread that opened it). The page's document is
 ``dataclasses.asdict`` of ``views.MonitorView`` minus the time it was made
-(so an unchanged store gives an unchanged document and nothing is pushed).
+(so an unchanged store gives an unchanged document and nothing is pushed), with the
+task stream keyed by try (``"task_id.try_id"``) so that a patch carries only the tries that changed.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class StoreSource:
         self.run_spec = run_spec
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plite-web-store")
         self._store: Any = None
+        self._reader: Optional[queries.SnapshotReader] = None   # of the run shown: re-reads what may change
         self.executor.submit(self._check).result()
 
     def _open(self) -> Any:
@@ -59,9 +64,13 @@ class StoreSource:
         run_id = self._run_id()
         doc: dict[str, Any] = {"run": None}
         if run_id is not None:
-            doc = dataclasses.asdict(queries.read_snapshot(self._open(), run_id))
+            if self._reader is None or self._reader.run_id != run_id:
+                self._reader = queries.SnapshotReader(self._open(), run_id)
+            doc = dataclasses.asdict(self._reader.read())
             for key in _VOLATILE:
                 doc.pop(key, None)
+            # keyed by try, so a patch carries the tries that changed, not the whole list (the page sorts)
+            doc["stream"] = {f"{r['task_id']}.{r['try_id']}": r for r in doc.get("stream") or []}
         # the store's times are local wall times read as UTC: the page adds this to its clock
         doc["clock_offset_s"] = round(queries.naive_now() - time.time())
         return doc
