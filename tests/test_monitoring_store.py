@@ -7,6 +7,7 @@ with SQLite and with the PostgreSQL backend.
 from __future__ import annotations
 
 import collections
+import socket
 import threading
 import uuid
 
@@ -120,11 +121,18 @@ def check_mixed_workflow(seen: Seen, url: str, run_id: str, executor: str) -> No
                                   (run_id, tid))
     assert [t[:2] for t in tries] == [(0, executor), (1, executor)]
     assert all(t[2] is not None and t[3] is not None for t in tries)
+    # where and when the successful try ran (the worker side of monitoring, resource_monitoring_enabled)
+    ran = open_store(url).query('SELECT t.task_try_time_running, t.hostname, t.block_id, d.worker FROM "try" t '
+                                'JOIN "pl_try" d ON d.run_id = t.run_id AND d.task_id = t.task_id AND d.try_id = t.try_id '
+                                'WHERE t.run_id = ? AND t.task_id = ? AND t.try_id = 1', (run_id, tid))
+    assert ran and ran[0][0] is not None and ran[0][1] == socket.gethostname() and ran[0][3]
+    if executor == "htex":
+        assert ran[0][2] == "0" and ":0:" in ran[0][3] or ":1:" in ran[0][3]   # block 0, worker rank 0 or 1
     assert "first try of r1" in tries[0][4]
     detail = open_store(url).query('SELECT try_id, final_state, error FROM "pl_try" WHERE run_id = ? AND task_id = ? '
                                    'ORDER BY try_id', (run_id, tid))
-    assert len(detail) == 1   # a try that succeeded has no row here (nothing Parsl's try table lacks)
     assert detail[0][:2] == (0, "fail_retryable") and "first try of r1" in detail[0][2]
+    assert detail[1][:2] == (1, "exec_done")
     # the failed task: its error type and text
     error = one(url, """SELECT d.error_type, d.error FROM "pl_try" d JOIN "task" t ON t.task_id = d.task_id
                         AND t.run_id = d.run_id WHERE d.run_id = ? AND t.task_func_name = 'always_fails'

@@ -80,6 +80,8 @@ class DataFlowKernel:
         logger.info("parsl_lite kernel starting, run dir %s, pid %d", self.run_dir, os.getpid())
         # Honest parameters: a Parsl parameter we accept and ignore is named once, when the kernel starts.
         self.monitoring = self.config.monitoring
+        self._wrap: Optional[Callable] = None    # set by monitoring: what executors run instead of an app's function
+        self._unwrap: Optional[Callable] = None  # ... and what turns its result back into the app's
         for owner, names in [("Config", self.config.unused_parameters())] + [
                 (f"executor {e.label!r}", e.unused_parameters()) for e in self.config.executors] + (
                 [("MonitoringHub", self.monitoring.unused_parameters())] if self.monitoring is not None else []):
@@ -308,6 +310,8 @@ class DataFlowKernel:
             result = exec_fu.result()
             if type(result) is RemoteExceptionWrapper:
                 result.reraise()
+            if self._unwrap is not None:  # monitoring: where and when the try ran
+                result = self._unwrap(record, result)
         except Exception as exc:  # whatever the task raised belongs to its future
             self._task_failed(record, exc)
             return
@@ -381,8 +385,9 @@ class DataFlowKernel:
             if record.join:
                 exec_fu = self._join_pool.submit(record.exec_func, *record.args, **record.kwargs)
             else:
+                func = record.exec_func if self._wrap is None else self._wrap(record.exec_func)
                 exec_fu = self.executors[record.executor].submit(
-                    record.exec_func, record.resource_specification, *record.args, **record.kwargs)
+                    func, record.resource_specification, *record.args, **record.kwargs)
         except BaseException as exc:  # refused at the edge: fail the task, not its caller's thread
             logger.error("task %d (%s) could not be launched on %r: %r",
                          record.id, record.func_name, record.executor, exc)

@@ -33,7 +33,8 @@ import parsl_lite
 from parsl_lite.dataflow.states import States
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.monitoring import schema
-from parsl_lite.monitoring.recorder import ERROR, EXECUTOR
+from parsl_lite.monitoring.recorder import ERROR, EXECUTOR, RAN
+from parsl_lite.monitoring.remote import MonitoredResult, Wrappers
 from parsl_lite.monitoring.store import Store, check_url
 from parsl_lite.monitoring.frames import write_frame
 from parsl_lite.representation import RepresentationMixin
@@ -117,6 +118,7 @@ class MonitoringHub(RepresentationMixin):
         self._sender = _Sender(self, os.path.join(kernel.run_dir, "monitoring.log"))
         kernel.add_listener(self._listener())
         if self.resource_monitoring_enabled:
+            kernel._wrap, kernel._unwrap = Wrappers(), self._unwrapper()
             os.environ[ENV_SETTINGS] = json.dumps({"url": self.url, "run_id": self.run_id,
                                                    "interval": self.resource_monitoring_interval})
         logger.info("monitoring run %s into %s", self.run_id, self.url)
@@ -126,6 +128,19 @@ class MonitoringHub(RepresentationMixin):
         sender = self._sender
         if sender is not None:
             sender.queue.put((time.time(), record.id, ERROR, record.try_id, type(exc).__name__, str(exc)))
+
+    def _unwrapper(self) -> Any:
+        """The kernel's hook on a try's result: queue where and when it ran, return the app's value."""
+        put = self._sender.queue.put  # type: ignore[union-attr]
+
+        def unwrap(record: Any, result: Any) -> Any:
+            if type(result) is not MonitoredResult:
+                return result
+            put((result.end, record.id, RAN, record.try_id, result.start, result.hostname, result.worker,
+                 result.block_id))
+            return result.value
+
+        return unwrap
 
     def flush(self, timeout_s: float = 60.0) -> int:
         """Block until every event queued before this call is committed; return the events written so far."""

@@ -14,6 +14,7 @@ Items are plain tuples (they cross a pipe), ``(t, task_id, code, try_id, *extra)
   (``depends``: task ids joined by commas); for ``launched``: ``(executor,)``;
   for a final state or ``fail_retryable``: ``(fail_count, fail_cost, hashsum, fail_history)``;
 - ``ERROR``: ``(exc_type, text)``, the error the task finally failed with;
+- ``RAN`` (``t``: when the app's function returned): ``(start, hostname, worker, block_id)``;
 - ``EXECUTOR``: ``(executor, what, detail)``, an executor's event
   (``task_placed``, ``endpoint_status``, ``block_status``; ``task_id`` -1 when about no task).
 """
@@ -26,6 +27,7 @@ from parsl_lite.dataflow.states import States
 
 ERROR = -100
 EXECUTOR = -101
+RAN = -102
 _PENDING, _LAUNCHED, _RUNNING = States.pending.value, States.launched.value, States.running.value
 _RETRYABLE, _EXEC_DONE = States.fail_retryable.value, States.exec_done.value
 _NAMES = {s.value: s.name for s in States}
@@ -38,15 +40,17 @@ _JOINING = States.joining.value
 TASK_COLUMNS = ("task_id", "run_id", "task_depends", "task_func_name", "task_memoize", "task_hashsum",
                 "task_time_invoked", "task_time_returned", "task_fail_count", "task_fail_cost")
 TRY_COLUMNS = ("try_id", "task_id", "run_id", "task_executor", "task_try_time_launched",
-               "task_try_time_running", "task_try_time_returned", "task_fail_history")
+               "task_try_time_running", "task_try_time_returned", "task_fail_history", "hostname", "block_id")
 TRY_KEEP = ("task_try_time_launched", "task_try_time_running")
 TASK_UPDATE = ('UPDATE "task" SET task_hashsum = COALESCE(?, task_hashsum), '
                'task_time_returned = COALESCE(?, task_time_returned), task_fail_count = ?, task_fail_cost = ? '
                'WHERE task_id = ? AND run_id = ?')
 TRY_UPDATE = ('UPDATE "try" SET task_try_time_running = COALESCE(task_try_time_running, ?), '
               'task_try_time_returned = COALESCE(?, task_try_time_returned), '
-              'task_fail_history = COALESCE(?, task_fail_history) WHERE try_id = ? AND task_id = ? AND run_id = ?')
-DETAIL_COLUMNS = ("run_id", "task_id", "try_id", "executor", "endpoint_id", "final_state", "error_type", "error")
+              'task_fail_history = COALESCE(?, task_fail_history), hostname = COALESCE(?, hostname), '
+              'block_id = COALESCE(?, block_id) WHERE try_id = ? AND task_id = ? AND run_id = ?')
+DETAIL_COLUMNS = ("run_id", "task_id", "try_id", "executor", "endpoint_id", "worker", "final_state", "error_type",
+                  "error")
 STATUS_COLUMNS = ("task_id", "task_status_name", "timestamp", "run_id", "try_id")
 ENDPOINT_COLUMNS = ("run_id", "executor_label", "endpoint_id", "timestamp", "status", "connected_workers",
                     "idle_workers", "pending_tasks", "last_seen")
@@ -104,9 +108,19 @@ class Recorder:
             self._state(item)
         elif code == ERROR:
             detail = self._detail_row(item[1], item[3], None)
-            detail[6], detail[7] = item[4], item[5]
+            detail[7], detail[8] = item[4], item[5]
+        elif code == RAN:
+            self._ran(item)
         elif code == EXECUTOR:
             self._executor_event(item)
+
+    def _ran(self, item: tuple) -> None:
+        tid, try_id = item[1], item[3]
+        row = self._tries.get((tid, try_id)) or self._try_row(tid, try_id, None)
+        row[5] = self.db_time_us(int(item[4] * 1_000_000))
+        row[8], row[9] = item[5], item[7]
+        detail = self._detail_row(tid, try_id, None)
+        detail[5] = item[6]
 
     def flush(self) -> Batch:
         """The rows of everything added since the last flush."""
@@ -119,7 +133,7 @@ class Recorder:
                 batch.task.append(row)
         for key, row in self._tries.items():
             if key in partial_tries:
-                batch.try_updates.append((row[5], row[6], row[7], row[0], row[1], self.run_id))
+                batch.try_updates.append((row[5], row[6], row[7], row[8], row[9], row[0], row[1], self.run_id))
             else:
                 batch.tries.append(row)
         batch.detail = list(self._details.values())
@@ -176,15 +190,15 @@ class Recorder:
             row[7] = ",".join(history[:try_id + 1])
         if code != _EXEC_DONE or (tid, try_id) in self._details:
             detail = self._detail_row(tid, try_id, None)
-            detail[5] = _NAMES[code]
+            detail[6] = _NAMES[code]
             if code == _RETRYABLE and history and len(history) > try_id:
-                detail[7] = history[try_id]
+                detail[8] = history[try_id]
 
     def _try_row(self, tid: int, try_id: int, executor: Any) -> list:
         key = (tid, try_id)
         row = self._tries.get(key)
         if row is None:
-            row = self._tries[key] = [try_id, tid, self.run_id, executor, None, None, None, None]
+            row = self._tries[key] = [try_id, tid, self.run_id, executor, None, None, None, None, None, None]
             if executor is None:
                 self._partial_tries.add(key)
         elif executor is not None and row[3] is None:
@@ -196,7 +210,7 @@ class Recorder:
         key = (tid, try_id)
         row = self._details.get(key)
         if row is None:
-            row = self._details[key] = [self.run_id, tid, try_id, executor, None, None, None, None]
+            row = self._details[key] = [self.run_id, tid, try_id, executor, None, None, None, None, None]
         elif executor and row[3] is None:
             row[3] = executor
         return row

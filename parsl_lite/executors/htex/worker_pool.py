@@ -225,7 +225,10 @@ class WorkerPool:
         if self.args.debug:
             argv.append("--debug")
         self.slots.write(index, NO_TASK)
-        proc = fork_worker(argv, {SECRET_ENV: self.secret})
+        # Parsl's names: apps (and monitoring's record of where a try ran) read them
+        proc = fork_worker(argv, {SECRET_ENV: self.secret, "PARSL_WORKER_RANK": str(index),
+                                  "PARSL_WORKER_COUNT": str(self.count), "PARSL_WORKER_POOL_ID": self.manager_id.hex(),
+                                  "PARSL_WORKER_BLOCK_ID": str(self.args.block_id)})
         self.workers[index] = proc
         self._watch_exit(index, proc.pid)
         self._send(WorkerStarted(self.manager_id, index, proc.pid))
