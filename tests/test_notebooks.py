@@ -78,14 +78,15 @@ def _running_in(directory: Path) -> list[psutil.Process]:
     return found
 
 
-def inject_parameters(book: Any, parameters: dict[str, Any]) -> None:
-    """Insert a cell of ``name = value`` lines after the cell tagged ``parameters`` (papermill-style)."""
+def inject_parameters(book: Any, parameters: dict[str, Any]) -> int:
+    """Insert a cell of ``name = value`` lines after the cell tagged ``parameters`` (papermill-style); its index."""
     tagged = [i for i, cell in enumerate(book.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if not tagged:
         raise AssertionError("the notebook has no cell tagged 'parameters' to override")
     cell = new_code_cell("\n".join(f"{name} = {value!r}" for name, value in parameters.items()))
     cell.metadata["tags"] = ["injected-parameters"]
     book.cells.insert(tagged[0] + 1, cell)
+    return tagged[0] + 1
 
 
 def _failure(name: str, index: int, cell: Any, err: Exception, timeout_s: float) -> NotebookFailed:
@@ -102,12 +103,11 @@ def run_notebook(book: Any, cwd: Path, name: str = "notebook", parameters: Optio
     """Execute ``book`` (a notebook node or a path) cell by cell in cwd; return the executed notebook.
 
     Raises:
-        NotebookFailed: naming the first cell that raised (index, first line, error).
+        NotebookFailed: naming the first cell that raised (its index in the file, first line, error).
     """
     if isinstance(book, Path):
         name, book = book.name, nbformat.read(book, as_version=4)
-    if parameters:
-        inject_parameters(book, parameters)
+    injected = inject_parameters(book, parameters) if parameters else len(book.cells)
     client = NotebookClient(book, timeout=timeout_s, kernel_name=KERNEL_NAME, store_widget_state=True,
                             resources={"metadata": {"path": str(cwd)}})
     with client.setup_kernel():
@@ -117,7 +117,8 @@ def run_notebook(book: Any, cwd: Path, name: str = "notebook", parameters: Optio
             try:
                 client.execute_cell(cell, index)
             except (CellExecutionError, CellTimeoutError) as err:
-                raise _failure(name, index, cell, err, timeout_s) from None
+                where = index - (index > injected)  # the index in the file, without the injected cell
+                raise _failure(name, where, cell, err, timeout_s) from None
         client.set_widgets_metadata()
     return book
 
@@ -192,6 +193,15 @@ def test_a_raising_cell_is_reported(jupyter):
     assert not book.cells[2].outputs and book.cells[2].execution_count is None   # nothing ran after it
     import parsl_lite   # the kernel was this venv's Python, running this checkout's parsl_lite
     assert book.cells[0].outputs[0]["text"].split() == [sys.executable, parsl_lite.__file__]
+
+
+def test_a_raising_cell_after_the_parameters_keeps_its_index(jupyter):
+    cell = new_code_cell("n = 1")
+    cell.metadata["tags"] = ["parameters"]
+    book = new_notebook(cells=[cell, new_code_cell("assert n == 1, f'n is {n}'")])
+    with pytest.raises(NotebookFailed, match=r"^params.ipynb: cell 1 \(\"assert n == 1, f'n is \{n\}'\"\) raised "
+                                              r"AssertionError: n is 2\n"):
+        run_notebook(book, jupyter, name="params.ipynb", parameters={"n": 2})
 
 
 def test_a_hanging_cell_is_reported(jupyter):
