@@ -6,7 +6,14 @@ import threading
 
 import pytest
 
-from .test_progress import fail, gated, square
+from parsl_lite import File, bash_app
+
+from .test_progress import fail, gated, square, write
+
+
+@bash_app
+def refuse(outputs=()):
+    return "echo '<b>no</b>' >&2; exit 3"
 
 
 def rows(html_text: str) -> dict[str, str]:
@@ -40,3 +47,15 @@ def test_unfinished_future_shows_state_only(dfk):
     assert shown["state"] in ("pending", "launched", "running") and set(shown) == {"task", "app", "state", "executor"}
     gate.set()
     assert fut.result() == 1
+
+
+def test_data_future_shows_file_task_and_error(dfk, tmp_path):
+    good = write("x", outputs=[File(str(tmp_path / "good.txt"))]).outputs[0]
+    bad = refuse(outputs=[File(str(tmp_path / "bad.txt"))]).outputs[0]
+    assert good.result().filepath.endswith("good.txt")
+    with pytest.raises(Exception):
+        bad.result()
+    shown = rows(good._repr_html_())
+    assert shown["file"].endswith("good.txt") and shown["task"] == str(good.tid) and shown["state"] == "finished"
+    failed = rows(bad._repr_html_())
+    assert failed["error"].startswith("BashExitFailure") and "<" not in failed["error"], failed

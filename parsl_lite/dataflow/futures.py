@@ -125,9 +125,14 @@ class AppFuture(_Chainable):
                 ("executor", record.executor or "-")]
         if self.done():
             rows.append(_outcome(self, record))
-        cells = "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
-                        f"{html.escape(value)}</td></tr>" for name, value in rows)
-        return f"<table class='parsl-lite-appfuture'><caption>AppFuture</caption>{cells}</table>"
+        return _html_table("AppFuture", rows)
+
+
+def _html_table(kind: str, rows: list[tuple[str, str]]) -> str:
+    """A small two-column table; every value HTML-escaped (error texts may hold markup)."""
+    cells = "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
+                    f"{html.escape(value)}</td></tr>" for name, value in rows)
+    return f"<table class='parsl-lite-{kind.lower()}'><caption>{kind}</caption>{cells}</table>"
 
 
 def _outcome(fut: Future, record: "TaskRecord") -> tuple[str, str]:
@@ -179,3 +184,11 @@ class DataFuture(_Chainable):
 
     def __repr__(self) -> str:
         return f"<DataFuture {self.file_obj.url} of task {self._tid} state={self._state.lower()}>"
+
+    def _repr_html_(self) -> str:
+        """A small table for Jupyter: the file, the task that writes it, and its state or error."""
+        rows = [("file", self.file_obj.url), ("task", str(self._tid)), ("state", self._state.lower())]
+        exc = self.exception() if self.done() else None
+        if exc is not None:
+            rows.append(("error", f"{type(exc).__name__}: {exc}"))
+        return _html_table("DataFuture", rows)
