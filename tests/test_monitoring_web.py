@@ -52,6 +52,8 @@ WORKFLOW = textwrap.dedent('''
 
     @python_app
     def divide(i):
+        if i == 1:   # an error text with markup: the page must show it, never run it
+            raise ValueError("<img src=x onerror=window.__xss=1> is not a number")
         return i / 0
 
 
@@ -236,9 +238,11 @@ def test_page_follows_a_running_workflow_live(tmp_path: Path, workflow: Workflow
         store = wait_counts(page, workflow, "first gate shut", failed=FAILING)
         assert store.get("exec_done", 0) == 0
         assert page.inner_text("#run-id") == f"run {workflow.run_id()}"
-        failures = wait_for(lambda: page.inner_text("#failures").count("ZeroDivisionError") >= FAILING
+        failures = wait_for(lambda: page.locator("#failures tbody tr").count() >= FAILING
                             and page.inner_text("#failures"), what="the failures with their error")
-        assert "division by zero" in failures
+        assert "ZeroDivisionError: division by zero" in failures
+        assert "ValueError: <img src=x onerror=window.__xss=1> is not a number" in failures
+        assert page.locator("#failures img").count() == 0 and page.evaluate("() => window.__xss") is None
 
         workflow.open_gate("first")   # the first half finishes while the page stays open
         store = wait_counts(page, workflow, "the first half finished", exec_done=GATED)
