@@ -187,7 +187,11 @@ def default_client() -> BrokerClient:
     with _default_lock:
         if _default is None:
             url, token, where = locate()
-            _default = BrokerClient(url, token, where)
+            if url.startswith(("amqp://", "amqps://")):
+                from parsl_lite.messaging.amqp import AmqpClient
+                _default = AmqpClient(url, where)   # type: ignore[assignment]
+            else:
+                _default = BrokerClient(url, token, where)
             for name, value in ((URL_ENV, url), (TOKEN_ENV, token)):
                 if name not in os.environ:
                     os.environ[name] = _exported[name] = value

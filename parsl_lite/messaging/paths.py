@@ -58,6 +58,8 @@ def locate() -> tuple[str, str, str]:
     """
     url, token = os.environ.get(URL_ENV), os.environ.get(TOKEN_ENV)
     if url:
+        if url.startswith(("amqp://", "amqps://")):
+            return url, "", f"the environment ({URL_ENV}: RabbitMQ)"
         if not token:
             raise BrokerNotFound(f"{URL_ENV}={url} is set but {TOKEN_ENV} is not")
         return url, token, f"the environment ({URL_ENV}, {TOKEN_ENV})"

@@ -67,13 +67,21 @@ class _Publisher:
             self.dropped += 1
 
 
-def _publisher(client: Optional[BrokerClient]) -> _Publisher:
+def _publisher(client: Any) -> Any:
     client = client or default_client()
     local = client.thread_local()
     pub = getattr(local, "publisher", None)
     if pub is None or pub.pid != os.getpid():
-        pub = local.publisher = _Publisher(client)
+        if _is_amqp(client):
+            from parsl_lite.messaging.amqp import AmqpPublisher
+            pub = local.publisher = AmqpPublisher(client)
+        else:
+            pub = local.publisher = _Publisher(client)
     return pub
+
+
+def _is_amqp(client: Any) -> bool:
+    return type(client).__name__ == "AmqpClient"   # without importing pika for our own broker
 
 
 def publish(topic: str, message: Any, client: Optional[BrokerClient] = None) -> None:
@@ -109,6 +117,16 @@ class Subscription:
         self.topic, self.listener_id = topic, listener_id
         self._key = p.topic_key(topic)
         self._client = client or default_client()
+        self._last: dict[int, int] = {}
+        self.lost = self.received = 0
+        self._reported = 0
+        self._last_report = time.monotonic()
+        self.stopped = False
+        self._amqp = None
+        if _is_amqp(self._client):
+            from parsl_lite.messaging.amqp import AmqpSubscription
+            self._amqp = AmqpSubscription(self._client, topic, high_water_mark)
+            return
         self._sock = self._client.context.socket(zmq.SUB)
         self._sock.linger = 0
         self._sock.rcvhwm = high_water_mark
@@ -117,11 +135,6 @@ class Subscription:
         self._sock.subscribe(self._key)
         self._welcome_key = p.welcome_key(uuid.uuid4().hex)
         self._sock.subscribe(self._welcome_key)
-        self._last: dict[int, int] = {}
-        self.lost = self.received = 0
-        self._reported = 0
-        self._last_report = time.monotonic()
-        self.stopped = False
         self._wait_welcome()
 
     def _wait_welcome(self) -> None:
@@ -146,6 +159,8 @@ class Subscription:
         """The next message, waiting up to ``timeout`` seconds (None: until one comes); None if none came
         or the subscription stopped (see ``stopped``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._amqp is not None:
+            return self._get_amqp(deadline)
         while not self.stopped:
             try:
                 frame = self._sock.recv(zmq.NOBLOCK)   # the common case under load: one is there already
@@ -164,6 +179,22 @@ class Subscription:
                 return message
         return None
 
+    def _get_amqp(self, deadline: Optional[float]) -> Any:
+        while not self.stopped:
+            left = 0.5 if deadline is None else deadline - time.monotonic()
+            got = self._amqp.recv(max(0.0, left))
+            if got is None:
+                if deadline is not None:
+                    return None
+                continue
+            message, done = self._handle(*got)
+            if done:
+                self.close()
+                return None
+            if message is not _NOTHING:
+                return message
+        return None
+
     def _read(self, frame: bytes) -> tuple[Any, bool]:
         key, publisher, seq, flags, body = p.read_frame(frame)
         if key != self._key:
@@ -172,6 +203,9 @@ class Subscription:
         if last is not None and seq > last + 1:
             self.lost += seq - last - 1
         self._last[publisher] = max(seq, last or 0)
+        return self._handle(flags, body)
+
+    def _handle(self, flags: int, body: bytes) -> tuple[Any, bool]:
         if flags == p.FLAG_STOP:
             target = body.decode(errors="replace")
             return _NOTHING, not target or target == self.listener_id
@@ -193,6 +227,9 @@ class Subscription:
         """Stop listening (reports any loss not reported yet)."""
         if not self.stopped:
             self.stopped = True
+            if self._amqp is not None:
+                self._amqp.close()
+                return
             self._maybe_report(force=True)
             self._sock.close(0)
 
