@@ -10,7 +10,8 @@ import pytest
 from parsl_lite.monitoring import queries, views
 
 from .conftest import wait_for
-from .test_monitoring_cli_helpers import cli, parse_output, run_workflow, start_workflow, status_json
+from .test_monitoring_cli_helpers import (cli, parse_output, run_workflow, start_workflow, status_json,
+                                          wait_until_ready)
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +104,7 @@ def _open(path):
 def test_a_run_killed_with_sigkill_shows_as_ended_abnormally(tmp_path):
     proc = start_workflow(tmp_path, "kill", "threads", n=10)
     try:
-        lines = []
-        wait_for(lambda: lines.append(proc.stdout.readline()) or "READY" in lines[-1], 40, "the run to be ready")
-        facts = parse_output("".join(lines))
+        facts = wait_until_ready(proc)
         db = wait_for(lambda: _open(tmp_path / "runinfo" / "monitoring.db"), 20, "the store")
         wait_for(lambda: sum(db.state_counts(facts["run_id"]).values()) == facts["tasks"], 20, "its tasks stored")
         code, listing = status_json(tmp_path, facts["run_id"])

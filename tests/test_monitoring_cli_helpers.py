@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .conftest import wait_for
+
 WORKFLOW = textwrap.dedent('''
     """A monitored workflow: MODE ok (squares, one division by zero), clean (squares), hold (tasks until ./stop exists),
     kill (tasks, then READY and a long sleep)."""
@@ -33,7 +35,8 @@ WORKFLOW = textwrap.dedent('''
                                     provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))
     else:
         ex = ThreadPoolExecutor(label="threads", max_threads=2)
-    hub = MonitoringHub(resource_monitoring_interval=0.2, heartbeat_period=1.0)
+    hub = MonitoringHub(resource_monitoring_interval=0.2, heartbeat_period=1.0,
+                        logging_endpoint=os.environ.get("MON_URL") or None)
     with parsl_lite.load(Config(executors=[ex], strategy="none", monitoring=hub)) as dfk:
         print("RUN", dfk.run_id, flush=True)
         total = failed = 0
@@ -56,25 +59,40 @@ def write_workflow(directory: Path) -> Path:
     return script
 
 
-def env() -> dict:
-    """This checkout first on the path; PARSL_LITE_HOME is the test's (set by the test's monkeypatch)."""
+def env(store_url: str = "") -> dict:
+    """This checkout first on the path; PARSL_LITE_HOME is the test's (set by the test's monkeypatch).
+
+    ``store_url``: the workflow's ``logging_endpoint`` (empty: the default, ``runinfo/monitoring.db``).
+    """
     root = str(Path(__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "160"}
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "160",
+            "MON_URL": store_url}
 
 
-def run_workflow(directory: Path, mode: str = "ok", executor: str = "threads", n: int = 20) -> dict:
+def run_workflow(directory: Path, mode: str = "ok", executor: str = "threads", n: int = 20,
+                 store_url: str = "") -> dict:
     """Run the workflow to its end in ``directory``; its run id and task counts."""
     script = write_workflow(directory)
-    done = subprocess.run([sys.executable, str(script), mode, executor, str(n)], cwd=directory, env=env(),
-                          capture_output=True, text=True, timeout=50)
+    done = subprocess.run([sys.executable, str(script), mode, executor, str(n)], cwd=directory,
+                          env=env(store_url), capture_output=True, text=True, timeout=50)
     assert done.returncode == 0, done.stderr
     return parse_output(done.stdout)
 
 
-def start_workflow(directory: Path, mode: str, executor: str = "threads", n: int = 20) -> subprocess.Popen:
+def start_workflow(directory: Path, mode: str, executor: str = "threads", n: int = 20,
+                   store_url: str = "") -> subprocess.Popen:
     script = write_workflow(directory)
-    return subprocess.Popen([sys.executable, str(script), mode, executor, str(n)], cwd=directory, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(script), mode, executor, str(n)], cwd=directory,
+                            env=env(store_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_ready(proc: subprocess.Popen) -> dict:
+    """Read a ``kill``-mode workflow's output up to READY; its run id and task counts."""
+    lines: list[str] = []
+    wait_for(lambda: lines.append(proc.stdout.readline()) or "READY" in lines[-1] or proc.poll() is not None,
+             40, "the run to be ready")
+    assert "READY" in lines[-1], "".join(lines) + proc.stderr.read()
+    return parse_output("".join(lines))
 
 
 def parse_output(stdout: str) -> dict:

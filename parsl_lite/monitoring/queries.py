@@ -62,8 +62,12 @@ _EPOCH = re.compile(r"\{epoch:([\w.\"]+)\}")
 
 
 def _hide_password(url: str) -> str:
+    """``postgresql://user:***@host:port/db``: a store named in messages without its password."""
     parts = urlparse(url)
-    return parts._replace(netloc=parts.hostname or "").geturl() if parts.password else url
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[0].split(":", 1)[0] + ":***@"
+                          + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def naive_now() -> float:
