@@ -15,6 +15,7 @@ a user does:
 | ``parsl_lite-faas-executor-b1000`` | the same with ``batch_size=1000, batch_interval=0.01`` | the same |
 | ``parsl_lite-faas-workflow`` | ``python_app`` on ``FaaSExecutor(endpoints=[ep])`` in a loaded ``Config`` | ``future.result()`` |
 | ``parsl_lite-faas-sim`` | as ``-async``, to simulated endpoints (:mod:`benchmarks.faas_sim`) | ``await``: the service alone, no executor |
+| ``parsl_lite-faas-routing`` | two endpoints of 1 and 4 workers; ``FaaSExecutor(policy=...)`` per measurement | ``future.result()`` |
 
 Functions are registered (``register_function``) in ``app``, before any clock
 starts. Batches: :meth:`_Faas.run_batch` is each client's idiom for many tasks
@@ -448,6 +449,65 @@ class FaasWorkflow(_Faas):
         if self._parsl is not None:
             self._parsl.dfk().cleanup()
             self._parsl = None
+        super()._close_client()
+
+
+@register_adapter
+class FaasRouting(_Faas):
+    """Two real endpoints, ``small`` with 1 worker and ``big`` with 4 (W is ignored): the ``faas_routing``
+    case loads a workflow on both with each policy in turn (:meth:`load_policy`)."""
+
+    name = "parsl_lite-faas-routing"
+    WORKERS: ClassVar[dict[str, int]] = {"small": 1, "big": 4}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsl: Any = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        import parsl_lite.executors.faas.executor  # noqa: F401
+
+    def _start_endpoints(self, workers: int) -> list[str]:
+        ids = [self.stack.start_endpoint(name, self.token, count, cores_per_worker=0.25)
+               for name, count in self.WORKERS.items()]
+        for endpoint_id in ids:
+            self.stack.wait_online(endpoint_id, self.token)
+        return ids
+
+    def wait_ready(self, workers: int, timeout_s: float = 60.0, probe_s: float = 0.02) -> None:
+        """Until each endpoint's status report counts its workers (what ``least_loaded`` reads)."""
+        deadline = time.monotonic() + timeout_s
+        for endpoint_id, count in zip(self.endpoint_ids, self.WORKERS.values()):
+            while (self.client.get_endpoint_status(endpoint_id).get("details") or {}).get(
+                    "connected_workers", 0) < count:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"endpoint {endpoint_id}: fewer than {count} workers after {timeout_s:g} s")
+                time.sleep(0.05)
+
+    def load_policy(self, policy: str) -> Any:
+        """A fresh workflow whose ``funcX`` executor routes over both endpoints with ``policy``; its kernel."""
+        import parsl_lite
+        from parsl_lite.config import Config
+        from parsl_lite.executors import FaaSExecutor
+        self.unload()
+        executor = FaaSExecutor(label="funcX", endpoints=list(self.endpoint_ids), client=self.client,
+                                policy=policy, status_period=0.2)
+        run_dir = Path(self.stack.root) / f"runinfo-{policy}"
+        self._parsl = parsl_lite
+        return parsl_lite.load(Config(executors=[executor], strategy="none", run_dir=str(run_dir)))
+
+    def app(self, fn: Callable[..., Any]) -> Submit:
+        submit: Submit = self._parsl.python_app(fn, executors=["funcX"])
+        return submit
+
+    def unload(self) -> None:
+        if self._parsl is not None:
+            self._parsl.clear()
+            self._parsl = None
+
+    def _close_client(self) -> None:
+        self.unload()
         super()._close_client()
 
 

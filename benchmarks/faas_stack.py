@@ -132,8 +132,11 @@ class FaasStack:
         return subprocess.run([sys.executable, "-m", "parsl_lite.cli", "endpoint", *words],
                               capture_output=True, text=True, env=env, timeout=timeout_s)
 
-    def start_endpoint(self, name: str, token: str, workers: int) -> str:
+    def start_endpoint(self, name: str, token: str, workers: int, cores_per_worker: Optional[float] = None) -> str:
         """``parsl-lite endpoint configure NAME`` (W workers on one local block), then ``start``; its id.
+
+        ``cores_per_worker`` below 1 lets W exceed the machine's cores (the htex caps workers at
+        cores / cores_per_worker).
 
         Raises:
             RuntimeError: either command failed, with its output.
@@ -143,7 +146,10 @@ class FaasStack:
         if done.returncode != 0:
             raise RuntimeError(f"endpoint configure {name}: {done.stdout}{done.stderr}")
         config = paths.endpoint_dir(name) / "config.toml"
-        text = re.sub(r"(?m)^max_workers_per_node = \d+", f"max_workers_per_node = {workers}", config.read_text())
+        line = f"max_workers_per_node = {workers}"
+        if cores_per_worker is not None:
+            line += f"\ncores_per_worker = {cores_per_worker}"
+        text = re.sub(r"(?m)^max_workers_per_node = \d+", line, config.read_text())
         config.write_text(text)
         self.endpoints[name] = token
         done = self._cli(token, "start", name, "--timeout", str(START_TIMEOUT_S))

@@ -94,6 +94,9 @@ def test_status_from_report_reads_the_endpoint_report():
     assert not status_from_report(A, {**reply, "status": "offline"}, 0, 101.0, 5.0).usable
     stopped = {**reply, "details": {**reply["details"], "alive": False}}
     assert not status_from_report(A, stopped, 0, 101.0, 5.0).online
+    # tasks of ours that finished since the report left its queue: a drained endpoint is not "busy" for 5 s
+    assert status_from_report(A, reply, 0, 101.0, 5.0, finished_since=2).queue == 1
+    assert status_from_report(A, reply, 0, 101.0, 5.0, finished_since=9).queue == 0
 
 
 def test_loss_tracker_reports_an_endpoint_once_per_offline_spell():

@@ -22,6 +22,7 @@ import logging
 import threading
 from dataclasses import replace
 import time
+from collections import Counter
 from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
@@ -107,6 +108,8 @@ class FaaSExecutor(ParslExecutor):
         self._version = 0                                  # bumped with each new snapshot
         self._routes: dict[tuple, tuple[int, list[str], dict[str, EndpointStatus]]] = {}
         self._parked: list[_Parked] = []                   # tasks whose every endpoint is offline: not sent yet
+        self._finished: Counter[str] = Counter()           # endpoint id -> tasks of ours finished there
+        self._finished_at_report: dict[str, int] = {}      # endpoint id -> that count when its report was read
         self._wants_load = not isinstance(self._policy, RoundRobin)
         self._stop = threading.Event()
         self._done: SimpleQueue = SimpleQueue()
@@ -269,7 +272,9 @@ class FaaSExecutor(ParslExecutor):
             if reply is None:
                 out[endpoint_id] = EndpointStatus(endpoint_id, in_flight=in_flight, recently_lost=lost)
             else:
-                out[endpoint_id] = status_from_report(endpoint_id, reply, in_flight, now, self.stale_after, lost)
+                finished = self._finished[endpoint_id] - self._finished_at_report.get(endpoint_id, 0)
+                out[endpoint_id] = status_from_report(endpoint_id, reply, in_flight, now, self.stale_after, lost,
+                                                      finished)
         return out
 
     # ------------------------------------------------------------ background threads
@@ -284,6 +289,7 @@ class FaaSExecutor(ParslExecutor):
             future, endpoint_id, sdk_future = item
             with self._lock:
                 self._in_flight.get(endpoint_id, {}).pop(future, None)
+            self._finished[endpoint_id] += 1
             if future.done():
                 continue   # failed already (its endpoint was lost, or shutdown)
             try:
@@ -328,6 +334,8 @@ class FaaSExecutor(ParslExecutor):
                 logger.info("executor %r: status of endpoint %s: %r", self.label, endpoint_id, exc)
                 continue
             before = self._announced.get(endpoint_id)
+            if _report_time(reply) != _report_time(self._reports.get(endpoint_id)):   # a new report
+                self._finished_at_report[endpoint_id] = self._finished[endpoint_id]
             self._reports[endpoint_id] = reply
             self._announced[endpoint_id] = reply.get("status")
             self._tracker.observe(endpoint_id, reply.get("status") == "online", time.time())
@@ -431,6 +439,13 @@ class _Parked(NamedTuple):
     args: tuple
     kwargs: dict
     parked_at: float
+
+
+def _report_time(reply: Optional[dict]) -> Any:
+    """When the endpoint made this status report (its own timestamp, else when the service last heard it)."""
+    if not reply:
+        return None
+    return (reply.get("details") or {}).get("timestamp", reply.get("last_seen"))
 
 
 def sdk_future_of(future: Future) -> Any:

@@ -49,8 +49,13 @@ class EndpointStatus:
 
 
 def status_from_report(endpoint_id: str, reply: Mapping[str, Any], in_flight: int, now: float,
-                       stale_after_s: float, recently_lost: bool = False) -> EndpointStatus:
-    """An ``EndpointStatus`` from ``get_endpoint_status``'s answer (``{status, details, last_seen}``)."""
+                       stale_after_s: float, recently_lost: bool = False, finished_since: int = 0) -> EndpointStatus:
+    """An ``EndpointStatus`` from ``get_endpoint_status``'s answer (``{status, details, last_seen}``).
+
+    ``finished_since``: tasks of this executor that finished there since the report was read. They
+    are out of its queue now; a report a few seconds old would otherwise still count them, and keep
+    ``least_loaded`` away from an endpoint that has just drained (until its next report).
+    """
     details = reply.get("details") or {}
     last_seen = reply.get("last_seen") or 0.0
     online = reply.get("status") == "online" and details.get("alive", True) is not False
@@ -60,7 +65,8 @@ def status_from_report(endpoint_id: str, reply: Mapping[str, Any], in_flight: in
         reporting=online and (now - float(last_seen)) <= stale_after_s,
         connected_workers=int(details.get("connected_workers") or 0),
         idle_workers=int(details.get("idle_workers") or 0),
-        queue=int(details.get("pending_tasks") or 0) + int(details.get("outstanding_tasks") or 0),
+        queue=max(0, int(details.get("pending_tasks") or 0) + int(details.get("outstanding_tasks") or 0)
+                  - finished_since),
         in_flight=in_flight,
         recently_lost=recently_lost,
     )
