@@ -10,6 +10,8 @@ import asyncio
 import http.client
 import json
 import socket
+import subprocess
+import textwrap
 import threading
 import urllib.error
 import urllib.request
@@ -28,6 +30,7 @@ from tests.conftest import wait_for
 from tests.test_monitoring_store import pg_url  # noqa: F401  (the fixture: PostgreSQL, a schema per test)
 
 GATE = threading.Event()
+PARSL_PYTHON = Path(__file__).resolve().parents[1] / ".venv-parsl" / "bin" / "python"
 
 
 @python_app
@@ -229,3 +232,55 @@ def test_bad_arguments_are_named_before_anything_listens(make_dfk, store_url: st
         assert f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}" in capsys.readouterr().err
     finally:
         taken.close()
+
+
+PARSL_WORKFLOW = textwrap.dedent('''
+    import sys
+
+    import parsl
+    from parsl.config import Config
+    from parsl.executors import ThreadPoolExecutor
+    from parsl.monitoring.monitoring import MonitoringHub
+
+
+    @parsl.python_app
+    def square(x):
+        return x * x
+
+
+    @parsl.python_app
+    def lookup():
+        raise KeyError("no such key")
+
+
+    if __name__ == "__main__":
+        config = Config(executors=[ThreadPoolExecutor(label="parsl_threads", max_threads=2)],
+                        monitoring=MonitoringHub(logging_endpoint=sys.argv[1]), run_dir=sys.argv[2])
+        with parsl.load(config):
+            futures = [square(i) for i in range(8)] + [lookup()]
+            for f in futures:
+                f.exception()
+''')
+
+
+def test_a_store_written_by_parsl_itself(tmp_path: Path) -> None:
+    """Parsl's own monitoring database (Parsl 2026.10.26 in its venv) opens in the web view unchanged."""
+    url = f"sqlite:///{tmp_path / 'parsl.db'}"
+    script = tmp_path / "parsl_workflow.py"
+    script.write_text(PARSL_WORKFLOW)
+    done = subprocess.run([str(PARSL_PYTHON), str(script), url, str(tmp_path / "runinfo")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr[-3000:]
+    srv = ServerThread(url)
+    try:
+        status, body = get(srv.url + "snapshot")
+        assert status == 200
+        doc = json.loads(body)["doc"]
+        assert doc["counts"]["exec_done"] == 8 and doc["counts"]["failed"] == 1 and doc["total"] == 9
+        assert doc["run"]["state"] == "failed"
+        assert [e["label"] for e in doc["executors"]] == ["parsl_threads"]
+        assert "no such key" in doc["failures"][0]["error"]
+        status, report = get(srv.url + "report")
+        assert status == 200 and "parsl_threads" in report
+    finally:
+        srv.stop()
