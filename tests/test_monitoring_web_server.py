@@ -159,13 +159,18 @@ def test_nobody_watching_means_no_store_reads(monitored: Any, server: ServerThre
     db = server.source._open()
     wait_for(lambda: db.state_counts(monitored.run_id).get("exec_done") == 20, what="the tasks in the store")
     assert server.monitor.reads == 0, "the store was read with no browser watching"
+    server.monitor.keepalive_s = 0.1
     stream = EventStream(server.port)
     try:
         kind, message = stream.next()
         assert kind == "snapshot" and message["doc"]["counts"]["exec_done"] == 20
         assert server.monitor.reads >= 1
+        assert server.monitor._watched.is_set()
     finally:
         stream.close()
+    # a closed tab is noticed (the keep-alive write fails) and the store is left alone again
+    wait_for(lambda: not server.monitor._streams and not server.monitor._watched.is_set(),
+             what="the closed stream to be dropped")
 
 
 def test_report_comes_once_the_run_ended(make_dfk, store_url: str) -> None:

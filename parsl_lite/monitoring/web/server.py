@@ -58,6 +58,7 @@ class WebMonitor:
         self.feed = Feed()
         self.policy = ReadPolicy(max_age_s=max_age_s)
         self.reads = 0                      # store reads so far (tests: none while nobody watches)
+        self.keepalive_s = 15.0             # a quiet stream gets a comment this often, to notice a closed tab
         self.url = ""
         self._streams: set[asyncio.Queue] = set()
         self._watched = asyncio.Event()
@@ -170,7 +171,10 @@ class WebMonitor:
         try:
             await response.write(first)
             while True:
-                message = await queue.get()
+                try:
+                    message = await asyncio.wait_for(queue.get(), self.keepalive_s)
+                except asyncio.TimeoutError:
+                    message = b": keep-alive\n\n"   # a comment: a browser gone away fails this write
                 if message is _CLOSE:
                     break
                 await response.write(message)
