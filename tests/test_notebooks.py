@@ -33,6 +33,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
 KERNEL_NAME = "parsl-lite-test"
 CELL_TIMEOUT_S = 50
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HOME_DIRS = [Path.home() / name for name in (".ipython", ".jupyter", ".local/share/jupyter")]
 
 
 class NotebookFailed(AssertionError):
@@ -56,7 +57,9 @@ def jupyter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "display_name": "parsl_lite (test venv)", "language": "python"}))
     work = tmp_path / "work"
     work.mkdir()
+    absent = [path for path in _HOME_DIRS if not path.exists()]
     yield work
+    assert not [str(path) for path in absent if path.exists()], "a notebook wrote under the real home"
     try:
         wait_for(lambda: not _running_in(work), 20, "the kernel and what it started (htex, Dask) to exit")
     except AssertionError:
