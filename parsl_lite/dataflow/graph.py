@@ -172,11 +172,13 @@ class Finish:
     state: States
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateChanged:
-    """Published to observers (monitoring, progress views); emitted only while observed.
+    """Published to observers (monitoring, progress views); emitted only while observed. Read it, never change it.
 
     ``record`` is the task's record (monitoring reads its executor and try number at publication).
+    Not frozen: a frozen dataclass's ``__init__`` costs 2 µs against 0.6 µs, three times per task
+    while monitored.
     """
     kind: ClassVar[str] = "task_state"
     task_id: TaskId
