@@ -4,27 +4,17 @@ from __future__ import annotations
 import json
 import re
 import signal
-import uuid
 from urllib.parse import urlparse
 
 import pytest
 
 from .test_monitoring_cli_helpers import cli, run_workflow, start_workflow, status_json, wait_until_ready
+from .test_monitoring_store import pg_url  # noqa: F401  (the fixture: a schema of its own per test)
 
 
-@pytest.fixture
-def pg_url(postgres, tmp_path, monkeypatch):
-    """This test's tables in a schema of their own on the PostgreSQL backend (dropped after)."""
-    import psycopg
-
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
     monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
-    schema = f"moncli_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    dsn = postgres["PG_DSN"]
-    yield f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
-    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_status_monitor_and_report_read_a_postgresql_store(tmp_path, pg_url):
