@@ -13,8 +13,6 @@ import socket
 import subprocess
 import textwrap
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -27,6 +25,7 @@ from parsl_lite.monitoring.web.feed import apply_patch
 from parsl_lite.monitoring.web.server import WebMonitor
 from parsl_lite.monitoring.web.source import StoreSource
 from tests.conftest import wait_for
+from tests.test_monitoring_parsl_visualize import get   # (status, body) of a GET
 from tests.test_monitoring_store import pg_url  # noqa: F401  (the fixture: PostgreSQL, a schema per test)
 
 GATE = threading.Event()
@@ -62,14 +61,6 @@ class ServerThread:
         self.thread.join(10)
         self.loop.close()
         self.source.close()
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 class EventStream:
