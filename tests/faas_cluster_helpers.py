@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from kubernetes import client as kube_client  # at import: the client takes seconds to import on a loaded machine,
+from kubernetes import config as kube_config  # which a test's own time should not pay
 
 from parsl_lite.faas import paths
 from tests.faas_endpoint_helpers import _CONFIG_KEYS, _ENDPOINT_KEYS, Endpoint, _toml
@@ -129,11 +131,9 @@ def start_cluster_endpoint(service: Any, name: str, token: str, config_text: str
 
 
 def _pods(k8s: dict[str, str], name: str) -> list[Any]:
-    from kubernetes import client, config
-
     from parsl_lite.providers.kubernetes import LABEL_EXECUTOR
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=k8s["KUBECONFIG"]))
+    api = kube_client.CoreV1Api(kube_config.new_client_from_config(config_file=k8s["KUBECONFIG"]))
     try:
         return api.list_namespaced_pod(k8s["K8S_NAMESPACE"],
                                        label_selector=f"{LABEL_EXECUTOR}={executor_label(name)}").items

@@ -87,12 +87,9 @@ def _scale_out_and_in(fxc: FuncXClient, ep: Any, run_dir: Path, live_jobs: Calla
                       burst: int, floor: int) -> tuple[dict, dict, list]:
     """The common story: ``floor`` warm blocks, a burst needs ``burst`` blocks, then back to ``floor``."""
     watched = Watched(fxc, ep)
-    if floor:
-        warm = watched.running(floor)
-        assert {b["job_id"] for b in warm.values()} == live_jobs()
-    else:
-        assert watched.details().get("blocks") == {}
-    task_ids, gate, markers = _burst(fxc, ep, run_dir, burst)
+    warm = watched.details()["block_details"]  # the initial blocks are submitted before the endpoint connects
+    assert len(warm) == floor and {b["job_id"] for b in warm.values()} == live_jobs()
+    task_ids, gate, markers = _burst(fxc, ep, run_dir, burst)  # at once: all pods / jobs start side by side
     wait_for(lambda: all(m.exists() for m in markers), 45, f"{burst} tasks running at once, one per block")
     busy = watched.running(burst)
     assert all(b["tasks"] == 1 for b in busy.values()), busy
@@ -154,6 +151,23 @@ def test_a_slurm_endpoint_scales_jobs_out_under_a_burst_and_in_when_idle(slurm, 
 
 
 # ---------------------------------------------------------------- bad input
+
+
+def test_a_partition_slurm_refuses_fails_the_task_naming_it_and_the_report_says_so(slurm, tmp_path, monkeypatch,
+                                                                                   cluster_endpoints):
+    with client_home_service(tmp_path, monkeypatch) as service:
+        text = slurm_endpoint_config(service.url, {**slurm, "SLURM_PARTITION": "nosuchpartition"}, "lost")
+        ep = cluster_endpoints(service, "lost", service.admin_token, text)   # a valid word: only sbatch can tell
+        fxc = FuncXClient()
+        task_id = fxc.run(str(tmp_path / "g"), str(tmp_path / "m"), endpoint_id=ep.endpoint_id,
+                          function_id=fxc.register_function(hold_until))
+        with pytest.raises(Exception, match="blocks failed") as info:
+            _result(fxc, task_id)
+        assert "nosuchpartition" in str(info.value) and "Invalid partition name" in str(info.value)
+        details = wait_for(lambda: (d := Watched(fxc, ep).details()).get("alive") is False and d, 20,
+                           "the report to say the executor failed")
+        assert "Invalid partition name" in details["executor_error"] and details["blocks"] == {}
+        assert "executor failed (every task sent here fails): ExecutorError" in Watched(fxc, ep).cli()
 
 
 def _config_with(provider: str, key: str, value: str) -> str:

@@ -78,6 +78,12 @@ class ManagesBlocks:
         return history
 
     @property
+    def executor_exception(self) -> Optional[BaseException]:
+        """Why the executor runs nothing any more (Parsl's name): its blocks kept failing, or it was shut
+        down; None while it works."""
+        return getattr(self, "_broken", None)
+
+    @property
     def workers_per_block(self) -> int:
         """Task slots per block, as a pool on a node like this one would count them."""
         cores = getattr(self._provider, "cores_per_node", None) or os.cpu_count() or 1

@@ -255,6 +255,8 @@ def _status(args: argparse.Namespace) -> int:
         heard = row["status"].get("last_heard")
         ago = f", last heard {time.time() - heard:.1f} s ago" if heard else ", never heard from"
         print(f"  service: {row['status']['zmq_url']}{ago}")
+    if report.get("executor_error"):
+        print(f"  executor failed (every task sent here fails): {report['executor_error']}")
     for key in ("managers", "connected_workers", "idle_workers", "pending_tasks", "outstanding_tasks",
                 "spooled_results", "provider_type", "walltime_left_s"):
         if key in report:

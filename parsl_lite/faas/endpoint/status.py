@@ -61,8 +61,10 @@ def executor_report(executor: Any, clock: BlockClock, now: float) -> dict[str, A
     history = getattr(executor, "block_history", None)
     details = {b: _block_detail(b, job_ids[b], managers, history) for b in sorted(job_ids)}
     provider = executor.provider
+    broken = getattr(executor, "executor_exception", None)
     return {
-        "alive": True,
+        "alive": broken is None,  # False: every task sent here would fail at once (routing skips it)
+        "executor_error": None if broken is None else f"{type(broken).__name__}: {broken}",
         "managers": len(managers),
         "connected_workers": sum(m.connected_workers for m in managers),
         "idle_workers": sum(max(0, m.connected_workers - m.tasks) for m in managers),
@@ -98,9 +100,9 @@ def _ended_blocks(history: Any) -> dict[str, dict[str, Any]]:
 
 
 def report_changes(report: dict[str, Any]) -> tuple:
-    """What of a report is worth telling at once rather than at the next heartbeat: blocks and workers."""
+    """What of a report is worth telling at once rather than at the next heartbeat: blocks, workers, failure."""
     blocks = tuple(sorted((b, d["state"], d["workers"]) for b, d in (report.get("block_details") or {}).items()))
-    return blocks, report.get("managers"), report.get("connected_workers")
+    return blocks, report.get("managers"), report.get("connected_workers"), report.get("executor_error")
 
 
 def _walltime_left(provider: Any, ages: dict[str, float]) -> Optional[float]:
