@@ -103,7 +103,8 @@ def _deadline(timeout: Optional[float]) -> Optional[float]:
 
 
 def _failed(fut: Future) -> bool:
-    return fut.cancelled() or fut.exception() is not None
+    """Finished with an exception (a cancelled future is not failed, as in ``concurrent.futures.wait``)."""
+    return not fut.cancelled() and fut.exception() is not None
 
 
 # ---------------------------------------------------------------- the shell: queue, clock, bar
@@ -329,9 +330,11 @@ class AsCompleted:
             _count(self._core, self._bar, fut)
         if not self.with_results:
             return fut
+        if fut.cancelled():  # Dask's: yielded with a CancelledError, never raised
+            return fut, CancelledError()
         if self.raise_errors or not _failed(fut):
             return fut, fut.result()
-        return fut, (CancelledError() if fut.cancelled() else fut.exception())
+        return fut, fut.exception()
 
     def next_batch(self, block: bool = True) -> list:
         """The finished futures waiting now; with ``block``, at least one (waiting for it)."""

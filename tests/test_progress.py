@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 
 import pytest
 
@@ -118,6 +118,24 @@ def test_wait_data_futures(dfk, tmp_path):
 
 def test_wait_nothing():
     assert parsl_lite.wait([]) == (set(), set())
+
+
+def test_a_cancelled_future_is_done_not_failed():
+    """FIRST_EXCEPTION is not met by a cancellation (as in concurrent.futures): the wait goes on."""
+    from .conftest import wait_for
+
+    cancelled, pending = Future(), Future()
+    assert cancelled.cancel()
+    returned: list = []
+    waiter = threading.Thread(target=lambda: returned.append(
+        parsl_lite.wait([cancelled, pending], return_when=FIRST_EXCEPTION)))
+    waiter.start()
+    wait_for(lambda: pending._done_callbacks, what="the wait to watch the pending future")
+    pending.set_result(1)
+    waiter.join(20)
+    assert returned[0].done == {cancelled, pending}
+    (fut, value), = parsl_lite.as_completed([cancelled], with_results=True)
+    assert fut is cancelled and isinstance(value, CancelledError)
 
 
 # ---------------------------------------------------------------- as_completed
@@ -280,7 +298,7 @@ def test_ctrl_c_stops_a_wait(tmp_path):
 
     script = tmp_path / "blocked.py"
     script.write_text(
-        "import sys\nfrom concurrent.futures import Future\nimport parsl_lite\n"
+        "import sys\nfrom concurrent.futures import CancelledError, Future\nimport parsl_lite\n"
         "try:\n    print('waiting', flush=True)\n    parsl_lite.wait([Future()], progress=True)\n"
         "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
