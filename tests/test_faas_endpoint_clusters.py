@@ -252,3 +252,20 @@ def test_report_changes_are_blocks_and_workers_not_task_counts():
     assert report_changes(grown) != report_changes(report)
     connected = {**grown, "block_details": {**grown["block_details"], "1": {"state": "RUNNING", "workers": 1}}}
     assert report_changes(connected) != report_changes(grown)
+
+
+def test_a_block_shows_the_providers_state_until_its_pool_registers_then_running_with_its_workers():
+    from parsl_lite.executors.htex.messages import ManagerStatus
+    from parsl_lite.faas.endpoint.status import _block_detail
+
+    history = BlockHistory()
+    unschedulable = JobStatus(JobState.PENDING, "not scheduled: Unschedulable: 0/1 nodes are available")
+    history.changed("0", unschedulable, "pod-0")
+    assert _block_detail("0", "pod-0", [], history) == {"state": "PENDING", "job_id": "pod-0", "workers": 0,
+                                                      "tasks": 0, "message": unschedulable.message}
+    assert _block_detail("1", "42", [], history)["state"] == "PENDING"  # submitted, not polled yet
+    history.changed("1", JobStatus(JobState.RUNNING), "42")
+    assert _block_detail("1", "42", [], history)["state"] == "RUNNING"  # the job runs, its pool not there yet
+    pool = ManagerStatus("ab", "0", "node", 4, 3, 2, False, False)
+    assert _block_detail("0", "pod-0", [pool], history) == {"state": "RUNNING", "job_id": "pod-0", "workers": 3,
+                                                          "tasks": 2, "message": None}
