@@ -73,8 +73,8 @@ def test_stream_columns_index_workers_and_apps_and_mark_failures():
             (3, 0, "f", "htex", "w1", 11.0, 11.1, "failed"), (4, 0, "f", "htex", "w1", None, None, None)]
     cols = report.stream_columns(rows, 10.0)
     assert cols["workers"] == ["htex/w1", "htex/w2"] and cols["apps"] == ["f", "g"]
-    assert cols["w"] == [0, 1, 0] and cols["a"] == [0, 1, 0] and cols["s"] == [0.0, 0.2, 1.0]
-    assert cols["d"] == [0.5, -1, 0.1] and cols["f"] == [0, 0, 1]
+    assert cols["w"] == [0, 1, 0] and cols["a"] == [0, 1, 0] and cols["s"] == [0, 200, 1000]   # ms
+    assert cols["d"] == [500, -1, 100] and cols["f"] == [0, 0, 1]
 
 
 def test_app_stats_histograms_hold_every_try():

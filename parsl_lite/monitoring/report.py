@@ -8,6 +8,7 @@ The data is columnar and the heavy lifting (latest states, counts per time bin) 
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import html
 import json
@@ -56,23 +57,24 @@ def _state_deltas(url: str, run_id: str, t0: float, bin_s: float) -> list[tuple[
 def stream_columns(rows: Sequence[tuple], t0: float) -> dict:
     """The task stream as parallel arrays (worker and app as indexes into their name lists).
 
-    Each try: ``w`` worker, ``a`` app, ``s`` start and ``d`` duration (s from ``t0``, ms precision;
-    ``d`` -1 while it runs), ``f`` 1 if the try failed, ``id`` task id.
+    Each try: ``w`` worker, ``a`` app, ``s`` start (ms from ``t0``) and ``d`` duration (ms; -1 while
+    it runs), ``f`` 1 if the try failed, ``id`` task id. Integers keep the page small and quick to parse.
     """
+    rows = [r for r in rows if r[5] is not None]
     workers: dict[str, int] = {}
     apps: dict[str, int] = {}
-    cols: dict[str, list] = {"id": [], "w": [], "a": [], "s": [], "d": [], "f": []}
-    for task_id, _try, func, executor, worker, start, end, state in rows:
-        if start is None:
-            continue
-        key = f"{executor}/{worker}" if worker else str(executor)
-        cols["id"].append(task_id)
-        cols["w"].append(workers.setdefault(key, len(workers)))
-        cols["a"].append(apps.setdefault(func, len(apps)))
-        cols["s"].append(round(start - t0, 3))
-        cols["d"].append(round(end - start, 3) if end is not None else -1)
-        cols["f"].append(1 if state in ("failed", "fail_retryable", "dep_fail") else 0)
-    return {"workers": list(workers), "apps": list(apps), **cols}
+    return {
+        "id": [r[0] for r in rows],
+        "w": [workers.setdefault(f"{r[3]}/{r[4]}" if r[4] else str(r[3]), len(workers)) for r in rows],
+        "a": [apps.setdefault(r[2], len(apps)) for r in rows],
+        "s": [round((r[5] - t0) * 1000) for r in rows],
+        "d": [-1 if r[6] is None else round((r[6] - r[5]) * 1000) for r in rows],
+        "f": [1 if r[7] in _FAILED else 0 for r in rows],
+        "workers": list(workers), "apps": list(apps),
+    }
+
+
+_FAILED = frozenset(("failed", "fail_retryable", "dep_fail"))
 
 
 def states_over_time(deltas: Sequence[tuple[int, str, int]], bin_s: float) -> dict:
@@ -111,25 +113,26 @@ def resource_series(samples: Sequence[tuple], t0: float) -> dict:
 def app_durations(stream: Sequence[tuple]) -> dict[str, list[float]]:
     """Seconds each finished try of each app ran (from running, or launched, to returned)."""
     out: dict[str, list[float]] = {}
-    for _task, _try, func, _executor, _worker, start, end, _state in stream:
-        if start is not None and end is not None:
-            out.setdefault(func, []).append(max(0.0, end - start))
+    for row in stream:
+        if row[5] is not None and row[6] is not None:
+            out.setdefault(row[2], []).append(row[6] - row[5])
     return out
 
 
 def app_stats(durations: dict[str, list[float]]) -> list[dict]:
-    """Per app: count, mean, p50, p90, max (s) and a log-spaced histogram of its tries' durations."""
+    """Per app: count, mean, p50, p90, max (s) and a log-spaced histogram of its tries' durations.
+
+    The values are sorted once; each bin's count is the distance between two bisections.
+    """
     out = []
     for name, values in sorted(durations.items()):
-        values = sorted(values)
+        values = sorted(max(0.0, v) for v in values)
         n = len(values)
-        lo, hi = max(values[0], 1e-6), max(values[-1], 1e-6)
-        edges = _log_edges(lo, hi)
-        counts = [0] * (len(edges) - 1)
-        scale = (len(edges) - 1) / (math.log(edges[-1]) - math.log(edges[0]))
-        for v in values:
-            i = int((math.log(max(v, edges[0])) - math.log(edges[0])) * scale)
-            counts[min(max(i, 0), len(counts) - 1)] += 1
+        edges = _log_edges(max(values[0], 1e-6), max(values[-1], 1e-6))
+        cuts = [bisect.bisect_left(values, e) for e in edges]
+        counts = [cuts[i + 1] - cuts[i] for i in range(len(edges) - 1)]
+        counts[0] += cuts[0]          # below the first edge (durations of 0)
+        counts[-1] += n - cuts[-1]    # the maximum itself
         out.append({"app": name, "count": n, "mean": sum(values) / n, "p50": _pct(values, 0.5),
                     "p90": _pct(values, 0.9), "max": values[-1], "edges": edges, "hist": counts})
     return out
@@ -256,12 +259,12 @@ function drawStream() {
   const c = document.getElementById("stream"), rowH = Math.max(3, Math.min(22, 500 / rows));
   c.height = M.t + M.b + rows * rowH;
   const ctx = c.getContext("2d"), w = c.width, xmax = Math.max(D.run.end, 1e-3);
-  const sx = (w - M.l - M.r) / xmax;
+  const sx = (w - M.l - M.r) / xmax / 1000;   // starts and durations are in ms
   axes(ctx, w, c.height, xmax, null, "");
   ctx.font = "10px sans-serif";
   if (rowH >= 8) S.workers.forEach((name, i) => ctx.fillText(name.slice(-24), 2, M.t + i * rowH + rowH * 0.75));
   for (let i = 0; i < n; i++) {
-    const d = S.d[i] < 0 ? xmax - S.s[i] : S.d[i];
+    const d = S.d[i] < 0 ? xmax * 1000 - S.s[i] : S.d[i];
     ctx.fillStyle = S.f[i] ? "#e15759" : PAL[S.a[i] % PAL.length];
     ctx.fillRect(M.l + S.s[i] * sx, M.t + S.w[i] * rowH + 1, Math.max(1, d * sx), rowH - 2);
   }
