@@ -12,6 +12,7 @@ from benchmarks.cases import dag  # noqa: F401  (registers dag)
 from benchmarks.cases import memory  # noqa: F401  (registers memory)
 from benchmarks.cases import faas  # noqa: F401  (registers faas_latency, faas_throughput, faas_restart, faas_scale)
 from benchmarks.cases import faas_routing  # noqa: F401  (registers faas_routing)
+from benchmarks.cases import monitoring  # noqa: F401  (registers monitoring and the adapters of its group)
 from benchmarks.cases.base import CASES, Case, Figure, Figures, register_case
 
 __all__ = ["CASES", "Case", "Figure", "Figures", "register_case"]

@@ -166,6 +166,7 @@ def _open_sqlite(path: str, read_only: bool) -> sqlite3.Connection:
             conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoints, never corrupt
+            conn.execute("PRAGMA cache_size=-65536")    # 64 MiB of pages: the primary keys' indexes stay in memory
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError("logging_endpoint", f"cannot write the monitoring store {path!r}: {exc}") \
                 from exc
