@@ -175,6 +175,6 @@ def cluster_endpoints() -> Iterator[Any]:
     assert not stray, f"endpoint processes left running (killed now): {stray}"
 
 
-__all__ = ["cluster_endpoint_config", "configured_endpoint", "k8s_endpoint_config", "slurm_endpoint_config", "start_cluster_endpoint",
-           "cluster_endpoints", "endpoint_pods", "all_endpoint_pods", "squeue_jobs",
+__all__ = ["cluster_endpoint_config", "configured_endpoint", "k8s_endpoint_config", "slurm_endpoint_config",
+           "start_cluster_endpoint", "cluster_endpoints", "endpoint_pods", "all_endpoint_pods", "squeue_jobs",
            "endpoint_run_dir", "executor_label"]

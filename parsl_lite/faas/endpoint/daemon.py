@@ -13,7 +13,8 @@ One process per endpoint, everything in its directory::
 
 Start: load the config (a bad field: exit 2), register if there is no
 ``endpoint.json`` (refused or unreachable: exit 1), start the executor and the
-job status poller that scales its blocks (as the DataFlowKernel does), then
+job status poller that scales its blocks (as the DataFlowKernel does) and the
+report watch (a status report at once when blocks or workers change), then
 run the session (``session.py``) until SIGTERM: ``EndpointBye``, stop the
 poller and the executor, spool what completed meanwhile, exit 0. A hello the service refuses: exit 1.
 """

@@ -4,8 +4,11 @@
 the daemon is doing: ``state`` (Starting, Running, Disconnected, Stopped,
 Failed), ``endpoint_id``, ``pid``, ``workers``, ``queue``, ``spooled``,
 ``reason`` (why it failed), ``report`` (the last ``StatusReport``), ``zmq_url``,
-``last_heard`` (when the service last spoke, UNIX time) and ``updated``. ``parsl-lite endpoint list`` reads it, with the pid
-file, so a daemon killed with SIGKILL shows as Stopped, not Running.
+``last_heard`` (when the service last spoke, UNIX time) and ``updated``.
+``parsl-lite endpoint list`` reads it, with the pid file, so a daemon killed
+with SIGKILL shows as Stopped, not Running. Both are written at each heartbeat
+and, through the daemon's ``ReportWatch``, as soon as :func:`report_changes`
+differ (a block came, started or went; workers connected; the executor failed).
 """
 from __future__ import annotations
 
