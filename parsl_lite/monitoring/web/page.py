@@ -43,6 +43,7 @@ _SCRIPT = r"""
 const COLORS = {unsched:"#b0bec5", pending:"#90a4ae", launched:"#ffd54f", running:"#42a5f5",
   running_ended:"#64b5f6", exec_done:"#66bb6a", memo_done:"#9ccc65", joining:"#ba68c8",
   dep_fail:"#ff8a65", failed:"#e53935", fail_retryable:"#ffa726"};
+const FINAL = ["exec_done", "memo_done", "failed", "dep_fail"];
 const color = s => COLORS[s] || "#9e9e9e";
 const esc = v => String(v ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 let doc = null, version = 0, source = null;
@@ -60,7 +61,7 @@ function fmtTime(t) {
   if (t === undefined || t === null || t === "") return "";
   // the store's times are its local wall times read as UTC: shown as UTC they read as written
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
-  return isNaN(d) ? String(t) : d.toLocaleString(undefined, {timeZone: "UTC"});
+  return isNaN(d) ? String(t) : d.toISOString().slice(0, 19).replace("T", " ");   // as the terminal and report
 }
 const isTime = key => /time|_at$|^start$|^end$|heartbeat|^began$|^completed$|last_seen/.test(key);
 function fmtCell(key, v) {
@@ -104,8 +105,9 @@ function drawCounts(counts, total) {
     `<td class="n">${n}</td></tr>`).join("");
   const bar = Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) =>
     `<span title="${esc(s)}: ${n}" style="flex:${n};background:${color(s)}"></span>`).join("");
+  const finished = FINAL.reduce((a, s) => a + (counts[s] || 0), 0);
   document.getElementById("counts").innerHTML = total
-    ? `<div class="bar">${bar}</div><table><tbody>${rows}</tbody><tfoot><tr><th>total</th>` +
+    ? `<p id="finished">${finished} of ${total} tasks finished</p><div class="bar">${bar}</div><table><tbody>${rows}</tbody><tfoot><tr><th>total</th>` +
       `<th class="n" id="total">${total}</th></tr></tfoot></table>`
     : '<p class="empty">no tasks yet</p><span id="total" hidden>0</span>';
 }
