@@ -287,3 +287,21 @@ def test_a_killed_run_shows_as_ended_abnormally(tmp_path: Path, workflow: Workfl
     finally:
         status = server.stop()
     assert status == 0, server.out_path.read_text()
+
+
+def test_the_page_applies_patches_as_the_server_makes_them(browser: Any) -> None:
+    """The page's script and feed.py agree on RFC 7386 merge patches, for many random documents."""
+    import random
+
+    from parsl_lite.monitoring.web.feed import apply_patch, merge_patch
+    from parsl_lite.monitoring.web.page import PAGE_HTML
+    from tests.test_monitoring_web_feed import _drop_nulls, _random_doc
+    rng = random.Random(5)
+    cases = []
+    for _ in range(500):
+        old, new = _drop_nulls(_random_doc(rng)), _random_doc(rng)
+        cases.append((old, merge_patch(old, new) or {}))
+    page = browser.new_page()
+    page.set_content(PAGE_HTML)   # no server: the stream fails to open, the functions are there
+    got = page.evaluate("cases => cases.map(([doc, patch]) => applyPatch(doc, patch))", cases)
+    assert got == [apply_patch(old, patch) for old, patch in cases]
