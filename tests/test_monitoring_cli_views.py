@@ -33,6 +33,8 @@ def test_worker_pools_go_to_the_executor_that_owns_their_block():
     assert by_label["slurm"].workers is None and by_label["slurm"].blocks[0]["status"] == "PENDING"
     assert by_label["threads"].workers is None and by_label["threads"].tasks == 3
     assert by_label["?"].nodes[0]["hostname"] == "n3"   # a block no executor claims
+    (only,) = views.executor_views([], nodes[:1], {"htex": 5})   # no block rows: the run's only executor
+    assert only.label == "htex" and only.workers == 4
 
 
 def test_the_snapshot_is_plain_json_and_keeps_the_newest_rows():

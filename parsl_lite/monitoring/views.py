@@ -85,7 +85,7 @@ def executor_views(blocks: Sequence[dict], nodes: Sequence[dict], stream_executo
     """Blocks and worker pools grouped by executor.
 
     A ``node`` row names no executor in Parsl's schema: it goes to the executor that has its block id,
-    if exactly one does, else under ``"?"``.
+    if exactly one does, else to the run's only executor, else under ``"?"``.
     """
     labels: dict[str, tuple[list, list]] = {label: ([], []) for label in stream_executors}
     owners: dict[str, set] = {}
@@ -95,7 +95,7 @@ def executor_views(blocks: Sequence[dict], nodes: Sequence[dict], stream_executo
     for node in nodes:
         label = node.get("executor")
         if label is None:
-            candidates = owners.get(str(node["block_id"]), set())
+            candidates = owners.get(str(node["block_id"])) or set(stream_executors) or set(owners_of(blocks))
             label = next(iter(candidates)) if len(candidates) == 1 else "?"
         labels.setdefault(label, ([], []))[0].append(dict(node, executor=label))
     views = []
@@ -104,6 +104,10 @@ def executor_views(blocks: Sequence[dict], nodes: Sequence[dict], stream_executo
         workers = sum(int(n["worker_count"] or 0) for n in pools if n["active"]) if pools else None
         views.append(ExecutorView(label, workers, pools, blocks_of, stream_executors.get(label, 0)))
     return views
+
+
+def owners_of(blocks: Sequence[dict]) -> set:
+    return {b["executor"] for b in blocks}
 
 
 def stream_rows(rows: Sequence[tuple]) -> list[dict]:
