@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from parsl_lite.monitoring import queries, views
 
 from .conftest import wait_for
-from .test_monitoring_cli_helpers import cli, parse_output, start_workflow, status_json, wait_until_ready
+from .test_monitoring_cli_helpers import cli, env, parse_output, start_workflow, status_json, wait_until_ready
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +25,8 @@ def test_status_and_monitor_read_the_store_while_a_run_writes_it(tmp_path):
         store = tmp_path / "runinfo" / "monitoring.db"
         wait_for(store.exists, 30, "the run's store")
         db = wait_for(lambda: _open(store), 30, "a readable store with the run")
+        live = subprocess.Popen([sys.executable, "-m", "parsl_lite.cli", "monitor", "--interval", "0.1"],
+                                cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         reader = queries.SnapshotReader(db)   # what the live views keep: re-reads only unsettled tasks
         seen = []
         for _ in range(40):   # in-process readers: every query of the monitor, as fast as they go
@@ -33,13 +37,18 @@ def test_status_and_monitor_read_the_store_while_a_run_writes_it(tmp_path):
             done = cli(tmp_path, *command)
             assert done.returncode == 0, done.stderr   # no "database is locked", no error
         assert seen == sorted(seen)   # counts only grow
+        assert live.poll() is None, live.communicate()   # the live monitor kept redrawing
+        live.send_signal(signal.SIGINT)   # Ctrl-C
+        shown, errors = live.communicate(timeout=30)
+        assert live.returncode == 0 and view.run.run_id in shown, errors
         (tmp_path / "stop").write_text("")
         out, err = proc.communicate(timeout=50)
         assert proc.returncode == 0, err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for child in (proc, locals().get("live")):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
     facts = parse_output(out)
     code, listing = status_json(tmp_path, facts["run_id"])
     (run,) = listing["runs"]
