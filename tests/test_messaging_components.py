@@ -17,7 +17,7 @@ def square(body):
 
 
 def test_a_component_scales_while_it_runs_and_stop_drains_and_accounts_for_every_message(broker, make_dfk):
-    make_dfk(executors=[local_htex(max_workers_per_node=4)])
+    make_dfk(executors=[local_htex(max_workers_per_node=4, cores_per_worker=0.25)])
     q = msg.queue("back-in")
     q.put_many(list(range(300)))
     back = msg.component("back", square, "back-in", replicas=2, executor="htex")
