@@ -20,6 +20,7 @@ from parsl_lite.executors import ThreadPoolExecutor
 from parsl_lite.monitoring import MonitoringHub
 from parsl_lite.monitoring.store import open_store
 
+from .conftest import wait_for
 from .htex_helpers import local_htex
 
 
@@ -196,3 +197,36 @@ def test_postgresql_store_against_the_real_backend(tmp_path, pg_url):
     seen, url, run_id = run_mixed_workflow(config, tmp_path)
     assert url == pg_url
     check_mixed_workflow(seen, url, run_id, "threads")
+
+
+@python_app
+def busy(seconds):
+    """Burn CPU for ``seconds`` (so a sample sees a busy worker)."""
+    import time
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+    return seconds
+
+
+def test_htex_pools_sample_their_workers_and_register_their_node(tmp_path):
+    url = f"sqlite:///{tmp_path / 'mon.db'}"
+    config = Config(executors=[local_htex()], run_dir=str(tmp_path / "runinfo"), strategy="none",
+                    monitoring=MonitoringHub(logging_endpoint=url, resource_monitoring_interval=0.2))
+    dfk = parsl_lite.load(config)
+    store = open_store(url, read_only=True)
+    try:
+        running = [busy(1.0), busy(1.0)]
+        assert [f.result() for f in running] == [1.0, 1.0]
+        samples = 'SELECT count(DISTINCT worker), max(cpu_user) FROM "pl_worker_resource" WHERE run_id = ?'
+        wait_for(lambda: (lambda r: r[0] == 2 and r[1] is not None and r[1] > 0.05)(store.query(samples, (dfk.run_id,))[0]),
+                 30, "samples of both workers, one having used CPU")
+    finally:
+        dfk.cleanup()
+        parsl_lite.clear()
+    node = store.query('SELECT hostname, block_id, worker_count, cpu_count, total_memory, active FROM "node" '
+                       'WHERE run_id = ?', (dfk.run_id,))
+    assert len(node) == 1 and node[0][:3] == (socket.gethostname(), "0", 2) and node[0][4] > 0
+    rows = store.query('SELECT executor_label, block_id, memory_resident FROM "pl_worker_resource" WHERE run_id = ?',
+                       (dfk.run_id,))
+    assert {r[:2] for r in rows} == {("htex", "0")} and all(r[2] > 0 for r in rows)

@@ -35,13 +35,13 @@ from parsl_lite.errors import ConfigurationError
 from parsl_lite.monitoring import schema
 from parsl_lite.monitoring.recorder import ERROR, EXECUTOR, RAN
 from parsl_lite.monitoring.remote import MonitoredResult, Wrappers
+from parsl_lite.monitoring.sampler import ENV_SETTINGS
 from parsl_lite.monitoring.store import Store, check_url
 from parsl_lite.monitoring.frames import write_frame
 from parsl_lite.representation import RepresentationMixin
 
 logger = logging.getLogger(__name__)
 
-ENV_SETTINGS = "PARSL_LITE_MONITORING"   # what worker pools started by a local provider read (resource samples)
 _WRITER_EXIT_S = 120.0
 
 

@@ -121,9 +121,27 @@ class WorkerPool:
                 return 1
             for index in range(self.count):
                 self._start_worker(index)
-            return self._loop()
+            sampler = self._start_sampler()
+            try:
+                return self._loop()
+            finally:
+                if sampler is not None:
+                    sampler.stop()
         finally:
             self._stop_workers()
+
+    def _start_sampler(self) -> Any:
+        """Monitoring's resource samples of this pool's workers, if the run asked for them (``$PARSL_LITE_MONITORING``)."""
+        from parsl_lite.monitoring.sampler import ResourceSampler, settings_from_env
+
+        settings = settings_from_env()
+        if settings is None:
+            return None
+        label = os.path.basename(os.path.dirname(os.path.abspath(self.args.logdir))) or "htex"  # <run>/<label>/block-N
+        sampler = ResourceSampler(settings, label, str(self.args.block_id), self.manager_id.hex(), self.cores,
+                                  self.mem_bytes, lambda: {i: w.pid for i, w in list(self.workers.items())})
+        sampler.start()
+        return sampler
 
     def _send(self, message: Message) -> None:
         self.socket.send_multipart(self.proof.sign(encode(message)))
