@@ -148,7 +148,8 @@ function drawStream(stream) {
       `${esc(r.func_name)} (${esc(r.state || "")}${took}) on ${esc(r.worker)}</title></rect>`;
   }).join("");
   const labels = lanes.map((w, i) => w &&
-    `<text x="${left - 6}" y="${i * lane + lane - 3}" text-anchor="end" font-size="11">${esc(w)}</text>`).join("");
+    `<text class="lane" x="${left - 6}" y="${i * lane + lane - 3}" text-anchor="end" font-size="11">${esc(w)}</text>`
+  ).join("");
   const axis = `<text x="${left}" y="${H - 6}" font-size="11" fill="#777">${esc(fmtTime(t0))}</text>` +
     `<text x="${W - 10}" y="${H - 6}" font-size="11" fill="#777" text-anchor="end">+${(t1 - t0).toFixed(1)} s</text>`;
   el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="task stream">` +
