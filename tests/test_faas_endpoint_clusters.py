@@ -170,6 +170,28 @@ def test_a_partition_slurm_refuses_fails_the_task_naming_it_and_the_report_says_
         assert "executor failed (every task sent here fails): ExecutorError" in Watched(fxc, ep).cli()
 
 
+def test_pods_whose_image_cannot_be_pulled_end_failed_naming_it_and_the_endpoint_says_so(k8s, tmp_path, monkeypatch,
+                                                                                        cluster_endpoints):
+    with client_home_service(tmp_path, monkeypatch) as service:
+        image = "localhost/plite-no-such-image:1"
+        text = k8s_endpoint_config(service.url, k8s, "nopull", image=image, init_blocks=1, min_blocks=1,
+                                   max_blocks=1)
+        ep = cluster_endpoints(service, "nopull", service.admin_token, text)
+        fxc = FuncXClient()
+        details = wait_for(lambda: (d := Watched(fxc, ep).details()).get("alive") is False and d, 45,
+                           "the executor to give up after its blocks failed")
+        ended = details["ended_blocks"]
+        assert len(ended) == 2 and {b["state"] for b in ended.values()} == {"FAILED"}  # the first was replaced
+        assert all(image in b["message"] and "ErrImagePull" in b["message"] or "ImagePullBackOff" in b["message"]
+                   for b in ended.values()), ended
+        assert image in details["executor_error"]
+        shown = Watched(fxc, ep).cli()
+        assert "executor failed" in shown and all(f"{b}  " in shown for b in ended), shown
+        with pytest.raises(Exception, match="ErrImagePull|ImagePullBackOff"):  # a task sent now fails at once
+            _result(fxc, fxc.run("g", "m", endpoint_id=ep.endpoint_id, function_id=fxc.register_function(hold_until)))
+        assert not endpoint_pods(k8s, "nopull")  # pods that cannot start are deleted
+
+
 def _config_with(provider: str, key: str, value: str) -> str:
     image = '\n  image = "img:1"' if provider == "KubernetesProvider" and key != "imagee" else ""
     return (f'[endpoint]\nservice_url = "http://127.0.0.1:9"\n\n[[executors]]\ntype = "HighThroughputExecutor"\n'
@@ -269,3 +291,15 @@ def test_a_block_shows_the_providers_state_until_its_pool_registers_then_running
     pool = ManagerStatus("ab", "0", "node", 4, 3, 2, False, False)
     assert _block_detail("0", "pod-0", [pool], history) == {"state": "RUNNING", "job_id": "pod-0", "workers": 3,
                                                           "tasks": 2, "message": None}
+
+
+def test_the_strategy_starts_no_block_for_an_executor_that_failed():
+    from parsl_lite.jobs.strategy import ExecutorSnapshot, ScaleOut, Strategy
+
+    def snap(failed: bool) -> ExecutorSnapshot:
+        return ExecutorSnapshot(label="htex", outstanding=3, connected_workers=0, workers_per_block=1, blocks=(),
+                                init_blocks=1, min_blocks=1, max_blocks=4, parallelism=1.0, failed=failed)
+
+    working = Strategy(strategy="simple", max_idletime=1.0).decide([snap(False)], 0.0)
+    assert [(type(a), a.blocks) for a in working] == [(ScaleOut, 3)]
+    assert Strategy(strategy="simple", max_idletime=1.0).decide([snap(True)], 0.0) == []

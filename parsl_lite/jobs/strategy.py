@@ -21,7 +21,7 @@ Strategies (Parsl's names):
 - ``htex_auto_scale``: as ``simple``, and also releases idle blocks while
   tasks run elsewhere, when the other blocks have room for all of them.
 
-Both keep at least ``min_blocks`` active, and replace blocks that ended
+Neither acts for an executor that has failed. Both keep at least ``min_blocks`` active, and replace blocks that ended
 (failed, timed out) while tasks still need them: ended blocks do not count.
 A block is only ever released if its executor says it is idle (holds no task).
 """
@@ -68,6 +68,7 @@ class ExecutorSnapshot:
         min_blocks: active blocks to keep at all times.
         max_blocks: active blocks never to exceed.
         parallelism: slots wanted per outstanding task, in [0, 1].
+        failed: the executor gave up (Parsl's ``bad_state_is_set``): nothing is decided for it.
     """
 
     label: str
@@ -79,6 +80,7 @@ class ExecutorSnapshot:
     min_blocks: int
     max_blocks: int
     parallelism: float
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,8 @@ class Strategy:
         return actions
 
     def _decide_one(self, snap: ExecutorSnapshot, now: float, first: bool) -> Optional[Action]:
+        if snap.failed:  # its tasks already failed; a new block would only idle (and be billed)
+            return None
         active = [b for b in snap.blocks if not b.state.terminal]
         if self.strategy in (None, "none"):
             missing = min(snap.init_blocks, snap.max_blocks) - len(active)

@@ -140,9 +140,13 @@ class ManagesBlocks:
         """Start ``blocks`` more blocks of worker pools through the provider.
 
         None while a lost interchange is being replaced: the restart starts the
-        blocks for the new one (a pool started now would dial the dead one).
+        blocks for the new one (a pool started now would dial the dead one); none
+        once the executor has failed.
         """
         if self._client is None:
+            return []
+        if self.executor_exception is not None:  # it gave up (or shut down): a new block would only idle
+            logger.debug("executor %r: no new block, it failed: %s", self.label, self.executor_exception)
             return []
         started = []
         for _ in range(blocks):
