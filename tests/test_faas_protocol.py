@@ -49,6 +49,17 @@ def test_bytes_travel_as_frames_of_their_own_never_in_the_header() -> None:
     assert json.loads(frames[1]) == {"tasks": [["t", "f", None, None, "v", 1]]}
 
 
+def test_a_body_shared_by_a_deliverys_tasks_travels_once() -> None:
+    body = b"BODY"
+    delivery = p.TaskDelivery(tuple(p.TaskItem(f"t{i}", "f", body, b"A%d" % i, "v", 1) for i in range(3)))
+    frames = p.encode(delivery)
+    assert frames[2:] == [b"BODY", b"A0", b"A1", b"A2"]
+    assert [row[2] for row in json.loads(frames[1])["tasks"]] == [None, 0, 0]
+    assert p.decode(frames) == delivery
+    with pytest.raises(MalformedMessage, match=r"tasks\[0\].function_body: refers to payload frame 5"):
+        p.decode([b"task_delivery", b'{"tasks": [["t", "f", 5, null, "v", 1]]}', b"A"])
+
+
 @pytest.mark.parametrize("frames, says", [
     ([b"task_results"], "at least 2"),
     ([b"nope", b"{}"], "unknown message kind"),

@@ -40,6 +40,11 @@ endpoint re-sends every result the service has not acknowledged with
 
 Versioning: ``EndpointHello`` carries :data:`PROTOCOL_VERSION`; a service of
 another version answers ``HelloReply(accepted=False)`` with both numbers.
+
+Frames: each ``bytes`` field travels as a frame of its own, its place in the
+header ``null``. In a list of items, a field holding the very object an earlier
+item's field held (a delivery's tasks of one function share its body) travels
+once: the later rows say the number of that payload frame instead (version 2).
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ from typing import Any, ClassVar, Final, Literal, NamedTuple, Sequence, Union, g
 from parsl_lite.executors.htex.codec import dumps, loads
 from parsl_lite.faas.errors import MalformedMessage
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 ResultState = Literal["success", "failed"]
 
@@ -265,6 +270,27 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     raise MalformedMessage(f"{where}: no wire type for {hint!r}")  # pragma: no cover - a bug in a message class
 
 
+def _encode_items(plan: tuple, value: Sequence[Any], frames: list[bytes]) -> list[list[Any]]:
+    """The header rows of a list of items; their frames appended to ``frames`` (each shared object once)."""
+    rows = []
+    last: dict[int, tuple[Any, int]] = {}   # field index -> (the object last sent there, its frame number)
+    for entry in value:
+        row = []
+        for index, ((_, _, is_frame), part) in enumerate(zip(plan, entry)):
+            if not is_frame:
+                row.append(part)
+                continue
+            seen = last.get(index)
+            if seen is not None and seen[0] is part:
+                row.append(seen[1])          # the same bytes as that earlier frame
+                continue
+            last[index] = (part, len(frames))
+            frames.append(part)
+            row.append(None)
+        rows.append(row)
+    return rows
+
+
 def encode(message: Message) -> list[bytes]:
     """The frames of ``message`` for ``send_multipart``."""
     header: dict[str, Any] = {}
@@ -278,18 +304,7 @@ def encode(message: Message) -> list[bytes]:
             frames.append(value)
             header[field.name] = None
         elif item is not None:
-            plan = _item_plan(item)
-            rows = []
-            for entry in value:
-                row = []
-                for (_, _, is_frame), part in zip(plan, entry):
-                    if is_frame:
-                        frames.append(part)
-                        row.append(None)
-                    else:
-                        row.append(part)
-                rows.append(row)
-            header[field.name] = rows
+            header[field.name] = _encode_items(_item_plan(item), value, frames)
         else:
             header[field.name] = list(value) if isinstance(value, tuple) else value
     return [type(message).kind.encode(), dumps(header), *frames]
@@ -317,7 +332,7 @@ def decode(frames: Sequence[bytes]) -> Message:
     names = [f.name for f in fields(cls)]
     if set(header) != set(names):
         raise MalformedMessage(f"{cls.kind}: fields {sorted(header)}, expected {sorted(names)}")
-    payload = iter(frames[2:])
+    payload = _Payload(frames)
     used = 0
     values: dict[str, Any] = {}
     for name in names:
@@ -336,9 +351,33 @@ def decode(frames: Sequence[bytes]) -> Message:
     return cls(**values)  # an EndpointHello of another version decodes: the service answers with both versions
 
 
+class _Payload:
+    """The payload frames of a message, taken in order; a row may name one taken already (shared bytes)."""
+
+    def __init__(self, frames: Sequence[bytes]) -> None:
+        self._frames = frames
+        self.taken: list[bytes] = []
+
+    def __iter__(self) -> "_Payload":
+        return self
+
+    def __next__(self) -> bytes:
+        index = len(self.taken) + 2
+        if index >= len(self._frames):
+            raise StopIteration
+        frame = bytes(self._frames[index])
+        self.taken.append(frame)
+        return frame
+
+    def earlier(self, number: Any, where: str) -> bytes:
+        if type(number) is not int or not 0 <= number < len(self.taken):
+            raise MalformedMessage(f"{where}: refers to payload frame {number!r}, not one sent before it")
+        return self.taken[number]
+
+
 def _next_frame(payload: Any, where: str) -> bytes:
     try:
-        return bytes(next(payload))
+        return next(payload)
     except StopIteration:
         raise MalformedMessage(f"{where}: payload frame missing") from None
 
@@ -355,10 +394,10 @@ def _decode_items(item: Any, raw: Any, payload: Any, where: str) -> tuple[tuple[
         parts = []
         for (name, hint, is_frame), value in zip(plan, row):
             if is_frame:
-                try:
-                    parts.append(bytes(next(payload)))
-                except StopIteration:
-                    raise MalformedMessage(f"{where}[{i}].{name}: payload frame missing") from None
+                if value is not None:   # the bytes of an earlier frame of this message
+                    parts.append(payload.earlier(value, f"{where}[{i}].{name}"))
+                    continue
+                parts.append(_next_frame(payload, f"{where}[{i}].{name}"))
                 used += 1
             else:
                 checked = _quick(value, hint)
@@ -373,3 +412,46 @@ def versions_string() -> str:
 
     from parsl_lite import __version__
     return f"Python {platform.python_version()}, parsl_lite {__version__}"
+
+
+def send_nowait(socket: Any, frames: Sequence[bytes]) -> None:
+    """``socket.send_multipart(frames, zmq.NOBLOCK, copy=False)`` with plain-int flags (pyzmq turns each
+    frame's flags into an ``enum``, a measurable cost on a delivery of thousands of frames); frames under
+    ``zmq.COPY_THRESHOLD`` bytes are copied, as pyzmq would.
+
+    Raises:
+        zmq.Again: the socket takes nothing now (only the first frame can say so: a message is atomic).
+    """
+    send, more, noblock, small = _zmq_send()
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        send(socket, frame, (more if index < last else 0) | noblock, len(frame) < small)
+
+
+def recv_nowait(socket: Any) -> list[bytes]:
+    """``socket.recv_multipart(zmq.NOBLOCK)`` without pyzmq's per-frame ``enum`` (``getsockopt(RCVMORE)``).
+
+    Raises:
+        zmq.Again: no message waits.
+    """
+    recv, noblock = _zmq_recv()
+    frame = recv(socket, noblock, False)
+    parts = [frame.bytes]
+    while frame.more:
+        frame = recv(socket, 0, False)
+        parts.append(frame.bytes)
+    return parts
+
+
+@functools.lru_cache(maxsize=None)
+def _zmq_recv() -> tuple[Any, int]:
+    import zmq
+    from zmq.backend import Socket as Compiled
+    return Compiled.recv, int(zmq.NOBLOCK)
+
+
+@functools.lru_cache(maxsize=None)
+def _zmq_send() -> tuple[Any, int, int, int]:
+    import zmq
+    from zmq.backend import Socket as Compiled
+    return Compiled.send, int(zmq.SNDMORE), int(zmq.NOBLOCK), zmq.COPY_THRESHOLD

@@ -238,7 +238,7 @@ class Session:
     def _receive(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = p.recv_nowait(self.socket)
             except zmq.Again:
                 return
             try:
@@ -259,7 +259,7 @@ class Session:
     def _send(self, message: p.Message) -> bool:
         """Send without blocking; False if there is no connection now (the caller keeps what it must)."""
         try:
-            self.socket.send_multipart(p.encode(message), zmq.NOBLOCK, copy=False)
+            p.send_nowait(self.socket, p.encode(message))
             return True
         except zmq.Again:
             return False

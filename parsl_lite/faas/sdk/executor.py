@@ -22,6 +22,7 @@ import threading
 import uuid
 from typing import Any, Callable, Optional
 
+from parsl_lite.fast_future import FastFuture
 from parsl_lite.faas.sdk.batch import Batch, pack_payload
 from parsl_lite.faas.sdk.batching import Next, SubmitQueue
 from parsl_lite.faas.sdk.client import FuncXClient
@@ -30,8 +31,11 @@ from parsl_lite.faas.sdk.decode import check_id
 logger = logging.getLogger(__name__)
 
 
-class FuncXFuture(concurrent.futures.Future):
+class FuncXFuture(FastFuture):
     """A task's future; ``task_id`` is set once the service accepted the task.
+
+    A ``concurrent.futures.Future`` whose Condition is made only if someone blocks on it (``FastFuture``):
+    a workflow of many tasks waits on few of them.
 
     Waiting on it (``result()``, ``exception()``) sends its batch at once rather
     than after the batch interval.

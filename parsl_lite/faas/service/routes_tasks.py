@@ -7,6 +7,7 @@ task survives a SIGKILL of the service. Only then is the endpoint link told.
 from __future__ import annotations
 
 import binascii
+import os
 import uuid
 from typing import Any
 
@@ -103,6 +104,19 @@ class _Checker:
         return function_id, endpoint_id
 
 
+def new_task_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUID strings, as ``str(uuid.uuid4())`` makes them, from one read of
+    ``os.urandom``: a quarter of the cost of one ``uuid4`` each, on the path of every submitted task."""
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for at in range(0, 16 * count, 16):
+        raw[at + 6] = (raw[at + 6] & 0x0F) | 0x40    # version 4
+        raw[at + 8] = (raw[at + 8] & 0x3F) | 0x80    # the RFC 4122 variant
+        h = raw[at:at + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 @routes.post(f"{P}/submit")
 async def submit(request: web.Request) -> web.Response:
     ctx, user = ctx_of(request), request["user"]
@@ -116,9 +130,10 @@ async def submit(request: web.Request) -> web.Response:
     group_id = await _group_id(ctx, user, body)
     checker, now = _Checker(ctx, user), ctx.now()
     records = []
+    task_ids = new_task_ids(len(items))
     for i, item in enumerate(items):
         function_id, endpoint_id, payload = await checker.check(i, item)
-        records.append(TaskRecord(task_id=str(uuid.uuid4()), owner_id=user.user_id, function_id=function_id,
+        records.append(TaskRecord(task_id=task_ids[i], owner_id=user.user_id, function_id=function_id,
                                   endpoint_id=endpoint_id, task_group_id=group_id, payload=payload,
                                   versions=versions, state=WAITING_FOR_EP, received=now))
     await ctx.astore.add_tasks(records)
