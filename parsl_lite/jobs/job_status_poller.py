@@ -26,7 +26,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 from parsl_lite.jobs.strategy import (
     Action, BlockExecutor, BlockSnapshot, ExecutorSnapshot, ScaleIn, ScaleOut, Strategy,
 )
-from parsl_lite.executors.base import ExecutorEvent
 from parsl_lite.jobs.states import JobState, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -192,7 +191,6 @@ class JobStatusPoller:
                 return
             for block_id in new_ids:
                 entry.statuses[block_id] = JobStatus(JobState.PENDING)
-                _announce(executor, block_id, entry.statuses[block_id])
             if len(new_ids) < action.blocks:
                 logger.warning("executor %s: asked for %d block(s), got %d", executor.label,
                                action.blocks, len(new_ids))
@@ -212,22 +210,10 @@ class JobStatusPoller:
         executor = entry.executor
         level = logging.WARNING if status.state in _WARN_STATES else logging.INFO
         logger.log(level, "executor %s: block %s is %s", executor.label, block_id, status)
-        _announce(executor, block_id, status)
         try:
             executor.handle_job_status(block_id, status)
         except Exception:
             logger.exception("executor %s: handle_job_status(%s, %s) failed", executor.label, block_id, status)
-
-
-def _announce(executor: Any, block_id: str, status: JobStatus) -> None:
-    """Tell the kernel's listeners (monitoring's ``block`` table) that a block changed state."""
-    emit = getattr(executor, "emit", None)
-    if emit is None:
-        return
-    jobs = getattr(executor, "blocks", None)
-    job_id = jobs.get(block_id) if isinstance(jobs, dict) else None
-    emit(ExecutorEvent(executor.label, "block_status", {
-        "block_id": block_id, "job_id": None if job_id is None else str(job_id), "status": status.status_name}))
 
 
 def _pollable(executor: Any) -> bool:
