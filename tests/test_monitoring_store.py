@@ -211,8 +211,8 @@ def busy(seconds):
 
 def test_htex_pools_sample_their_workers_and_register_their_node(tmp_path):
     url = f"sqlite:///{tmp_path / 'mon.db'}"
-    config = Config(executors=[local_htex()], run_dir=str(tmp_path / "runinfo"), strategy="none",
-                    monitoring=MonitoringHub(logging_endpoint=url, resource_monitoring_interval=0.2))
+    config = Config(executors=[local_htex(heartbeat_threshold=30)], run_dir=str(tmp_path / "runinfo"),
+                    strategy="none", monitoring=MonitoringHub(logging_endpoint=url, resource_monitoring_interval=0.2))
     dfk = parsl_lite.load(config)
     store = open_store(url, read_only=True)
     try:
@@ -230,3 +230,7 @@ def test_htex_pools_sample_their_workers_and_register_their_node(tmp_path):
     rows = store.query('SELECT executor_label, block_id, memory_resident FROM "pl_worker_resource" WHERE run_id = ?',
                        (dfk.run_id,))
     assert {r[:2] for r in rows} == {("htex", "0")} and all(r[2] > 0 for r in rows)
+    blocks = store.query('SELECT executor_label, block_id, job_id, status FROM "block" WHERE run_id = ? '
+                         'ORDER BY timestamp', (dfk.run_id,))   # from the job status poller
+    assert [b[3] for b in blocks][:1] == ["PENDING"] and blocks[-1][3] == "SCALED_IN" and "RUNNING" in [b[3] for b in blocks]
+    assert {b[:2] for b in blocks} == {("htex", "0")} and len({b[2] for b in blocks if b[2]}) == 1   # its job id

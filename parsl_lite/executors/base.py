@@ -59,6 +59,11 @@ class ParslExecutor(RepresentationMixin, ABC):
         if sink is not None:
             sink(event)
 
+    def block_changed(self, block_id: str, job_id: Optional[str], status: str) -> None:
+        """The job status poller's word that a block changed state (to listeners: ``block_status``)."""
+        self.emit(ExecutorEvent(self.label, "block_status", {"block_id": block_id, "job_id": job_id,
+                                                             "status": status}))
+
     @abstractmethod
     def start(self) -> None:
         """Start whatever the executor needs (threads, processes, connections)."""

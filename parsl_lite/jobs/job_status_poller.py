@@ -145,7 +145,9 @@ class JobStatusPoller:
         for block_id in [b for b in entry.statuses if b not in blocks]:
             del entry.statuses[block_id]  # the executor forgot it; so do we
         for block_id in blocks:
-            entry.statuses.setdefault(block_id, JobStatus(JobState.PENDING))
+            if block_id not in entry.statuses:  # started by the executor itself (init_blocks)
+                entry.statuses[block_id] = JobStatus(JobState.PENDING)
+                _announce(executor, block_id, entry.statuses[block_id])
         provider = executor.provider
         if now - entry.last_status_poll < provider.status_polling_interval:
             return
@@ -191,6 +193,7 @@ class JobStatusPoller:
                 return
             for block_id in new_ids:
                 entry.statuses[block_id] = JobStatus(JobState.PENDING)
+                _announce(executor, block_id, entry.statuses[block_id])
             if len(new_ids) < action.blocks:
                 logger.warning("executor %s: asked for %d block(s), got %d", executor.label,
                                action.blocks, len(new_ids))
@@ -210,10 +213,21 @@ class JobStatusPoller:
         executor = entry.executor
         level = logging.WARNING if status.state in _WARN_STATES else logging.INFO
         logger.log(level, "executor %s: block %s is %s", executor.label, block_id, status)
+        _announce(executor, block_id, status)
         try:
             executor.handle_job_status(block_id, status)
         except Exception:
             logger.exception("executor %s: handle_job_status(%s, %s) failed", executor.label, block_id, status)
+
+
+def _announce(executor: Any, block_id: str, status: JobStatus) -> None:
+    """Tell the kernel's listeners (monitoring's ``block`` table) that a block changed state."""
+    changed = getattr(executor, "block_changed", None)
+    if changed is None:
+        return
+    jobs = getattr(executor, "blocks", None)
+    job_id = jobs.get(block_id) if isinstance(jobs, dict) else None
+    changed(block_id, None if job_id is None else str(job_id), status.status_name)
 
 
 def _pollable(executor: Any) -> bool:
