@@ -12,7 +12,8 @@ from .conftest import wait_for
 
 WORKFLOW = textwrap.dedent('''
     """A monitored workflow: MODE ok (squares, one division by zero), clean (squares), hold (tasks until ./stop exists),
-    kill (tasks, then READY and a long sleep)."""
+    kill (tasks, then READY and a long sleep).
+    On htex each square sleeps 0.1 s, so that the pool's workers are sampled (CPU, RSS) meanwhile."""
     import os, sys, time
     import parsl_lite
     from parsl_lite import python_app
@@ -22,7 +23,9 @@ WORKFLOW = textwrap.dedent('''
     from parsl_lite.providers import LocalProvider
 
     @python_app
-    def square(x):
+    def square(x, sleep_s=0.0):
+        import time
+        time.sleep(sleep_s)
         return x * x
 
     @python_app
@@ -41,7 +44,7 @@ WORKFLOW = textwrap.dedent('''
         print("RUN", dfk.run_id, flush=True)
         total = failed = 0
         while True:
-            futures = [square(i) for i in range(n)] + ([] if mode == "clean" else [divide(i) for i in (-1, 0, 1)])
+            futures = [square(i, 0.1 if executor == "htex" else 0.0) for i in range(n)] + ([] if mode == "clean" else [divide(i) for i in (-1, 0, 1)])
             total += len(futures)
             failed += sum(1 for f in futures if f.exception() is not None)
             if mode != "hold" or os.path.exists("stop") or total > 20000:

@@ -48,6 +48,11 @@ def test_report_of_an_htex_run_is_one_self_contained_page_with_the_plots_data(tm
     assert apps["square"]["count"] == 30 and apps["divide"]["count"] == 3
     assert sum(apps["square"]["hist"]) == 30 and apps["square"]["p50"] <= apps["square"]["max"]
     assert data["failures"][0]["error"] == "ZeroDivisionError: division by zero"
+    resources = data["resources"]   # the pool's two workers, sampled every 0.2 s while they ran
+    assert len(resources) == 2 and set(resources) == {w.split("/", 1)[1] for w in stream["workers"] if "/" in w}
+    for series in resources.values():
+        assert len(series["t"]) == len(series["cpu"]) == len(series["rss_mb"]) >= 1
+        assert all(mb > 1 for mb in series["rss_mb"])
     assert "ZeroDivisionError: division by zero" in page   # the failures table, as text
 
 

@@ -384,7 +384,7 @@ class Store:
     def resource_samples(self, run_id: str) -> list[tuple[str, float, Optional[float], Optional[float]]]:
         """(worker, time, cpu %, RSS bytes) samples by time: ``pl_worker_resource``, else Parsl's ``resource``."""
         if self.columns(schema.WORKER_RESOURCE):
-            return self.query("SELECT hostname || '/' || worker, {epoch:timestamp}, cpu_percent, memory_resident "
+            return self.query("SELECT worker, {epoch:timestamp}, cpu_percent, memory_resident "
                               f"FROM {schema.WORKER_RESOURCE} WHERE run_id = ? ORDER BY timestamp", (run_id,))
         if not self.columns(schema.RESOURCE):
             return []
