@@ -216,6 +216,17 @@ def _counts_match(page: Any, workflow: Workflow, **at_least: int) -> Optional[di
     return store if dom_counts(page) == store else None
 
 
+def _pools_and_blocks_shown(page: Any, workflow: Workflow) -> Optional[str]:
+    """The executors' text, once it has every worker pool (``node``) and each block's latest state (``block``)."""
+    pools = sql(workflow.db, "SELECT uid FROM node")
+    blocks = sql(workflow.db, "SELECT job_id, status FROM block b WHERE timestamp = (SELECT max(timestamp) "
+                              "FROM block WHERE block_id = b.block_id)")
+    text = page.inner_text("#executors")
+    if not pools or not blocks or any(uid not in text for (uid,) in pools):
+        return None
+    return text if all(status in text and (job_id or "") in text for job_id, status in blocks) else None
+
+
 def wait_counts(page: Any, workflow: Workflow, when: str, **at_least: int) -> dict[str, int]:
     try:
         return wait_for(lambda: _counts_match(page, workflow, **at_least), timeout_s=40,
@@ -249,7 +260,8 @@ def test_page_follows_a_running_workflow_live(tmp_path: Path, workflow: Workflow
         assert store["exec_done"] >= GATED and store.get("failed") == FAILING
         assert page.evaluate("() => window.__same_page === true"), "the page was reloaded"
         assert page.locator("#stream svg rect").count() >= GATED
-        assert "htex_local" in page.inner_text("#executors")
+        executors = wait_for(lambda: _pools_and_blocks_shown(page, workflow), what="the pools and blocks")
+        assert "htex_local" in executors
         save_screenshot(page, tmp_path, "monitor_web_running.png")
 
         workflow.open_gate("second")

@@ -35,7 +35,7 @@ pre { margin:0; white-space:pre-wrap; font-size:.85em; max-height:8em; overflow:
 iframe { width:100%; height:600px; border:0; }
 dl { display:grid; grid-template-columns:max-content 1fr; gap:.1em 1em; margin:0; }
 dt { color:var(--mute); }
-dd { margin:0; }
+dd { margin:0; overflow-wrap:anywhere; }
 """
 
 _SCRIPT = r"""
