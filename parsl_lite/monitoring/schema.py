@@ -163,7 +163,7 @@ def create_statements(dialect: str) -> list[str]:
         parts = []
         for col in table.columns:
             if col.name == table.autoincrement:
-                parts.append(f"{quote(col.name)} " + ("INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite"
+                parts.append(f"{quote(col.name)} " + ("INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite"
                                                       else "SERIAL PRIMARY KEY"))
                 continue
             parts.append(f"{quote(col.name)} {types[col.type]}" + ("" if col.nullable else " NOT NULL"))
