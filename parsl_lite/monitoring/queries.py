@@ -13,6 +13,7 @@ Times come back as float seconds: the stored naive timestamps read as if they we
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 import time
@@ -22,6 +23,8 @@ from urllib.parse import urlparse
 
 from parsl_lite.errors import ParslError
 from parsl_lite.monitoring import schema, store, views
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DB_RELPATH = os.path.join("runinfo", "monitoring.db")
 # Parsl's lifecycle order: breaks ties between two states of one task stamped with the same time.
@@ -422,10 +425,17 @@ def open_store(url: str) -> Store:
 
 
 def settle_run(db: Store, run: RunRow) -> str:
-    """``run``'s state; a run whose process died without ending it is marked so in the store, once."""
+    """``run``'s state; a run whose process died without ending it is marked so in the store, once.
+
+    A store this user cannot write (another user's run) is only read: the state is the same, a warning
+    says it was not recorded.
+    """
     state = run.state()
     if state == ENDED_ABNORMALLY and run.exit_status == "running":
-        db.mark_ended_abnormally(run)
+        try:
+            db.mark_ended_abnormally(run)
+        except Exception as exc:  # sqlite3/psycopg errors, a read-only file or database
+            logger.warning("run %s ended abnormally; could not record it in %s: %s", run.run_id, db.path, exc)
     return state
 
 
