@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from parsl_lite.monitoring import queries
+
 from .test_monitoring_cli_helpers import cli, run_workflow
 
 
@@ -54,6 +56,13 @@ def test_report_of_an_htex_run_is_one_self_contained_page_with_the_plots_data(tm
         assert len(series["t"]) == len(series["cpu"]) == len(series["rss_mb"]) >= 1
         assert all(mb > 1 for mb in series["rss_mb"])
     assert "ZeroDivisionError: division by zero" in page   # the failures table, as text
+    # the same run in the monitor's snapshot: the executor's worker pool and its block
+    with queries.open_store(queries.resolve_store_url(None, str(tmp_path))) as db:
+        (htex,) = queries.read_snapshot(db, facts["run_id"]).executors
+    assert htex.label == "htex" and htex.tasks == facts["tasks"]
+    assert [n["worker_count"] for n in htex.nodes] == [2] and {b["block_id"] for b in htex.blocks} == {"0"}
+    shown = cli(tmp_path, "monitor", "--once", facts["run_id"])
+    assert shown.returncode == 0 and htex.nodes[0]["uid"][:8] in shown.stdout and "0:" in shown.stdout
 
 
 def test_report_draws_in_a_browser_without_errors(tmp_path):
