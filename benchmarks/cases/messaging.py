@@ -11,7 +11,7 @@
   pair, same sizes, same processes.
 - ``queue_*``: put -> get -> ack of 1 KB messages through ``msg.queue``, in
   batches of 100 (``put_many``, ``get_many``, ``ack_many``) and one at a
-  time; the floor: a bare SQLite (WAL, synchronous=NORMAL) insert/commit
+  time (and the same on RabbitMQ with ``--amqp-url``); the floor: a bare SQLite (WAL, synchronous=NORMAL) insert/commit
   then select/delete/commit loop in batches of 100; and Dask's
   ``distributed.Queue`` (one at a time: it has no batches) where it imports.
 - ``restart``: 2,000 messages queued, the broker SIGKILLed and restarted,
@@ -142,9 +142,10 @@ def _readable(proc: subprocess.Popen) -> bool:
     return bool(select.select([proc.stdout], [], [], 0.01)[0])
 
 
-def queue_ours(n: int, batch: int = 100, singles: int = 2000) -> dict[str, float]:
-    from parsl_lite import messaging as msg
-    q = msg.queue("bench")
+def queue_ours(n: int, batch: int = 100, singles: int = 2000, client: Any = None,
+               prefix: str = "queue") -> dict[str, float]:
+    from parsl_lite.messaging.queues import Queue
+    q = Queue(f"bench-{os.getpid()}", client=client)
     t0 = time.perf_counter()
     for _ in range(n // batch):
         q.put_many([BODY] * batch)
@@ -156,7 +157,9 @@ def queue_ours(n: int, batch: int = 100, singles: int = 2000) -> dict[str, float
         q.put(BODY)
         assert q.get(timeout=5).ack()
     single = singles / (time.perf_counter() - t0)
-    return {"queue_batch100_msgs_per_s": batched, "queue_single_msgs_per_s": single}
+    if client is not None:
+        q.delete()
+    return {f"{prefix}_batch100_msgs_per_s": batched, f"{prefix}_single_msgs_per_s": single}
 
 
 def queue_sqlite(n: int, directory: Path, batch: int = 100) -> dict[str, float]:
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-n", type=int, default=20_000)
     parser.add_argument("--samples", type=int, default=2000, help="latency samples")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", ""),
+                        help="also measure the queue on this RabbitMQ server (default $AMQP_URL)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PARSL_LITE_HOME"] = tmp
@@ -232,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             figures.update(topic_ours(args.n, args.samples))
             figures.update(queue_sqlite(args.queue_n, Path(tmp)))
             figures.update(queue_ours(args.queue_n))
+            if args.amqp_url:
+                from parsl_lite.messaging.amqp import AmqpClient
+                figures.update(queue_ours(args.queue_n, singles=500, client=AmqpClient(args.amqp_url, "--amqp-url"),
+                                          prefix="rabbitmq_queue"))
             figures.update(queue_dask(2000))
             figures.update(restart(broker_dir))
         finally:
