@@ -94,18 +94,23 @@ def _offline_at_service(service, endpoint) -> bool:
     return call(service, "GET", f"/v1/endpoints/{endpoint.endpoint_id}/status")[1]["status"] == "offline"
 
 
-def test_every_endpoint_of_a_task_offline_it_waits_then_fails_naming_them(fabric, tmp_path):
+def _both_stopped(fabric, tmp_path, offline_timeout):
+    """Both endpoint daemons stopped (``endpoint stop``), offline at the service; a config on both."""
     service, (ep1, ep2) = fabric
-    gate = tmp_path / "go"
-    gate.touch()
+    (tmp_path / "go").touch()
     for ep in (ep1, ep2):
         assert ep.stop() == 0
         wait_for(lambda: _offline_at_service(service, ep), timeout_s=30, what=f"{ep.name} offline at the service")
-    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id],
-                                             status_period=0.2, offline_timeout=1.0)])
+    return ep1, ep2, str(tmp_path / "go"), Config(executors=[FuncXExecutor(
+        label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id], status_period=0.2,
+        offline_timeout=offline_timeout)])
+
+
+def test_every_endpoint_of_a_task_offline_it_waits_then_fails_naming_them(fabric, tmp_path):
+    ep1, ep2, gate, config = _both_stopped(fabric, tmp_path, offline_timeout=1.0)
     with parsl.load(config) as dfk:
         executor = dfk.executors["funcX"]
-        future = NAP["nap"](1, str(gate))
+        future = NAP["nap"](1, gate)
         assert executor.outstanding == 1 and not executor._in_flight    # it waits here, unsent
         with pytest.raises(EndpointsOffline) as caught:
             future.result(timeout=30)
@@ -117,18 +122,11 @@ def test_every_endpoint_of_a_task_offline_it_waits_then_fails_naming_them(fabric
 
 
 def test_every_endpoint_of_a_task_offline_it_runs_when_one_returns(fabric, tmp_path):
-    service, (ep1, ep2) = fabric
-    gate = tmp_path / "go"
-    gate.touch()
-    for ep in (ep1, ep2):
-        assert ep.stop() == 0
-        wait_for(lambda: _offline_at_service(service, ep), timeout_s=30, what=f"{ep.name} offline at the service")
-    config = Config(executors=[FuncXExecutor(label="funcX", endpoints=[ep1.endpoint_id, ep2.endpoint_id],
-                                             status_period=0.2, offline_timeout=None)])
+    ep1, ep2, gate, config = _both_stopped(fabric, tmp_path, offline_timeout=None)
     with parsl.load(config) as dfk:
         executor = dfk.executors["funcX"]
-        both = [NAP["nap"](i, str(gate)) for i in range(3)]
-        only_ep1 = NAP["nap"](9, str(gate), parsl_resource_specification={"endpoints": [ep1.endpoint_id]})
+        both = [NAP["nap"](i, gate) for i in range(3)]
+        only_ep1 = NAP["nap"](9, gate, parsl_resource_specification={"endpoints": [ep1.endpoint_id]})
         assert executor.outstanding == 4 and not executor._in_flight
         ep2.start()                     # the one that comes back takes the tasks that may go there
         assert [f.result(timeout=45) for f in both] == [(0, "ep2"), (1, "ep2"), (2, "ep2")]
