@@ -37,14 +37,27 @@ class MonitoredResult:
         return (MonitoredResult, (self.value, self.start, self.end, self.hostname, self.worker, self.block_id))
 
 
+_WHERE: dict[int, tuple[int, tuple[str, str, Optional[str]]]] = {}   # thread id -> (pid, where)
+
+
 def _where() -> tuple[str, str, Optional[str]]:
-    """(hostname, worker, block): an htex worker by its pool and rank (Parsl's env names), else the thread."""
+    """(hostname, worker, block): an htex worker by its pool and rank (Parsl's env names), else the thread.
+
+    Computed once per thread and process (a forked worker has a new pid, so it never reuses its pool's).
+    """
+    ident, pid = threading.get_ident(), os.getpid()
+    known = _WHERE.get(ident)
+    if known is not None and known[0] == pid:
+        return known[1]
     env = os.environ
     rank = env.get("PARSL_WORKER_RANK")
     if rank is not None:
-        return _HOST, f"{_HOST}:{env.get('PARSL_WORKER_POOL_ID', '')[:8]}:{rank}:{os.getpid()}", \
-            env.get("PARSL_WORKER_BLOCK_ID")
-    return _HOST, f"{_HOST}:{os.getpid()}:{threading.current_thread().name}", env.get("PARSL_WORKER_BLOCK_ID")
+        worker = f"{_HOST}:{env.get('PARSL_WORKER_POOL_ID', '')[:8]}:{rank}:{pid}"
+    else:
+        worker = f"{_HOST}:{pid}:{threading.current_thread().name}"
+    where = (_HOST, worker, env.get("PARSL_WORKER_BLOCK_ID"))
+    _WHERE[ident] = (pid, where)
+    return where
 
 
 class Monitored:
