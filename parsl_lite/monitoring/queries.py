@@ -30,7 +30,6 @@ DEFAULT_DB_RELPATH = os.path.join("runinfo", "monitoring.db")
 # Parsl's lifecycle order: breaks ties between two states of one task stamped with the same time.
 STATE_ORDER = ("unsched", "pending", "launched", "running", "running_ended", "joining", "fail_retryable",
                "exec_done", "memo_done", "failed", "dep_fail")
-FAILED_STATES = ("failed", "dep_fail")
 ENDED_ABNORMALLY = "ended abnormally"
 _NO_END = 2 ** 62
 _RANK_SQL = "CASE task_status_name " + " ".join(
@@ -244,9 +243,6 @@ class Store:
             writer.close()
 
     # ------------------------------------------------------------------ tasks
-
-    def task_count(self, run_id: str) -> int:
-        return int(self.query("SELECT count(*) FROM task WHERE run_id = ?", (run_id,))[0][0])
 
     def state_counts(self, run_id: str) -> dict[str, int]:
         """Tasks by their current state (the last ``status`` row of each task)."""
