@@ -126,3 +126,29 @@ def test_parsl_s_seven_tables_are_ours_column_for_column(tmp_path):
         def columns(conn):   # (name, type, notnull, position in the primary key)
             return [(c[1], c[2].upper(), bool(c[3]), c[5]) for c in conn.execute(f'PRAGMA table_info("{table}")')]
         assert columns(ours) == columns(parsl), table
+
+
+def test_add_many_makes_the_rows_add_makes_one_by_one():
+    """The writer's inlined loop against the plain one, on a mix of lives split across batches."""
+    import random
+    rng = random.Random(7)
+    items, t = [], 1.0
+    for tid in range(300):
+        t += 0.001
+        life = [pending(t, tid), launched(t + 0.0001, tid), (t + 0.0002, tid, RAN, 0, t, "h", f"w{tid % 3}", "0")]
+        if tid % 7 == 0:
+            life += [final(t + 0.0003, tid, States.fail_retryable, 0, 1, ("E('a')",)), launched(t + 0.0004, tid, 1),
+                     final(t + 0.0005, tid, States.failed, 1, 2, ("E('a')", "E('b')")),
+                     (t + 0.0005, tid, ERROR, 1, "E", "b")]
+        else:
+            life.append(final(t + 0.0003, tid, States.exec_done))
+        items.extend(life)
+    cuts = sorted(rng.sample(range(1, len(items)), 25))
+    chunks = [items[a:b] for a, b in zip([0, *cuts], [*cuts, len(items)])]
+    one, many = new(), new()
+    for chunk in chunks:
+        for item in chunk:
+            one.add(item)
+        many.add_many(chunk)
+        assert vars(one.flush()) == vars(many.flush())
+    assert (one.completed, one.failed) == (many.completed, many.failed)

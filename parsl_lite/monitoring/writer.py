@@ -61,9 +61,7 @@ class Writer:
                 self.write(self.recorder.flush())
                 return "eof"
             if isinstance(frame, list):
-                add = self.recorder.add
-                for item in frame:
-                    add(item)
+                self.recorder.add_many(frame)
                 if not _more_waiting(fd):   # a backlog is written in bigger transactions
                     self.write(self.recorder.flush())
             elif frame[0] == "flush":
