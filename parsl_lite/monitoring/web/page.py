@@ -89,6 +89,7 @@ function drawRun(run) {
   run = run || {};
   document.getElementById("run-id").textContent = run.run_id ? `run ${run.run_id}` : "no run yet";
   document.getElementById("run-state").textContent = run.state || "";
+  document.title = run.run_id ? `${run.state}: ${run.name || run.run_id} - parsl-lite monitor` : "parsl-lite monitor";
   const first = ["name", "state", "user", "host", "rundir", "began", "completed", "duration_s"];
   const keys = [...first.filter(k => k in run), ...Object.keys(run).filter(k => !first.includes(k) && k !== "run_id")];
   const items = keys.map(k => [k, run[k]]);
@@ -116,7 +117,7 @@ function packLanes(rows, now) {
   // one lane per worker; tries that overlap on one worker (a host running several) get sub-lanes
   const byWorker = new Map();
   for (const r of [...rows].sort((a, b) => a.start - b.start)) {
-    const w = r.worker ?? "?";
+    const w = r.worker ?? "(no worker recorded)";
     if (!byWorker.has(w)) byWorker.set(w, []);
     const subs = byWorker.get(w);
     let i = subs.findIndex(end => end <= r.start);
