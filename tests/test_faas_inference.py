@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import os
 import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from parsl_lite.faas import paths
-from parsl_lite.providers.kubernetes import host_python_mounts
 
-from .conftest import wait_for
-from .faas_endpoint_helpers import Endpoint
+from .faas_cluster_helpers import all_endpoint_pods, cluster_endpoints, k8s_endpoint_config  # noqa: F401 (fixture)
 from .faas_helpers import client_home_service
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "faas" / "inference.py"
@@ -41,56 +38,17 @@ def _example() -> Any:
     return module
 
 
-def k8s_endpoint_config(service_url: str, k8s: dict[str, str], directory: Path, app_label: str) -> str:
-    """An endpoint config.toml: an htex of ``PODS`` pods (one worker each) on the test backend."""
-    mounts = host_python_mounts() + [f"{directory}:{directory}"]   # the run dir: CurveZMQ keys, pool logs
-    return "\n".join([
-        'strategy = "simple"', "max_idletime = 60.0", "strategy_period = 0.5", "",
-        "[endpoint]", f"service_url = {json.dumps(service_url)}", "heartbeat_period = 0.5",
-        "heartbeat_threshold = 3.0", "",
-        "[[executors]]", 'type = "HighThroughputExecutor"', 'label = "htex_k8s"',
-        f"address = {json.dumps(k8s['K8S_HOST_ADDR_FROM_PODS'])}", "max_workers_per_node = 1",
-        "heartbeat_period = 2", "heartbeat_threshold = 20",
-        "  [executors.provider]", '  type = "KubernetesProvider"',
-        f"  image = {json.dumps(k8s['K8S_IMAGE_HOST'])}", f"  namespace = {json.dumps(k8s['K8S_NAMESPACE'])}",
-        f"  kubeconfig = {json.dumps(k8s['KUBECONFIG'])}",
-        f"  init_blocks = {PODS}", f"  min_blocks = {PODS}", f"  max_blocks = {PODS}",
-        '  init_cpu = "100m"', "  max_cpu = 1", '  init_mem = "200Mi"', '  max_mem = "1Gi"',
-        f"  host_path_volumes = {json.dumps(mounts)}", f'  labels = {{ app = "{app_label}" }}', "",
-    ])
-
-
-def _pods(k8s: dict[str, str], app_label: str) -> list[Any]:
-    from kubernetes import client, config
-    api = client.CoreV1Api(config.new_client_from_config(config_file=k8s["KUBECONFIG"]))
-    return api.list_namespaced_pod(k8s["K8S_NAMESPACE"], label_selector=f"app={app_label}").items
-
-
-@pytest.fixture
-def pod_endpoint(k8s, tmp_path, monkeypatch) -> Iterator[tuple[Endpoint, str]]:
-    """A service and an endpoint of ``PODS`` pods; at the end both stopped, no process and no pod left."""
-    app_label = f"plite-inference-{uuid.uuid4().hex[:8]}"
+def test_inference_on_pods_classifies_every_item_and_fits(k8s, tmp_path, monkeypatch, cluster_endpoints):
     with client_home_service(tmp_path, monkeypatch) as service:
-        directory = paths.endpoint_dir("pods")
-        directory.mkdir(parents=True)
-        (directory / "config.toml").write_text(k8s_endpoint_config(service.url, k8s, directory, app_label))
-        endpoint = Endpoint(service, "pods", service.admin_token, directory)
-        try:
-            yield endpoint.start(), app_label
-        finally:
-            stray = endpoint.cleanup()
-            wait_for(lambda: all(p.metadata.deletion_timestamp or p.status.phase in ("Succeeded", "Failed")
-                                 for p in _pods(k8s, app_label)), 30, "the endpoint's pods deleted")
-            assert not stray, f"endpoint processes left running (killed now): {stray}"
-
-
-def test_inference_on_pods_classifies_every_item_and_fits(pod_endpoint, k8s, tmp_path):
-    endpoint, app_label = pod_endpoint
-    out = tmp_path / "out"
-    env = {**os.environ, paths.HOME_ENV: str(paths.home())}
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--endpoint", endpoint.endpoint_id, "--out", str(out),
-                           "--items", "40", "--max-p", str(PODS), "--trees", "20", "--workers-timeout", "40"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        text = k8s_endpoint_config(service.url, k8s, "pods", workers=1, init_blocks=PODS, min_blocks=PODS,
+                                   max_blocks=PODS, max_idletime=60.0)
+        endpoint = cluster_endpoints(service, "pods", service.admin_token, text)
+        out = tmp_path / "out"
+        env = {**os.environ, paths.HOME_ENV: str(paths.home())}
+        done = subprocess.run([sys.executable, str(EXAMPLE), "--endpoint", endpoint.endpoint_id, "--out", str(out),
+                               "--items", "40", "--max-p", str(PODS), "--trees", "20", "--workers-timeout", "40"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        pods = all_endpoint_pods(k8s, "pods")
     assert done.returncode == 0, done.stdout + done.stderr
     from sklearn.datasets import load_digits
     labels = load_digits().target
@@ -113,7 +71,6 @@ def test_inference_on_pods_classifies_every_item_and_fits(pod_endpoint, k8s, tmp
     import matplotlib.image
     assert matplotlib.image.imread(str(out / "inference.png")).shape[:2] == (400, 600)
     hosts = set(re.findall(r"on (\S+?):\d+", done.stdout))
-    pods = {p.metadata.name for p in _pods(k8s, app_label)}
     assert hosts and hosts <= pods, (hosts, pods, done.stdout)   # the tasks ran in the endpoint's pods
 
 
