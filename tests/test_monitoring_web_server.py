@@ -156,12 +156,15 @@ def test_nobody_watching_means_no_store_reads(monitored: Any, server: ServerThre
         kind, message = stream.next()
         assert kind == "snapshot" and message["doc"]["counts"]["exec_done"] == 20
         assert server.monitor.reads >= 1
-        assert server.monitor._watched.is_set()
+        assert server.monitor.watchers == 1
     finally:
         stream.close()
     # a closed tab is noticed (the keep-alive write fails) and the store is left alone again
-    wait_for(lambda: not server.monitor._streams and not server.monitor._watched.is_set(),
-             what="the closed stream to be dropped")
+    wait_for(lambda: server.monitor.watchers == 0, what="the closed stream to be dropped")
+    reads = server.monitor.reads
+    assert [double(i).result(timeout=30) for i in range(5)] == [2 * i for i in range(5)]
+    wait_for(lambda: db.state_counts(monitored.run_id).get("exec_done") == 25, what="the new tasks in the store")
+    assert server.monitor.reads == reads, "the store was read after the last browser left"
 
 
 def test_report_comes_once_the_run_ended(make_dfk, store_url: str) -> None:

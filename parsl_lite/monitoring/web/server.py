@@ -68,6 +68,11 @@ class WebMonitor:
         self._runner: Optional[web.AppRunner] = None
         self._ticker: Optional[asyncio.Task] = None
 
+    @property
+    def watchers(self) -> int:
+        """Event streams open now (browsers watching)."""
+        return len(self._streams)
+
     def make_app(self) -> web.Application:
         app = web.Application()
         app.add_routes([web.get("/", self._page), web.get("/events", self._events),
