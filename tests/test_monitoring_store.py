@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import socket
 import threading
-import uuid
 
 import pytest
 
@@ -22,6 +21,7 @@ from parsl_lite.monitoring.store import open_store
 
 from .conftest import wait_for
 from .htex_helpers import local_htex
+from .test_faas_service_tasks import pg_url  # noqa: F401  (the PostgreSQL backend, a schema per test)
 
 
 @python_app
@@ -176,19 +176,6 @@ def test_two_runs_share_one_store(tmp_path):
     assert len(set(runs)) == 2
     for run_id in runs:
         assert one(url, 'SELECT count(*) FROM "task" WHERE run_id = ?', (run_id,)) == (5,)
-
-
-@pytest.fixture
-def pg_url(postgres):
-    """The PostgreSQL backend, with this test's tables in a schema of their own (dropped after)."""
-    import psycopg
-    schema = f"mon_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    dsn = postgres["PG_DSN"]
-    yield f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
-    with psycopg.connect(postgres["PG_DSN"], autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_postgresql_store_against_the_real_backend(tmp_path, pg_url):

@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import tasks
 from benchmarks.adapters.base import Adapter, register_adapter
 from benchmarks.adapters.parsl_family import ParslLiteHtex
 from benchmarks.cases.base import Case, Figure, Figures, register_case
-from benchmarks.cases.throughput import maxrss_mib
+from benchmarks.cases.throughput import run_noop
 
 
 @register_adapter
@@ -61,36 +60,21 @@ def _store_bytes(path: Path) -> int:
 
 def run_monitored_noop(adapter: Adapter, n: int) -> Figures:
     """``noop``'s measurement; with monitoring on, also until the store holds every event."""
-    hub = None
     parsl = getattr(adapter, "_parsl", None)
-    if parsl is not None:
-        hub = parsl.dfk().monitoring
-    before_events = hub.flush() if hub is not None else 0
-    before_bytes = _store_bytes(adapter._store) if hub is not None else 0  # type: ignore[attr-defined]
-    submit = adapter.app(tasks.noop)
-    clock = time.perf_counter
-    t0 = clock()
-    futures = [submit() for _ in range(n)]
-    t1 = clock()
-    adapter.gather(futures)
-    t2 = clock()
-    figures = {
-        "submit_rate_per_s": n / (t1 - t0),
-        "throughput_per_s": n / (t2 - t0),
-        "overhead_us_per_task": 1e6 * (t2 - t0) / n,
-        "submit_s": t1 - t0,
-        "total_s": t2 - t0,
-        "maxrss_mib": maxrss_mib(),
-    }
-    if hub is not None:
-        events = hub.flush(timeout_s=600) - before_events
-        t3 = clock()
-        figures.update({
-            "drain_s": t3 - t2,
-            "events": float(events),
-            "events_per_s": events / (t3 - t0),
-            "store_mib_per_100k": (_store_bytes(adapter._store) - before_bytes) / 2**20 * 100_000 / n,  # type: ignore[attr-defined]
-        })
+    hub = parsl.dfk().monitoring if parsl is not None else None
+    if hub is None:
+        return run_noop(adapter, n)
+    before_events, before_bytes = hub.flush(), _store_bytes(adapter._store)  # type: ignore[attr-defined]
+    figures = run_noop(adapter, n)
+    t2 = time.perf_counter()
+    events = hub.flush(timeout_s=600) - before_events
+    drain_s = time.perf_counter() - t2
+    figures.update({
+        "drain_s": drain_s,
+        "events": float(events),
+        "events_per_s": events / (figures["total_s"] + drain_s),
+        "store_mib_per_100k": (_store_bytes(adapter._store) - before_bytes) / 2**20 * 100_000 / n,  # type: ignore[attr-defined]
+    })
     return figures
 
 
