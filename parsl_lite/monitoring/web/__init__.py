@@ -49,6 +49,9 @@ def serve(store: str, run_id: Optional[str] = None, *, host: str = "127.0.0.1", 
     if not interval_s > 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
     source = StoreSource(store, run_id)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"parsl-lite monitor: warning: serving on {host!r} with no login: anyone who reaches it sees the run",
+              file=sys.stderr)
     try:
         return asyncio.run(run_until_signalled(WebMonitor(source, interval_s), host, port, out))
     except OSError as exc:
