@@ -1,6 +1,8 @@
 """The monitoring CLI's faults: reading the store while a run writes it, a run killed with SIGKILL."""
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -33,10 +35,13 @@ def test_status_and_monitor_read_the_store_while_a_run_writes_it(tmp_path):
             view = reader.read()
             seen.append(view.total)
         wait_for(lambda: reader.read().total > seen[0], 30, "more tasks written while reading")
-        for command in (["status"], ["monitor", "--once"], ["status", "--json"]):
+        for command in (["status"], ["monitor", "--once"], ["status", "--json"], ["report", view.run.run_id]):
             done = cli(tmp_path, *command)
             assert done.returncode == 0, done.stderr   # no "database is locked", no error
         assert seen == sorted(seen)   # counts only grow
+        page = (tmp_path / "report.html").read_text()   # a report of the run so far
+        data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+        assert data["run"]["state"] == "running" and data["stream"]["s"] and data["run"]["completed"] is None
         assert live.poll() is None, live.communicate()   # the live monitor kept redrawing
         live.send_signal(signal.SIGINT)   # Ctrl-C
         shown, errors = live.communicate(timeout=30)
