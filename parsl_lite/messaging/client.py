@@ -183,6 +183,9 @@ def default_client() -> BrokerClient:
     (workers, endpoints) find the same broker.
     """
     global _default
+    client = _default
+    if client is not None:      # the hot path (every publish): no lock, no import
+        return client
     from parsl_lite.messaging.paths import TOKEN_ENV, URL_ENV, locate
     with _default_lock:
         if _default is None:

@@ -26,7 +26,7 @@ from parsl_lite.messaging.book import DEFAULT_MAX_BYTES
 from parsl_lite.messaging.client import BrokerClient, default_client
 from parsl_lite.messaging.errors import BrokerUnavailable, MessageTooLarge
 from parsl_lite.messaging.forwarder import HIGH_WATER_MARK, PLAIN_USER
-from parsl_lite.serialize import deserialize, serialize_for_transfer as serialize
+from parsl_lite.serialize import deserialize, serialize as plain_serialize, serialize_for_transfer as serialize
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,21 @@ def _is_amqp(client: Any) -> bool:
     return type(client).__name__ == "AmqpClient"   # without importing pika for our own broker
 
 
+_PLAIN = frozenset({bytes, str, int, float, bool, type(None)})   # no class of __main__ can hide inside
+_KEYS: dict[str, bytes] = {}
+_MAX_KEYS = 4096
+
+
+def _key(topic: str) -> bytes:
+    key = _KEYS.get(topic)
+    if key is None:
+        key = p.topic_key(topic)
+        if len(_KEYS) >= _MAX_KEYS:   # many topics: no unbounded growth
+            _KEYS.clear()
+        _KEYS[topic] = key
+    return key
+
+
 def publish(topic: str, message: Any, client: Optional[BrokerClient] = None) -> None:
     """Send ``message`` to the listeners of ``topic`` now; nobody listening: it is dropped (and counted by the
     broker). Never blocks (but the first call of a thread connects, waiting at most ``CONNECT_WAIT_S``).
@@ -92,8 +107,8 @@ def publish(topic: str, message: Any, client: Optional[BrokerClient] = None) -> 
         ValueError: a bad topic.
         MessageTooLarge: the serialized message is over 1 MiB.
     """
-    key = p.topic_key(topic)
-    body = serialize(message, "message")
+    key = _key(topic)
+    body = plain_serialize(message) if type(message) in _PLAIN else serialize(message, "message")
     if len(body) > DEFAULT_MAX_BYTES:
         raise MessageTooLarge(f"topic {topic!r}", len(body), DEFAULT_MAX_BYTES)
     _publisher(client).send(key, p.FLAG_DATA, body)
