@@ -47,8 +47,9 @@ WORKFLOW = textwrap.dedent('''
             futures = [square(i, 0.1 if executor == "htex" else 0.0) for i in range(n)] + ([] if mode == "clean" else [divide(i) for i in (-1, 0, 1)])
             total += len(futures)
             failed += sum(1 for f in futures if f.exception() is not None)
-            if mode != "hold" or os.path.exists("stop") or total > 20000:
+            if mode != "hold" or os.path.exists("stop") or total > 10 ** 6:
                 break
+            time.sleep(0.02)   # hold: a steady trickle of writes until the test says stop
         print("TASKS", total, "FAILED", failed, flush=True)
         if mode == "kill":
             print("READY", flush=True)
