@@ -70,8 +70,15 @@ def cluster_endpoint_config(service_url: str, provider_type: str, provider: dict
 
 
 def executor_label(name: str) -> str:
-    """The executor label the builders give endpoint ``name`` (pods and jobs are found by it): ``htex_NAME``."""
-    return "htex_" + "".join(c if c.isalnum() else "_" for c in name)
+    """The executor label the builders give endpoint ``name``: ``htex_NAME_<hash of its directory>``.
+
+    Pods and jobs are found by it, so two tests with an endpoint of the same
+    name (each in its own ``PARSL_LITE_HOME``) never see each other's.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(str(paths.endpoint_dir(name)).encode(), digest_size=3).hexdigest()
+    return "htex_" + "".join(c if c.isalnum() else "_" for c in name) + "_" + digest
 
 
 def endpoint_run_dir(name: str) -> Path:
@@ -85,7 +92,7 @@ def k8s_endpoint_config(service_url: str, k8s: dict[str, str], name: str, worker
     """The config.toml of endpoint ``name`` whose blocks are pods of the test backend (``k8s``: its facts).
 
     Each pod asks for 0.1 CPU (so several fit on the backend's 2-CPU node) and
-    may use ``max_cpu`` (default 1) and ``max_mem`` (default 1Gi).
+    may use ``max_cpu`` (default 1) and ``max_mem`` (default 1Gi). Pods are polled every second.
     """
     from parsl_lite.providers.kubernetes import host_python_mounts
 
@@ -93,7 +100,7 @@ def k8s_endpoint_config(service_url: str, k8s: dict[str, str], name: str, worker
     provider = {"image": k8s["K8S_IMAGE_HOST"], "namespace": k8s["K8S_NAMESPACE"], "kubeconfig": k8s["KUBECONFIG"],
                 "init_cpu": "100m", "max_cpu": 1, "init_mem": "100Mi", "max_mem": "1Gi",
                 "host_path_volumes": host_python_mounts() + [f"{run_dir}:{run_dir}"],
-                "worker_init": f"export PYTHONPATH={REPO}"}
+                "worker_init": f"export PYTHONPATH={REPO}", "status_poll_interval_s": 1.0}
     executor = {"label": executor_label(name), "address": k8s["K8S_HOST_ADDR_FROM_PODS"],
                 "max_workers_per_node": workers}
     return f"run_dir = {_toml(str(run_dir))}\n" + cluster_endpoint_config(
@@ -104,11 +111,11 @@ def slurm_endpoint_config(service_url: str, slurm: dict[str, str], name: str, wo
                           **options: Any) -> str:
     """The config.toml of endpoint ``name`` whose blocks are Slurm jobs of the test backend (``slurm``: its facts).
 
-    Each block is a 1-CPU job (``cores_per_node = 1``, not exclusive), walltime 5 minutes.
+    Each block is a 1-CPU job (``cores_per_node = 1``, not exclusive), walltime 5 minutes, polled every second.
     """
     run_dir = endpoint_run_dir(name)
     provider = {"partition": slurm["SLURM_PARTITION"], "exclusive": False, "cores_per_node": 1,
-                "walltime": "00:05:00"}
+                "walltime": "00:05:00", "status_poll_interval_s": 1.0}
     executor = {"label": executor_label(name), "max_workers_per_node": workers}
     return f"run_dir = {_toml(str(run_dir))}\n" + cluster_endpoint_config(
         service_url, "SlurmProvider", provider, executor, **options)

@@ -57,7 +57,7 @@ def make_provider(k8s: dict[str, str]) -> Any:
         kwargs.setdefault("max_cpu", 1)
         kwargs.setdefault("max_mem", "1Gi")
         provider = KubernetesProvider(**kwargs)
-        provider.poll_interval_s = 0.3
+        provider.status_poll_interval_s = 0.3
         made.append(provider)
         return provider
 
@@ -127,7 +127,7 @@ def test_pi_workflow_runs_on_pods_from_the_shipped_config(k8s, make_dfk, tmp_pat
     config = load_config(str(PROJECT / "configs" / "kubernetes.py"))
     [executor] = config.executors
     provider = executor.provider
-    provider.poll_interval_s = 0.3
+    provider.status_poll_interval_s = 0.3
     created, submit = [], provider.submit
     provider.submit = lambda *args, **kwargs: (submit(*args, **kwargs), created.append(time.monotonic()))[0]
     submitted = time.monotonic()

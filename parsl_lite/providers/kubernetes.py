@@ -144,6 +144,7 @@ class KubernetesProvider(ExecutionProvider):
         context: the kubeconfig context (default: its current one).
         launcher: starts the copies of the worker command in the pod.
         request_timeout_s: timeout of each API call.
+        status_poll_interval_s: seconds between two status polls (one LIST each).
 
     Raises:
         OptionalModuleMissing: the ``kubernetes`` package is not installed.
@@ -151,11 +152,9 @@ class KubernetesProvider(ExecutionProvider):
 
     Attributes:
         cancel_grace_s: seconds a deleted pod gets between SIGTERM and SIGKILL.
-        poll_interval_s: seconds between two status polls (one LIST each).
     """
 
     cancel_grace_s: int = 2
-    poll_interval_s: float = 5.0
 
     @typechecked
     def __init__(self, image: str, namespace: str = "default", nodes_per_block: int = 1, init_blocks: int = 4,
@@ -170,7 +169,8 @@ class KubernetesProvider(ExecutionProvider):
                  host_path_volumes: Sequence[str] = (), image_pull_policy: Optional[str] = None,
                  node_selector: Optional[dict[str, str]] = None, walltime: Optional[str] = None,
                  kubeconfig: Optional[str] = None, context: Optional[str] = None,
-                 launcher: Launcher = SingleNodeLauncher(), request_timeout_s: Union[float, int] = 10) -> None:
+                 launcher: Launcher = SingleNodeLauncher(), request_timeout_s: Union[float, int] = 10,
+                 status_poll_interval_s: Union[float, int] = 5.0) -> None:
         _kube()  # refuse at once, by name, if the extra is missing
         max_cores = _check_quantity("max_cpu", max_cpu)
         max_bytes = _check_quantity("max_mem", max_mem)
@@ -186,6 +186,8 @@ class KubernetesProvider(ExecutionProvider):
             raise ConfigurationError("image", "must name a container image")
         if request_timeout_s <= 0:
             raise ConfigurationError("request_timeout_s", f"must be > 0, got {request_timeout_s}")
+        if status_poll_interval_s <= 0:
+            raise ConfigurationError("status_poll_interval_s", f"must be > 0 seconds, got {status_poll_interval_s}")
         for volume in persistent_volumes:
             if isinstance(volume, str) or len(volume) != 2:
                 raise ConfigurationError("persistent_volumes", f"expected (claim name, mount path) pairs, got {volume!r}")
@@ -211,6 +213,7 @@ class KubernetesProvider(ExecutionProvider):
         self.node_selector = node_selector
         self.kubeconfig, self.context = kubeconfig, context
         self.request_timeout_s = request_timeout_s
+        self.status_poll_interval_s = status_poll_interval_s
         self.run_id = uuid.uuid4().hex[:8]  # the label value that finds this provider's pods
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
@@ -224,7 +227,7 @@ class KubernetesProvider(ExecutionProvider):
 
     @property
     def status_polling_interval(self) -> float:
-        return self.poll_interval_s
+        return self.status_poll_interval_s
 
     # ------------------------------------------------------------ the interface
 

@@ -141,8 +141,6 @@ class SlurmProvider(ExecutionProvider):
         status_batch_size: job ids per ``squeue``/``sacct`` call.
         exclusive: ``--exclusive``: no other job shares the nodes.
         launcher: starts the workers in the job (``SrunLauncher`` for one per node).
-
-    Attributes:
         status_poll_interval_s: seconds between two status polls by the
             executor's poller (10 s; Slurm sites frown on tighter loops).
 
@@ -150,8 +148,6 @@ class SlurmProvider(ExecutionProvider):
         TypeCheckError: a parameter of the wrong type.
         ConfigurationError: a value out of range or malformed (names the field).
     """
-
-    status_poll_interval_s: float = 10.0
 
     @typechecked
     def __init__(self, partition: Optional[str] = None, account: Optional[str] = None, qos: Optional[str] = None,
@@ -162,7 +158,8 @@ class SlurmProvider(ExecutionProvider):
                  walltime: Optional[str] = "00:10:00", scheduler_options: str = "",
                  regex_job_id: str = r"Submitted batch job (?P<id>\S*)", worker_init: str = "",
                  cmd_timeout: Union[int, float] = 10, status_batch_size: int = 50, exclusive: bool = True,
-                 launcher: Launcher = SingleNodeLauncher()) -> None:
+                 launcher: Launcher = SingleNodeLauncher(),
+                 status_poll_interval_s: Union[int, float] = 10.0) -> None:
         super().__init__(init_blocks=init_blocks, min_blocks=min_blocks, max_blocks=max_blocks,
                          nodes_per_block=nodes_per_block, parallelism=parallelism, walltime=walltime,
                          worker_init=worker_init, launcher=launcher, cores_per_node=cores_per_node,
@@ -177,6 +174,8 @@ class SlurmProvider(ExecutionProvider):
             raise ConfigurationError("cmd_timeout", f"must be > 0 seconds, got {cmd_timeout}")
         if status_batch_size < 1:
             raise ConfigurationError("status_batch_size", f"must be >= 1, got {status_batch_size}")
+        if status_poll_interval_s <= 0:
+            raise ConfigurationError("status_poll_interval_s", f"must be > 0 seconds, got {status_poll_interval_s}")
         try:
             pattern = re.compile(regex_job_id)
         except re.error as exc:
@@ -194,6 +193,7 @@ class SlurmProvider(ExecutionProvider):
         self.regex_job_id = regex_job_id
         self.cmd_timeout = cmd_timeout
         self.status_batch_size = status_batch_size
+        self.status_poll_interval_s = status_poll_interval_s
         self.exclusive = exclusive
         self._job_id_pattern = pattern
         self._jobs: dict[str, _Job] = {}
