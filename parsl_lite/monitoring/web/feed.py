@@ -88,7 +88,7 @@ class Feed:
 class ReadPolicy:
     """When to read the store: someone watches and (its signature moved or the last read is stale).
 
-    A read that took ``t`` seconds allows the next one only ``cost_factor * t``
+    A read that cost ``t`` seconds of CPU allows the next one only ``cost_factor * t``
     after it began: on a big run (a snapshot of 100,000 tasks takes seconds)
     the view then costs at most ``1 / cost_factor`` of a core, never the run's.
     """
@@ -110,7 +110,7 @@ class ReadPolicy:
         return False
 
     def read_took(self, took_s: float) -> None:
-        """The read :meth:`should_read` allowed took ``took_s``: space the next one by its cost."""
+        """The read :meth:`should_read` allowed cost ``took_s`` (CPU): space the next one by it."""
         if self._read_at is not None:
             self._not_before = self._read_at + self.cost_factor * took_s
 
