@@ -10,12 +10,15 @@ table (one row per p, with the fit's columns) and the PNG.
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import os
 import re
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,29 @@ def _example() -> Any:
     return module
 
 
+def digits_labels() -> list[int]:
+    """The digits data set's labels, read from the file scikit-learn ships (importing sklearn takes seconds)."""
+    [package] = importlib.util.find_spec("sklearn").submodule_search_locations
+    with gzip.open(Path(package) / "datasets" / "data" / "digits.csv.gz", "rt") as stream:
+        return [int(float(row[-1])) for row in csv.reader(stream)]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of a valid PNG: signature, every chunk's CRC, IHDR first, IDAT inflates, IEND last."""
+    assert data.startswith(PNG_SIGNATURE), data[:8]
+    at, kinds, image = len(PNG_SIGNATURE), [], b""
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        body, (crc,) = data[at + 8:at + 8 + length], struct.unpack(">I", data[at + 8 + length:at + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in chunk {kind!r}"
+        kinds.append(kind)
+        image += body if kind == b"IDAT" else b""
+        at += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and zlib.decompress(image), kinds
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
 def test_inference_on_pods_classifies_every_item_and_fits(k8s, tmp_path, monkeypatch, cluster_endpoints):
     with client_home_service(tmp_path, monkeypatch) as service:
         text = k8s_endpoint_config(service.url, k8s, "pods", workers=1, init_blocks=PODS, min_blocks=PODS,
@@ -50,8 +76,7 @@ def test_inference_on_pods_classifies_every_item_and_fits(k8s, tmp_path, monkeyp
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         pods = all_endpoint_pods(k8s, "pods")
     assert done.returncode == 0, done.stdout + done.stderr
-    from sklearn.datasets import load_digits
-    labels = load_digits().target
+    labels = digits_labels()
     with open(out / "predictions.csv") as stream:
         rows = list(csv.DictReader(stream))
     items = list(range(1, 80, 2))
@@ -66,10 +91,7 @@ def test_inference_on_pods_classifies_every_item_and_fits(k8s, tmp_path, monkeyp
     assert set(_example().COLUMNS) <= set(table[0]), table[0]
     assert all(float(r["T_s"]) > 0 and float(r["T_fit_s"]) > 0 and float(r["load_s"]) > 0 for r in table), table
     assert "fit T(p) = C + N·r/p" in (out / "inference.md").read_text()
-    png = (out / "inference.png").read_bytes()
-    assert png.startswith(PNG_SIGNATURE)
-    import matplotlib.image
-    assert matplotlib.image.imread(str(out / "inference.png")).shape[:2] == (400, 600)
+    assert png_size((out / "inference.png").read_bytes()) == (600, 400)
     hosts = set(re.findall(r"on (\S+?):\d+", done.stdout))
     assert hosts and hosts <= pods, (hosts, pods, done.stdout)   # the tasks ran in the endpoint's pods
 
@@ -89,3 +111,12 @@ def test_bad_arguments_name_the_flag(tmp_path, words, field):
     done = subprocess.run([sys.executable, str(EXAMPLE), "--endpoint", str(uuid.uuid4()), "--out", str(tmp_path),
                            *words], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and field in done.stderr, done.stderr
+
+
+def test_classify_loads_per_task_unless_cached():
+    classify = _example().classify
+    first, again = classify([1, 3], trees=3, cache=True), classify([5], trees=3, cache=True)
+    assert (first["loaded_here"], again["loaded_here"]) == (True, False)   # the worker process kept it
+    assert classify([1], trees=3)["loaded_here"] and classify([1], trees=3)["loaded_here"]   # each task loads
+    assert len(first["predictions"]) == 2 and all(0 <= c <= 9 for c in first["predictions"] + again["predictions"])
+    assert first["load_s"] > 0 and first["infer_s"] > 0
