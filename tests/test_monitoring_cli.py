@@ -64,6 +64,9 @@ def test_unknown_run_and_missing_store_get_clear_errors_and_exit_codes(tmp_path)
         assert "'nosuchrun' is not a run" in done.stderr and facts["run_id"] in done.stderr
     bad = cli(tmp_path, "status", "--db", "mysql://localhost/x")
     assert bad.returncode == 3 and "--db" in bad.stderr
+    (tmp_path / "notes.db").write_text("not a database, just text\n" * 100)
+    text = cli(tmp_path, "monitor", "--once", "--db", "notes.db")
+    assert text.returncode == 3 and "notes.db" in text.stderr and "not a database" in text.stderr
     usage = cli(tmp_path, "monitor", "--interval", "0")
     assert usage.returncode == 2 and "--interval" in usage.stderr
 

@@ -144,7 +144,7 @@ class Store:
             raise StoreUnreadable(f"no monitoring store at {self.path} (no monitored run here? give --db URL)")
         try:
             self._db = store.open_store(url, read_only=True)
-            self._db.query("SELECT 1")
+            self._db.query("SELECT count(*) FROM sqlite_master" if self.dialect == "sqlite" else "SELECT 1")
         except Exception as exc:  # sqlite3.Error, psycopg.Error, a bad URL
             raise StoreUnreadable(f"cannot read the monitoring store {self.path}: {exc}") from exc
 
