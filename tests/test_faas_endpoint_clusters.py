@@ -94,6 +94,8 @@ def _scale_out_and_in(fxc: FuncXClient, ep: Any, run_dir: Path, live_jobs: Calla
     watched = Watched(fxc, ep)
     warm = watched.first_blocks()  # the initial blocks are submitted before the endpoint connects
     assert len(warm) == floor and {b["job_id"] for b in warm.values()} == live_jobs()
+    wait_for(lambda: all(b["job_id"] in watched.cli() for b in warm.values()) and (floor or "blocks: none" in
+                                                                              watched.cli()), 10, "the CLI's blocks")
     task_ids, gate, markers = _burst(fxc, ep, run_dir, burst)  # at once: all pods / jobs start side by side
     wait_for(lambda: all(m.exists() for m in markers), 45, f"{burst} tasks running at once, one per block")
     busy = watched.running(burst)
