@@ -39,6 +39,12 @@ def gated(i: int) -> int:
 
 
 @python_app
+def gated_by(event: threading.Event, i: int) -> int:
+    event.wait(30)
+    return i
+
+
+@python_app
 def double(i: int) -> int:
     return 2 * i
 
@@ -143,6 +149,33 @@ def test_stream_sends_the_document_then_only_what_changed(monitored: Any, server
             assert current["doc"] == doc
     finally:
         stream.close()
+
+
+def test_a_patch_carries_only_the_tries_that_changed(monitored: Any, server: ServerThread) -> None:
+    first, second = threading.Event(), threading.Event()
+    try:
+        a = [gated_by(first, i) for i in range(2)]
+        b = [gated_by(second, i) for i in range(2)]
+        stream = EventStream(server.port)
+        kind, message = stream.next()
+        doc, version = message["doc"], message["version"]
+        keys = {f"{f.tid}.0" for f in a + b}
+        while set(doc.get("stream", {})) != keys:      # all four tries started, none ended
+            kind, message = stream.next()
+            doc, version = apply_patch(doc, message["patch"]), message["version"]
+        assert all(doc["stream"][k].get("end") is None for k in keys)
+        first.set()
+        assert [f.result(timeout=30) for f in a] == [0, 1]
+        changed: set[str] = set()
+        while any(doc["stream"][f"{f.tid}.0"].get("end") is None for f in a):
+            kind, message = stream.next()
+            changed |= set(message["patch"].get("stream", {}))
+            doc = apply_patch(doc, message["patch"])
+        assert changed == {f"{f.tid}.0" for f in a}    # b's tries, unchanged, were not sent again
+        stream.close()
+    finally:
+        first.set()
+        second.set()
 
 
 def test_nobody_watching_means_no_store_reads(monitored: Any, server: ServerThread) -> None:
