@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 import pytest
@@ -67,6 +68,12 @@ def test_unknown_run_and_missing_store_get_clear_errors_and_exit_codes(tmp_path)
     (tmp_path / "notes.db").write_text("not a database, just text\n" * 100)
     text = cli(tmp_path, "monitor", "--once", "--db", "notes.db")
     assert text.returncode == 3 and "notes.db" in text.stderr and "not a database" in text.stderr
+    other = sqlite3.connect(tmp_path / "other.db")   # a SQLite file of another program's tables
+    other.execute("CREATE TABLE workflow (x INTEGER)")
+    other.commit()
+    other.close()
+    foreign = cli(tmp_path, "status", "--db", "other.db")
+    assert foreign.returncode == 3 and "cannot read the monitoring store" in foreign.stderr
     usage = cli(tmp_path, "monitor", "--interval", "0")
     assert usage.returncode == 2 and "--interval" in usage.stderr
 

@@ -80,6 +80,11 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except queries.UnknownRun as exc:
             print(f"parsl-lite {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except Exception as exc:  # a database error mid-read (a damaged file, a store of another schema)
+            if not type(exc).__module__.startswith(("sqlite3", "psycopg")):
+                raise
+            print(f"parsl-lite {args.command}: error: cannot read the monitoring store: {exc}", file=sys.stderr)
+            return EXIT_NO_STORE
     return run
 
 
