@@ -101,8 +101,8 @@ class FaaSExecutor(ParslExecutor):
         self._verdicts: dict[str, Optional[str]] = {}      # endpoint id -> None (usable) or why not
         self._reports: dict[str, dict] = {}                # endpoint id -> last get_endpoint_status answer
         self._announced: dict[str, Optional[str]] = {}     # endpoint id -> the status last told to listeners
-        # endpoint id -> {our future: (the SDK's future, when it was submitted)}
-        self._in_flight: dict[str, dict[Future, tuple[Any, float]]] = {}
+        # endpoint id -> {our future: the SDK's future}; our future's submitted_at says when it went
+        self._in_flight: dict[str, dict[Future, Any]] = {}
         self._tracker = LossTracker(self.endpoint_lost_after)
         self._snapshot: dict[str, EndpointStatus] = {}     # the statuses as of the last refresh (in_flight 0)
         self._version = 0                                  # bumped with each new snapshot
@@ -112,7 +112,8 @@ class FaaSExecutor(ParslExecutor):
         self._finished_at_report: dict[str, int] = {}      # endpoint id -> that count when its report was read
         self._wants_load = not isinstance(self._policy, RoundRobin)
         self._stop = threading.Event()
-        self._done: SimpleQueue = SimpleQueue()
+        self._done: SimpleQueue = SimpleQueue()   # the SDK's futures as they finish (then None: stop)
+        self._put_done = self._done.put           # each SDK future's one callback (no closure per task)
         self._threads: list[threading.Thread] = []
         self._broken: Optional[BaseException] = None
         self.default_endpoints: list[str] = []
@@ -211,8 +212,10 @@ class FaaSExecutor(ParslExecutor):
         future.endpoint_id = endpoint_id  # type: ignore[attr-defined]  # which endpoint ran it, for views
         future.faas_future = sdk_future  # type: ignore[attr-defined]  # its task_id once the service took it
         with self._lock:
-            self._in_flight.setdefault(endpoint_id, {})[future] = (sdk_future, time.time())
-        sdk_future.add_done_callback(lambda done: self._done.put((future, endpoint_id, done)))
+            self._in_flight.setdefault(endpoint_id, {})[future] = sdk_future
+        future.submitted_at = time.time()  # type: ignore[attr-defined]
+        sdk_future.parsl_future = future
+        sdk_future.add_done_callback(self._put_done)
 
     def _route(self, allowed: list[str], func: Callable, spec: Optional[dict]) -> str:
         """``policies.choose`` on the hot path: candidates cached per status refresh, live in-flight counts."""
@@ -283,10 +286,11 @@ class FaaSExecutor(ParslExecutor):
         from parsl_lite.faas.errors import EndpointLost
 
         while True:
-            item = self._done.get()
-            if item is None:
+            sdk_future = self._done.get()
+            if sdk_future is None:
                 return
-            future, endpoint_id, sdk_future = item
+            future, sdk_future.parsl_future = sdk_future.parsl_future, None   # no cycle left for the GC
+            endpoint_id = future.endpoint_id
             with self._lock:
                 self._in_flight.get(endpoint_id, {}).pop(future, None)
             self._finished[endpoint_id] += 1
@@ -381,7 +385,8 @@ class FaaSExecutor(ParslExecutor):
 
         with self._lock:
             held = self._in_flight.get(endpoint_id, {})
-            tasks = {f: entry for f, entry in held.items() if self._tracker.gives_up(endpoint_id, entry[1], now)}
+            tasks = {f: sdk_future for f, sdk_future in held.items()
+                     if self._tracker.gives_up(endpoint_id, f.submitted_at, now)}
             for future in tasks:
                 del held[future]
         if not tasks:
@@ -389,7 +394,7 @@ class FaaSExecutor(ParslExecutor):
         cause = EndpointLost(endpoint_id, f"offline for more than {self.endpoint_lost_after} s "
                                           f"(executor {self.label!r}, endpoint_lost_after) with the task in flight")
         logger.warning("executor %r: %s: failing %d tasks", self.label, cause, len(tasks))
-        for future, (sdk_future, _) in tasks.items():
+        for future, sdk_future in tasks.items():
             if not future.done():
                 future.set_exception(cause)
             sdk_future.cancel()   # then at the service too, if it has not started; a late result is ignored
