@@ -44,7 +44,7 @@ def test_the_snapshot_is_plain_json_and_keeps_the_newest_rows():
     view = views.build_view(a_run(), {"exec_done": 300}, [], [], failures, stream, 400.0)
     assert len(view.stream) == views.STREAM_ROWS and view.stream[-1]["task_id"] == 299
     assert len(view.failures) == views.FAILURE_ROWS and view.failures[0]["task_id"] == 0
-    assert view.total == 300 and view.finished == 300
+    assert view.total == 300 and view.finished == 300 and view.rate == 60.0   # 300 in 5 s
     json.dumps(dataclasses.asdict(view))
 
 

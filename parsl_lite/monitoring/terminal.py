@@ -29,7 +29,7 @@ def _header(view: MonitorView) -> Text:
     text.append("state ")
     text.append(run.state, style=_STATE_STYLE.get(run.state, ""))
     text.append(f"   began {queries.format_time(run.began)}   ran {format_duration(run.duration_s)}"
-                f"   {view.finished}/{view.total} tasks finished")
+                f"   {view.finished}/{view.total} tasks finished ({view.rate:.1f}/s)")
     return text
 
 

@@ -62,6 +62,11 @@ class MonitorView:
     def finished(self) -> int:
         return sum(self.counts.get(s, 0) for s in FINAL_STATES)
 
+    @property
+    def rate(self) -> float:
+        """Tasks finished per second since the run began."""
+        return self.finished / self.run.duration_s if self.run.duration_s > 0 else 0.0
+
 
 def run_view(run: Any, state: str, now: float) -> RunView:
     """A :class:`RunView` of a ``queries.RunRow`` whose state the caller judged."""
