@@ -168,10 +168,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--heartbeat-period", type=float, default=30.0)
     parser.add_argument("--logfile", required=True)
     parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--nice", type=int, default=10, help="how much to lower this process's priority")
     args = parser.parse_args(argv)
     logging.basicConfig(filename=args.logfile, level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(name)s [%(levelname)s] %(message)s")
     logger.info("monitoring writer for run %s into %s, pid %d", args.run_id, args.url, os.getpid())
+    if args.nice:
+        try:   # on a busy machine the workflow's processes come first; the store catches up when they idle
+            os.nice(args.nice)
+        except OSError as exc:
+            logger.info("could not lower the writer's priority: %s", exc)
     writer = Writer(Store(args.url, create=False), args.run_id, args.heartbeat_period, args.debug)
     try:
         how = writer.serve(sys.stdin.fileno(), sys.stdout.buffer)
