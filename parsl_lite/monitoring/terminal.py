@@ -97,9 +97,10 @@ def watch(db: queries.Store, run_spec: Optional[str], interval_s: float, console
     """Redraw the view of ``run_spec`` every ``interval_s`` until Ctrl-C; returns the exit status (0)."""
     token = None
     reader = queries.SnapshotReader(db, run_spec)  # follows this run, even when a newer one starts
-    view = reader.read()
+    width = max(60, console.width - 40)            # room left for an error's text
     try:
-        with Live(render(view, console.width - 40), console=console, auto_refresh=False) as live:
+        view = reader.read()
+        with Live(render(view, width), console=console, auto_refresh=False) as live:
             while True:
                 sleep(interval_s)
                 now_token = db.change_token()
@@ -107,6 +108,6 @@ def watch(db: queries.Store, run_spec: Optional[str], interval_s: float, console
                     continue
                 token = now_token
                 view = reader.read()
-                live.update(render(view, console.width - 40), refresh=True)
+                live.update(render(view, width), refresh=True)
     except KeyboardInterrupt:
         return 0
