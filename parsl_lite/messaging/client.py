@@ -31,6 +31,10 @@ from parsl_lite.messaging.errors import (
 logger = logging.getLogger(__name__)
 
 ATTEMPT_S = 2.0
+GET_SLACK_S = 0.2
+"""A ``get(timeout=s)`` waits at most ``s + GET_SLACK_S``; the broker is asked to answer by ``s - GET_SLACK_S``
+(when ``s`` allows), so that on a loaded machine its "nothing came" still arrives in time and the socket
+need not be replaced."""
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -126,9 +130,10 @@ class BrokerClient:
             logger.info("no answer from the broker at %s; retrying", self.url)
 
     def get(self, make: Callable[[int, str], p.GetMessages], timeout_s: float) -> Optional[p.Delivered]:
-        """A ``GetMessages`` answered within ``timeout_s`` (+ a little for the reply to travel), else None."""
+        """A ``GetMessages`` answered within ``timeout_s`` (+ :data:`GET_SLACK_S` for the reply to travel),
+        else None."""
         self.welcome()
-        reply = self._attempt(make(next(self._ids), self.token), timeout_s + 0.05)
+        reply = self._attempt(make(next(self._ids), self.token), timeout_s + GET_SLACK_S)
         return None if reply is None else _checked(reply, self)  # type: ignore[return-value]
 
     def _attempt(self, request: p.Request, wait_s: float) -> Optional[p.Reply]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from parsl_lite.messaging import protocol as p
-from parsl_lite.messaging.client import BrokerClient, default_client
+from parsl_lite.messaging.client import GET_SLACK_S, BrokerClient, default_client
 from parsl_lite.messaging.errors import MessageTooLarge
 from parsl_lite.serialize import deserialize, serialize_for_transfer as serialize
 
@@ -111,8 +111,9 @@ class Queue:
         """Up to ``max_messages`` messages: as many as are ready, or the first to come within ``timeout``."""
         if not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValueError(f"timeout: need seconds >= 0, got {timeout!r}")
+        at_broker = timeout - GET_SLACK_S if timeout > 2 * GET_SLACK_S else float(timeout)
         reply = self._client.get(lambda rid, tok: p.GetMessages(rid, tok, self.name, int(max_messages),
-                                                                float(timeout)), float(timeout))
+                                                                float(at_broker)), float(timeout))
         if reply is None:
             return []
         bodies = p.split_bodies(reply.sizes, reply.blob)
