@@ -141,6 +141,15 @@ def test_stop_for_one_listener_id_lets_a_new_version_take_over_without_a_gap(bro
     assert sorted(set(seen_old) | set(seen_new)) == list(range(15))
 
 
+def test_worker_init_points_a_process_without_our_environment_at_the_broker(broker, tmp_path):
+    msg.queue("for-remote").put("hello")
+    script = "from parsl_lite import messaging as msg; print(msg.queue('for-remote').get(timeout=10).body)"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}       # no PARSL_LITE_* at all
+    out = subprocess.run(["bash", "-c", f"{msg.worker_init()}; {sys.executable} -c \"{script}\""], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "hello", out.stderr
+
+
 def test_the_broker_cli_start_status_stop(tmp_path):
     env = {**os.environ, "PARSL_LITE_HOME": str(tmp_path / "home")}
     env.pop("PARSL_LITE_BROKER_URL", None)

@@ -59,12 +59,26 @@ def component(name: str, func: Callable[[Any], Any], input_queue: str, replicas:
     return Component(name, func, input_queue, replicas, executor)
 
 
+def worker_env() -> dict[str, str]:
+    """The variables that point a process at this process's broker (URL and token)."""
+    from parsl_lite.messaging.paths import TOKEN_ENV, URL_ENV
+    client = default_client()
+    return {URL_ENV: client.url, TOKEN_ENV: client.token}
+
+
+def worker_init() -> str:
+    """Shell lines exporting :func:`worker_env`, for a provider's ``worker_init`` (workers started on other
+    hosts do not inherit this environment; the broker must listen on an address they reach)."""
+    import shlex
+    return "; ".join(f"export {name}={shlex.quote(value)}" for name, value in worker_env().items())
+
+
 def stats() -> dict[str, Any]:
     """The broker's counters: per queue (length, in flight, oldest age, dead-lettered) and for topics
     (published, dropped with no listener, lost by slow subscribers)."""
     return default_client().stats()
 
 
-__all__ = ["queue", "delete_queue", "table", "component", "Component", "publish", "subscribe", "stop", "stats", "Queue", "Message", "Table",
+__all__ = ["queue", "delete_queue", "table", "component", "Component", "worker_env", "worker_init", "publish", "subscribe", "stop", "stats", "Queue", "Message", "Table",
            "Subscription", "STOP", "BrokerClient", "default_client", "reset_default_client", "MessagingError",
            "BrokerAuthError", "BrokerError", "BrokerNotFound", "BrokerUnavailable", "MessageTooLarge", "NoSuchQueue"]
