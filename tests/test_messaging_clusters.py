@@ -1,0 +1,40 @@
+"""The issue's listener from apps on Slurm blocks (the test backend's one-node cluster): the workers find the
+broker through the provider's ``worker_init`` (``msg.worker_init()``), not through our environment."""
+from __future__ import annotations
+
+import os
+
+from parsl_lite import messaging as msg
+from parsl_lite import python_app
+from parsl_lite.executors.htex.executor import HighThroughputExecutor
+from parsl_lite.launchers import SingleNodeLauncher
+
+from .conftest import wait_for
+from .messaging_helpers import broker  # noqa: F401  (fixture)
+from .test_messaging_apps import listener
+from .test_provider_slurm import provider  # noqa: F401  (fixture)
+
+
+@python_app
+def where_am_i():
+    import os
+    return os.environ.get("SLURM_JOB_ID"), os.environ.get("PARSL_LITE_BROKER_URL")
+
+
+def test_a_listener_app_on_a_slurm_block_hears_the_script(broker, provider, make_dfk, monkeypatch):
+    init = msg.worker_init()                                  # export PARSL_LITE_BROKER_URL=...; ..._TOKEN=...
+    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)               # so only worker_init can give them to the job
+    assert "PARSL_LITE_BROKER_URL" not in os.environ
+    p = provider(init_blocks=1, min_blocks=0, max_blocks=1, launcher=SingleNodeLauncher(), worker_init=init)
+    make_dfk(executors=[HighThroughputExecutor(label="htex_slurm", max_workers_per_node=2, cores_per_worker=0.5,
+                                               heartbeat_period=1, heartbeat_threshold=10, provider=p)],
+             strategy="none")
+    job_id, url = where_am_i().result(timeout=60)
+    assert job_id and url == broker.address
+    heard = listener("slurm-5", "s1")
+    wait_for(lambda: msg.stats()["topics"]["listeners"].get("slurm-5") == 1, 60, "the app on Slurm subscribed")
+    for i in range(5):
+        msg.publish("slurm-5", i)
+    msg.stop("slurm-5", listener_id="s1")
+    assert heard.result(timeout=60) == [0, 1, 2, 3, 4]
