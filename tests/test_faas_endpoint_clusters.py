@@ -11,6 +11,8 @@ and ``parsl-lite endpoint status NAME``.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +27,7 @@ from tests.faas_cluster_helpers import (  # noqa: F401 (fixture)
     cluster_endpoints, configured_endpoint, endpoint_pods, endpoint_run_dir, k8s_endpoint_config,
     slurm_endpoint_config, squeue_jobs,
 )
+from tests.faas_endpoint_helpers import faas_endpoints  # noqa: F401 (fixture)
 from tests.faas_helpers import client_home_service
 
 
@@ -157,6 +160,28 @@ def test_a_slurm_endpoint_scales_jobs_out_under_a_burst_and_in_when_idle(slurm, 
         assert "blocks: none" in Watched(fxc, ep).cli()
 
 
+def test_status_is_current_right_after_tasks_ran_not_a_heartbeat_later(tmp_path, monkeypatch, faas_endpoints):
+    """The lead's smoke test: a heartbeat of 30 s, yet ``endpoint status`` shows the block RUNNING with its
+    worker as soon as the pool connected (without the report watch: PENDING, 0 workers for up to 30 s)."""
+    with client_home_service(tmp_path, monkeypatch) as service:
+        ep = faas_endpoints(service, "laptop", service.admin_token, workers=1, heartbeat_period=30.0,
+                            heartbeat_threshold=120.0)
+        fxc = FuncXClient()
+        gate, marker = tmp_path / "gate", tmp_path / "marker"
+        gate.touch()
+        assert _result(fxc, fxc.run(str(gate), str(marker), endpoint_id=ep.endpoint_id,
+                                    function_id=fxc.register_function(hold_until))) is not None
+        shown = wait_for(lambda: out if "blocks: 0 RUNNING" in (out := Watched(fxc, ep).cli()) else None, 10,
+                         "endpoint status to show the block RUNNING (well before the next heartbeat)")
+        assert "connected_workers: 1" in shown, shown
+        [row] = [line.split() for line in shown.splitlines() if line.split()[:2] == ["0", "RUNNING"]]
+        assert row[3] == "1", shown  # WORKERS
+        assert Watched(fxc, ep).details()["block_details"]["0"]["workers"] == 1
+        listed = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "endpoint", "list"], capture_output=True,
+                                text=True, timeout=60).stdout.splitlines()
+        assert listed[1].split()[:5] == ["laptop", ep.endpoint_id, "Running", "1", "0"], listed  # WORKERS 1
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -271,11 +296,12 @@ def test_block_history_keeps_live_states_and_the_last_ended_blocks_with_their_jo
     assert list(history.ended) == ["1", "2"]  # the oldest ended block is forgotten
 
 
-def test_report_changes_are_blocks_and_workers_not_task_counts():
+def test_report_changes_are_blocks_workers_queues_and_failure_not_clocks():
     report = {"block_details": {"0": {"state": "RUNNING", "workers": 1, "tasks": 0}}, "managers": 1,
-              "connected_workers": 1, "pending_tasks": 0}
-    busier = {**report, "pending_tasks": 500, "block_details": {"0": {"state": "RUNNING", "workers": 1, "tasks": 1}}}
-    assert report_changes(report) == report_changes(busier)  # a burst of tasks does not flood the service
+              "connected_workers": 1, "pending_tasks": 0, "timestamp": 1.0, "walltime_left_s": 60.0}
+    assert report_changes(report) == report_changes({**report, "timestamp": 2.0, "walltime_left_s": 59.0})
+    assert report_changes({**report, "pending_tasks": 500}) != report_changes(report)
+    assert report_changes({**report, "executor_error": "ExecutorError: ..."}) != report_changes(report)
     grown = {**report, "block_details": {**report["block_details"], "1": {"state": "PENDING", "workers": 0}}}
     assert report_changes(grown) != report_changes(report)
     connected = {**grown, "block_details": {**grown["block_details"], "1": {"state": "RUNNING", "workers": 1}}}

@@ -46,7 +46,7 @@ REPORT_WATCH_PERIOD_S = 0.25
 
 
 class ReportWatch:
-    """Has the session report at once when blocks or workers change, not at its next heartbeat.
+    """Has the session report at once when blocks, workers or queues change, not at its next heartbeat.
 
     With the service's default heartbeat (5 s), ``endpoint status`` and
     ``get_endpoint_status`` would otherwise show a block PENDING with no worker
@@ -73,13 +73,14 @@ class ReportWatch:
         clock = st.BlockClock()
         while not self._stop.wait(self._period_s):
             try:
-                changes = st.report_changes(st.executor_report(self._executor, clock, time.time()))
+                changes = (st.report_changes(st.executor_report(self._executor, clock, time.time())),
+                           getattr(getattr(self._session, "book", None), "outstanding", None))  # `list`'s QUEUE
             except Exception:  # the executor is stopping or restarting its interchange: try again
                 logger.debug("report watch: no report this time", exc_info=True)
                 continue
             if changes != self._last:
                 if self._last is not None:
-                    logger.info("blocks or workers changed: reporting now %s", changes)
+                    logger.debug("blocks, workers or queues changed: reporting now %s", changes)
                     self._session.report_soon()  # type: ignore[attr-defined]
                 self._last = changes
 

@@ -103,9 +103,11 @@ def _ended_blocks(history: Any) -> dict[str, dict[str, Any]]:
 
 
 def report_changes(report: dict[str, Any]) -> tuple:
-    """What of a report is worth telling at once rather than at the next heartbeat: blocks, workers, failure."""
+    """What of a report is worth telling at once rather than at the next heartbeat: blocks, workers, queues,
+    failure (not its clocks). During a burst that is every watch period: a few small reports a second."""
     blocks = tuple(sorted((b, d["state"], d["workers"]) for b, d in (report.get("block_details") or {}).items()))
-    return blocks, report.get("managers"), report.get("connected_workers"), report.get("executor_error")
+    return (blocks, report.get("managers"), report.get("connected_workers"), report.get("executor_error"),
+            report.get("pending_tasks"), report.get("outstanding_tasks"))
 
 
 def _walltime_left(provider: Any, ages: dict[str, float]) -> Optional[float]:
