@@ -107,6 +107,22 @@ def _scale_rows(by_case: dict[str, list[Record]]) -> list[tuple[str, str, str, s
     return rows
 
 
+def _routing_rows(by_case: dict[str, list[Record]]) -> list[tuple[str, str, str, str, bool | None]]:
+    """``faas_routing``: the makespans of both policies (issue 11 asks how far one beats the other: no target)."""
+    from benchmarks.report import params_groups
+    rows = []
+    adapter = "parsl_lite-faas-routing"
+    for params, prs in params_groups(by_case.get("faas_routing", [])):
+        rr, ll = _median(prs, adapter, "makespan_round_robin_s"), _median(prs, adapter, "makespan_least_loaded_s")
+        if rr is None or ll is None:
+            continue
+        ideal, share = _median(prs, adapter, "ideal_s"), _median(prs, adapter, "small_share_least_loaded")
+        rows.append(("least_loaded vs round_robin, endpoints of 1 and 4 workers", params, "reported (makespan)",
+                     f"round_robin {rr:.2f} s, least_loaded {ll:.2f} s: **{rr / ll:.2f}×** (ideal {ideal or 0:.2f} s; "
+                     f"least_loaded sent {100 * (share or 0):.0f}% to the 1-worker endpoint)", None))
+    return rows
+
+
 def render_targets(by_case: dict[str, list[Record]]) -> list[str]:
     """The ``faas`` group's section against TARGETS.md.
 
@@ -117,7 +133,7 @@ def render_targets(by_case: dict[str, list[Record]]) -> list[str]:
     Returns:
         Markdown lines (none if nothing was measured).
     """
-    rows = _latency_rows(by_case) + _throughput_rows(by_case) + _scale_rows(by_case)
+    rows = _latency_rows(by_case) + _throughput_rows(by_case) + _scale_rows(by_case) + _routing_rows(by_case)
     if not rows:
         return []
     lines = [
