@@ -33,7 +33,7 @@ import parsl_lite
 from parsl_lite.dataflow.states import States
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.monitoring import schema
-from parsl_lite.monitoring.recorder import ERROR, EXECUTOR, RAN
+from parsl_lite.monitoring.recorder import ERROR, EXECUTOR
 from parsl_lite.monitoring.remote import MonitoredResult, Wrappers
 from parsl_lite.monitoring.sampler import ENV_SETTINGS
 from parsl_lite.monitoring.store import Store, check_url
@@ -91,6 +91,7 @@ class MonitoringHub(RepresentationMixin):
         self.run_id: Optional[str] = None
         self.url: Optional[str] = None
         self._sender: Optional[_Sender] = None
+        self._ran: dict[int, tuple] = {}   # task id -> where and when its last try ran, until its next change
 
     def unused_parameters(self) -> list[str]:
         """Parsl parameters given a value that parsl_lite ignores (the kernel warns once)."""
@@ -130,14 +131,17 @@ class MonitoringHub(RepresentationMixin):
             sender.queue.put((time.time(), record.id, ERROR, record.try_id, type(exc).__name__, str(exc)))
 
     def _unwrapper(self) -> Any:
-        """The kernel's hook on a try's result: queue where and when it ran, return the app's value."""
-        put = self._sender.queue.put  # type: ignore[union-attr]
+        """The kernel's hook on a try's result: keep where and when it ran for the task's next change, return the value.
+
+        The kernel publishes that change (``exec_done``) right after, on the same thread, and the
+        listener takes it from ``self._ran``: one queued item per change, none extra per try.
+        """
+        ran = self._ran
 
         def unwrap(record: Any, result: Any) -> Any:
             if type(result) is not MonitoredResult:
                 return result
-            put((result.end, record.id, RAN, record.try_id, result.start, result.hostname, result.worker,
-                 result.block_id))
+            ran[record.id] = (result.start, result.hostname, result.worker, result.block_id)
             return result.value
 
         return unwrap
@@ -169,6 +173,7 @@ class MonitoringHub(RepresentationMixin):
         put = self._sender.queue.put  # type: ignore[union-attr]
         now = time.time
         graph_tasks = self._graph_tasks   # the kernel's unfinished tasks: an executor event's try number
+        pop_ran = self._ran.pop
         pending, launched, retryable = States.pending, States.launched, States.fail_retryable
         passing = (States.running, States.joining)
 
@@ -190,7 +195,7 @@ class MonitoringHub(RepresentationMixin):
             else:   # final, or failed and retried (the graph counted the next try before publishing)
                 history = r.fail_history
                 put((now(), r.id, new.value, r.try_id - 1 if new is retryable else r.try_id, r.fail_count,
-                     r.fail_cost, r.hashsum, tuple(history) if history else None))
+                     r.fail_cost, r.hashsum, tuple(history) if history else None, pop_ran(r.id, None)))
 
         return on_event
 

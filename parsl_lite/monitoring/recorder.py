@@ -12,7 +12,8 @@ Items are plain tuples (they cross a pipe), ``(t, task_id, code, try_id, *extra)
 - ``code`` >= 0, a state's value (``States``): the task entered it at ``t``;
   ``extra`` for ``pending``: ``(func_name, executor, memoize, time_invoked, depends)``
   (``depends``: task ids joined by commas); for ``launched``: ``(executor,)``;
-  for a final state or ``fail_retryable``: ``(fail_count, fail_cost, hashsum, fail_history)``;
+  for a final state or ``fail_retryable``: ``(fail_count, fail_cost, hashsum, fail_history, ran)``,
+  ``ran`` None or what ``RAN`` carries (where and when the try ran, taken with the change that followed);
 - ``ERROR``: ``(exc_type, text)``, the error the task finally failed with;
 - ``RAN`` (``t``: when the app's function returned): ``(start, hostname, worker, block_id)``;
 - ``EXECUTOR``: ``(executor, what, detail)``, an executor's event
@@ -134,7 +135,8 @@ class Recorder:
                 key = (tid, try_id)
                 if code == _EXEC_DONE:
                     task, attempt = tasks.get(tid), tries.get(key)
-                    if task is None or attempt is None or key in self._partial_tries or item[7]:
+                    if task is None or attempt is None or key in self._partial_tries or item[7] \
+                            or key in details or len(item) < 9:
                         self._last_us = last_us
                         slow(item)
                         last_us = self._last_us
@@ -142,9 +144,10 @@ class Recorder:
                     ts = db_time_us(us)
                     task[5], task[7], task[8], task[9] = item[6], ts, item[4], item[5]
                     attempt[6] = ts
-                    detail = details.get(key)
-                    if detail is not None:
-                        detail[6] = "exec_done"
+                    ran = item[8]
+                    if ran is not None:
+                        attempt[5], attempt[8], attempt[9] = db_time_us(int(ran[0] * 1_000_000)), ran[1], ran[3]
+                        details[key] = [run_id, tid, try_id, None, None, ran[2], "exec_done", None, None]
                     done += 1
                 elif code == _LAUNCHED:
                     ts = db_time_us(us)
@@ -173,12 +176,14 @@ class Recorder:
         self._batch.completed += done
 
     def _ran(self, item: tuple) -> None:
-        tid, try_id = item[1], item[3]
+        self._where(item[1], item[3], item[4:8])
+
+    def _where(self, tid: int, try_id: int, ran: tuple) -> None:
+        """``ran`` = (start, hostname, worker, block_id): the try's running time, host and block, its worker."""
         row = self._tries.get((tid, try_id)) or self._try_row(tid, try_id, None)
-        row[5] = self.db_time_us(int(item[4] * 1_000_000))
-        row[8], row[9] = item[5], item[7]
-        detail = self._detail_row(tid, try_id, None)
-        detail[5] = item[6]
+        row[5] = self.db_time_us(int(ran[0] * 1_000_000))
+        row[8], row[9] = ran[1], ran[3]
+        self._detail_row(tid, try_id, None)[5] = ran[2]
 
     def flush(self) -> Batch:
         """The rows of everything added since the last flush."""
@@ -229,6 +234,8 @@ class Recorder:
         if code == _JOINING:
             return
         fail_count, fail_cost, hashsum, history = item[4], item[5], item[6], item[7]
+        if len(item) > 8 and item[8] is not None:
+            self._where(tid, try_id, item[8])
         row = self._tasks.get(tid)
         if row is None:   # pending was in an earlier batch: NOT NULL columns get values the upsert keeps
             row = self._tasks[tid] = [tid, self.run_id, None, "", "False", None, None, None, 0, 0.0]
