@@ -123,3 +123,9 @@ def test_a_listener_app_on_htex_hears_the_script_through_rabbitmq(amqp, make_dfk
         time.sleep(0.2)
     seen = heard.result(timeout=30)
     assert seen == ["ping"]
+
+
+def test_the_interactive_example_runs_on_rabbitmq(amqp, tmp_path):
+    from .test_messaging_examples import run_example
+    lines = run_example("interactive.py", tmp_path)
+    assert "app says: model loaded" in lines and lines[-1] == "served 21 requests"
