@@ -182,6 +182,9 @@ max_retries_on_system_failure = 3         # a task re-delivered more often (this
 allowed_functions = []                    # function ids this endpoint runs; empty: any its users may run
 
 # The executor, in the same schema as configs/*.toml: one HighThroughputExecutor and its provider.
+# Blocks as Kubernetes pods or Slurm jobs: type = "KubernetesProvider" (image, namespace, max_mem, ...) or
+# "SlurmProvider" (partition, cores_per_node, walltime, ...); examples in docs/faas.md, "Endpoints on Kubernetes
+# and Slurm". `parsl-lite endpoint status NAME` shows the blocks as they come and go.
 [[executors]]
 type = "HighThroughputExecutor"
 label = "htex_{name.replace("-", "_")}"
