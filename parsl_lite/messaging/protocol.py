@@ -21,7 +21,7 @@ Conversation::
 
     client                                     broker
     Hello           ------------------------>  (token, version)
-                    <------------------------  Welcome (pub/sub addresses, limits)
+                    <------------------------  Welcome (the topic addresses)
     DeclareQueue / QueueStatsRequest -------->  QueueInfo
     PutMessages     ------------------------>  Done (stored durably, committed)
     GetMessages     ------------------------>  (held until a message or timeout_s)
