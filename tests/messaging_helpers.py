@@ -51,13 +51,13 @@ class Broker:
         return self.proc.returncode
 
     def restart(self) -> None:
-        self.proc = cli.launch(self.dir)
+        self.proc = cli.launch(self.dir, self.info.get("address", "tcp://127.0.0.1:0").rsplit(":", 1)[0][6:])
         self.info = cli.wait_started(self.dir, self.proc)
 
 
-def start_broker(home: Path) -> Broker:
+def start_broker(home: Path, host: str = "127.0.0.1") -> Broker:
     directory = home / "broker"
-    proc = cli.launch(directory)
+    proc = cli.launch(directory, host)
     return Broker(directory, proc, cli.wait_started(directory, proc))
 
 

@@ -38,3 +38,49 @@ def test_a_listener_app_on_a_slurm_block_hears_the_script(broker, provider, make
         msg.publish("slurm-5", i)
     msg.stop("slurm-5", listener_id="s1")
     assert heard.result(timeout=60) == [0, 1, 2, 3, 4]
+
+
+@python_app
+def hostname_and_heard(topic, listener_id):
+    import socket
+
+    from parsl_lite import messaging as msg
+    seen = [m for m in msg.subscribe(topic, listener_id=listener_id)]
+    return socket.gethostname(), seen
+
+
+def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh_hosts, tmp_path, monkeypatch,
+                                                                             make_dfk, run_dir):
+    """h2 reaches this machine only as SSH_HOST_ADDR_FROM_H2: the broker binds that address, and the worker
+    learns the broker's URL and token from worker_init alone (nothing is inherited over SSH)."""
+    from parsl_lite.config import Config
+    from parsl_lite.providers import SSHProvider
+
+    from .messaging_helpers import start_broker
+    address = ssh_hosts["SSH_HOST_ADDR_FROM_H2"]
+    home = tmp_path / "home"
+    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
+    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    msg.reset_default_client()
+    b = start_broker(home, host=address)
+    try:
+        assert b.address.startswith(f"tcp://{address}:")
+        provider = SSHProvider([f"{ssh_hosts['SSH_H2_HOST']}:{ssh_hosts['SSH_H2_PORT']}"],
+                               username=ssh_hosts["SSH_USER"], key_filename=ssh_hosts["SSH_KEY"],
+                               known_hosts=ssh_hosts["SSH_KNOWN_HOSTS"], remote_script_dir=str(tmp_path / "remote"),
+                               worker_init=msg.worker_init(), init_blocks=1, min_blocks=1, max_blocks=1)
+        provider.script_dir = str(tmp_path / "local")
+        executor = HighThroughputExecutor(label="htex_ssh", provider=provider, max_workers_per_node=1,
+                                          heartbeat_period=1, heartbeat_threshold=4, address=address)
+        dfk = make_dfk(Config(executors=[executor], run_dir=run_dir, strategy_period=0.5))
+        heard = hostname_and_heard("h2-topic", "h2-listener")
+        wait_for(lambda: msg.stats()["topics"]["listeners"].get("h2-topic") == 1, 60, "the app on h2 subscribed")
+        for i in range(3):
+            msg.publish("h2-topic", i)
+        msg.stop("h2-topic", listener_id="h2-listener")
+        assert heard.result(timeout=60) == ("h2", [0, 1, 2])
+        dfk.cleanup()
+    finally:
+        msg.reset_default_client()
+        assert b.stop() == 0
