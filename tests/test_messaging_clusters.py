@@ -84,3 +84,51 @@ def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh
     finally:
         msg.reset_default_client()
         assert b.stop() == 0
+
+
+def test_a_listener_app_in_a_kubernetes_pod_hears_the_script(k8s, tmp_path, monkeypatch, make_dfk, run_dir):
+    """Pods reach this machine as K8S_HOST_ADDR_FROM_PODS: the broker binds it; the pod gets the broker's URL
+    and token from worker_init alone."""
+    from parsl_lite.providers import KubernetesProvider
+    from parsl_lite.providers.kubernetes import LABEL_RUN, host_python_mounts
+
+    from .messaging_helpers import start_broker
+
+    @python_app
+    def pod_listener(topic, listener_id):                 # defined here: it travels by value
+        import socket
+
+        from parsl_lite import messaging as msg
+        return socket.gethostname(), [m for m in msg.subscribe(topic, listener_id=listener_id)]
+
+    address = k8s["K8S_HOST_ADDR_FROM_PODS"]
+    home = tmp_path / "home"
+    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
+    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    msg.reset_default_client()
+    b = start_broker(home, host=address)
+    provider = None
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        provider = KubernetesProvider(image=k8s["K8S_IMAGE_HOST"], kubeconfig=k8s["KUBECONFIG"],
+                                      namespace=k8s["K8S_NAMESPACE"], init_blocks=1, min_blocks=0, max_blocks=1,
+                                      max_cpu=1, max_mem="1Gi", worker_init=msg.worker_init(),
+                                      host_path_volumes=host_python_mounts() + [f"{run_dir}:{run_dir}"])
+        provider.status_poll_interval_s = 0.3
+        executor = HighThroughputExecutor(label="htex_k8s", address=address, max_workers_per_node=1,
+                                          heartbeat_period=2, heartbeat_threshold=60, provider=provider)
+        make_dfk(executors=[executor], strategy="none")
+        heard = pod_listener("pod-topic", "pod-1")
+        wait_for(lambda: msg.stats()["topics"]["listeners"].get("pod-topic") == 1, 90, "the app in a pod subscribed")
+        for i in range(3):
+            msg.publish("pod-topic", i)
+        msg.stop("pod-topic", listener_id="pod-1")
+        host, seen = heard.result(timeout=60)
+        assert seen == [0, 1, 2] and host in executor.blocks.values()   # the pod's name is its job id
+    finally:
+        msg.reset_default_client()
+        assert b.stop() == 0
+        if provider is not None:
+            provider._api().delete_collection_namespaced_pod(
+                provider.namespace, label_selector=f"{LABEL_RUN}={provider.run_id}", grace_period_seconds=0)
