@@ -191,6 +191,8 @@ def run_faas_throughput(adapter: Adapter, n: int, warmup: int, timeout_s: float,
         _plain_batch(adapter, warmup)
     else:
         batch(tasks.noop, warmup)
+    if hasattr(adapter, "track_done"):   # only the killer reads done_count
+        adapter.track_done = bool(restarts)
     killed: dict[str, float] = {}
     stop = threading.Event()
     thread = _killer(adapter, n, killed, stop) if restarts else None
