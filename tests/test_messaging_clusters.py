@@ -40,6 +40,17 @@ def test_a_listener_app_on_a_slurm_block_hears_the_script(broker, provider, make
     assert heard.result(timeout=60) == [0, 1, 2, 3, 4]
 
 
+def broker_on(address: str, tmp_path, monkeypatch):
+    """A broker bound to ``address`` in a fresh PARSL_LITE_HOME, with no broker variables in our environment."""
+    from .messaging_helpers import start_broker
+    home = tmp_path / "home"
+    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
+    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    msg.reset_default_client()
+    return start_broker(home, host=address)
+
+
 @python_app
 def hostname_and_heard(topic, listener_id):
     import socket
@@ -56,14 +67,8 @@ def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh
     from parsl_lite.config import Config
     from parsl_lite.providers import SSHProvider
 
-    from .messaging_helpers import start_broker
     address = ssh_hosts["SSH_HOST_ADDR_FROM_H2"]
-    home = tmp_path / "home"
-    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
-    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    msg.reset_default_client()
-    b = start_broker(home, host=address)
+    b = broker_on(address, tmp_path, monkeypatch)
     try:
         assert b.address.startswith(f"tcp://{address}:")
         provider = SSHProvider([f"{ssh_hosts['SSH_H2_HOST']}:{ssh_hosts['SSH_H2_PORT']}"],
@@ -92,8 +97,6 @@ def test_a_listener_app_in_a_kubernetes_pod_hears_the_script(k8s, tmp_path, monk
     from parsl_lite.providers import KubernetesProvider
     from parsl_lite.providers.kubernetes import LABEL_RUN, host_python_mounts
 
-    from .messaging_helpers import start_broker
-
     @python_app
     def pod_listener(topic, listener_id):                 # defined here: it travels by value
         import socket
@@ -102,12 +105,7 @@ def test_a_listener_app_in_a_kubernetes_pod_hears_the_script(k8s, tmp_path, monk
         return socket.gethostname(), [m for m in msg.subscribe(topic, listener_id=listener_id)]
 
     address = k8s["K8S_HOST_ADDR_FROM_PODS"]
-    home = tmp_path / "home"
-    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
-    for name in ("PARSL_LITE_BROKER_URL", "PARSL_LITE_BROKER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    msg.reset_default_client()
-    b = start_broker(home, host=address)
+    b = broker_on(address, tmp_path, monkeypatch)
     provider = None
     try:
         os.makedirs(run_dir, exist_ok=True)

@@ -186,10 +186,7 @@ class Subscription:
                     if deadline is not None and time.monotonic() >= deadline:
                         return None
                 continue
-            message, done = self._read(frame)
-            if done:
-                self.close()
-                return None
+            message = self._read(frame)
             if message is not _NOTHING:
                 return message
         return None
@@ -202,33 +199,34 @@ class Subscription:
                 if deadline is not None:
                     return None
                 continue
-            message, done = self._handle(*got)
-            if done:
-                self.close()
-                return None
+            message = self._handle(*got)
             if message is not _NOTHING:
                 return message
         return None
 
-    def _read(self, frame: bytes) -> tuple[Any, bool]:
+    def _read(self, frame: bytes) -> Any:
+        """The message in ``frame``, or ``_NOTHING`` (not ours, or a stop: then the subscription is closed)."""
         key, publisher, seq, flags, body = p.read_frame(frame)
         if key != self._key:
-            return _NOTHING, False
+            return _NOTHING
         last = self._last.get(publisher)
         if last is not None and seq > last + 1:
             self.lost += seq - last - 1
         self._last[publisher] = max(seq, last or 0)
         return self._handle(flags, body)
 
-    def _handle(self, flags: int, body: bytes) -> tuple[Any, bool]:
+    def _handle(self, flags: int, body: bytes) -> Any:
         if flags == p.FLAG_STOP:
             target = body.decode(errors="replace")
-            return _NOTHING, not target or target == self.listener_id
+            if not target or target == self.listener_id:
+                self.close()
+            return _NOTHING
         self.received += 1
         message = deserialize(body)
         if isinstance(message, str) and message == STOP:
-            return _NOTHING, True
-        return message, False
+            self.close()
+            return _NOTHING
+        return message
 
     def _maybe_report(self, force: bool = False) -> None:
         if self.lost > self._reported and (force or time.monotonic() - self._last_report > LOSS_REPORT_PERIOD_S):
