@@ -310,6 +310,19 @@ def test_websocket_with_batch_sends_tasks_in_lists(faas_service, fn_ep):
     assert [(t["task_id"], t["status"]) for t in later["tasks"]] == [(pending, CANCELLED)]
 
 
+def test_websocket_with_batch_2_sends_lean_tasks_in_lists(faas_service, fn_ep):
+    """``/v1/ws?batch=2`` (the SDK's): the same lists, each TASK with its outcome only (no ids, no timings)."""
+    done, pending = submit(faas_service, *fn_ep, n=2)[1]["task_ids"]
+    store_result(faas_service, done)
+    first, later = asyncio.run(_watch(faas_service, [done, pending], faas_service.admin_token,
+                                      then=lambda: call(faas_service, "POST", f"/v1/tasks/{pending}/cancel"),
+                                      expect=2, path="/v1/ws?batch=2"))
+    [task] = first["tasks"]
+    assert set(task) == {"task_id", "status", "pending", "result", "completion_t"}
+    assert (task["task_id"], task["status"], api.unb64(task["result"], "r")) == (done, SUCCESS, b"100")
+    assert [(t["task_id"], t["status"], "timings" in t) for t in later["tasks"]] == [(pending, CANCELLED, False)]
+
+
 def test_websocket_needs_a_token_and_hides_other_users_tasks(faas_service, fn_ep):
     task_id = submit(faas_service, *fn_ep)[1]["task_ids"][0]
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:

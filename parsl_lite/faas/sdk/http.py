@@ -132,8 +132,9 @@ class ServiceSession:
             aiohttp.ClientError, OSError: no connection (the caller retries).
         """
         try:
-            # ?batch=1: many TASKs per {"tasks": [...]} message (a service that does not know it sends one each)
-            return await self._client().ws_connect(self.url + api.API_PREFIX + "/ws?batch=1", max_msg_size=0,
+            # ?batch=2: many lean TASKs per {"tasks": [...]} message (the watchers need only the outcome; a
+            # service that does not know it sends one full TASK each)
+            return await self._client().ws_connect(self.url + api.API_PREFIX + "/ws?batch=2", max_msg_size=0,
                                                    autoping=True, heartbeat=WS_HEARTBEAT_S)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403, 404):

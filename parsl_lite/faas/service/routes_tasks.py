@@ -221,7 +221,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     ctx.sockets.add(ws)
     try:
-        await serve_watch_socket(ctx, ws, request["user"], batched=request.query.get("batch") == "1")
+        batch = request.query.get("batch")
+        await serve_watch_socket(ctx, ws, request["user"], batched=batch == "1", lean=batch == "2")
     finally:
         ctx.sockets.discard(ws)
     return ws

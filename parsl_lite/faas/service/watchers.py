@@ -9,7 +9,10 @@ both send it: on one event loop, exactly one of them takes the pair.
 :func:`serve_watch_socket` is the shell: it reads a connection's messages,
 registers what it watches, and sends TASK objects (``routes_common.task_json``),
 one per message, or many per ``{"tasks": [...]}`` message to a client that
-connected with ``?batch=1`` (the SDK does).
+connected with ``?batch=1``. With ``?batch=2`` (the SDK's) the TASKs in them are lean: ``task_id``,
+``status``, ``pending``, the result (or exception, or reason) and ``completion_t``, without the ids
+and timings every other TASK carries (``GET /v1/tasks/{id}`` has those): half the JSON, on the path
+of every result.
 :class:`FinalNotifier` is what the endpoint link calls with ids of tasks whose
 results were just stored.
 """
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 BATCH_MAX_TASKS = 1000            # TASK objects per {"tasks": [...]} message at most
 BATCH_MAX_CHARS = 8 * 1024 * 1024  # and about this much JSON (results are base64 in it)
+LEAN_KEYS = frozenset({"task_id", "status", "pending", "result", "exception", "reason", "completion_t"})
+"""What a lean TASK (``?batch=2``) keeps."""
 
 
 class Watchers:
@@ -36,6 +41,7 @@ class Watchers:
         self._by_task: dict[str, set[Hashable]] = defaultdict(set)
         self._by_conn: dict[Hashable, set[str]] = defaultdict(set)
         self.batched: set[Hashable] = set()   # asked for ``?batch=1``: {"tasks": [TASK, ...]} messages
+        self.lean: set[Hashable] = set()      # asked for ``?batch=2``: the same, with lean TASKs
 
     def watch(self, conn: Hashable, task_ids: Iterable[str]) -> None:
         for task_id in task_ids:
@@ -72,6 +78,7 @@ class Watchers:
         for task_id in list(self._by_conn.get(conn, ())):
             self.take(conn, task_id)
         self.batched.discard(conn)
+        self.lean.discard(conn)
 
     def watched(self, task_ids: Iterable[str]) -> list[str]:
         """Those of ``task_ids`` somebody watches."""
@@ -99,7 +106,7 @@ class FinalNotifier:
         from parsl_lite.faas.service.routes_common import task_json
         ctx = self._ctx
         records = await ctx.astore.get_tasks(task_ids, with_payload=False)
-        out = Outgoing(ctx.watchers.batched)
+        out = Outgoing(ctx.watchers.batched, ctx.watchers.lean)
         fetched = []
         for task_id, task in records.items():
             if task.state not in FINAL_STATES:
@@ -117,8 +124,9 @@ class Outgoing:
     ``{"tasks": [...]}`` messages (one JSON encoding and one frame for many results: the per-message cost
     was most of the service's share of a 10,000-task batch)."""
 
-    def __init__(self, batched: set[Hashable]) -> None:
+    def __init__(self, batched: set[Hashable], lean: set[Hashable] = frozenset()) -> None:  # type: ignore[assignment]
         self._batched = batched
+        self._lean = lean
         self._lists: dict[Any, tuple[list[dict[str, Any]], list[int]]] = {}
 
     async def add(self, ws: Any, message: dict[str, Any]) -> None:
@@ -126,6 +134,8 @@ class Outgoing:
             await _send(ws, message)
             return
         tasks, size = self._lists.setdefault(ws, ([], [0]))
+        if ws in self._lean:
+            message = {key: value for key, value in message.items() if key in LEAN_KEYS}
         tasks.append(message)
         size[0] += 300 + len(message.get("result") or message.get("exception") or "")
         if len(tasks) >= BATCH_MAX_TASKS or size[0] >= BATCH_MAX_CHARS:
@@ -150,14 +160,16 @@ async def _send(ws: Any, message: dict[str, Any]) -> None:
         logger.info("websocket send failed: %s", exc)
 
 
-async def serve_watch_socket(ctx: Any, ws: Any, user: User, batched: bool = False) -> None:
+async def serve_watch_socket(ctx: Any, ws: Any, user: User, batched: bool = False, lean: bool = False) -> None:
     """Read ``{"watch": [...]}`` / ``{"unwatch": [...]}`` until the connection closes.
 
     ``batched`` (the client connected with ``?batch=1``): TASKs go in ``{"tasks": [...]}`` messages.
     """
     from aiohttp import WSMsgType
-    if batched:
+    if batched or lean:
         ctx.watchers.batched.add(ws)
+    if lean:
+        ctx.watchers.lean.add(ws)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -193,7 +205,7 @@ async def _answer_watch(ctx: Any, ws: Any, user: User, task_ids: list[str]) -> N
     from parsl_lite.faas.service.routes_common import task_json, unknown_task_json
     ctx.watchers.watch(ws, task_ids)
     records = await ctx.astore.get_tasks(task_ids, with_payload=False)
-    out = Outgoing(ctx.watchers.batched)
+    out = Outgoing(ctx.watchers.batched, ctx.watchers.lean)
     fetched = []
     for task_id in task_ids:
         task = records.get(task_id)
