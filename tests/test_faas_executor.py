@@ -203,11 +203,13 @@ def test_toml_type_faas_executor(tmp_path):
         endpoints = ["{ep}"]
         policy = "least_loaded"
         batch_size = 64
+        offline_timeout = 5.0
     """))
     config = load_config(str(path))
     (executor,) = config.executors
     assert isinstance(executor, FaaSExecutor) and FuncXExecutor is FaaSExecutor
     assert (executor.endpoints, executor.policy, executor.batch_size) == ([ep], "least_loaded", 64)
+    assert executor.offline_timeout == 5.0
     path.write_text(path.read_text().replace('"least_loaded"', '"fastest"'))
     with pytest.raises(Exception, match="fastest"):
         load_config(str(path))
