@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from parsl_lite.messaging import protocol as p
 from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DeadLetter, Delete, QueueBook, QueueSettings
@@ -61,8 +62,10 @@ class _Refused(Exception):
 class Broker:
     """The request loop's state. ``handle`` is called with the time; the shell around it does the I/O."""
 
-    def __init__(self, store: Store, token: str, forwarder: Optional[Forwarder]) -> None:
+    def __init__(self, store: Store, token: str, forwarder: Optional[Forwarder],
+                 accepts: Optional[Callable[[str], bool]] = None) -> None:
         self.store, self.token, self.forwarder = store, token, forwarder
+        self.accepts = accepts or self.is_own_token   # the service's broker also accepts its users' tokens
         self.broker_id = uuid.uuid4().hex
         self.books: dict[str, QueueBook] = {}
         self._waiters: dict[str, deque[_Waiter]] = {}
@@ -91,7 +94,7 @@ class Broker:
             return p.ErrorReply(0, "bad_request", str(exc))
         if not isinstance(request, tuple(self._handlers)):
             return p.ErrorReply(getattr(request, "request_id", 0), "bad_request", f"{request.kind} is not a request")
-        if not hmac.compare_digest(request.token.encode(), self.token.encode()):
+        if not self.accepts(request.token):
             return p.ErrorReply(request.request_id, "auth", "wrong token for this broker")
         self._current = identity
         try:
@@ -102,6 +105,9 @@ class Broker:
             return p.ErrorReply(request.request_id, "too_large", str(exc))
         except ValueError as exc:
             return p.ErrorReply(request.request_id, "bad_request", str(exc))
+
+    def is_own_token(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.token.encode())
 
     def _book(self, name: str) -> QueueBook:
         try:
@@ -299,19 +305,96 @@ def _token(directory: Path) -> str:
         return token
 
 
-def _ports(directory: Path, args: argparse.Namespace) -> dict[str, int]:
+def _ports(directory: Path, asked: dict[str, Any]) -> dict[str, int]:
     """Asked-for ports, else the last run's (clients keep dialling them across a restart), else any."""
     try:
         last = json.loads((directory / "ports.json").read_text())
     except (OSError, ValueError):
         last = {}
-    return {name: getattr(args, name) or int(last.get(name, 0)) for name in ("port", "publish_port", "subscribe_port")}
+    return {name: int(asked.get(name) or 0) or int(last.get(name, 0))
+            for name in ("port", "publish_port", "subscribe_port")}
+
+
+class TokenAuthenticator(ThreadAuthenticator):
+    """ZAP for the topic sockets: PLAIN user ``parsl_lite`` with any password ``accepts`` takes."""
+
+    def __init__(self, context: zmq.Context, accepts: Callable[[str], bool]) -> None:
+        super().__init__(context)
+        self._accepts = accepts
+
+    def _authenticate_plain(self, domain: str, username: str, password: str) -> tuple[bool, bytes]:
+        if username != PLAIN_USER:
+            return False, b"Invalid username"
+        return (True, b"OK") if self._accepts(password) else (False, b"Invalid password")
+
+
+def advertised(address: str, host: str) -> str:
+    """``tcp://BIND:PORT`` as clients should dial it: ``tcp://HOST:PORT`` (unchanged when ``host`` is empty)."""
+    return f"tcp://{host}:{address.rsplit(':', 1)[1]}" if host else address
+
+
+class RunningBroker:
+    """A broker's sockets, store and forwarder in ``directory``: the daemon's (``main``) or the function
+    service's (``serve`` in a thread of its own, the service's token check passed as ``accepts``)."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", advertise: str = "", ports: Optional[dict] = None,
+                 accepts: Optional[Callable[[str], bool]] = None) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.token = _token(directory)
+        ports = _ports(directory, ports or {})
+        self.context = zmq.Context()
+        self.broker = Broker(Store(directory / "broker.db"), self.token, None, accepts)
+        self.auth = TokenAuthenticator(self.context, self.broker.accepts)
+        self.auth.start()
+        self.auth.configure_plain(domain="parsl_lite", passwords={PLAIN_USER: self.token})
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.sndhwm = self.router.rcvhwm = 0
+        if ports["port"]:
+            self.router.bind(f"tcp://{host}:{ports['port']}")
+        else:
+            ports["port"] = self.router.bind_to_random_port(f"tcp://{host}")
+        forwarder = self.broker.forwarder = Forwarder(self.context, host, ports["publish_port"],
+                                                      ports["subscribe_port"])
+        ports["publish_port"] = int(forwarder.publish_address.rsplit(":", 1)[1])
+        ports["subscribe_port"] = int(forwarder.subscribe_address.rsplit(":", 1)[1])
+        (directory / "ports.json").write_text(json.dumps(ports))
+        self.broker.addresses = {"publish": advertised(forwarder.publish_address, advertise),
+                                 "subscribe": advertised(forwarder.subscribe_address, advertise)}
+        self.address = advertised(f"tcp://{host}:{ports['port']}", advertise)
+        forwarder.start()
+        self.stopping = False
+
+    @property
+    def public_info(self) -> dict[str, Any]:
+        """Where clients dial (no token)."""
+        return {"address": self.address, "publish_address": self.broker.addresses["publish"],
+                "subscribe_address": self.broker.addresses["subscribe"], "broker_id": self.broker.broker_id}
+
+    def serve(self) -> None:
+        """The request loop until :meth:`stop_soon`; closes everything when it ends."""
+        logger.info("broker %s up: %s, queues %s", self.broker.broker_id, self.address, sorted(self.broker.books))
+        try:
+            serve(self.broker, self.router, lambda: self.stopping)
+        finally:
+            logger.info("broker stopping")
+            assert self.broker.forwarder is not None
+            self.broker.forwarder.stop()
+            self.broker.forwarder.join(2)
+            self.broker.store.close()
+            self.router.close(0)
+            self.auth.stop()
+
+    def stop_soon(self) -> None:
+        self.stopping = True
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parsl_lite.messaging.broker")
     parser.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to bind")
+    parser.add_argument("--advertise", default="", help="the host clients and workers dial (default: --host)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--publish-port", type=int, default=0)
     parser.add_argument("--subscribe-port", type=int, default=0)
@@ -320,44 +403,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=directory / "broker.log", level=logging.INFO,
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    token, ports = _token(directory), _ports(directory, args)
-    context = zmq.Context()
-    from zmq.auth.thread import ThreadAuthenticator
-    auth = ThreadAuthenticator(context)
-    auth.start()
-    auth.configure_plain(domain="parsl_lite", passwords={PLAIN_USER: token})
-    router = context.socket(zmq.ROUTER)
-    router.linger = 0
-    router.sndhwm = router.rcvhwm = 0
-    if ports["port"]:
-        router.bind(f"tcp://{args.host}:{ports['port']}")
-    else:
-        ports["port"] = router.bind_to_random_port(f"tcp://{args.host}")
-    forwarder = Forwarder(context, args.host, ports["publish_port"], ports["subscribe_port"])
-    ports["publish_port"] = int(forwarder.publish_address.rsplit(":", 1)[1])
-    ports["subscribe_port"] = int(forwarder.subscribe_address.rsplit(":", 1)[1])
-    (directory / "ports.json").write_text(json.dumps(ports))
-    broker = Broker(Store(directory / "broker.db"), token, forwarder)
-    broker.addresses = {"publish": forwarder.publish_address, "subscribe": forwarder.subscribe_address}
-    forwarder.start()
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-    info = {"address": f"tcp://{args.host}:{ports['port']}", "publish_address": forwarder.publish_address,
-            "subscribe_address": forwarder.subscribe_address, "token": token, "pid": os.getpid(),
-            "broker_id": broker.broker_id, "host": socket.gethostname()}
+    running = RunningBroker(directory, args.host, args.advertise, vars(args))
+    signal.signal(signal.SIGTERM, lambda *_: running.stop_soon())
+    signal.signal(signal.SIGINT, lambda *_: running.stop_soon())
+    info = {**running.public_info, "token": running.token, "pid": os.getpid(), "host": socket.gethostname()}
     write_private(directory / INFO_FILE, json.dumps(info))
     (directory / "broker.pid").write_text(str(os.getpid()))
-    logger.info("broker %s up: %s, queues %s", broker.broker_id, info["address"], sorted(broker.books))
     try:
-        serve(broker, router, lambda: stop["now"])
+        running.serve()
     finally:
-        logger.info("broker stopping")
-        forwarder.stop()
-        forwarder.join(2)
-        broker.store.close()
-        router.close(0)
-        auth.stop()
         for name in (INFO_FILE, "broker.pid"):
             (directory / name).unlink(missing_ok=True)
     return 0

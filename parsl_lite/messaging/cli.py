@@ -31,6 +31,9 @@ def add_broker_commands(commands: Any) -> None:
     start = sub.add_parser("start", help="start the broker as a daemon; prints its address")
     _dir_option(start)
     start.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    start.add_argument("--advertise", default="", metavar="HOST",
+                       help="the host clients and workers on other machines dial, when it is not --host "
+                            "(e.g. --host 0.0.0.0 --advertise node01)")
     start.add_argument("--port", type=int, default=0, help="request port (default: the last run's, else any)")
     start.set_defaults(handler=_start)
     stop = sub.add_parser("stop", help="stop the broker (SIGTERM) and wait until it has exited")
@@ -72,7 +75,7 @@ def running_broker(directory: Path) -> Optional[dict[str, Any]]:
     return info
 
 
-def launch(directory: Path, host: str = "127.0.0.1", port: int = 0) -> subprocess.Popen:
+def launch(directory: Path, host: str = "127.0.0.1", port: int = 0, advertise: str = "") -> subprocess.Popen:
     """Start the broker detached (a stale broker.json removed first)."""
     from parsl_lite.messaging.paths import INFO_FILE
     directory.mkdir(parents=True, exist_ok=True)
@@ -80,6 +83,8 @@ def launch(directory: Path, host: str = "127.0.0.1", port: int = 0) -> subproces
     cmd = [sys.executable, "-m", "parsl_lite.messaging.broker", "--dir", str(directory), "--host", host]
     if port:
         cmd += ["--port", str(port)]
+    if advertise:
+        cmd += ["--advertise", advertise]
     with open(directory / "broker.out", "ab") as out:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
@@ -115,7 +120,7 @@ def _start(args: argparse.Namespace) -> int:
     info = running_broker(directory)
     if info is None:
         try:
-            info = wait_started(directory, launch(directory, args.host, args.port))
+            info = wait_started(directory, launch(directory, args.host, args.port, args.advertise))
         except RuntimeError as exc:
             print(f"parsl-lite broker start: error: {exc}", file=sys.stderr)
             return 1

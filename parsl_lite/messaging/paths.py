@@ -7,9 +7,11 @@
     $PARSL_LITE_HOME/broker/broker.log    its log; broker.out its stdout and stderr
 
 A client takes ``PARSL_LITE_BROKER_URL`` and ``PARSL_LITE_BROKER_TOKEN`` from
-the environment when set, else ``broker.json``. Apps on the local htex
-inherit the script's environment (and ``PARSL_LITE_HOME``), so they find the
-same broker.
+the environment when set, else ``broker.json``, else the broker hosted by the
+user's function service (its URL and token from ``PARSL_LITE_FAAS_URL``/``_TOKEN``
+or ``client.json``; ``GET /v1/broker`` says where it listens). The htex writes what the script found into its run
+directory (``broker.env.json``, 0600: :func:`write_worker_file`) and every
+pool it launches, on any provider, reads it (:func:`apply_worker_file`).
 """
 from __future__ import annotations
 
@@ -64,7 +66,78 @@ def locate() -> tuple[str, str, str]:
             raise BrokerNotFound(f"{URL_ENV}={url} is set but {TOKEN_ENV} is not")
         return url, token, f"the environment ({URL_ENV}, {TOKEN_ENV})"
     info = read_info()
-    if info is None or not isinstance(info.get("address"), str) or not isinstance(info.get("token"), str):
-        raise BrokerNotFound(f"no broker: set {URL_ENV} and {TOKEN_ENV}, or start one with "
-                             f"`parsl-lite broker start` (it writes {broker_dir() / INFO_FILE})")
-    return info["address"], info["token"], str(broker_dir() / INFO_FILE)
+    if info is not None and isinstance(info.get("address"), str) and isinstance(info.get("token"), str):
+        return info["address"], info["token"], str(broker_dir() / INFO_FILE)
+    hosted = service_broker()
+    if hosted is not None:
+        return hosted
+    raise BrokerNotFound(f"no broker: set {URL_ENV} and {TOKEN_ENV}, or start one with "
+                         f"`parsl-lite broker start` (it writes {broker_dir() / INFO_FILE}) or "
+                         f"`parsl-lite service start --broker`")
+
+
+def service_broker() -> Optional[tuple[str, str, str]]:
+    """The broker hosted by the user's function service (``parsl-lite service start --broker``), with the
+    user's token: the service URL and token of ``PARSL_LITE_FAAS_URL``/``_TOKEN``, else ``client.json``'s
+    (as an endpoint registers);
+    the service says where its broker listens (``GET /v1/broker``). None: no service, or no broker there.
+
+    Raises:
+        BrokerNotFound: the service refuses the token or cannot be reached.
+    """
+    import urllib.error
+    import urllib.request
+
+    from parsl_lite.faas import paths as faas_paths
+    try:
+        client = faas_paths.read_client_file() or {}
+    except (OSError, ValueError):
+        client = {}
+    url = os.environ.get(faas_paths.URL_ENV) or client.get("service_url")
+    token = os.environ.get(faas_paths.TOKEN_ENV) or client.get("token")
+    if not (url and token):
+        return None
+    request = urllib.request.Request(url.rstrip("/") + "/v1/broker", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            info = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None      # an older service, or one started without --broker
+        raise BrokerNotFound(f"the function service at {url} refused GET /v1/broker: {exc.code} {exc.reason}")
+    except (OSError, ValueError) as exc:
+        raise BrokerNotFound(f"the function service at {url} did not say where its broker is: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("address"), str):
+        return None
+    return info["address"], token, f"the function service's broker ({url}, the user's token)"
+
+
+WORKER_FILE = "broker.env.json"
+
+
+def write_worker_file(directory: str) -> Optional[str]:
+    """Write the broker this process would use into ``directory`` (0600) for workers launched elsewhere.
+
+    Returns the path, or None when this process knows no broker (workers then get nothing).
+    """
+    try:
+        url, token, where = locate()
+    except BrokerNotFound:
+        return None
+    path = Path(directory) / WORKER_FILE
+    write_private(path, json.dumps({URL_ENV: url, TOKEN_ENV: token, "from": where}))
+    return str(path)
+
+
+def apply_worker_file(path: str) -> bool:
+    """Put the file's broker variables into ``os.environ`` unless a broker is already set there
+    (a provider's ``worker_init`` exporting them wins). False when the file cannot be read."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    if not os.environ.get(URL_ENV) and isinstance(data, dict):
+        for name in (URL_ENV, TOKEN_ENV):
+            if isinstance(data.get(name), str) and data[name]:
+                os.environ[name] = data[name]
+    return True

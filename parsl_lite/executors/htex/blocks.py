@@ -30,7 +30,7 @@ DEFAULT_LAUNCH_CMD = ("{python} -m parsl_lite.executors.htex.worker_pool --addre
                       "--block-id {block_id} --cores-per-worker {cores_per_worker} {max_workers} {mem_per_worker} "
                       "--heartbeat-period {heartbeat_period} --heartbeat-threshold {heartbeat_threshold} "
                       "--max-result-bytes {max_payload_bytes} {drain_period} --secret-file {secret_file} "
-                      "{cert_dir} --logdir {logdir} {debug}")
+                      "{cert_dir} {broker_file} --logdir {logdir} {debug}")
 
 
 _ENDED_KEPT = 20  # ended blocks a status report still lists (with how they ended)
@@ -206,5 +206,18 @@ class ManagesBlocks:
             cert_dir=f"--cert-dir {shlex.quote(self.cert_dir)}" if self.cert_dir else "",
             logdir=shlex.quote(logdir),
             debug="--debug" if self.worker_debug else "",
+            broker_file=_broker_file_option(os.path.dirname(secret_file)),
         )
+
+
+def _broker_file_option(directory: str) -> str:
+    """``--broker-file PATH`` when this process knows a messaging broker: the pool puts its URL and token
+    into its workers' environment on any provider (the path only on the command line, as for the secret)."""
+    from parsl_lite.messaging.paths import write_worker_file
+    try:
+        path = write_worker_file(directory)
+    except Exception as exc:            # messaging is optional: a broken broker file must not stop a block
+        logger.warning("no broker variables for the workers: %r", exc)
+        return ""
+    return f"--broker-file {shlex.quote(path)}" if path else ""
 

@@ -334,6 +334,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="seconds after start to stop taking tasks and exit once idle")
     parser.add_argument("--secret-file", default=None, help=f"the run's secret (else ${SECRET_ENV})")
     parser.add_argument("--cert-dir", default=None)
+    parser.add_argument("--broker-file", default=None,
+                        help="the messaging broker's URL and token for the workers (parsl_lite.messaging)")
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--debug", action="store_true")
     return parser.parse_args(argv)
@@ -356,6 +358,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not secret:
         logger.error("no run secret: pass --secret-file or set $%s", SECRET_ENV)
         return 1
+    if args.broker_file:
+        from parsl_lite.messaging.paths import apply_worker_file
+        if not apply_worker_file(args.broker_file):
+            logger.warning("cannot read the broker file %s: apps here find no messaging broker", args.broker_file)
     return WorkerPool(args, secret).run()
 
 

@@ -47,6 +47,10 @@ def add_service_commands(commands: Any) -> None:
                                                                       "first fetch (default 7 days)")
     start.add_argument("--payload-limit", type=int, default=None, help="bytes of one payload or result "
                                                                        "(default 10 MB)")
+    start.add_argument("--broker", action="store_true", help="also run the messaging broker (parsl_lite.messaging) "
+                       "beside the service: its own port, the service's user tokens")
+    start.add_argument("--broker-advertise", default="", metavar="HOST",
+                       help="the host the broker's clients dial, when not --host")
     start.set_defaults(handler=_start)
     stop = sub.add_parser("stop", help="stop the service (SIGTERM) and wait until it has exited",
                           description="Stop the running service cleanly and wait for it to exit.")
@@ -118,7 +122,9 @@ def server_command(directory: Path, options: dict[str, Any]) -> list[str]:
     """The server's command line: ``options`` keys are its long options with ``_`` for ``-``."""
     cmd = [sys.executable, "-m", "parsl_lite.faas.service.server", "--dir", str(directory)]
     for name, value in options.items():
-        if value is not None and value != "":
+        if value is True:                                  # a flag
+            cmd.append(f"--{name.replace('_', '-')}")
+        elif value is not None and value != "" and value is not False:
             cmd += [f"--{name.replace('_', '-')}", str(value)]
     return cmd
 
@@ -254,7 +260,8 @@ def _start(args: argparse.Namespace) -> int:
     if info is None:
         port, endpoint_port = choose_ports(directory, args.host, args.port, args.endpoint_port)
         options = {"db": args.db, "host": args.host, "port": port, "endpoint_port": endpoint_port,
-                   "result_ttl": args.result_ttl, "payload_limit": args.payload_limit}
+                   "result_ttl": args.result_ttl, "payload_limit": args.payload_limit,
+                   "broker": args.broker, "broker_advertise": args.broker_advertise}
         try:
             info = wait_started(directory, launch(directory, options))
         except RuntimeError as exc:

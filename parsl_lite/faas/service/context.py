@@ -36,6 +36,8 @@ class ServiceOptions:
     result_ttl_s: float = api.DEFAULT_RESULT_TTL_S
     payload_limit: int = api.DEFAULT_PAYLOAD_LIMIT
     heartbeat_period_s: float = DEFAULT_HEARTBEAT_PERIOD_S
+    broker: bool = False                            # host a messaging broker (parsl_lite.messaging)
+    broker_advertise: str = ""                      # the host its clients dial, when not ``host``
 
     def __post_init__(self) -> None:
         for name in ("port", "endpoint_port"):
@@ -76,6 +78,7 @@ class ServiceContext:
         self.service_id = service_id
         self.link: Optional[Any] = None
         self.zmq_url: str = ""
+        self.broker: Optional[Any] = None       # the hosted messaging broker (messaging.hosted.HostedBroker)
         self.auth = Authenticator(astore)
         self.watchers = Watchers()
         self.on_final = FinalNotifier(self)     # the link calls it after storing results; so do cancel, delete

@@ -2,13 +2,18 @@
 
     python -m parsl_lite.faas.service.server --dir DIR [--db URL] [--host 127.0.0.1] [--port 0]
         [--endpoint-port 0] [--result-ttl S] [--payload-limit BYTES] [--heartbeat-period S]
+        [--broker [--broker-advertise HOST]]
 
 What it owns, in start order (stopped in reverse on SIGTERM or SIGINT)::
 
     store (AsyncStore: one thread)  ->  endpoint link (ZMQ ROUTER)  ->  HTTP site  ->  DIR/service.json
                                                                        purge loop (results past their TTL)
 
-``DIR/service.json`` = ``{"url", "zmq_url", "pid", "service_id", "db"}``
+With ``--broker`` a messaging broker runs beside them (a thread, its own ZMQ
+ports, files in ``DIR/broker/``); it accepts the service's user tokens, and
+``GET /v1/broker`` (any user) and ``service.json``'s ``broker`` say where it is.
+
+``DIR/service.json`` = ``{"url", "zmq_url", "pid", "service_id", "db"[, "broker"]}``
 appears (atomically, 0600) only once both listeners are up, and is removed
 at a clean stop; after a SIGKILL it stays, naming a dead pid. The log is
 ``DIR/service.log``.
@@ -53,10 +58,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> ServiceOptions:
                         help="bytes of one payload or result (default %(default)s)")
     parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_HEARTBEAT_PERIOD_S,
                         help="seconds between endpoint heartbeats and WebSocket pings (default %(default)s)")
+    parser.add_argument("--broker", action="store_true", help="also run a messaging broker (parsl_lite.messaging) "
+                        "that accepts this service's user tokens")
+    parser.add_argument("--broker-advertise", default="", help="the host the broker's clients dial (default --host)")
     args = parser.parse_args(argv)
     return ServiceOptions(dir=(args.dir or paths.service_dir()).resolve(), db=args.db, host=args.host,
                           port=args.port, endpoint_port=args.endpoint_port, result_ttl_s=args.result_ttl,
-                          payload_limit=args.payload_limit, heartbeat_period_s=args.heartbeat_period)
+                          payload_limit=args.payload_limit, heartbeat_period_s=args.heartbeat_period,
+                          broker=args.broker, broker_advertise=args.broker_advertise)
 
 
 def setup_logging(directory: Path) -> None:
@@ -113,10 +122,15 @@ class Service:
         await astore.disconnect_all_endpoints()
         ctx = self.ctx = ServiceContext(options, astore, str(uuid.uuid4()))
         await self._start_link(ctx)
+        if options.broker:
+            self._start_broker(ctx)
         await self._start_http(ctx)
         self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
-        write_service_file(options.dir, {"url": self.url, "zmq_url": ctx.zmq_url, "pid": os.getpid(),
-                                         "service_id": ctx.service_id, "db": options.db_url})
+        info = {"url": self.url, "zmq_url": ctx.zmq_url, "pid": os.getpid(), "service_id": ctx.service_id,
+                "db": options.db_url}
+        if ctx.broker is not None:
+            info["broker"] = ctx.broker.info
+        write_service_file(options.dir, info)
         logger.info("service %s up: %s, endpoints at %s, store %s", ctx.service_id, self.url,
                     ctx.zmq_url or "(no endpoint link)", _safe_url(options.db_url))
 
@@ -131,11 +145,27 @@ class Service:
         ctx.zmq_url = await ctx.link.start()
         ctx.service_id = getattr(ctx.link, "service_id", ctx.service_id)   # the id endpoints see in heartbeats
 
+    def _start_broker(self, ctx: ServiceContext) -> None:
+        """The messaging broker in a thread; a token is good if it is a user's (asked of the store on the loop)."""
+        from parsl_lite.faas.service.auth import hash_token
+        from parsl_lite.messaging.hosted import HostedBroker
+        loop = asyncio.get_running_loop()
+
+        def user_token(token: str) -> bool:
+            found = asyncio.run_coroutine_threadsafe(ctx.astore.user_for_token(hash_token(token)), loop)
+            return found.result(10) is not None
+
+        ctx.broker = HostedBroker(self.options.dir / "broker", self.options.host, user_token,
+                                  self.options.broker_advertise or url_host(self.options.host).strip("[]"))
+        ctx.broker.start()
+        logger.info("messaging broker at %s", ctx.broker.info["address"])
+
     async def _start_http(self, ctx: ServiceContext) -> None:
         from aiohttp import web
 
         from parsl_lite.faas.service.routes import make_app
         app = make_app(ctx)
+        app.router.add_get(f"{api.API_PREFIX}/broker", _broker_route)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.options.host, self.options.port)
@@ -165,6 +195,8 @@ class Service:
             await asyncio.gather(self._purger, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        if ctx is not None and ctx.broker is not None:
+            await asyncio.to_thread(ctx.broker.stop)   # off the loop: its token checks need the loop
         if ctx is not None:
             if ctx.link is not None:
                 await ctx.link.stop()
@@ -174,6 +206,17 @@ class Service:
             if info is not None and info.get("pid") == os.getpid():
                 (self.options.dir / SERVICE_FILE).unlink(missing_ok=True)
         logger.info("service stopped")
+
+
+async def _broker_route(request: Any) -> Any:
+    """``GET /v1/broker`` (any user): where the hosted messaging broker listens; 404 when there is none.
+    Its clients use their own bearer token as the broker token."""
+    from parsl_lite.faas.service.routes_common import ctx_of, json_response
+    broker = ctx_of(request).broker
+    if broker is None:
+        return json_response(api.error_body("no_broker", "this service runs no messaging broker "
+                                                         "(start it with --broker)"), 404)
+    return json_response(broker.info)
 
 
 def _safe_url(url: str) -> str:

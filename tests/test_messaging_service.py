@@ -1,0 +1,110 @@
+"""The broker hosted by the function service (``--broker``): one address, the service's user tokens.
+
+No broker of its own and no broker variables anywhere: the script finds the service's broker through
+``client.json`` (``GET /v1/broker``), and so does the endpoint, which hands it to its workers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from parsl_lite import messaging as msg
+from parsl_lite.faas import FuncXClient, FuncXExecutor
+from parsl_lite.faas import paths as faas_paths
+from parsl_lite.messaging import paths
+
+from .conftest import wait_for
+from .faas_endpoint_helpers import faas_endpoints  # noqa: F401  (fixture)
+from .faas_helpers import add_user, client_home_service
+from .test_faas_sdk import user_functions
+
+USER = user_functions("""
+    def listener(topic, listener_id):
+        import os
+        from parsl_lite import messaging as msg
+        seen = [m for m in msg.subscribe(topic, listener_id=listener_id)]
+        return seen, os.environ.get("PARSL_LITE_BROKER_URL")
+
+    def worker(queue_name):
+        from parsl_lite import messaging as msg
+        m = msg.queue(queue_name).get(timeout=30)
+        msg.table("svc-results").put(str(m.body["doc"]), m.body["doc"] * 10)
+        m.ack()
+        return m.body["doc"]
+""")
+
+
+@pytest.fixture
+def no_broker_env(monkeypatch):
+    for name in (paths.URL_ENV, paths.TOKEN_ENV):
+        monkeypatch.delenv(name, raising=False)
+    msg.reset_default_client()
+    yield
+    msg.reset_default_client()
+
+
+def _get(url: str, token: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_an_endpoint_function_talks_to_the_services_broker_with_the_users_token(tmp_path, monkeypatch,
+                                                                                no_broker_env, faas_endpoints):
+    with client_home_service(tmp_path, monkeypatch, broker=True) as service:
+        token = add_user(service, "alice")                       # a plain user, not the admin
+        faas_paths.write_client_file(service.url, token)
+        info = json.loads((service.dir / "service.json").read_text())["broker"]
+        assert info["address"].startswith("tcp://127.0.0.1:") and "token" not in info
+        ep = faas_endpoints(service, "ep", token, workers=2)      # before the script touches msg: nothing inherited
+        assert paths.URL_ENV not in os.environ
+        with FuncXExecutor(FuncXClient(), endpoint_id=ep.endpoint_id, batch_interval=0.05) as fx:
+            heard = fx.submit(USER["listener"], "svc-7", "svc-listener")
+            wait_for(lambda: msg.stats()["topics"]["listeners"].get("svc-7") == 1, 60, "the function subscribed")
+            assert msg.default_client().url == info["address"] and msg.default_client().token == token
+            for i in range(5):
+                msg.publish("svc-7", {"i": i})
+            msg.stop("svc-7", listener_id="svc-listener")
+            seen, url = heard.result(timeout=60)
+            assert seen == [{"i": i} for i in range(5)] and url == info["address"]
+            msg.queue("svc-work").put({"doc": 4})
+            assert fx.submit(USER["worker"], "svc-work").result(timeout=60) == 4
+            assert msg.table("svc-results").get("4") == 40
+
+
+def test_the_services_broker_refuses_a_wrong_token_and_anonymous_lookups(tmp_path, monkeypatch, no_broker_env):
+    with client_home_service(tmp_path, monkeypatch, broker=True) as service:
+        status, body = _get(service.url + "/v1/broker", "")
+        assert status == 401, body
+        status, info = _get(service.url + "/v1/broker", service.admin_token)
+        assert status == 200 and info["address"].startswith("tcp://")
+        monkeypatch.setenv(paths.URL_ENV, info["address"])
+        monkeypatch.setenv(paths.TOKEN_ENV, "not-a-token-of-this-service")
+        msg.reset_default_client()
+        with pytest.raises(msg.BrokerAuthError):
+            msg.queue("nope")
+        with pytest.raises(msg.BrokerAuthError):
+            msg.subscribe("nope")
+        monkeypatch.setenv(paths.TOKEN_ENV, service.admin_token)   # the admin's token is a user's token too
+        msg.reset_default_client()
+        q = msg.queue("svc-admin")
+        q.put("hello")
+        m = q.get(timeout=5)
+        assert m is not None and m.body == "hello"
+        m.ack()
+
+
+def test_a_service_without_broker_says_so(tmp_path, monkeypatch, no_broker_env):
+    with client_home_service(tmp_path, monkeypatch) as service:
+        status, body = _get(service.url + "/v1/broker", service.admin_token)
+        assert status == 404 and body["error"] == "no_broker"
+        assert "broker" not in json.loads((service.dir / "service.json").read_text())
+        with pytest.raises(msg.BrokerNotFound, match="service start --broker"):
+            msg.queue("nothing")
