@@ -94,15 +94,22 @@ def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh
 def test_a_listener_app_in_a_kubernetes_pod_hears_the_script(k8s, tmp_path, monkeypatch, make_dfk, run_dir):
     """Pods reach this machine as K8S_HOST_ADDR_FROM_PODS: the broker binds it; the pod gets the broker's URL
     and token from worker_init alone."""
+    pod_listener_hears(k8s, tmp_path, monkeypatch, make_dfk, run_dir, "pod", lambda: msg.worker_init())
+
+
+@python_app
+def pod_listener(topic, listener_id):
+    import socket
+
+    from parsl_lite import messaging as msg
+    return socket.gethostname(), [m for m in msg.subscribe(topic, listener_id=listener_id)]
+
+
+def pod_listener_hears(k8s, tmp_path, monkeypatch, make_dfk, run_dir, name: str, worker_init) -> None:
+    """A broker on the address pods reach, a listener app in a pod (``worker_init()``: the provider's, called
+    once the broker runs), three messages heard, the pod deleted."""
     from parsl_lite.providers import KubernetesProvider
     from parsl_lite.providers.kubernetes import LABEL_RUN, host_python_mounts
-
-    @python_app
-    def pod_listener(topic, listener_id):                 # defined here: it travels by value
-        import socket
-
-        from parsl_lite import messaging as msg
-        return socket.gethostname(), [m for m in msg.subscribe(topic, listener_id=listener_id)]
 
     address = k8s["K8S_HOST_ADDR_FROM_PODS"]
     b = broker_on(address, tmp_path, monkeypatch)
@@ -111,17 +118,18 @@ def test_a_listener_app_in_a_kubernetes_pod_hears_the_script(k8s, tmp_path, monk
         os.makedirs(run_dir, exist_ok=True)
         provider = KubernetesProvider(image=k8s["K8S_IMAGE_HOST"], kubeconfig=k8s["KUBECONFIG"],
                                       namespace=k8s["K8S_NAMESPACE"], init_blocks=1, min_blocks=0, max_blocks=1,
-                                      max_cpu=1, max_mem="1Gi", worker_init=msg.worker_init(),
+                                      max_cpu=1, max_mem="1Gi", worker_init=worker_init(),
                                       host_path_volumes=host_python_mounts() + [f"{run_dir}:{run_dir}"])
         provider.status_poll_interval_s = 0.3
-        executor = HighThroughputExecutor(label="htex_k8s", address=address, max_workers_per_node=1,
+        executor = HighThroughputExecutor(label=f"htex_k8s_{name}", address=address, max_workers_per_node=1,
                                           heartbeat_period=2, heartbeat_threshold=60, provider=provider)
         make_dfk(executors=[executor], strategy="none")
-        heard = pod_listener("pod-topic", "pod-1")
-        wait_for(lambda: msg.stats()["topics"]["listeners"].get("pod-topic") == 1, 90, "the app in a pod subscribed")
+        heard = pod_listener(f"{name}-topic", f"{name}-1")
+        wait_for(lambda: msg.stats()["topics"]["listeners"].get(f"{name}-topic") == 1, 90,
+                 "the app in a pod subscribed")
         for i in range(3):
-            msg.publish("pod-topic", i)
-        msg.stop("pod-topic", listener_id="pod-1")
+            msg.publish(f"{name}-topic", i)
+        msg.stop(f"{name}-topic", listener_id=f"{name}-1")
         host, seen = heard.result(timeout=60)
         assert seen == [0, 1, 2] and host in executor.blocks.values()   # the pod's name is its job id
     finally:

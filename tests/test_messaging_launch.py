@@ -109,41 +109,5 @@ def test_a_listener_in_a_kubernetes_pod_finds_the_broker_without_worker_init(k8s
                                                                             run_dir):
     """The broker binds the address pods reach; the pod sees the run directory (a host path volume, as for the
     htex's secret) and so the broker file: no ``worker_init``."""
-    from parsl_lite.providers import KubernetesProvider
-    from parsl_lite.providers.kubernetes import LABEL_RUN, host_python_mounts
-
-    from .test_messaging_clusters import broker_on
-
-    @python_app
-    def pod_listener(topic, listener_id):                 # defined here: it travels by value
-        import socket
-
-        from parsl_lite import messaging as msg
-        return socket.gethostname(), [m for m in msg.subscribe(topic, listener_id=listener_id)]
-
-    address = k8s["K8S_HOST_ADDR_FROM_PODS"]
-    b = broker_on(address, tmp_path, monkeypatch)
-    provider = None
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        provider = KubernetesProvider(image=k8s["K8S_IMAGE_HOST"], kubeconfig=k8s["KUBECONFIG"],
-                                      namespace=k8s["K8S_NAMESPACE"], init_blocks=1, min_blocks=0, max_blocks=1,
-                                      max_cpu=1, max_mem="1Gi",
-                                      host_path_volumes=host_python_mounts() + [f"{run_dir}:{run_dir}"])
-        provider.status_poll_interval_s = 0.3
-        executor = HighThroughputExecutor(label="htex_k8s_auto", address=address, max_workers_per_node=1,
-                                          heartbeat_period=2, heartbeat_threshold=60, provider=provider)
-        make_dfk(executors=[executor], strategy="none")
-        heard = pod_listener("pod-auto", "pod-a")
-        wait_for(lambda: msg.stats()["topics"]["listeners"].get("pod-auto") == 1, 90, "the app in a pod subscribed")
-        for i in range(3):
-            msg.publish("pod-auto", i)
-        msg.stop("pod-auto", listener_id="pod-a")
-        host, seen = heard.result(timeout=60)
-        assert seen == [0, 1, 2] and host in executor.blocks.values()
-    finally:
-        msg.reset_default_client()
-        assert b.stop() == 0
-        if provider is not None:
-            provider._api().delete_collection_namespaced_pod(
-                provider.namespace, label_selector=f"{LABEL_RUN}={provider.run_id}", grace_period_seconds=0)
+    from .test_messaging_clusters import pod_listener_hears
+    pod_listener_hears(k8s, tmp_path, monkeypatch, make_dfk, run_dir, "auto", lambda: "")
