@@ -64,6 +64,12 @@ def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh
                                                                              make_dfk, run_dir):
     """h2 reaches this machine only as SSH_HOST_ADDR_FROM_H2: the broker binds that address, and the worker
     learns the broker's URL and token from worker_init alone (nothing is inherited over SSH)."""
+    h2_listener_hears(ssh_hosts, tmp_path, monkeypatch, make_dfk, run_dir, lambda: msg.worker_init())
+
+
+def h2_listener_hears(ssh_hosts, tmp_path, monkeypatch, make_dfk, run_dir, worker_init) -> None:
+    """A broker on the address h2 reaches, a listener app on h2 (``worker_init()``: the provider's, called
+    once the broker runs), three messages heard."""
     from parsl_lite.config import Config
     from parsl_lite.providers import SSHProvider
 
@@ -74,7 +80,7 @@ def test_a_listener_app_on_an_ssh_host_with_its_own_network_hears_the_script(ssh
         provider = SSHProvider([f"{ssh_hosts['SSH_H2_HOST']}:{ssh_hosts['SSH_H2_PORT']}"],
                                username=ssh_hosts["SSH_USER"], key_filename=ssh_hosts["SSH_KEY"],
                                known_hosts=ssh_hosts["SSH_KNOWN_HOSTS"], remote_script_dir=str(tmp_path / "remote"),
-                               worker_init=msg.worker_init(), init_blocks=1, min_blocks=1, max_blocks=1)
+                               worker_init=worker_init(), init_blocks=1, min_blocks=1, max_blocks=1)
         provider.script_dir = str(tmp_path / "local")
         executor = HighThroughputExecutor(label="htex_ssh", provider=provider, max_workers_per_node=1,
                                           heartbeat_period=1, heartbeat_threshold=4, address=address)

@@ -111,3 +111,10 @@ def test_a_listener_in_a_kubernetes_pod_finds_the_broker_without_worker_init(k8s
     htex's secret) and so the broker file: no ``worker_init``."""
     from .test_messaging_clusters import pod_listener_hears
     pod_listener_hears(k8s, tmp_path, monkeypatch, make_dfk, run_dir, "auto", lambda: "")
+
+
+def test_a_listener_on_an_ssh_host_finds_the_broker_without_worker_init(ssh_hosts, tmp_path, monkeypatch, make_dfk,
+                                                                       run_dir):
+    """h2 has its own network but the host's file system (not /home): it reads the run directory's file."""
+    from .test_messaging_clusters import h2_listener_hears
+    h2_listener_hears(ssh_hosts, tmp_path, monkeypatch, make_dfk, run_dir, lambda: "")
