@@ -297,6 +297,23 @@ def test_a_kubeconfig_that_cannot_be_loaded_is_a_provider_error_naming_it(make_p
         provider.submit("true", 1, "job")
 
 
+def test_kubeconfig_is_read_from_the_environment_when_the_provider_connects(k8s, tmp_path):
+    """$KUBECONFIG set after ``kubernetes`` was imported still counts (the client fixes its default at import)."""
+    script = tmp_path / "late_env.py"
+    script.write_text(
+        "import os, sys\n"
+        "import kubernetes.config  # imported while KUBECONFIG is unset\n"
+        "from parsl_lite.providers import KubernetesProvider\n"
+        "os.environ['KUBECONFIG'] = sys.argv[1]\n"
+        "KubernetesProvider(image='unused:1')._api().list_namespaced_pod('default', limit=1)\n"
+        "print('connected')\n")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config to fall back on
+    done = subprocess.run([sys.executable, str(script), k8s["KUBECONFIG"]], capture_output=True, text=True,
+                          env=env, timeout=50)
+    assert done.returncode == 0 and "connected" in done.stdout, done.stderr[-2000:]
+
+
 # ---------------------------------------------------------------- no cluster needed
 
 
