@@ -9,7 +9,7 @@ import pytest
 
 from parsl_lite.monitoring import queries
 
-from .test_monitoring_cli_helpers import cli, run_workflow, status_json
+from .monitoring_cli_helpers import cli, run_workflow, status_json
 
 
 @pytest.fixture(autouse=True)

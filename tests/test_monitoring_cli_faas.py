@@ -14,7 +14,7 @@ from parsl_lite.monitoring import MonitoringHub, queries
 from tests.faas_endpoint_helpers import faas_endpoints  # noqa: F401  (the fixture: endpoints stopped after)
 from tests.faas_helpers import faas_service  # noqa: F401  (the fixture: a service, PARSL_LITE_HOME in tmp)
 
-from .test_monitoring_cli_helpers import cli
+from .monitoring_cli_helpers import cli
 
 
 @python_app

@@ -12,7 +12,7 @@ import pytest
 from parsl_lite.monitoring import queries, views
 
 from .conftest import wait_for
-from .test_monitoring_cli_helpers import cli, env, parse_output, start_workflow, status_json, wait_until_ready
+from .monitoring_cli_helpers import cli, env, parse_output, start_workflow, status_json, wait_until_ready
 
 
 @pytest.fixture(autouse=True)

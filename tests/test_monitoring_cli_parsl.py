@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_monitoring_cli_helpers import cli, status_json
+from .monitoring_cli_helpers import cli, status_json
 
 PARSL_PYTHON = Path(__file__).resolve().parents[1] / ".venv-parsl" / "bin" / "python"
 

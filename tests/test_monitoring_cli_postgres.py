@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .test_monitoring_cli_helpers import cli, run_workflow, start_workflow, status_json, wait_until_ready
+from .monitoring_cli_helpers import cli, run_workflow, start_workflow, status_json, wait_until_ready
 from .test_monitoring_store import pg_url  # noqa: F401  (the fixture: a schema of its own per test)
 
 

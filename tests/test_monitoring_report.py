@@ -8,7 +8,7 @@ import pytest
 
 from parsl_lite.monitoring import queries
 
-from .test_monitoring_cli_helpers import cli, run_workflow
+from .monitoring_cli_helpers import cli, run_workflow
 
 
 @pytest.fixture(autouse=True)
