@@ -108,3 +108,24 @@ def test_a_service_without_broker_says_so(tmp_path, monkeypatch, no_broker_env):
         assert "broker" not in json.loads((service.dir / "service.json").read_text())
         with pytest.raises(msg.BrokerNotFound, match="service start --broker"):
             msg.queue("nothing")
+
+
+def test_queued_messages_survive_a_killed_service_and_its_broker_keeps_its_address(tmp_path, monkeypatch,
+                                                                                    no_broker_env):
+    import subprocess
+    import sys
+    with client_home_service(tmp_path, monkeypatch, broker=True) as service:
+        q = msg.queue("svc-durable")
+        for i in range(3):
+            q.put(i)
+        address = msg.default_client().url
+        service.kill()                                              # SIGKILL: the broker thread dies with it
+        service.restart()
+        assert json.loads((service.dir / "service.json").read_text())["broker"]["address"] == address
+        got = [q.get(timeout=10) for _ in range(3)]                 # the same client reconnects by itself
+        assert [m.body for m in got] == [0, 1, 2]
+        for m in got:
+            m.ack()
+        status = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "service", "status", "--dir",
+                                 str(service.dir)], capture_output=True, text=True, timeout=60)
+        assert f"messaging broker: {address}" in status.stdout, status.stdout + status.stderr

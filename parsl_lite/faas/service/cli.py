@@ -303,6 +303,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"service: not running (directory {directory})")
     else:
         print(f"service: running at {info['url']} (pid {info['pid']}), endpoints connect to {info['zmq_url']}")
+        if isinstance(info.get("broker"), dict):
+            print(f"messaging broker: {info['broker'].get('address')} (the users' tokens)")
     if db.startswith(("postgresql://", "postgres://")) or Path(db).exists():
         store = open_store(db)
         try:
