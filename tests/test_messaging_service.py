@@ -129,3 +129,18 @@ def test_queued_messages_survive_a_killed_service_and_its_broker_keeps_its_addre
         status = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "service", "status", "--dir",
                                  str(service.dir)], capture_output=True, text=True, timeout=60)
         assert f"messaging broker: {address}" in status.stdout, status.stdout + status.stderr
+
+
+def test_the_topic_sockets_zap_check_asks_the_hosts_token_check():
+    """The topic sockets' PLAIN check (ZAP): user ``parsl_lite`` with a password the host accepts, nothing else."""
+    import zmq
+
+    from parsl_lite.messaging.broker import TokenAuthenticator
+    context = zmq.Context()
+    try:
+        auth = TokenAuthenticator(context, lambda token: token == "users-token")
+        assert auth._authenticate_plain("parsl_lite", "parsl_lite", "users-token")[0]
+        assert not auth._authenticate_plain("parsl_lite", "parsl_lite", "wrong")[0]
+        assert not auth._authenticate_plain("parsl_lite", "someone", "users-token")[0]
+    finally:
+        context.term()
