@@ -144,3 +144,21 @@ def test_the_topic_sockets_zap_check_asks_the_hosts_token_check():
         assert not auth._authenticate_plain("parsl_lite", "someone", "users-token")[0]
     finally:
         context.term()
+
+
+def test_an_endpoint_with_only_its_config_and_token_hands_the_broker_to_its_workers(tmp_path, monkeypatch,
+                                                                                    no_broker_env, faas_endpoints):
+    """The endpoint lives in a home of its own with no client.json: config.toml's service_url and
+    $PARSL_LITE_FAAS_TOKEN are all it has (as on another machine); its workers still find the broker."""
+    with client_home_service(tmp_path, monkeypatch, broker=True) as service:
+        token = add_user(service, "bob")
+        faas_paths.write_client_file(service.url, token)
+        script_home = os.environ["PARSL_LITE_HOME"]
+        monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "endpoint-home"))
+        ep = faas_endpoints(service, "far", token, workers=1)
+        assert not (tmp_path / "endpoint-home" / "faas" / "client.json").exists()
+        monkeypatch.setenv("PARSL_LITE_HOME", script_home)
+        with FuncXExecutor(FuncXClient(), endpoint_id=ep.endpoint_id, batch_interval=0.05) as fx:
+            msg.queue("far-work").put({"doc": 9})
+            assert fx.submit(USER["worker"], "far-work").result(timeout=60) == 9
+            assert msg.table("svc-results").get("9") == 90

@@ -180,6 +180,9 @@ def _run_claimed(name: str, directory: Path) -> int:
         return _failed(directory, f"registration failed: {exc}", EXIT_FAILED)
     endpoint_id = identity["endpoint_id"]
     logger.info("endpoint %s has id %s", name, endpoint_id)
+    # the service it registered with is where its workers' messaging broker is found (a service started
+    # with --broker; parsl_lite.messaging.paths.service_broker), also when only config.toml names it
+    os.environ[paths.URL_ENV] = identity["service_url"]
     try:
         return _serve(loaded, identity, directory)
     except Exception as exc:
