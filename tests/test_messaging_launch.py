@@ -75,6 +75,38 @@ def test_no_broker_no_file(tmp_path, monkeypatch):
     assert not (tmp_path / paths.WORKER_FILE).exists()
 
 
+
+def test_block_launches_ask_a_service_that_is_down_once_not_per_block(tmp_path, monkeypatch):
+    """A client.json naming a service nobody runs: the first block launch finds no broker (and writes no file);
+    the next ones reuse that answer instead of each waiting for a connection, while the client API asks afresh."""
+    import socket
+
+    from parsl_lite.messaging.errors import BrokerNotFound
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PARSL_LITE_HOME", str(home))
+    for name in (paths.URL_ENV, paths.TOKEN_ENV, "PARSL_LITE_FAAS_URL", "PARSL_LITE_FAAS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as s:   # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from parsl_lite.faas import paths as faas_paths
+    faas_paths.write_client_file(f"http://127.0.0.1:{port}", "t")
+    monkeypatch.setattr(paths, "_SERVICE_ANSWERS", {})
+    asked = []
+    real_ask = paths._ask_service_for_broker
+    monkeypatch.setattr(paths, "_ask_service_for_broker", lambda *a: asked.append(a) or real_ask(*a))
+    assert paths.write_worker_file(str(tmp_path)) is None
+    assert paths.write_worker_file(str(tmp_path)) is None
+    assert len(asked) == 1 and not (tmp_path / paths.WORKER_FILE).exists()
+    try:
+        paths.locate()
+    except BrokerNotFound as exc:
+        assert f"127.0.0.1:{port}" in str(exc)
+    else:
+        raise AssertionError("locate() found a broker at a service nobody runs")
+    assert len(asked) == 2
+
 def test_broker_start_advertise_names_the_address_clients_dial(tmp_path, monkeypatch):
     """Bound to 127.0.0.1, advertised as ``localhost``: broker.json and the topic addresses say localhost, and a
     client that only knows that address publishes, subscribes and queues."""

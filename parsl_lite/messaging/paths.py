@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from parsl_lite.faas.paths import home
 from parsl_lite.messaging.errors import BrokerNotFound
@@ -52,8 +53,10 @@ def read_info(directory: Optional[Path] = None) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def locate() -> tuple[str, str, str]:
+def locate(cached: bool = False) -> tuple[str, str, str]:
     """``(url, token, where)``: the broker this process should use, and where that came from.
+
+    ``cached``: the function service's answer may be one it gave in the last ``SERVICE_ANSWER_TTL_S``.
 
     Raises:
         BrokerNotFound: nothing names a broker.
@@ -68,7 +71,7 @@ def locate() -> tuple[str, str, str]:
     info = read_info()
     if info is not None and isinstance(info.get("address"), str) and isinstance(info.get("token"), str):
         return info["address"], info["token"], str(broker_dir() / INFO_FILE)
-    hosted = service_broker()
+    hosted = service_broker(cached)
     if hosted is not None:
         return hosted
     raise BrokerNotFound(f"no broker: set {URL_ENV} and {TOKEN_ENV}, or start one with "
@@ -76,18 +79,16 @@ def locate() -> tuple[str, str, str]:
                          f"`parsl-lite service start --broker`")
 
 
-def service_broker() -> Optional[tuple[str, str, str]]:
+def service_broker(cached: bool = False) -> Optional[tuple[str, str, str]]:
     """The broker hosted by the user's function service (``parsl-lite service start --broker``), with the
     user's token: the service URL and token of ``PARSL_LITE_FAAS_URL``/``_TOKEN``, else ``client.json``'s
     (as an endpoint registers);
     the service says where its broker listens (``GET /v1/broker``). None: no service, or no broker there.
 
     Raises:
-        BrokerNotFound: the service refuses the token or cannot be reached.
+        BrokerNotFound: the service refuses the token or cannot be reached (with ``cached``, an
+            answer or a failure of the last ``SERVICE_ANSWER_TTL_S`` is given again).
     """
-    import urllib.error
-    import urllib.request
-
     from parsl_lite.faas import paths as faas_paths
     try:
         client = faas_paths.read_client_file() or {}
@@ -97,9 +98,38 @@ def service_broker() -> Optional[tuple[str, str, str]]:
     token = os.environ.get(faas_paths.TOKEN_ENV) or client.get("token")
     if not (url and token):
         return None
+    key = (url, token)
+    known = _SERVICE_ANSWERS.get(key) if cached else None
+    if known is not None and time.monotonic() - known[0] < SERVICE_ANSWER_TTL_S:
+        if isinstance(known[1], BrokerNotFound):
+            raise known[1]
+        return known[1]
+    try:
+        answer: Any = _ask_service_for_broker(url, token)
+    except BrokerNotFound as exc:
+        answer = exc
+    _SERVICE_ANSWERS[key] = (time.monotonic(), answer)
+    if isinstance(answer, BrokerNotFound):
+        raise answer
+    return answer
+
+
+# The service's last answer per (url, token), for block launches (``cached``): every htex block launch asks
+# where the broker is, and a user whose client.json names a service that is down must not wait a timeout per
+# block. The client API asks afresh each time (a script may start the service, then use it).
+SERVICE_ANSWER_TTL_S = 60.0
+SERVICE_TIMEOUT_S = 3.0
+_SERVICE_ANSWERS: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+def _ask_service_for_broker(url: str, token: str) -> Optional[tuple[str, str, str]]:
+    """``GET /v1/broker`` of the service at ``url`` (see :func:`service_broker`)."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url.rstrip("/") + "/v1/broker", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=SERVICE_TIMEOUT_S) as response:
             info = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -121,7 +151,7 @@ def write_worker_file(directory: str) -> Optional[str]:
     Returns the path, or None when this process knows no broker (workers then get nothing).
     """
     try:
-        url, token, where = locate()
+        url, token, where = locate(cached=True)
     except BrokerNotFound:
         return None
     path = Path(directory) / WORKER_FILE
