@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from parsl_lite.daemons import runs_module
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 
@@ -56,14 +58,7 @@ def _directory(args: argparse.Namespace) -> Path:
 
 def is_broker_process(pid: int) -> bool:
     """``pid`` is alive and runs the broker module (a reused pid is not ours)."""
-    from parsl_lite.faas.service.cli import pid_alive
-    if not pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"parsl_lite.messaging.broker" in f.read()
-    except OSError:
-        return True
+    return runs_module(pid, "parsl_lite.messaging.broker")
 
 
 def running_broker(directory: Path) -> Optional[dict[str, Any]]:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from parsl_lite.daemons import runs_module
 from parsl_lite.faas import paths
 from parsl_lite.faas.endpoint import status as st
 
@@ -91,16 +92,8 @@ def running_pid(directory: Path) -> Optional[int]:
         pid = int((Path(directory) / PID_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            zombie = f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    if zombie or _DAEMON_MODULE.encode() not in cmdline:
-        return None  # a stale pid file; the number may even belong to someone else now
-    return pid
+    # a stale pid file's number may even belong to someone else now
+    return pid if runs_module(pid, _DAEMON_MODULE) else None
 
 
 _pid_lock: Optional[int] = None  # the pid file's descriptor, locked for as long as this daemon runs

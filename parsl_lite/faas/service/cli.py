@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from parsl_lite.daemons import pid_alive, runs_module
+
 ADMIN = "admin"
 PORTS_FILE = "ports.json"
 DEFAULT_ZMQ_PORT = 8766
@@ -83,30 +85,9 @@ def _service_dir(args: argparse.Namespace) -> Path:
 
 # ---------------------------------------------------------------- processes
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
 def is_service_process(pid: int) -> bool:
     """``pid`` is alive and runs the service module (a pid reused by another program is not ours)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"parsl_lite.faas.service" in f.read()
-    except OSError:
-        return True
+    return runs_module(pid, "parsl_lite.faas.service")
 
 
 def running_service(directory: Path) -> Optional[dict[str, Any]]:
