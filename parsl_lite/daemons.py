@@ -7,6 +7,7 @@ line names the module the daemon runs.
 from __future__ import annotations
 
 import os
+from typing import Any, Optional
 
 
 def pid_alive(pid: int) -> bool:
@@ -38,3 +39,11 @@ def runs_module(pid: int, module: str) -> bool:
         return False
     except OSError:
         return True
+
+
+def if_running(info: Optional[dict[str, Any]], module: str) -> Optional[dict[str, Any]]:
+    """A daemon's info file (``service.json``, ``broker.json``) if the ``pid`` it names still runs ``module``;
+    None for no file or a stale one."""
+    if info is None or not isinstance(info.get("pid"), int) or not runs_module(info["pid"], module):
+        return None
+    return info

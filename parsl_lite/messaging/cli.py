@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from parsl_lite.daemons import runs_module
+from parsl_lite.daemons import if_running, runs_module
+
+BROKER_MODULE = "parsl_lite.messaging.broker"
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -58,16 +60,13 @@ def _directory(args: argparse.Namespace) -> Path:
 
 def is_broker_process(pid: int) -> bool:
     """``pid`` is alive and runs the broker module (a reused pid is not ours)."""
-    return runs_module(pid, "parsl_lite.messaging.broker")
+    return runs_module(pid, BROKER_MODULE)
 
 
 def running_broker(directory: Path) -> Optional[dict[str, Any]]:
     """The ``broker.json`` of the broker running in ``directory``, or None (none, or a stale file)."""
     from parsl_lite.messaging.paths import read_info
-    info = read_info(directory)
-    if info is None or not isinstance(info.get("pid"), int) or not is_broker_process(info["pid"]):
-        return None
-    return info
+    return if_running(read_info(directory), BROKER_MODULE)
 
 
 def launch(directory: Path, host: str = "127.0.0.1", port: int = 0, advertise: str = "") -> subprocess.Popen:

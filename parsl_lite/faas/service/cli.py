@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from parsl_lite.daemons import pid_alive, runs_module
+from parsl_lite.daemons import if_running, pid_alive, runs_module
+
+SERVICE_MODULE = "parsl_lite.faas.service"
 
 ADMIN = "admin"
 PORTS_FILE = "ports.json"
@@ -87,16 +89,13 @@ def _service_dir(args: argparse.Namespace) -> Path:
 
 def is_service_process(pid: int) -> bool:
     """``pid`` is alive and runs the service module (a pid reused by another program is not ours)."""
-    return runs_module(pid, "parsl_lite.faas.service")
+    return runs_module(pid, SERVICE_MODULE)
 
 
 def running_service(directory: Path) -> Optional[dict[str, Any]]:
     """The ``service.json`` of the service running in ``directory``, or None (none, or a stale file)."""
     from parsl_lite.faas.service.server import read_service_file
-    info = read_service_file(directory)
-    if info is None or not isinstance(info.get("pid"), int) or not is_service_process(info["pid"]):
-        return None
-    return info
+    return if_running(read_service_file(directory), SERVICE_MODULE)
 
 
 def server_command(directory: Path, options: dict[str, Any]) -> list[str]:
