@@ -430,11 +430,9 @@ class KubernetesProvider(ExecutionProvider):
         try:
             if in_cluster:
                 kube.config.load_incluster_config(client_configuration=configuration)
-            else:  # into our own Configuration: the client's global default is left alone
-                # $KUBECONFIG is read now: the client's own default is what it was when kubernetes was imported
-                config_file = self.kubeconfig or os.environ.get("KUBECONFIG") or None
-                kube.config.load_kube_config(config_file=config_file, context=self.context,
-                                             client_configuration=configuration, persist_config=False)
+            else:  # into our Configuration, not the client's global one; $KUBECONFIG now, not as at import
+                kube.config.load_kube_config(config_file=self.kubeconfig or os.environ.get("KUBECONFIG"),
+                                             context=self.context, client_configuration=configuration, persist_config=False)
         except Exception as exc:  # ConfigException, OSError, YAML errors: all mean the same to the user
             raise ProviderError(self.label, f"cannot load {source}: {exc}") from exc
         configuration.retries = _RETRIES
