@@ -7,6 +7,8 @@ line names the module the daemon runs.
 from __future__ import annotations
 
 import os
+import signal
+import time
 from typing import Any, Optional
 
 
@@ -47,3 +49,15 @@ def if_running(info: Optional[dict[str, Any]], module: str) -> Optional[dict[str
     if info is None or not isinstance(info.get("pid"), int) or not runs_module(info["pid"], module):
         return None
     return info
+
+
+def terminate(pid: int, timeout_s: float) -> bool:
+    """SIGTERM ``pid`` and wait until it has ended (not just written its last file); False if it still runs
+    after ``timeout_s`` (the caller says what then: report it, or SIGKILL)."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from parsl_lite.daemons import pid_alive
 from parsl_lite.faas import api, paths
 from parsl_lite.faas.service import cli
 
@@ -186,7 +187,7 @@ def module_service(tmp_path_factory: pytest.TempPathFactory):
             yield service
         finally:
             service.stop()
-            assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
+            assert not any(pid_alive(pid) for pid in service.history), "a service process was left running"
 
 
 @contextlib.contextmanager
@@ -201,7 +202,7 @@ def client_home_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **optio
         yield service
     finally:
         service.stop()
-        assert not any(cli.pid_alive(pid) for pid in service.history), "a service process was left running"
+        assert not any(pid_alive(pid) for pid in service.history), "a service process was left running"
 
 
 @pytest.fixture

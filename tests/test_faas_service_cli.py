@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from parsl_lite.daemons import pid_alive
 from parsl_lite.faas import paths
 from parsl_lite.faas.service import cli
 from parsl_lite.faas.service.server import read_service_file
@@ -32,7 +33,7 @@ def home(tmp_path, monkeypatch):
     if info and cli.is_service_process(info["pid"]):
         os.kill(info["pid"], signal.SIGTERM)
         from tests.conftest import wait_for
-        wait_for(lambda: not cli.pid_alive(info["pid"]), 20, "the service to exit")
+        wait_for(lambda: not pid_alive(info["pid"]), 20, "the service to exit")
 
 
 def as_service(url, token):
@@ -68,7 +69,7 @@ def test_start_status_add_user_stop(home):
 
     stopped = parsl_lite("service", "stop")
     assert stopped.returncode == 0 and str(pid) in stopped.stdout
-    assert not cli.pid_alive(pid) and read_service_file(paths.service_dir()) is None
+    assert not pid_alive(pid) and read_service_file(paths.service_dir()) is None
     assert parsl_lite("service", "status").returncode == 1
     assert "no service running" in parsl_lite("service", "stop").stdout
 
@@ -97,7 +98,7 @@ def test_a_stale_service_file_is_not_a_running_service(home):
     info = read_service_file(paths.service_dir())
     os.kill(info["pid"], signal.SIGKILL)
     from tests.conftest import wait_for
-    wait_for(lambda: not cli.pid_alive(info["pid"]), 20, "the SIGKILLed service to be gone")
+    wait_for(lambda: not pid_alive(info["pid"]), 20, "the SIGKILLed service to be gone")
     assert read_service_file(paths.service_dir())["pid"] == info["pid"]     # left behind by the SIGKILL
     assert parsl_lite("service", "status").returncode == 1
     restarted = parsl_lite("service", "start", "--port", "0", "--endpoint-port", "0")

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from parsl_lite.daemons import if_running, runs_module
+from parsl_lite.daemons import if_running, runs_module, terminate
 
 BROKER_MODULE = "parsl_lite.messaging.broker"
 
@@ -130,14 +128,10 @@ def _stop(args: argparse.Namespace) -> int:
     if info is None:
         print(f"no broker running in {directory}")
         return 0
-    os.kill(info["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while is_broker_process(info["pid"]):
-        if time.monotonic() > deadline:
-            print(f"parsl-lite broker stop: pid {info['pid']} still running after {STOP_TIMEOUT_S:g} s",
-                  file=sys.stderr)
-            return 1
-        time.sleep(0.05)
+    if not terminate(info["pid"], STOP_TIMEOUT_S):
+        print(f"parsl-lite broker stop: pid {info['pid']} still running after {STOP_TIMEOUT_S:g} s",
+              file=sys.stderr)
+        return 1
     print(f"broker stopped (pid {info['pid']})")
     return 0
 

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from parsl_lite.daemons import terminate
+
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOT_CONNECTED = 0, 1, 2, 3
 
 
@@ -160,25 +162,11 @@ def _stop_daemon(name: str, directory: Path, timeout_s: float) -> bool:
     pid = running_pid(directory)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while _process_alive(pid):  # not just its pid file: the process itself, to its last byte of output
-        if time.monotonic() > deadline:
-            print(f"endpoint {name} (pid {pid}) did not stop within {timeout_s:g} s: SIGKILL", file=sys.stderr)
-            os.kill(pid, signal.SIGKILL)
-            (directory / "endpoint.pid").unlink(missing_ok=True)
-            break
-        time.sleep(0.05)
+    if not terminate(pid, timeout_s):
+        print(f"endpoint {name} (pid {pid}) did not stop within {timeout_s:g} s: SIGKILL", file=sys.stderr)
+        os.kill(pid, signal.SIGKILL)
+        (directory / "endpoint.pid").unlink(missing_ok=True)
     return True
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 def _stop(args: argparse.Namespace) -> int:

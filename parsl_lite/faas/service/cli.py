@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from parsl_lite.daemons import if_running, pid_alive, runs_module
+from parsl_lite.daemons import if_running, runs_module, terminate
 
 SERVICE_MODULE = "parsl_lite.faas.service"
 
@@ -262,14 +260,10 @@ def _stop(args: argparse.Namespace) -> int:
         print(f"no service running in {directory}")
         return 0
     pid = info["pid"]
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            print(f"parsl-lite service stop: pid {pid} still runs {STOP_TIMEOUT_S:g} s after SIGTERM; "
-                  f"see {directory / 'service.log'}", file=sys.stderr)
-            return 1
-        time.sleep(0.02)
+    if not terminate(pid, STOP_TIMEOUT_S):
+        print(f"parsl-lite service stop: pid {pid} still runs {STOP_TIMEOUT_S:g} s after SIGTERM; "
+              f"see {directory / 'service.log'}", file=sys.stderr)
+        return 1
     print(f"stopped the service at {info['url']} (pid {pid})")
     return 0
 
