@@ -442,7 +442,11 @@ def _encode_task_batch(msg: TaskBatch) -> list[bytes]:
         payloads += [bodies[i] for i in body_tasks]
     spec_pairs = [[i, spec] for i, spec in enumerate(specs) if spec] if any(specs) else []
     lengths, data = pack(payloads)
-    header = dumps([n, [digest.hex() for digest in unique], body_tasks, spec_pairs])
+    if spec_pairs:
+        header = dumps([n, [digest.hex() for digest in unique], body_tasks, spec_pairs])
+    else:  # ints and hex strings only: the same compact JSON, formatted (a third of the encoder's time)
+        header = ('[%d,["%s"],[%s],[]]' % (n, '","'.join(map(bytes.hex, unique)), ",".join(map(str, body_tasks)))
+                  ).encode()
     return [_TASK_BATCH, header, ints_to_frame([*ids, *digest_numbers, *lengths]), *data]
 
 
@@ -509,7 +513,7 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
         except KeyError as exc:
             raise ValueError(f"result status must be one of {_STATUS_NAMES}, got {exc.args[0]!r}") from None
     lengths, data = pack(list(payloads))
-    return [_RESULT_BATCH, dumps([n]), ints_to_frame([*ids, *codes, *lengths, busy_ns]), *data]
+    return [_RESULT_BATCH, b"[%d]" % n, ints_to_frame([*ids, *codes, *lengths, busy_ns]), *data]
 
 
 def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int], int]:
