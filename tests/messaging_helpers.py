@@ -2,6 +2,8 @@
 
     broker = start_broker(tmp_path)        # python -m parsl_lite.messaging.broker, as `parsl-lite broker start`
     broker.kill(); broker.restart()        # SIGKILL, then the same directory, store, token and ports
+
+``amqp``: the same API on the test suite's RabbitMQ server instead (``PARSL_LITE_BROKER_URL=amqp://...``).
 """
 from __future__ import annotations
 
@@ -75,3 +77,14 @@ def broker(tmp_path, monkeypatch) -> Iterator[Broker]:
     finally:
         msg.reset_default_client()
         assert b.stop() == 0, (b.dir / "broker.out").read_text(errors="replace")[-2000:]
+
+
+@pytest.fixture
+def amqp(rabbitmq, monkeypatch, tmp_path) -> Iterator[dict[str, str]]:
+    """``msg.*`` on the ``rabbitmq`` fixture's server (``PARSL_LITE_HOME`` in ``tmp_path/home``, no broker there)."""
+    monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(paths.URL_ENV, rabbitmq["AMQP_URL"])
+    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
+    msg.reset_default_client()
+    yield rabbitmq
+    msg.reset_default_client()

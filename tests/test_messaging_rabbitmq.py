@@ -4,27 +4,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
 import pytest
 
 from parsl_lite import messaging as msg
-from parsl_lite.messaging import paths
 
 from .conftest import wait_for
 from .htex_helpers import local_htex
+from .messaging_helpers import amqp  # noqa: F401  (fixture)
 from .test_messaging_apps import listener
-
-
-@pytest.fixture
-def amqp(rabbitmq, monkeypatch, tmp_path):
-    monkeypatch.setenv("PARSL_LITE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(paths.URL_ENV, rabbitmq["AMQP_URL"])
-    monkeypatch.delenv(paths.TOKEN_ENV, raising=False)
-    msg.reset_default_client()
-    yield rabbitmq
-    msg.reset_default_client()
 
 
 def unique(name: str) -> str:
@@ -72,7 +63,7 @@ def test_subscribe_live_and_stop_by_id_and_by_topic(amqp):
     other.close()
 
 
-def test_oversized_deleted_queue_and_tables_are_clear_errors(amqp):
+def test_oversized_and_deleted_queue_are_clear_errors(amqp):
     name = unique("big")
     q = msg.queue(name)
     with pytest.raises(msg.MessageTooLarge, match="the limit is 1048576 bytes"):
@@ -80,10 +71,86 @@ def test_oversized_deleted_queue_and_tables_are_clear_errors(amqp):
     msg.delete_queue(name)
     with pytest.raises(msg.NoSuchQueue, match=name):
         q.get(timeout=1)
-    with pytest.raises(msg.NoSuchQueue):
+    with pytest.raises(msg.NoSuchQueue, match=name):
         q.put(1)
-    with pytest.raises(msg.BrokerError, match="tables need the parsl_lite broker"):
-        msg.table("t").put("k", 1)
+    with pytest.raises(msg.NoSuchQueue, match=name):
+        q.put_many([1, 2])
+
+
+def test_a_reader_waiting_on_a_queue_gets_a_message_put_meanwhile_and_hears_a_deletion(amqp):
+    name = unique("wait")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(msg.queue(name).get(timeout=20)))
+    q = msg.queue(name)
+    reader.start()
+    time.sleep(0.3)                                     # not a timing assertion: let the reader start waiting
+    q.put("hello")
+    reader.join(30)
+    assert got and got[0] is not None and got[0].body == "hello" and got[0].receive_count == 1
+    errors = []
+
+    def wait_on_deleted():
+        try:
+            msg.queue(name).get(timeout=20)
+        except msg.NoSuchQueue as exc:
+            errors.append(exc)
+    waiter = threading.Thread(target=wait_on_deleted)
+    waiter.start()
+    time.sleep(0.3)
+    msg.delete_queue(name)
+    waiter.join(30)
+    assert errors and name in str(errors[0])
+    msg.delete_queue(name + ".dead")
+
+
+def test_tables_put_get_scan_last_write_wins_seen_by_another_process(amqp):
+    t = msg.table(unique("results"))
+    t.put("doc-1", {"v": 1})
+    t.put("doc-2", [2])
+    t.put("doc-1", {"v": 10})                          # last write wins
+    t.put("other", 3)
+    assert t.get("doc-1") == {"v": 10} and t.get("missing", "none") == "none"
+    assert t.scan("doc-") == {"doc-1": {"v": 10}, "doc-2": [2]}
+    reader = textwrap.dedent(f"""
+        from parsl_lite import messaging as msg
+        t = msg.table({t.name!r})
+        print(sorted(t.scan().items()))
+        t.put("doc-3", "from the child")
+    """)
+    out = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[('doc-1', {'v': 10}), ('doc-2', [2]), ('other', 3)]", out.stderr
+    assert t.get("doc-3") == "from the child"          # this client's cached fold reads on from its offset
+    assert msg.table(unique("empty")).scan() == {}
+
+
+def test_stats_count_drops_listeners_queues_and_slow_subscriber_loss(amqp):
+    before = msg.stats()["topics"]["dropped_no_listener"]
+    topic = unique("nobody")
+    for i in range(5):
+        msg.publish(topic, i)
+    wait_for(lambda: msg.stats()["topics"]["dropped_no_listener"] >= before + 5, 30, "the drops counted")
+    heard = unique("heard")
+    sub = msg.subscribe(heard, high_water_mark=10)
+    assert msg.stats()["topics"]["listeners"].get(heard) == 1
+    for i in range(200):                                # the subscriber reads nothing meanwhile: its queue drops
+        msg.publish(heard, i)
+    time.sleep(0.5)                                     # let RabbitMQ route them (then the queue holds 10)
+    msg.stop(heard)
+    seen = list(sub)                                    # what was prefetched, then the newest the queue kept
+    assert seen == sorted(seen) and seen[-1] == 199 and len(seen) <= 20 and sub._amqp.lost == 200 - len(seen)
+    stats = wait_for(lambda: (st := msg.stats()["topics"])["lost_by_topic"].get(heard) and st, 30, "the loss")
+    assert stats["lost_by_topic"][heard] == 200 - len(seen) and stats["lost_slow_subscriber"] >= 180
+    assert heard not in stats["listeners"]              # closed: its queue went away
+    name = unique("counted")
+    q = msg.queue(name)
+    q.put_many([1, 2, 3])
+    m = q.get(timeout=5)
+    queues = msg.stats()["queues"]
+    assert queues[name]["length"] == 3 and queues[name]["in_flight"] == 1
+    m.ack()
+    q.delete()
+    assert name not in msg.stats()["queues"]
+    msg.delete_queue(name + ".dead")
 
 
 def test_a_reader_that_dies_holding_a_message_and_max_receives(amqp):
@@ -123,9 +190,3 @@ def test_a_listener_app_on_htex_hears_the_script_through_rabbitmq(amqp, make_dfk
         time.sleep(0.2)
     seen = heard.result(timeout=30)
     assert seen == ["ping"]
-
-
-def test_the_interactive_example_runs_on_rabbitmq(amqp, tmp_path):
-    from .test_messaging_examples import run_example
-    lines = run_example("interactive.py", tmp_path)
-    assert "app says: model loaded" in lines and lines[-1] == "served 21 requests"

@@ -1,31 +1,37 @@
 """The same API on a RabbitMQ server (pika), chosen when ``PARSL_LITE_BROKER_URL`` is an ``amqp://`` URL.
 
 :class:`AmqpClient` answers the requests of ``protocol.py`` that ``queues.py``
-sends (``DeclareQueue``, ``PutMessages``, ``GetMessages``, ``Settle``, ...)
-with AMQP operations, and replies with the same reply messages, so
-:class:`~parsl_lite.messaging.queues.Queue` runs unchanged on it. Topics have
-their own two classes here (a topic exchange).
+sends (``DeclareQueue``, ``PutMessages``, ``GetMessages``, ``Settle``,
+``TablePut``/``TableGet``/``TableScan``, ``ReportLoss``, ``StatsRequest``) with
+AMQP operations, and replies with the same reply messages, so ``Queue``,
+``Message`` and ``Table`` run unchanged on it. Topics are in ``amqp_topics.py``,
+tables, counters and registries (streams) in ``amqp_streams.py``.
 
 Mapping (and where it differs from our broker; the README says so too):
 
-- a queue is a durable **quorum** queue; ``put`` is a persistent publish with
-  publisher confirms (returns once RabbitMQ has it); ``get`` polls
-  ``basic.get`` until a message or the timeout; ``ack``/``nack`` are
-  ``basic.ack``/``basic.nack(requeue)``.
+- a queue is a durable **quorum** queue; ``put``/``put_many`` publish
+  persistent messages on a channel in confirm mode and wait once for all the
+  confirms (mandatory: a deleted queue's return is ``NoSuchQueue``).
+- ``get`` takes ready messages (``basic.get`` for one, a consumer with a
+  prefetch of as many as are ready for more); when none is ready it waits on a
+  consumer with a prefetch of 1 (pushed, no polling) until one comes or the
+  timeout. A message arriving in the instant that consumer is cancelled at
+  its timeout is given back (pika rejects it: it counts as a receive).
 - ``max_receives`` is ``x-delivery-limit`` (= max_receives - 1 returns), fixed when the
   queue is first created (RabbitMQ refuses other arguments later), with a
   dead-letter exchange routing to ``NAME.dead``. Quorum queues put a returned
   message at the back, not the front (our broker keeps FIFO order).
-- the visibility timeout (like ``max_bytes``) is this client's setting, not the queue's: a delivery not settled within
-  it is nacked (requeued) at this client's next call, or when its connection
-  closes (the process dies). RabbitMQ 3.10 has no per-queue consumer timeout.
+- the visibility timeout (like ``max_bytes``) is this client's setting, not
+  the queue's: a delivery not settled within it is nacked (requeued) at this
+  client's next call, or when its connection closes (the process dies).
+  RabbitMQ 3.10 has only the node-wide ``consumer_timeout`` (rabbitmq.conf,
+  30 min by default, closing the whole channel); a per-queue
+  ``x-consumer-timeout`` came with 3.12.
 - ``length`` counts ready messages plus this client's unsettled ones; the
   age of the oldest message is not known (``nan``).
 - a message must be acked from the thread that got it (pika channels are per thread).
-- tables are not offered on RabbitMQ (:class:`BrokerError`, code ``unsupported``).
-- topics: one ``topic`` exchange; a subscription is an exclusive queue bound to the
-  topic, live when the bind returns. Messages nobody hears are dropped by RabbitMQ,
-  not counted; a slow subscriber's queue is capped by ``x-max-length`` (oldest dropped).
+- tables are streams (``amqp_streams``); stats read the counters stream and the
+  registries of queues and listeners this API declared.
 """
 from __future__ import annotations
 
@@ -38,14 +44,77 @@ from typing import Any, Callable, Optional
 
 import pika
 
+from parsl_lite.messaging import amqp_streams as s
 from parsl_lite.messaging import protocol as p
+from parsl_lite.messaging.amqp_topics import TRIM_AT, UNROUTED, AmqpPublisher, AmqpSubscription, declare_topology
 from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DEFAULT_MAX_BYTES, DEFAULT_VISIBILITY_TIMEOUT_S
 from parsl_lite.messaging.errors import BrokerError, BrokerUnavailable, NoSuchQueue
 
+__all__ = ["AmqpClient", "AmqpPublisher", "AmqpSubscription"]
+
 logger = logging.getLogger(__name__)
 
-TOPIC_EXCHANGE = "parsl_lite.topics"
-_POLL_S = (0.002, 0.05)           # basic.get back-off: first and longest pause
+CONFIRM_TIMEOUT_S = 30.0
+_READY_WAIT_S = 0.2          # messages counted ready are pushed within a round trip (unless another reader took them)
+TABLE_PREFIX = "parsl_lite.table."
+COUNTERS = "parsl_lite.counters"          # sum: dropped_no_listener, lost\0TOPIC
+QUEUES = "parsl_lite.queues"              # last: the queues this API created
+LISTENERS = "parsl_lite.listeners"        # last: TOPIC\0QUEUE of live subscriptions
+DROPPED = "dropped_no_listener"
+LOST = "lost\0"
+
+
+class Confirms:
+    """A channel in confirm mode whose publishes share one wait: publish a batch, then wait for every confirm.
+
+    pika's ``BlockingChannel.basic_publish`` waits for each confirm in turn (a round trip and a quorum
+    commit per message), so this publishes through the channel's underlying pika ``Channel`` and counts the
+    ``Basic.Ack``/``Nack`` frames itself; RabbitMQ sends a mandatory message's ``Basic.Return`` before its ack.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.channel = conn.channel()
+        self._impl = self.channel._impl
+        self._tag = 0
+        self._pending: set[int] = set()
+        self._nacked = 0
+        self._returned: list[str] = []
+        selected: list[bool] = []
+        self._impl.add_on_return_callback(lambda _ch, method, _props, _body: self._returned.append(method.routing_key))
+        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
+        self._wait(lambda: bool(selected))
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        done = {t for t in self._pending if t <= method.delivery_tag} if method.multiple else {method.delivery_tag}
+        self._pending -= done
+        if isinstance(method, pika.spec.Basic.Nack):
+            self._nacked += len(done)
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while not ready():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerUnavailable(f"RabbitMQ confirmed nothing within {CONFIRM_TIMEOUT_S:g} s")
+            self._conn.process_data_events(time_limit=min(left, 0.05))
+
+    def publish(self, exchange: str, items: list[tuple[str, bytes, pika.BasicProperties]]) -> list[str]:
+        """Publish ``(routing key, body, properties)`` items (mandatory), wait for all; the routing keys returned.
+
+        Raises:
+            BrokerError: RabbitMQ nacked some (it could not store them).
+        """
+        self._returned, self._nacked = [], 0
+        for routing_key, body, props in items:
+            self._impl.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            self._tag += 1
+            self._pending.add(self._tag)
+        self._wait(lambda: not self._pending)
+        if self._nacked:
+            raise BrokerError("amqp", f"RabbitMQ refused {self._nacked} of {len(items)} messages (nack)")
+        return self._returned
 
 
 class AmqpClient:
@@ -53,34 +122,49 @@ class AmqpClient:
 
     def __init__(self, url: str, where: str = "") -> None:
         self.url, self.where, self.token = url, where, ""
-        self._params = pika.URLParameters(url)
+        self.params = pika.URLParameters(url)
         self._local = threading.local()
         self._pid = os.getpid()
         self._ids = itertools.count(1)
         self._settings: dict[str, tuple[float, int, int]] = {}
+        self._streams = s.StreamStates()
+        self._declared: set[str] = set()
 
     # ------------------------------------------------------------ connections
 
     def thread_local(self) -> threading.local:
         if os.getpid() != self._pid:
             self._pid, self._local = os.getpid(), threading.local()
+            self._streams, self._declared = s.StreamStates(), set()
         return self._local
 
-    def channel(self) -> Any:
+    def _connection(self) -> Any:
         local = self.thread_local()
-        ch = getattr(local, "channel", None)
-        if ch is None or ch.is_closed:
-            conn = getattr(local, "connection", None)
-            if conn is None or conn.is_closed:
-                try:
-                    conn = local.connection = pika.BlockingConnection(self._params)
-                except pika.exceptions.AMQPError as exc:
-                    raise BrokerUnavailable(f"RabbitMQ at {self.url} (from {self.where}): {exc!r}") from None
-                local.held = {}
-            ch = local.channel = conn.channel()
-            ch.confirm_delivery()
-            local.held = {}
-        return ch
+        conn = getattr(local, "connection", None)
+        if conn is None or conn.is_closed:
+            try:
+                conn = local.connection = pika.BlockingConnection(self.params)
+            except pika.exceptions.AMQPError as exc:
+                raise BrokerUnavailable(f"RabbitMQ at {self.url} (from {self.where}): {exc!r}") from None
+            local.channel = local.confirms = None
+            local.held, local.cancelled = {}, set()
+        return conn
+
+    def channel(self) -> Any:
+        """This thread's channel for declares, gets, acks and stream reads."""
+        conn, local = self._connection(), self.thread_local()
+        if local.channel is None or local.channel.is_closed:
+            local.channel = conn.channel()
+            local.channel.add_on_cancel_callback(lambda frame: local.cancelled.add(frame.method.consumer_tag))
+            local.held, local.qos = {}, 0
+        return local.channel
+
+    def confirms(self) -> Confirms:
+        """This thread's confirming publisher."""
+        conn, local = self._connection(), self.thread_local()
+        if local.confirms is None or local.confirms.channel.is_closed:
+            local.confirms = Confirms(conn)
+        return local.confirms
 
     def close(self) -> None:
         conn = getattr(self.thread_local(), "connection", None)
@@ -97,9 +181,10 @@ class AmqpClient:
         req = make(next(self._ids), "")
         handler = {p.DeclareQueue: self._declare, p.DeleteQueue: self._delete, p.QueueStatsRequest: self._stats,
                    p.PutMessages: self._put, p.Settle: self._settle, p.StatsRequest: self._broker_stats,
-                   p.ReportLoss: lambda r: p.Done(r.request_id, 0)}.get(type(req))
+                   p.TablePut: self._table_put, p.TableGet: self._table_get, p.TableScan: self._table_scan,
+                   p.ReportLoss: self._report_loss}.get(type(req))
         if handler is None:
-            raise BrokerError("unsupported", f"{req.kind} is not offered on RabbitMQ (tables need the parsl_lite "
+            raise BrokerError("unsupported", f"{req.kind} is not offered on RabbitMQ (it needs the parsl_lite "
                                              f"broker: `parsl-lite broker start`)")
         self._expire()
         return self._guard(req, handler)
@@ -112,7 +197,17 @@ class AmqpClient:
     def stats(self) -> dict[str, Any]:
         return self.request(lambda rid, tok: p.StatsRequest(rid, tok)).stats  # type: ignore[union-attr]
 
-    def _guard(self, req: Any, handler: Callable[[Any], p.Reply]) -> p.Reply:
+    def _guard(self, req: Any, handler: Callable[[Any], p.Reply]) -> Any:
+        """``handler(req)`` with pika's errors as ours; a connection found dead (e.g. closed by the server after
+        missed heartbeats while this process was idle) is replaced and the request made once more."""
+        try:
+            return self._once(req, handler)
+        except BrokerUnavailable:
+            if getattr(self.thread_local(), "connection", None) is not None:
+                raise                              # the new connection failed too
+            return self._once(req, handler)
+
+    def _once(self, req: Any, handler: Callable[[Any], Any]) -> Any:
         try:
             return handler(req)
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -123,6 +218,8 @@ class AmqpClient:
         except pika.exceptions.AMQPConnectionError as exc:
             self.thread_local().connection = None
             raise BrokerUnavailable(f"RabbitMQ at {self.url}: {exc!r}") from None
+
+    # ------------------------------------------------------------ queues
 
     def _declare(self, req: p.DeclareQueue) -> p.Reply:
         old = self._settings.get(req.queue, (DEFAULT_VISIBILITY_TIMEOUT_S, 0, DEFAULT_MAX_BYTES))
@@ -140,19 +237,24 @@ class AmqpClient:
             if settings[1]:
                 arguments["x-delivery-limit"] = settings[1] - 1
             ch.queue_declare(req.queue, durable=True, arguments=arguments)
+            self._append(QUEUES, [(name, b"1", False) for name in (req.queue, dead) if name])
         self._settings[req.queue] = settings
         return self._info(req.request_id, req.queue, dead)
 
     def _exists(self, queue: str) -> bool:
         """Whether ``queue`` exists (a queue's arguments, ``x-delivery-limit`` too, are fixed when it is made)."""
+        return self._ready_count(queue) is not None
+
+    def _ready_count(self, queue: str) -> Optional[int]:
+        """The ready messages of ``queue``; None if there is no such queue (a failed passive declare closes the
+        channel: the next call opens another)."""
         try:
-            self.channel().queue_declare(queue, passive=True)
-            return True
+            return self.channel().queue_declare(queue, passive=True).method.message_count
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self.thread_local().channel = None   # a failed passive declare closes the channel
+            self.thread_local().channel = None
             if exc.reply_code != 404:
                 raise
-            return False
+            return None
 
     def _info(self, request_id: int, queue: str, dead: Optional[str] = None) -> p.QueueInfo:
         ready = self.channel().queue_declare(queue, passive=True).method.message_count
@@ -169,31 +271,27 @@ class AmqpClient:
         ch = self.channel()
         ch.queue_declare(req.queue, passive=True)      # 404 -> NoSuchQueue, as on our broker
         count = ch.queue_delete(req.queue).method.message_count
+        self._append(QUEUES, [(req.queue, b"", True)])
         return p.Done(req.request_id, count)
 
     def _put(self, req: p.PutMessages) -> p.Reply:
-        ch = self.channel()
-        ch.queue_declare(req.queue, passive=True)      # publishing to a missing queue would drop silently
-        for message_id, body in zip(req.message_ids, p.split_bodies(req.sizes, req.blob)):
-            ch.basic_publish("", req.queue, body, pika.BasicProperties(delivery_mode=2, message_id=message_id,
-                                                                       timestamp=int(time.time())),
-                             mandatory=True)
-        return p.Done(req.request_id, len(req.message_ids))
+        now = int(time.time())
+        items = [(req.queue, body, pika.BasicProperties(delivery_mode=2, message_id=message_id, timestamp=now))
+                 for message_id, body in zip(req.message_ids, p.split_bodies(req.sizes, req.blob))]
+        if self.confirms().publish("", items):          # returned: no queue of that name
+            raise NoSuchQueue(req.queue)
+        return p.Done(req.request_id, len(items))
 
     def _get(self, req: p.GetMessages, timeout_s: float) -> p.Delivered:
         ch, local = self.channel(), self.thread_local()
-        deadline, pause = time.monotonic() + timeout_s, _POLL_S[0]
-        got: list[tuple[Any, Any, bytes]] = []
-        while True:
-            while len(got) < req.max_messages:
-                method, props, body = ch.basic_get(req.queue, auto_ack=False)
-                if method is None:
-                    break
-                got.append((method, props, body))
-            if got or time.monotonic() >= deadline:
-                break
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, _POLL_S[1])
+        if req.max_messages <= 1:
+            method, props, body = ch.basic_get(req.queue, auto_ack=False)
+            got = [] if method is None else [(method, props, body)]
+        else:
+            ready = ch.queue_declare(req.queue, passive=True).method.message_count
+            got = self._consume(req.queue, min(ready, req.max_messages), _READY_WAIT_S) if ready else []
+        if not got and timeout_s > 0:
+            got = self._consume(req.queue, 1, timeout_s)
         vt = self._settings.get(req.queue, (DEFAULT_VISIBILITY_TIMEOUT_S,))[0]
         for method, _, _ in got:
             local.held[method.delivery_tag] = (req.queue, ch, time.monotonic() + vt)
@@ -202,6 +300,32 @@ class AmqpClient:
                            tuple(m.delivery_tag for m, _, _ in got),
                            tuple(1 + int((props.headers or {}).get("x-delivery-count", 0)) for _, props, _ in got),
                            tuple(float(props.timestamp or 0) for _, props, _ in got), sizes, blob)
+
+    def _consume(self, queue: str, prefetch: int, timeout_s: float) -> list[tuple[Any, Any, bytes]]:
+        """Up to ``prefetch`` messages pushed by a consumer with that prefetch: all of them, or the first to come
+        within ``timeout_s`` and whatever came with it. With as many as are ready (or 1), nothing is in flight
+        when it is cancelled, so nothing is given back."""
+        conn, ch, local = self._connection(), self.channel(), self.thread_local()
+        if local.qos != prefetch:
+            ch.basic_qos(prefetch_count=prefetch)
+            local.qos = prefetch
+        got: list[tuple[Any, Any, bytes]] = []
+        tag = ch.basic_consume(queue, lambda _c, m, pr, b: got.append((m, pr, b)), auto_ack=False)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(got) < prefetch:
+                before = len(got)
+                left = deadline - time.monotonic()
+                conn.process_data_events(time_limit=max(0.0, min(left, 0.5)) if not got else 0)
+                if tag in local.cancelled:           # the queue was deleted while we waited
+                    local.cancelled.discard(tag)
+                    raise NoSuchQueue(queue)
+                if (got and len(got) == before) or (not got and time.monotonic() >= deadline):
+                    break
+        finally:
+            if ch.is_open and tag not in local.cancelled:
+                ch.basic_cancel(tag)
+        return got
 
     def _settle(self, req: p.Settle) -> p.Reply:
         held, done = self.thread_local().held, 0
@@ -227,58 +351,99 @@ class AmqpClient:
             if ch.is_open:
                 ch.basic_nack(tag, requeue=True)
 
+    # ------------------------------------------------------------ streams: tables, counters, registries
+
+    def _append(self, stream: str, rows: list[tuple[str, bytes, bool]]) -> None:
+        """Append ``(key, value, deleted)`` records to ``stream`` (declared on first use), confirmed."""
+        self._declare_stream(stream)
+        self.confirms().publish("", [(stream, value, s.record(key, deleted)) for key, value, deleted in rows])
+
+    def _declare_stream(self, stream: str) -> None:
+        self.thread_local()
+        if stream not in self._declared:
+            self.channel().queue_declare(stream, durable=True, arguments=s.STREAM_ARGS)
+            self._declared.add(stream)
+
+    def read_stream(self, stream: str, mode: str) -> dict[str, Any]:
+        """``stream``'s state now (see ``amqp_streams``)."""
+        self._declare_stream(stream)
+
+        def catch_up(fold: s.StreamFold) -> None:
+            mark, props = s.marker()
+            self.confirms().publish("", [(stream, b"", props)])
+            s.read_to_marker(self._connection(), self.channel(), stream, fold, mark)
+            self.thread_local().qos = 0              # read_to_marker set its own prefetch
+        return self._streams.read(stream, mode, catch_up)
+
+    def _table_put(self, req: p.TablePut) -> p.Reply:
+        self._append(TABLE_PREFIX + req.table, [(req.key, req.value, False)])
+        return p.Done(req.request_id, 1)
+
+    def _table_get(self, req: p.TableGet) -> p.Reply:
+        value = self.read_stream(TABLE_PREFIX + req.table, "last").get(req.key)
+        return p.TableValue(req.request_id, value is not None, value or b"")
+
+    def _table_scan(self, req: p.TableScan) -> p.Reply:
+        rows = sorted((k, v) for k, v in self.read_stream(TABLE_PREFIX + req.table, "last").items()
+                      if k.startswith(req.prefix))
+        sizes, blob = p.join_bodies([v for _, v in rows])
+        return p.TableRows(req.request_id, tuple(k for k, _ in rows), sizes, blob)
+
+    def add_counter(self, key: str, n: int) -> None:
+        if n:
+            self._append(COUNTERS, [(key, str(int(n)).encode(), False)])
+
+    def _report_loss(self, req: p.ReportLoss) -> p.Reply:
+        self.add_counter(LOST + req.topic, req.lost)
+        return p.Done(req.request_id, req.lost)
+
+    def register_listener(self, topic: str, queue: str) -> None:
+        self._guard(None, lambda _: self._append(LISTENERS, [(f"{topic}\0{queue}", b"1", False)]))
+
+    def unregister_listener(self, topic: str, queue: str) -> None:
+        self._guard(None, lambda _: self._append(LISTENERS, [(f"{topic}\0{queue}", b"", True)]))
+
+    def trim_unrouted(self, at: int) -> int:
+        """Purge the unrouted queue once it holds more than ``at`` messages, adding them to the durable count;
+        the number it holds (after a trim, 0)."""
+        ch = self.channel()
+        if UNROUTED not in self._declared:
+            declare_topology(ch)
+            self._declared.add(UNROUTED)
+        held = ch.queue_declare(UNROUTED, passive=True).method.message_count
+        if held > at:
+            self.add_counter(DROPPED, ch.queue_purge(UNROUTED).method.message_count)
+            return 0
+        return held
+
     def _broker_stats(self, req: p.StatsRequest) -> p.Reply:
-        return p.Stats(req.request_id, {"backend": "rabbitmq", "url": self.url, "queues": {}, "topics": {}})
+        counters = self.read_stream(COUNTERS, "sum")
+        lost = {k[len(LOST):]: n for k, n in counters.items() if k.startswith(LOST)}
+        topics = {"dropped_no_listener": counters.get(DROPPED, 0) + self.trim_unrouted(TRIM_AT),
+                  "lost_slow_subscriber": sum(lost.values()), "lost_by_topic": lost,
+                  "listeners": self._listeners()}
+        queues = {}
+        for name in sorted(self.read_stream(QUEUES, "last")):
+            ready = self._ready_count(name)
+            if ready is None:
+                continue
+            held = sum(1 for q, _, _ in self.thread_local().held.values() if q == name)
+            dead = 0 if name.endswith(DEAD_LETTER_SUFFIX) else self._ready_count(name + DEAD_LETTER_SUFFIX) or 0
+            queues[name] = {"length": ready + held, "in_flight": held, "oldest_age_s": float("nan"),
+                            "dead_lettered": dead}
+        return p.Stats(req.request_id, {"backend": "rabbitmq", "url": self.url, "queues": queues, "topics": topics})
 
-
-# ---------------------------------------------------------------- topics
-
-def _routing_key(topic: str) -> str:
-    """Hex: no ``.`` word separators or ``*``/``#`` wildcards, so a binding matches its topic exactly."""
-    return p.topic_key(topic)[1:-1].hex()
-
-
-class AmqpPublisher:
-    """A thread's publisher: plain publishes (no confirms: never waits for the server) to the topic exchange."""
-
-    def __init__(self, client: AmqpClient) -> None:
-        self.pid = os.getpid()
-        self._conn = pika.BlockingConnection(client._params)
-        self._ch = self._conn.channel()
-        self._ch.exchange_declare(TOPIC_EXCHANGE, exchange_type="topic")
-
-    def send(self, key: bytes, flags: int, body: bytes) -> None:
-        topic = p.key_topic(key)
-        headers = {"flags": flags}
-        self._ch.basic_publish(TOPIC_EXCHANGE, _routing_key(topic), body, pika.BasicProperties(headers=headers))
-        self._conn.process_data_events(0)
-
-
-class AmqpSubscription:
-    """An exclusive queue bound to the topic: live once the bind returns."""
-
-    def __init__(self, client: AmqpClient, topic: str, max_length: int) -> None:
-        self._conn = pika.BlockingConnection(client._params)
-        self._ch = self._conn.channel()
-        self._ch.exchange_declare(TOPIC_EXCHANGE, exchange_type="topic")
-        self._queue = self._ch.queue_declare("", exclusive=True, auto_delete=True,
-                                             arguments={"x-max-length": max_length}).method.queue
-        self._ch.queue_bind(self._queue, TOPIC_EXCHANGE, routing_key=_routing_key(topic))
-        self._ch.basic_qos(prefetch_count=1000)
-        self._ready: list[tuple[int, bytes]] = []
-        self._ch.basic_consume(self._queue, lambda ch, m, props, body: self._ready.append(
-            (int((props.headers or {}).get("flags", 0)), body)), auto_ack=True)
-
-    def recv(self, timeout_s: float) -> Optional[tuple[int, bytes]]:
-        """``(flags, body)`` of the next message, or None after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while not self._ready:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self._conn.process_data_events(time_limit=min(left, 0.5))
-        return self._ready.pop(0)
-
-    def close(self) -> None:
-        if self._conn.is_open:
-            self._conn.close()
+    def _listeners(self) -> dict[str, int]:
+        """Listeners per topic: registered subscriptions whose queue still exists (a queue goes with its
+        consumer's connection); entries of gone queues are removed."""
+        counts: dict[str, int] = {}
+        gone = []
+        for entry in self.read_stream(LISTENERS, "last"):
+            topic, _, queue = entry.partition("\0")
+            if self._ready_count(queue) is None:
+                gone.append((entry, b"", True))
+            else:
+                counts[topic] = counts.get(topic, 0) + 1
+        if gone:
+            self._append(LISTENERS, gone)
+        return counts
