@@ -162,3 +162,27 @@ def test_an_endpoint_with_only_its_config_and_token_hands_the_broker_to_its_work
             msg.queue("far-work").put({"doc": 9})
             assert fx.submit(USER["worker"], "far-work").result(timeout=60) == 9
             assert msg.table("svc-results").get("9") == 90
+
+
+def test_broker_status_reports_the_broker_the_service_hosts(tmp_path, monkeypatch, no_broker_env):
+    import subprocess
+    import sys
+
+    def status(*options):
+        return subprocess.run([sys.executable, "-m", "parsl_lite.cli", "broker", "status", *options],
+                              capture_output=True, text=True, timeout=60)
+    with client_home_service(tmp_path, monkeypatch, broker=True) as service:
+        msg.queue("svc-status").put("x")
+        address = msg.default_client().url
+        out = status("--service-dir", str(service.dir))
+        assert out.returncode == 0, out.stdout + out.stderr
+        headline, _, stats = out.stdout.partition("\n")
+        assert headline.startswith(f"broker running: {address} (hosted by the function service at {service.url}")
+        assert json.loads(stats)["queues"]["svc-status"]["length"] == 1
+        other = tmp_path / "nothing"
+        assert status("--dir", str(other)).returncode == 1            # --dir alone: only that directory
+    with client_home_service(tmp_path / "plain", monkeypatch) as service:
+        out = status("--service-dir", str(service.dir))
+        assert out.returncode == 1 and "hosts none" in out.stdout, out.stdout + out.stderr
+    out = status("--service-dir", str(tmp_path / "none"))
+    assert out.returncode == 1 and "no broker running" in out.stdout

@@ -24,6 +24,7 @@ BROKER_MODULE = "parsl_lite.messaging.broker"
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+STATUS_TIMEOUT_S = 10.0
 
 
 def add_broker_commands(commands: Any) -> None:
@@ -41,8 +42,12 @@ def add_broker_commands(commands: Any) -> None:
     stop = sub.add_parser("stop", help="stop the broker (SIGTERM) and wait until it has exited")
     _dir_option(stop)
     stop.set_defaults(handler=_stop)
-    status = sub.add_parser("status", help="address, pid, queues, topic counters (exit 1 if not running)")
+    status = sub.add_parser("status", help="address, pid, queues, topic counters (exit 1 if not running); "
+                                           "without --dir also the broker the function service hosts")
     _dir_option(status)
+    status.add_argument("--service-dir", type=Path, default=None,
+                        help="the function service's directory, for the broker it hosts "
+                             "(default $PARSL_LITE_HOME/faas/service)")
     status.set_defaults(handler=_status)
 
 
@@ -137,17 +142,55 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The broker of ``--dir`` (or the default directory); else (with no ``--dir``, or with ``--service-dir``)
+    the one the function service hosts (``parsl-lite service start --broker``). Exit 0 when one runs and
+    answers, 1 otherwise."""
     directory = _directory(args)
     info = running_broker(directory)
-    if info is None:
-        print(f"no broker running in {directory}")
+    if info is not None:
+        return _print_stats(f"broker running: {info['address']} (pid {info['pid']}, {directory})",
+                            info["address"], info["token"], directory)
+    hosted = hosted_broker(args.service_dir) if args.service_dir or not args.dir else None
+    if hosted is None:
+        print(f"no broker running in {directory}" + (", and no function service" if not args.dir else ""))
         return 1
+    service, broker_info, token = hosted
+    if broker_info is None:
+        print(f"no broker running in {directory}, and the function service at {service['url']} hosts none "
+              f"(start it with `parsl-lite service start --broker`)")
+        return 1
+    return _print_stats(f"broker running: {broker_info['address']} (hosted by the function service at "
+                        f"{service['url']}, pid {service['pid']})", broker_info["address"], token, directory)
+
+
+def hosted_broker(service_dir: Optional[Path] = None) -> Optional[tuple[dict[str, Any], Optional[dict], str]]:
+    """``(service.json, its "broker" or None, the broker's token)`` of the function service running in
+    ``service_dir`` (default: this user's), or None when no service runs there."""
+    from parsl_lite.faas import paths as faas_paths
+    from parsl_lite.faas.service.cli import running_service
+    directory = (service_dir or faas_paths.service_dir()).resolve()
+    service = running_service(directory)
+    if service is None:
+        return None
+    broker_info = service.get("broker") if isinstance(service.get("broker"), dict) else None
+    try:
+        token = (directory / "broker" / "token").read_text().strip()
+    except OSError:
+        token = ""
+    return service, broker_info, token
+
+
+def _print_stats(headline: str, address: str, token: str, directory: Path) -> int:
     from parsl_lite.messaging.client import BrokerClient
-    client = BrokerClient(info["address"], info["token"], str(directory))
+    from parsl_lite.messaging.errors import MessagingError
+    client = BrokerClient(address, token, str(directory), request_timeout_s=STATUS_TIMEOUT_S)
     try:
         stats = client.stats()
+    except MessagingError as exc:
+        print(f"{headline}\nparsl-lite broker status: it does not answer: {exc}", file=sys.stderr)
+        return 1
     finally:
         client.close()
-    print(f"broker running: {info['address']} (pid {info['pid']}, {directory})")
+    print(headline)
     print(json.dumps(stats, indent=2, sort_keys=True))
     return 0
