@@ -15,7 +15,7 @@ from parsl_lite import messaging as msg
 from .conftest import wait_for
 from .htex_helpers import local_htex
 from .messaging_helpers import amqp  # noqa: F401  (fixture)
-from .test_messaging_apps import listener
+from .test_messaging_apps import consumer, listener
 
 
 def unique(name: str) -> str:
@@ -182,11 +182,21 @@ def test_a_listener_app_on_htex_hears_the_script_through_rabbitmq(amqp, make_dfk
     make_dfk(executors=[local_htex()])
     topic = unique("7")
     heard = listener(topic, "app")
-    # no broker stats on RabbitMQ: publish until the app has heard one, then stop it
-    deadline = time.monotonic() + 60
-    while not heard.done() and time.monotonic() < deadline:
-        msg.publish(topic, "ping")
-        msg.stop(topic, listener_id="app")
-        time.sleep(0.2)
-    seen = heard.result(timeout=30)
-    assert seen == ["ping"]
+    wait_for(lambda: msg.stats()["topics"]["listeners"].get(topic) == 1, 60, "the app subscribed")
+    for i in range(5):
+        msg.publish(topic, {"i": i})
+    msg.stop(topic, listener_id="app")
+    assert heard.result(timeout=30) == [{"i": i} for i in range(5)]
+
+
+def test_consumer_apps_on_htex_drain_a_rabbitmq_queue_into_a_table(amqp, make_dfk):
+    make_dfk(executors=[local_htex()])
+    name, results = unique("front"), unique("results")
+    q = msg.queue(name)
+    q.put_many([{"action": "forward", "doc": d} for d in range(40)] + [None, None])
+    futures = [consumer(name, results) for _ in range(2)]
+    assert sum(f.result(timeout=60) for f in futures) == 40
+    assert msg.table(results).scan("doc-") == {f"doc-{d}": d * d for d in range(40)}
+    assert len(q) == 0
+    q.delete()
+    msg.delete_queue(name + ".dead")
