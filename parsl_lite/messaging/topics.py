@@ -3,7 +3,10 @@
 A publisher is one XPUB socket per thread, connected to the broker's XSUB: it
 waits once, when first made, for the broker's subscription to reach it (at
 most :data:`CONNECT_WAIT_S`), then every ``publish`` is a non-blocking send
-that ZMQ drops at the high-water mark. Each message carries the publisher's
+that ZMQ drops at the high-water mark. The broker's proxy passes its
+subscribers' (un)subscriptions up to publishers as well; a publisher reads
+and discards them every :data:`DRAIN_EVERY` sends, or its socket would keep
+them all. Each message carries the publisher's
 id and a sequence number per topic, so a subscriber sees what it lost.
 
 A :class:`Subscription` subscribes its topic, then its own welcome key, and
@@ -25,7 +28,7 @@ from parsl_lite.messaging import protocol as p
 from parsl_lite.messaging.book import DEFAULT_MAX_BYTES
 from parsl_lite.messaging.client import BrokerClient, default_client
 from parsl_lite.messaging.errors import BrokerUnavailable, MessageTooLarge
-from parsl_lite.messaging.forwarder import HIGH_WATER_MARK, PLAIN_USER
+from parsl_lite.messaging.forwarder import HIGH_WATER_MARK, PLAIN_USER, drain
 from parsl_lite.serialize import deserialize, serialize as plain_serialize, serialize_for_transfer as serialize
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ CONNECT_WAIT_S = 2.0
 WELCOME_WAIT_S = 10.0
 LOSS_REPORT_PERIOD_S = 0.5
 STOP = "Stop"
+DRAIN_EVERY = 1024
 
 
 def _plain_client(sock: zmq.Socket, token: str) -> None:
@@ -56,11 +60,14 @@ class _Publisher:
             logger.warning("no subscription from the broker's forwarder at %s yet; publishing anyway", address)
         self.publisher_id = random.getrandbits(63)
         self.seqs: dict[bytes, int] = {}
-        self.dropped = 0
+        self.dropped = self.sent = 0
 
     def send(self, key: bytes, flags: int, body: bytes) -> None:
         seq = self.seqs.get(key, 0) + 1
         self.seqs[key] = seq
+        self.sent += 1
+        if not self.sent % DRAIN_EVERY:   # the subscription notices the broker passed up: we do not filter
+            drain(self.sock)
         try:
             self.sock.send(p.topic_frame(key, self.publisher_id, seq, flags, body), zmq.NOBLOCK)
         except zmq.Again:
