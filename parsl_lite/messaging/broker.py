@@ -1,17 +1,19 @@
-"""The broker daemon: queues and tables over a ROUTER, topics through the forwarder thread.
+"""The broker daemon: queues and tables over plain TCP connections, topics through the forwarder thread.
 
 ::
 
-    clients (DEALER) --requests--> ROUTER --> Broker.handle --> QueueBook (pure) --> actions --> Store (SQLite)
-                     <--replies---        (after the batch's commit)
+    clients (a socket per thread) --requests--> selector --> Broker.handle --> QueueBook (pure) --> actions --> Store
+                                  <--replies---          (after the turn's commit)
     publishers (XPUB) ---> XSUB [Forwarder thread] XPUB ---> subscribers (SUB)
 
-One thread runs the request loop: it drains a batch of requests, handles
-each (a ``get`` with nothing ready waits in ``_waiters`` until a message comes
-or its timeout passes), expires deliveries past their visibility deadline,
-commits the store once, and only then sends the replies: an answered ``put``
-is durable. ``python -m parsl_lite.messaging.broker --dir DIR`` runs it; the
-CLI (``parsl-lite broker start``) does that detached.
+One thread runs the request loop: each turn it reads every request that has
+come (from all connections), handles each (a ``get`` with nothing ready
+waits in ``_waiters`` until a message comes or its timeout passes), expires
+deliveries past their visibility deadline, commits the store once (group
+commit: one commit for all the turn's puts), and only then sends the
+replies: an answered ``put`` is durable. ``python -m
+parsl_lite.messaging.broker --dir DIR`` runs it; the CLI (``parsl-lite broker
+start``) does that detached.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import selectors
 import signal
 import socket
 import sys
@@ -43,12 +46,9 @@ from parsl_lite.messaging.store import COMMIT_PERIOD_S, Store
 
 logger = logging.getLogger(__name__)
 
-_BATCH = 512          # requests handled per commit
-
-
 @dataclass
 class _Waiter:
-    identity: bytes
+    identity: Any                  # the connection the reply goes to
     request: p.GetMessages
     deadline: float
 
@@ -75,8 +75,8 @@ class Broker:
             p.Settle: self._settle, p.TablePut: self._table_put, p.TableGet: self._table_get,
             p.TableScan: self._table_scan, p.ReportLoss: self._report_loss, p.StatsRequest: self._stats,
         }
-        self._current: bytes = b""
-        self.outbox: list[tuple[bytes, p.Reply]] = []   # replies due outside a request (a waiter's queue deleted)
+        self._current: Any = None
+        self.outbox: list[tuple[Any, p.Reply]] = []   # replies due outside a request (a waiter's queue deleted)
         for name, (settings, entries) in store.load().items():
             book = self.books[name] = QueueBook(name, settings)
             for seq, message_id, size, enqueued_at, receive_count in entries:
@@ -85,7 +85,7 @@ class Broker:
 
     # ------------------------------------------------------------ one request
 
-    def handle(self, identity: bytes, frames: list[bytes], now: float) -> Optional[p.Reply]:
+    def handle(self, identity: Any, frames: list[bytes], now: float) -> Optional[p.Reply]:
         """The reply to one request, or None when it waits (a ``get`` with nothing ready)."""
         try:
             request = p.decode(frames)
@@ -105,6 +105,13 @@ class Broker:
             return p.ErrorReply(request.request_id, "too_large", str(exc))
         except ValueError as exc:
             return p.ErrorReply(request.request_id, "bad_request", str(exc))
+
+    def forget(self, identity: Any) -> None:
+        """A client went away: its waiting ``get`` s end (nothing is delivered to nobody)."""
+        for name, waiters in list(self._waiters.items()):
+            kept = deque(w for w in waiters if w.identity is not identity)
+            if len(kept) != len(waiters):
+                self._waiters[name] = kept
 
     def is_own_token(self, token: str) -> bool:
         return hmac.compare_digest(token.encode(), self.token.encode())
@@ -160,8 +167,8 @@ class Broker:
         book = self._book(req.queue)
         if len(req.message_ids) != len(req.sizes):
             raise _Refused("bad_request", f"{len(req.message_ids)} message ids for {len(req.sizes)} bodies")
-        for size in req.sizes:
-            book.check_size(size)
+        if req.sizes:
+            book.check_size(max(req.sizes))
         bodies = p.split_bodies(req.sizes, req.blob)
         for seq, message_id, size in self.store.insert(req.queue, req.message_ids, bodies, now):
             book.put(seq, message_id, size, now)
@@ -180,27 +187,23 @@ class Broker:
         deliveries = book.receive(now, req.max_messages)
         if deliveries:
             self.store.set_receive_counts((d.receive_count, d.seq) for d in deliveries)
-        bodies = self.store.bodies([d.seq for d in deliveries]) if deliveries else {}
-        sizes, blob = p.join_bodies([bodies.get(d.seq, b"") for d in deliveries])
+        sizes, blob = p.join_bodies(self.store.bodies([d.seq for d in deliveries]) if deliveries else [])
         return p.Delivered(req.request_id, req.queue, tuple(d.message_id for d in deliveries),
                            tuple(d.receipt for d in deliveries), tuple(d.receive_count for d in deliveries),
                            tuple(d.enqueued_at for d in deliveries), sizes, blob)
 
     def _settle(self, req: p.Settle, now: float) -> p.Reply:
         book = self._book(req.queue)
-        done = 0
-        for receipt in req.receipts:
-            actions = book.settle(receipt, req.ack, now)
-            done += len(actions)
-            self._apply(book, actions)
-        return p.Done(req.request_id, done)
+        actions = book.settle_many(req.receipts, req.ack, now)
+        self._apply(book, actions)
+        return p.Done(req.request_id, len(actions))
 
     def _apply(self, book: QueueBook, actions: list) -> None:
-        deletes = [a.seq for a in actions if isinstance(a, Delete)]
-        if deletes:
-            self.store.delete(deletes)
+        if not actions:
+            return
+        self.store.delete([a.seq for a in actions if type(a) is Delete])
         for action in actions:
-            if isinstance(action, DeadLetter):
+            if type(action) is DeadLetter:
                 self._dead_letter(action)
 
     def _dead_letter(self, action: DeadLetter) -> None:
@@ -243,7 +246,7 @@ class Broker:
 
     # ------------------------------------------------------------ time passes
 
-    def tick(self, now: float) -> list[tuple[bytes, p.Reply]]:
+    def tick(self, now: float) -> list[tuple[Any, p.Reply]]:
         """Expire deliveries, serve waiting readers, time out the others; the replies to send (after commit)."""
         out, self.outbox = self.outbox, []
         for book in list(self.books.values()):
@@ -270,27 +273,150 @@ class Broker:
         return max(0.0, min(due) - now)
 
 
-def serve(broker: Broker, router: zmq.Socket, stopping: Callable[[], bool]) -> None:
-    """The I/O loop: drain, handle, tick, commit (what the replies promise), reply."""
-    last_commit = time.monotonic()
-    while not stopping():
-        now = time.time()
-        replies: list[tuple[bytes, p.Reply]] = []
-        if router.poll(int(broker.next_wakeup(now) * 1000) + 1):
-            for _ in range(_BATCH):
+class _Connection:
+    """One client connection: what it sent that is not a whole message yet, what could not be sent yet."""
+    __slots__ = ("sock", "inbox", "pending", "open")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.inbox, self.pending, self.open = sock, bytearray(), b"", True
+
+    def messages(self) -> list[list[bytes]]:
+        """The whole messages received so far (their frames), removed from the inbox."""
+        out, at, inbox = [], 0, self.inbox
+        while True:
+            size = p.stream_size(inbox, at)
+            if not size or len(inbox) - at < size:
+                break
+            out.append(p.stream_frames(inbox, at, size))
+            at += size
+        if at:
+            del inbox[:at]
+        return out
+
+    def send(self, parts: list[bytes]) -> bool:
+        """Send now what the socket takes; True if some is left for when it is writable."""
+        if self.pending:
+            self.pending += b"".join(parts)
+            return True
+        try:
+            sent = self.sock.sendmsg(parts)
+        except BlockingIOError:
+            sent = 0
+        if sent < sum(map(len, parts)):
+            self.pending = b"".join(parts)[sent:]
+        return bool(self.pending)
+
+    def flush(self) -> bool:
+        """Send more of what was left; True if some is still left."""
+        try:
+            sent = self.sock.send(self.pending)
+        except BlockingIOError:
+            sent = 0
+        self.pending = self.pending[sent:]
+        return bool(self.pending)
+
+
+class _Server:
+    """The listening socket and the client connections, in one selector (no I/O thread)."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, None)
+        self.closed: list[_Connection] = []     # since the loop last told the broker
+
+    def wait(self, timeout_s: float) -> list[tuple[_Connection, list[bytes]]]:
+        """The requests that came within ``timeout_s`` (all those there are, once one has)."""
+        out: list[tuple[_Connection, list[bytes]]] = []
+        for key, events in self.selector.select(timeout_s):
+            conn = key.data
+            if conn is None:
+                self._accept()
+                continue
+            if events & selectors.EVENT_WRITE and not conn.flush():
+                self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            if events & selectors.EVENT_READ:
                 try:
-                    identity, *frames = router.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                reply = broker.handle(identity, frames, now)
+                    chunk = conn.sock.recv(_RECV_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.close(conn)
+                    continue
+                conn.inbox += chunk
+                try:
+                    out += [(conn, frames) for frames in conn.messages()]
+                except MalformedMessage as exc:
+                    logger.warning("closing a connection that sent no message of ours: %s", exc)
+                    self.close(conn)
+        return out
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:       # out of file descriptors, ...: the next turn tries again
+                logger.warning("accept failed: %r", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.selector.register(sock, selectors.EVENT_READ, _Connection(sock))
+
+    def send(self, conn: _Connection, reply: p.Reply) -> None:
+        if not conn.open:
+            return
+        try:
+            if conn.send(p.stream_parts(p.encode(reply))):
+                self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        except OSError:
+            self.close(conn)
+
+    def close(self, conn: _Connection) -> None:
+        if conn.open:
+            conn.open = False
+            self.selector.unregister(conn.sock)
+            conn.sock.close()
+            self.closed.append(conn)
+
+    def shutdown(self) -> None:
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()        # type: ignore[union-attr]
+        self.selector.close()
+
+
+_RECV_BYTES = 256 * 1024
+
+
+def serve(broker: Broker, listener: socket.socket, stopping: Callable[[], bool]) -> None:
+    """The I/O loop: read what came, handle it, tick, commit once (what the replies promise), reply to all."""
+    server = _Server(listener)
+    last_commit = time.monotonic()
+    try:
+        while not stopping():
+            requests = server.wait(broker.next_wakeup(time.time()))
+            now = time.time()
+            replies: list[tuple[Any, p.Reply]] = []
+            for conn, frames in requests:
+                reply = broker.handle(conn, frames, now)
                 if reply is not None:
-                    replies.append((identity, reply))
-        replies += broker.tick(time.time())
-        if broker.store.promised or time.monotonic() - last_commit > COMMIT_PERIOD_S:
-            broker.store.commit()
-            last_commit = time.monotonic()
-        for identity, reply in replies:
-            router.send_multipart([identity, *p.encode(reply)])
+                    replies.append((conn, reply))
+            if server.closed:
+                for conn in server.closed:
+                    broker.forget(conn)
+                server.closed = []
+            replies += broker.tick(time.time())
+            if broker.store.promised or time.monotonic() - last_commit > COMMIT_PERIOD_S:
+                broker.store.commit()
+                last_commit = time.monotonic()
+            for conn, reply in replies:
+                server.send(conn, reply)
+    finally:
+        server.shutdown()
 
 
 # ---------------------------------------------------------------- the daemon
@@ -348,13 +474,8 @@ class RunningBroker:
         self.auth = TokenAuthenticator(self.context, self.broker.accepts)
         self.auth.start()
         self.auth.configure_plain(domain="parsl_lite", passwords={PLAIN_USER: self.token})
-        self.router = self.context.socket(zmq.ROUTER)
-        self.router.linger = 0
-        self.router.sndhwm = self.router.rcvhwm = 0
-        if ports["port"]:
-            self.router.bind(f"tcp://{host}:{ports['port']}")
-        else:
-            ports["port"] = self.router.bind_to_random_port(f"tcp://{host}")
+        self.listener = socket.create_server((host, ports["port"]), backlog=128)
+        ports["port"] = self.listener.getsockname()[1]
         forwarder = self.broker.forwarder = Forwarder(self.context, host, ports["publish_port"],
                                                       ports["subscribe_port"])
         ports["publish_port"] = int(forwarder.publish_address.rsplit(":", 1)[1])
@@ -376,14 +497,13 @@ class RunningBroker:
         """The request loop until :meth:`stop_soon`; closes everything when it ends."""
         logger.info("broker %s up: %s, queues %s", self.broker.broker_id, self.address, sorted(self.broker.books))
         try:
-            serve(self.broker, self.router, lambda: self.stopping)
+            serve(self.broker, self.listener, lambda: self.stopping)
         finally:
             logger.info("broker stopping")
             assert self.broker.forwarder is not None
             self.broker.forwarder.stop()
             self.broker.forwarder.join(2)
             self.broker.store.close()
-            self.router.close(0)
             self.auth.stop()
 
     def stop_soon(self) -> None:

@@ -1,15 +1,16 @@
-"""The client's request channel to the broker: one DEALER per thread, bounded waits, retries.
+"""The client's request channel to the broker: one TCP connection per thread, bounded waits, retries.
 
 Every request carries the token; the first one of a client is a ``Hello``,
 so a wrong token fails at once with :class:`BrokerAuthError` saying where the
-token came from. A request not answered within :data:`ATTEMPT_S` is sent
-again on a fresh socket (the broker may have been killed and restarted: ZMQ
-reconnects, the request in flight is lost) until ``request_timeout_s``, then
+token came from. A request whose connection breaks (the broker was killed
+or restarted) is sent again on a new connection, dialled every
+:data:`REDIAL_S` until the broker is back; one not answered within
+:data:`ATTEMPT_S` is sent again too, until ``request_timeout_s``, then
 :class:`BrokerUnavailable`. Retries are safe: puts carry the client's message
 ids (stored once), settles name receipts (a second ack does nothing). A
-``get`` is the exception: it waits at most its own timeout and returns
-nothing if the broker is away (what it may have delivered meanwhile comes
-back after the visibility timeout).
+``get`` waits at most its own timeout (resent on a new connection within it,
+since what a killed broker delivered comes back as ready when it restarts)
+and returns nothing if the broker is away.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from parsl_lite.messaging.errors import (
 logger = logging.getLogger(__name__)
 
 ATTEMPT_S = 2.0
+REDIAL_S = 0.05
 GET_SLACK_S = 0.2
 """A ``get(timeout=s)`` waits at most ``s + GET_SLACK_S``; the broker is asked to answer by ``s - GET_SLACK_S``
 (when ``s`` allows), so that on a loaded machine its "nothing came" still arrives in time and the socket
@@ -49,7 +51,7 @@ class BrokerClient:
         self._pid = os.getpid()
         self._context = zmq.Context()
         self._local = threading.local()
-        self._sockets: list[zmq.Socket] = []
+        self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._welcome: Optional[p.Welcome] = None
 
@@ -67,16 +69,28 @@ class BrokerClient:
         self.context
         return self._local
 
-    def _socket(self) -> zmq.Socket:
-        context = self.context
+    def _socket(self, wait_s: float) -> Optional[socket.socket]:
+        """This thread's connection, dialled if need be within ``wait_s``; None if the broker did not answer."""
+        self.context
         sock = getattr(self._local, "socket", None)
-        if sock is None:
-            sock = context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.connect(self.url)
-            self._local.socket = sock
-            with self._lock:
-                self._sockets.append(sock)
+        if sock is not None:
+            return sock
+        host, port = _host_port(self.url)
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                sock = socket.create_connection((host, port), timeout=max(0.01, end - time.monotonic()))
+                break
+            except OSError as exc:
+                left = end - time.monotonic()
+                if left <= 0:
+                    logger.info("cannot reach the broker at %s: %s", self.url, exc)
+                    return None
+                time.sleep(min(REDIAL_S, left))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._local.socket = sock
+        with self._lock:
+            self._sockets.append(sock)
         return sock
 
     def _drop_socket(self) -> None:
@@ -86,14 +100,14 @@ class BrokerClient:
             with self._lock:
                 if sock in self._sockets:
                     self._sockets.remove(sock)
-            sock.close(0)
+            sock.close()
 
     def close(self) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, []
         if os.getpid() == self._pid:
             for sock in sockets:
-                sock.close(0)
+                sock.close()
             self._context.destroy(linger=0)   # also the topic sockets of other threads (publishers, subscriptions)
 
     # ------------------------------------------------------------ requests
@@ -137,30 +151,84 @@ class BrokerClient:
         return None if reply is None else _checked(reply, self)  # type: ignore[return-value]
 
     def _attempt(self, request: p.Request, wait_s: float) -> Optional[p.Reply]:
-        """The reply to ``request`` within ``wait_s``, or None (then the socket is replaced: a late reply
-        to this request must not be taken for the next one's)."""
-        sock = self._socket()
-        sock.send_multipart(p.encode(request))
+        """The reply to ``request`` within ``wait_s``, or None (then the connection is replaced: a late reply
+        to this request must not be taken for the next one's). A broken connection is dialled again and
+        the request sent again within ``wait_s``."""
+        parts = p.stream_parts(p.encode(request))
         end = time.monotonic() + wait_s
         while True:
-            left = end - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1):
-                if time.monotonic() >= end:
-                    self._drop_socket()
-                    return None
-                continue
+            sock = self._socket(end - time.monotonic())
+            if sock is None:
+                return None
             try:
-                reply = p.decode(sock.recv_multipart())
-            except MalformedMessage as exc:
-                logger.warning("malformed reply from %s: %s", self.url, exc)
-                continue
-            if reply.request_id == request.request_id or (reply.request_id == 0 and isinstance(reply, p.ErrorReply)):
-                return reply
+                _send(sock, parts)
+                while True:
+                    frames = _receive(sock, end)
+                    if frames is None:
+                        self._drop_socket()
+                        return None
+                    try:
+                        reply = p.decode(frames)
+                    except MalformedMessage as exc:
+                        logger.warning("malformed reply from %s: %s", self.url, exc)
+                        continue
+                    if reply.request_id == request.request_id or (
+                            reply.request_id == 0 and isinstance(reply, p.ErrorReply)):
+                        return reply
+            except (OSError, MalformedMessage) as exc:     # the broker went away (or spoke nonsense)
+                logger.info("lost the connection to the broker at %s: %r", self.url, exc)
+                self._drop_socket()
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                time.sleep(min(REDIAL_S, left))
 
     def stats(self) -> dict[str, Any]:
         reply = self.request(lambda rid, tok: p.StatsRequest(rid, tok))
         assert isinstance(reply, p.Stats)
         return reply.stats
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (HOST may be ``[v6]``)."""
+    host, _, port = url.partition("://")[2].rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _send(sock: socket.socket, parts: list[bytes]) -> None:
+    sock.settimeout(None)
+    sent = sock.sendmsg(parts)
+    total = sum(map(len, parts))
+    if sent < total:
+        sock.sendall(b"".join(parts)[sent:])
+
+
+def _receive(sock: socket.socket, end: float) -> Optional[list[bytes]]:
+    """The frames of the next message, or None if it did not come by ``end`` (``time.monotonic``).
+
+    Raises:
+        ConnectionError: the broker closed the connection.
+        MalformedMessage: not a message of ours.
+    """
+    buffer = bytearray()
+    size = 0
+    while not size or len(buffer) < size:
+        left = end - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(max(_RECV_BYTES, size - len(buffer)))
+        except (socket.timeout, BlockingIOError):
+            return None
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        buffer += chunk
+        size = size or p.stream_size(buffer)
+    return p.stream_frames(buffer, 0, size)
+
+
+_RECV_BYTES = 256 * 1024
 
 
 def _checked(reply: p.Reply, client: BrokerClient) -> p.Reply:

@@ -7,9 +7,14 @@ commits once per batch of requests, before it answers any of them, so a
 
 Only what a reply promised must be committed before the reply: a stored
 message, a queue created or deleted, a table row (:attr:`Store.promised`).
-Receive counts and acks are committed within ``COMMIT_PERIOD_S`` (the broker's
-loop): a broker killed in between delivers those messages again, which
-at-least-once allows.
+Receive counts and acks are only noted in memory and written with the next
+commit, within ``COMMIT_PERIOD_S`` (the broker's loop): a broker killed in
+between delivers those messages again, which at-least-once allows. So a
+message put, got and acked costs one INSERT and one DELETE (batched with the
+others of its commit); a receive count is never written for a message acked
+before the commit. Bodies of the messages held are kept in memory too (up to
+``CACHE_BYTES``): a delivery reads SQLite only after a restart or when the
+queues hold more than that.
 
 Rows only; the order, deadlines and receive counts are ``book.py``'s, which
 the broker rebuilds from :meth:`Store.load` at start (deliveries in flight when
@@ -21,9 +26,10 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
 
-COMMIT_PERIOD_S = 0.05
-
 from parsl_lite.messaging.book import QueueSettings
+
+COMMIT_PERIOD_S = 0.05
+CACHE_BYTES = 64 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queues (
@@ -47,6 +53,10 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._in_tx = False
         self.promised = False
+        self._counts: dict[int, int] = {}       # seq -> receive count not written yet
+        self._deletes: list[int] = []           # seqs acked, not deleted yet
+        self._cache: dict[int, bytes] = {}      # seq -> body of a message held
+        self._cached_bytes = 0
         row = self._db.execute("SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM messages UNION ALL "
                                "SELECT seq FROM sqlite_sequence WHERE name = 'messages')").fetchone()
         self._next_seq = (row[0] or 0) + 1
@@ -57,10 +67,24 @@ class Store:
             self._in_tx = True
 
     def commit(self) -> None:
+        """Write what was only noted (receive counts, acks) and commit."""
+        if self._counts:
+            self.begin()
+            self._db.executemany("UPDATE messages SET receive_count = ? WHERE seq = ?",
+                                 [(count, seq) for seq, count in self._counts.items()])
+            self._counts.clear()
+        if self._deletes:
+            self.begin()
+            self._db.executemany("DELETE FROM messages WHERE seq = ?", [(s,) for s in self._deletes])
+            self._deletes.clear()
         if self._in_tx:
             self._db.execute("COMMIT")
             self._in_tx = False
         self.promised = False
+        self._counts: dict[int, int] = {}       # seq -> receive count not written yet
+        self._deletes: list[int] = []           # seqs acked, not deleted yet
+        self._cache: dict[int, bytes] = {}      # seq -> body of a message held
+        self._cached_bytes = 0
 
     def _promise(self) -> None:
         self.begin()
@@ -93,6 +117,8 @@ class Store:
     def delete_queue(self, name: str) -> None:
         self._promise()
         self._db.execute("DELETE FROM queues WHERE name = ?", (name,))
+        for (seq,) in self._db.execute("SELECT seq FROM messages WHERE queue = ?", (name,)).fetchall():
+            self._forget(seq)
         self._db.execute("DELETE FROM messages WHERE queue = ?", (name,))
 
     def insert(self, queue: str, message_ids: Sequence[str], bodies: Sequence[bytes],
@@ -109,29 +135,51 @@ class Store:
             kept = {s for (s,) in self._db.execute(f"SELECT seq FROM messages WHERE seq IN ({marks})",
                                                    tuple(r[0] for r in rows))}
             rows = [r for r in rows if r[0] in kept]
+        cache = self._cache
+        for seq, _, _, body, _ in rows:
+            if self._cached_bytes + len(body) <= CACHE_BYTES:
+                cache[seq] = body
+                self._cached_bytes += len(body)
         return [(r[0], r[2], len(r[3])) for r in rows]
 
-    def bodies(self, seqs: Sequence[int]) -> dict[int, bytes]:
-        if len(seqs) == 1:
-            row = self._db.execute("SELECT body FROM messages WHERE seq = ?", (seqs[0],)).fetchone()
-            return {seqs[0]: row[0]} if row else {}
-        marks = ",".join("?" * len(seqs))
-        return dict(self._db.execute(f"SELECT seq, body FROM messages WHERE seq IN ({marks})", tuple(seqs)))
+    def bodies(self, seqs: Sequence[int]) -> list[bytes]:
+        """The bodies of ``seqs``, in order (b"" for a row that is gone)."""
+        cache = self._cache
+        missing = [seq for seq in seqs if seq not in cache]
+        found: dict[int, bytes] = {}
+        for at in range(0, len(missing), 500):   # SQLite's limit of bound parameters
+            chunk = missing[at:at + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT seq, body FROM messages WHERE seq IN ({marks})", chunk))
+        return [cache.get(seq) or found.get(seq, b"") for seq in seqs]
 
     def set_receive_counts(self, pairs: Iterable[tuple[int, int]]) -> None:
-        """``(receive_count, seq)`` pairs."""
-        self.begin()
-        self._db.executemany("UPDATE messages SET receive_count = ? WHERE seq = ?", pairs)
+        """``(receive_count, seq)`` pairs, written with the next commit."""
+        counts = self._counts
+        for count, seq in pairs:
+            counts[seq] = count
 
     def delete(self, seqs: Iterable[int]) -> None:
-        self.begin()
-        self._db.executemany("DELETE FROM messages WHERE seq = ?", ((s,) for s in seqs))
+        """Rows deleted with the next commit."""
+        for seq in seqs:
+            self._forget(seq)
+            self._deletes.append(seq)
+
+    def _forget(self, seq: int) -> None:
+        self._counts.pop(seq, None)
+        body = self._cache.pop(seq, None)
+        if body is not None:
+            self._cached_bytes -= len(body)
 
     def move(self, seq: int, queue: str) -> int:
         """Move a message to another queue (dead-lettering) as a new row at its end; its new seq."""
         self._promise()
         new = self._next_seq
         self._next_seq += 1
+        self._counts.pop(seq, None)
+        body = self._cache.pop(seq, None)
+        if body is not None:
+            self._cache[new] = body
         self._db.execute("UPDATE OR REPLACE messages SET seq = ?, queue = ?, receive_count = 0 WHERE seq = ?",
                          (new, queue, seq))
         return new
