@@ -41,6 +41,14 @@ def test_fifo_batches_and_a_bounded_get(amqp):
     got = q.get_many(10, timeout=2)
     assert [m.body for m in got] == [0, 1, 2, 3, 4] and q.info().in_flight == 5
     assert q.ack_many(got) == 5
+    for _ in range(3):                                  # batches: each message delivered once, none given back
+        ids = q.put_many(list(range(100)))
+        got = q.get_many(100, timeout=5)
+        assert [m.message_id for m in got] == ids and {m.receive_count for m in got} == {1}
+        assert q.ack_many(got) == 100 and len(q) == 0
+    q.put_many([1, 2])
+    got = q.get_many(10, timeout=5)                     # fewer ready than asked for
+    assert [m.body for m in got] == [1, 2] and q.ack_many(got) == 2
     start = time.monotonic()
     assert q.get(timeout=1.0) is None
     assert time.monotonic() - start < 2.0

@@ -68,18 +68,24 @@ class Confirms:
     """A channel in confirm mode whose publishes share one wait: publish a batch, then wait for every confirm.
 
     pika's ``BlockingChannel.basic_publish`` waits for each confirm in turn (a round trip and a quorum
-    commit per message), so this publishes through the channel's underlying pika ``Channel`` and counts the
-    ``Basic.Ack``/``Nack`` frames itself; RabbitMQ sends a mandatory message's ``Basic.Return`` before its ack.
+    commit per message), so this publishes through the channel's underlying pika ``Channel`` (``_impl``),
+    counts the ``Basic.Ack``/``Nack`` frames itself and waits on the channel's own I/O loop
+    (``_flush_output``, as ``BlockingChannel`` does). These are pika internals (1.3, 1.4); without them it
+    falls back to a confirm per message. RabbitMQ sends a mandatory message's ``Basic.Return`` before its ack.
     """
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self.channel = conn.channel()
-        self._impl = self.channel._impl
+        self._impl = getattr(self.channel, "_impl", None)
+        self._batched = self._impl is not None and hasattr(self.channel, "_flush_output")
         self._tag = 0
         self._pending: set[int] = set()
         self._nacked = 0
         self._returned: list[str] = []
+        if not self._batched:
+            self.channel.confirm_delivery()
+            return
         selected: list[bool] = []
         self._impl.add_on_return_callback(lambda _ch, method, _props, _body: self._returned.append(method.routing_key))
         self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
@@ -94,11 +100,14 @@ class Confirms:
 
     def _wait(self, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + CONFIRM_TIMEOUT_S
-        while not ready():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrokerUnavailable(f"RabbitMQ confirmed nothing within {CONFIRM_TIMEOUT_S:g} s")
-            self._conn.process_data_events(time_limit=min(left, 0.05))
+        ioloop = self._impl.connection.ioloop
+        timer = ioloop.call_later(CONFIRM_TIMEOUT_S, lambda: None)     # wakes the loop's poll at the deadline
+        try:
+            self.channel._flush_output(ready, lambda: time.monotonic() >= deadline)
+        finally:
+            ioloop.remove_timeout(timer)
+        if not ready():
+            raise BrokerUnavailable(f"RabbitMQ confirmed nothing within {CONFIRM_TIMEOUT_S:g} s")
 
     def publish(self, exchange: str, items: list[tuple[str, bytes, pika.BasicProperties]]) -> list[str]:
         """Publish ``(routing key, body, properties)`` items (mandatory), wait for all; the routing keys returned.
@@ -106,6 +115,8 @@ class Confirms:
         Raises:
             BrokerError: RabbitMQ nacked some (it could not store them).
         """
+        if not self._batched:
+            return self._publish_each(exchange, items)
         self._returned, self._nacked = [], 0
         for routing_key, body, props in items:
             self._impl.basic_publish(exchange, routing_key, body, props, mandatory=True)
@@ -115,6 +126,17 @@ class Confirms:
         if self._nacked:
             raise BrokerError("amqp", f"RabbitMQ refused {self._nacked} of {len(items)} messages (nack)")
         return self._returned
+
+    def _publish_each(self, exchange: str, items: list[tuple[str, bytes, pika.BasicProperties]]) -> list[str]:
+        returned = []
+        for routing_key, body, props in items:
+            try:
+                self.channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            except pika.exceptions.UnroutableError:
+                returned.append(routing_key)
+            except pika.exceptions.NackError:
+                raise BrokerError("amqp", "RabbitMQ refused a message (nack)") from None
+        return returned
 
 
 class AmqpClient:
@@ -302,9 +324,9 @@ class AmqpClient:
                            tuple(float(props.timestamp or 0) for _, props, _ in got), sizes, blob)
 
     def _consume(self, queue: str, prefetch: int, timeout_s: float) -> list[tuple[Any, Any, bytes]]:
-        """Up to ``prefetch`` messages pushed by a consumer with that prefetch: all of them, or the first to come
-        within ``timeout_s`` and whatever came with it. With as many as are ready (or 1), nothing is in flight
-        when it is cancelled, so nothing is given back."""
+        """Up to ``prefetch`` messages pushed by a consumer with that prefetch: all of them, or what came within
+        ``timeout_s``. With as many as are ready (or 1), nothing is in flight when it is cancelled, so nothing
+        is given back (unless a message comes in the instant a wait times out)."""
         conn, ch, local = self._connection(), self.channel(), self.thread_local()
         if local.qos != prefetch:
             ch.basic_qos(prefetch_count=prefetch)
@@ -313,14 +335,15 @@ class AmqpClient:
         tag = ch.basic_consume(queue, lambda _c, m, pr, b: got.append((m, pr, b)), auto_ack=False)
         deadline = time.monotonic() + timeout_s
         try:
+            # until all ``prefetch`` came (cancelling earlier would have pika reject those still on their way:
+            # a receive counted for nothing), or the time is up
             while len(got) < prefetch:
-                before = len(got)
                 left = deadline - time.monotonic()
-                conn.process_data_events(time_limit=max(0.0, min(left, 0.5)) if not got else 0)
+                conn.process_data_events(time_limit=max(0.0, min(left, 0.5)))
                 if tag in local.cancelled:           # the queue was deleted while we waited
                     local.cancelled.discard(tag)
                     raise NoSuchQueue(queue)
-                if (got and len(got) == before) or (not got and time.monotonic() >= deadline):
+                if time.monotonic() >= deadline:
                     break
         finally:
             if ch.is_open and tag not in local.cancelled:
