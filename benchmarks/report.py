@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import faas_report, idle, records, scale_report
+from benchmarks import faas_report, idle, messaging_report, records, scale_report
 from benchmarks.adapters import ADAPTERS
 from benchmarks.cases import CASES, Figure
 
@@ -54,7 +54,7 @@ def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
     all_records = list(all_records)
     for rec in all_records:
         runs[rec.get("run_id", "?")].append(rec)
-        if rec["case"] not in (scale_report.CASE, idle.CASE):  # their own sections (scale_report.py, idle.py)
+        if rec["case"] not in (scale_report.CASE, idle.CASE, messaging_report.CASE):  # their own sections
             by_group[(rec["case"], rec["executor"])].append(rec)
     images = set(images)
     lines = [
@@ -83,6 +83,7 @@ def render(all_records: Iterable[Record], images: Iterable[str] = ()) -> str:
             lines[-1:-1] = ["", f"![{case}, {executor} group]({case}.png)"]
     lines += scale_report.render(all_records)
     lines += idle.render(all_records)
+    lines += messaging_report.render(all_records)
     lines += _render_history(runs)
     return "\n".join(lines) + "\n"
 

@@ -1,6 +1,11 @@
 """Messaging (issue 13, "Measure"): topics and queues through our broker, beside their floors, in one run.
 
-``python -m benchmarks.cases.messaging [--n N] [--out FILE]`` (from the repository root, with ``.venv``):
+``python -m benchmarks.cases.messaging [--n N] [--amqp-url URL] [--repeats R] [--label L]`` (from the
+repository root, with ``.venv``: it has pika and Dask). Each repeat is one record in
+``records/messaging.jsonl`` (the load average before and after, the commit, the machine), and
+``python -m benchmarks report`` shows the latest run in RESULTS.md's Messaging section
+(``benchmarks/messaging_report.py``). ``--no-record`` only prints; ``--out FILE`` also writes the
+figures as JSON.
 
 - ``topic_*``: 1 KB messages, one publisher (this process) and one subscriber
   (a child process). Throughput: the publisher sends ``n`` as fast as it can,
@@ -16,6 +21,8 @@
   ``distributed.Queue`` (one at a time: it has no batches) where it imports.
 - ``restart``: 2,000 messages queued, the broker SIGKILLed and restarted,
   then every message read back (``restart_lost`` must be 0).
+- ``rabbitmq_*`` (with ``--amqp-url``): the same queue loop and the same topic pair (fewer messages:
+  ``--amqp-n``) through the same API on RabbitMQ.
 
 Not registered in the adapter runner (``benchmarks/cases/__init__.py``): the
 cases there run apps through adapters, this one runs no apps.
@@ -61,6 +68,8 @@ _SUBSCRIBER = textwrap.dedent("""
         now = time.monotonic_ns()
         if m is None or m == b"end" or m == "end":
             break
+        if m == b"warm":                    # the publisher's first message, not one of the n
+            continue
         if first is None:
             first = time.perf_counter()
         last = time.perf_counter()
@@ -71,9 +80,9 @@ _SUBSCRIBER = textwrap.dedent("""
 """)
 
 
-def _subscriber(mode: str, kind: str, n: int, address: str = "") -> subprocess.Popen:
+def _subscriber(mode: str, kind: str, n: int, address: str = "", env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, mode, kind, str(n), address],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -96,21 +105,23 @@ def _stamped(i: int) -> bytes:
     return time.monotonic_ns().to_bytes(8, "little") + BODY[8:]
 
 
-def topic_ours(n: int, samples: int) -> dict[str, float]:
+def topic_ours(n: int, samples: int, client: Any = None, env: dict[str, str] | None = None,
+               prefix: str = "topic") -> dict[str, float]:
+    """Through ``msg.publish``/``msg.subscribe`` (``client``: this process's; ``env``: the subscriber's)."""
     from parsl_lite import messaging as msg
-    sub = _subscriber("throughput", "ours", n)
-    msg.publish("bench", b"warm")
+    sub = _subscriber("throughput", "ours", n, env=env)
+    msg.publish("bench", b"warm", client=client)
     for _ in range(n):
-        msg.publish("bench", BODY)
+        msg.publish("bench", BODY, client=client)
     time.sleep(0.5)
-    msg.publish("bench", b"end")
+    msg.publish("bench", b"end", client=client)
     thr = _result(sub)
-    sub = _subscriber("latency", "ours", samples)
+    sub = _subscriber("latency", "ours", samples, env=env)
     for i in range(samples):
-        msg.publish("bench", _stamped(i))
+        msg.publish("bench", _stamped(i), client=client)
         time.sleep(0.001)
-    msg.publish("bench", b"end")
-    return _figures("topic", n, thr, _result(sub))
+    msg.publish("bench", b"end", client=client)
+    return _figures(prefix, n, thr, _result(sub))
 
 
 def topic_zmq(n: int, samples: int) -> dict[str, float]:
@@ -217,15 +228,8 @@ def restart(broker_dir: Path, n: int = 2000) -> dict[str, float]:
     return {"restart_lost": float(len(ids - got))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cases.messaging")
-    parser.add_argument("--n", type=int, default=200_000, help="topic messages for the throughput (default %(default)s)")
-    parser.add_argument("--queue-n", type=int, default=20_000)
-    parser.add_argument("--samples", type=int, default=2000, help="latency samples")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
-    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", ""),
-                        help="also measure the queue on this RabbitMQ server (default $AMQP_URL)")
-    args = parser.parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """One run of every figure, side by side (a broker of ours in a temporary home)."""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PARSL_LITE_HOME"] = tmp
         from parsl_lite.messaging import cli
@@ -239,19 +243,78 @@ def main(argv: list[str] | None = None) -> int:
             figures.update(queue_ours(args.queue_n))
             if args.amqp_url:
                 from parsl_lite.messaging.amqp import AmqpClient
-                figures.update(queue_ours(args.queue_n, singles=500, client=AmqpClient(args.amqp_url, "--amqp-url"),
-                                          prefix="rabbitmq_queue"))
+                from parsl_lite.messaging.paths import URL_ENV
+                amqp = AmqpClient(args.amqp_url, "--amqp-url")
+                figures.update(queue_ours(args.queue_n, singles=500, client=amqp, prefix="rabbitmq_queue"))
+                figures.update(topic_ours(args.amqp_n, args.samples, client=amqp, env={URL_ENV: args.amqp_url},
+                                          prefix="rabbitmq_topic"))
+                amqp.close()
             figures.update(queue_dask(2000))
             figures.update(restart(broker_dir))
         finally:
             info = cli.running_broker(broker_dir)
             if info:
                 os.kill(info["pid"], signal.SIGTERM)
-    for name, value in figures.items():
-        print(f"{name:32s} {value:14.3f}")
+    return figures
+
+
+def record(args: argparse.Namespace, run_id: str, repeat: int) -> dict[str, Any]:
+    """One repeat as a record of ``records/messaging.jsonl`` (the fields every record has: records.py)."""
+    import platform
+
+    from benchmarks import records
+    rec: dict[str, Any] = {
+        "case": CASE, "library": "parsl_lite", "adapter": "parsl_lite-messaging", "executor": CASE,
+        "run_id": run_id, "repeat": repeat, "label": args.label, "python": platform.python_version(),
+        "params": {"n": args.n, "queue_n": args.queue_n, "samples": args.samples, "amqp_n": args.amqp_n,
+                   "rabbitmq": bool(args.amqp_url)},
+        "timestamp": records.now_iso(), "loadavg_before": records.loadavg(), "git_commit": records.git_commit(),
+        "git_dirty": records.git_dirty(), "machine": records.machine(),
+    }
+    started = time.perf_counter()
+    try:
+        rec["figures"] = measure(args)
+    except Exception as exc:                # recorded, not lost
+        rec["error"] = f"{type(exc).__name__}: {exc}"
+    rec["wall_s"] = round(time.perf_counter() - started, 2)
+    rec["loadavg_after"] = records.loadavg()
+    return rec
+
+
+CASE = "messaging"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import records
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cases.messaging")
+    parser.add_argument("--n", type=int, default=200_000, help="topic messages for the throughput (default %(default)s)")
+    parser.add_argument("--queue-n", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=2000, help="latency samples")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", ""),
+                        help="also measure the queue and topics on this RabbitMQ server (default $AMQP_URL)")
+    parser.add_argument("--amqp-n", type=int, default=20_000, help="topic messages on RabbitMQ (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--label", default=None, help="a name for this run in RESULTS.md")
+    parser.add_argument("--records-dir", type=Path, default=records.RECORDS_DIR)
+    parser.add_argument("--no-record", action="store_true", help="print the figures only")
+    args = parser.parse_args(argv)
+    run_id, failed, figures = records.new_run_id(), 0, {}
+    for repeat in range(args.repeats):
+        rec = record(args, run_id, repeat)
+        if not args.no_record:
+            records.append(args.records_dir, rec)
+        if "error" in rec:
+            failed += 1
+            print(f"repeat {repeat}: {rec['error']}", file=sys.stderr)
+            continue
+        figures = rec["figures"]
+        print(f"repeat {repeat} (load {rec['loadavg_before'][0]:.2f} -> {rec['loadavg_after'][0]:.2f}):")
+        for name, value in figures.items():
+            print(f"  {name:36s} {value:14.3f}")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
