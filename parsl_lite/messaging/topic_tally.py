@@ -10,11 +10,15 @@ listener counts and answers welcome keys. The filter lags the tally by a
 moment, so a frame of a topic with listeners that slips through is ignored
 here, not counted.
 
-Exact except at the moment a topic gains its first listener or loses its
-last: the subscriber's socket knows a little before the proxy reads the
-(un)subscription, so a frame of that topic in flight in that window (at most
-one burst of the proxy) may be counted wrongly. Frames published after
-``subscribe`` returned are never affected (the welcome comes after).
+Exact except around the moment a topic gains its first listener or loses
+its last. Gaining: the subscriber's socket knows a little before the proxy
+reads the subscription, so a frame of the topic in flight then (at most one
+burst of the proxy) may be delivered and counted as dropped. Losing: the
+capture applies the tally's "no longer filter this topic" at its next
+command check (libzmq: about 1 ms), so the topic's frames in that window are
+dropped uncounted (and show as forwarded). Frames published after
+``subscribe`` returned, while it listens, are never affected (the welcome
+comes after the subscription).
 """
 from __future__ import annotations
 

@@ -16,8 +16,10 @@ in order, so the topic subscription is live before the welcome is sent.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
+import threading
 import time
 import uuid
 from typing import Any, Iterator, Optional
@@ -74,8 +76,23 @@ class _Publisher:
             self.dropped += 1
 
 
+_forks = 0                         # bumped in a forked child: the parent's publishers are not its own
+_this_thread = threading.local()   # .last: (client, _forks, publisher), so that publish makes no getpid call
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _publisher(client: Any) -> Any:
     client = client or default_client()
+    last = getattr(_this_thread, "last", None)
+    if last is not None and last[0] is client and last[1] == _forks:
+        return last[2]
     local = client.thread_local()
     pub = getattr(local, "publisher", None)
     if pub is None or pub.pid != os.getpid():
@@ -84,6 +101,7 @@ def _publisher(client: Any) -> Any:
             pub = local.publisher = AmqpPublisher(client)
         else:
             pub = local.publisher = _Publisher(client)
+    _this_thread.last = (client, _forks, pub)
     return pub
 
 
@@ -180,22 +198,26 @@ class Subscription:
     def get(self, timeout: Optional[float] = None) -> Any:
         """The next message, waiting up to ``timeout`` seconds (None: until one comes); None if none came
         or the subscription stopped (see ``stopped``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         if self._amqp is not None:
-            return self._get_amqp(deadline)
+            return self._get_amqp(None if timeout is None else time.monotonic() + timeout)
+        recv, deadline = self._sock.recv, None   # the clock is read only once there is a wait
         while not self.stopped:
             try:
-                frame = self._sock.recv(zmq.NOBLOCK)   # the common case under load: one is there already
+                frame = recv(zmq.NOBLOCK)   # the common case under load: one is there already
             except zmq.Again:
-                wait_ms = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                if deadline is None:
+                    deadline = math.inf if timeout is None else time.monotonic() + timeout
+                wait_ms = 500 if timeout is None else max(0, int((deadline - time.monotonic()) * 1000))
                 if not self._sock.poll(min(wait_ms, 500)):
                     self._maybe_report()
-                    if deadline is not None and time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline:
                         return None
                 continue
             message = self._read(frame)
             if message is not _NOTHING:
                 return message
+            if deadline is None:
+                deadline = math.inf if timeout is None else time.monotonic() + timeout
         return None
 
     def _get_amqp(self, deadline: Optional[float]) -> Any:
@@ -216,10 +238,11 @@ class Subscription:
         key, publisher, seq, flags, body = p.read_frame(frame)
         if key != self._key:
             return _NOTHING
-        last = self._last.get(publisher)
-        if last is not None and seq > last + 1:
-            self.lost += seq - last - 1
-        self._last[publisher] = max(seq, last or 0)
+        last = self._last.get(publisher, 0)
+        if seq > last:
+            if last and seq > last + 1:
+                self.lost += seq - last - 1
+            self._last[publisher] = seq
         return self._handle(flags, body)
 
     def _handle(self, flags: int, body: bytes) -> Any:
