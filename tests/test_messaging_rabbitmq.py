@@ -208,3 +208,19 @@ def test_consumer_apps_on_htex_drain_a_rabbitmq_queue_into_a_table(amqp, make_df
     assert len(q) == 0
     q.delete()
     msg.delete_queue(name + ".dead")
+
+
+def test_a_holder_silent_past_the_heartbeat_loses_its_delivery_to_another_reader(amqp):
+    from parsl_lite.messaging.amqp import AmqpClient
+    from parsl_lite.messaging.queues import Queue
+    name = unique("silent")
+    holder = Queue(name, visibility_timeout_s=600, client=AmqpClient(amqp["AMQP_URL"] + "?heartbeat=1", "test"))
+    holder.put("job")
+    held = holder.get(timeout=5)
+    other = msg.queue(name)
+    # the holder makes no call: RabbitMQ closes its silent connection and gives the message back
+    again = wait_for(lambda: other.get(timeout=1), 30, "the message delivered to the other reader")
+    assert again.body == "job" and again.receive_count == 2
+    assert held.ack() is False and again.ack() is True
+    other.delete()
+    msg.delete_queue(name + ".dead")
