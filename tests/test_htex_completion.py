@@ -165,7 +165,9 @@ def test_a_done_callback_may_block_on_another_htex_app(htex_dfk):
     gate.set_result(1)  # only now can the first task run: its callback runs where results complete
     thread, value = got.get(timeout=40)
     assert value == 4
-    assert thread.startswith("parsl_lite-htex-completion")
+    # A lone result completes on the I/O thread (retired while its callback blocks, a new one taking
+    # over the socket); a result queued behind others, on the completion thread.
+    assert thread.startswith(("parsl_lite-htex-io", "parsl_lite-htex-completion"))
     assert double(5).result(timeout=20) == 10
 
 

@@ -13,6 +13,13 @@ thread wake-up on each round trip of a one-at-a-time workflow.
 The I/O thread also watches the interchange: a dead process, or silence past
 the heartbeat threshold while tasks are out, is reported through ``on_lost``.
 
+Results are handed to ``on_results`` after the socket lock is released, and
+the I/O thread is an :class:`~parsl_lite.executors.htex.completion.InlineHost`
+for the last batch of each wake-up: a lone result may be completed right there
+(one thread wake-up less per round trip). Should its callbacks block, the
+completer's standby retires this thread and a new one takes over the socket
+(:meth:`InterchangeClient._io_stuck`); the old one exits when they return.
+
 Before the I/O thread starts, :meth:`InterchangeClient.start` says
 ``ClientHello`` (with the protocol version) and waits for the answer, so an
 interchange of another version is refused at start with both versions named.
@@ -38,6 +45,7 @@ from typing import Any, Callable, Optional
 import zmq
 
 from parsl_lite.executors.htex import curve
+from parsl_lite.executors.htex.completion import InlineHost, host_inline
 from parsl_lite.executors.htex.errors import InterchangeLost, MalformedMessage
 from parsl_lite.executors.htex.messages import (
     PROTOCOL_VERSION, Ack, ClientHello, ErrorReply, Ping, Reply, Request, ResultBatch, ShutdownRequest, StatusReply,
@@ -81,8 +89,9 @@ class InterchangeClient:
         self._outgoing: list[TaskMessage] = []
         self._commands: list[Request] = []
         self._proof = Signer(settings.secret, CLIENT)
-        self._handlers: dict[type, Callable[[Any], None]] = {  # what the interchange sends us, by type
-            ResultBatch: self._results_arrived, **{kind: self._resolve_request for kind in _REPLIES}}
+        self._handlers: dict[type, Callable[[Any], None]] = {  # replies from the interchange, by type
+            kind: self._resolve_request for kind in _REPLIES}
+        self._retired = 0
         self.secret_file = ""
         self._replies: dict[int, Future] = {}
         self._request_ids = itertools.count(1)
@@ -181,7 +190,8 @@ class InterchangeClient:
                 logger.info("interchange shutdown command: %r", exc)
             self._stop = True
             self._poke()
-            self._thread.join(timeout_s)
+            if self._thread is not threading.current_thread():  # stop() from a result's callback
+                self._thread.join(timeout_s)
         if self.process is not None:
             try:
                 self.process.wait(timeout=timeout_s)
@@ -249,7 +259,36 @@ class InterchangeClient:
 
     # ------------------------------------------------------------ the I/O thread
 
+    def _io_stuck(self) -> None:
+        """The I/O thread sits in a lone result's callbacks: start another on the socket (completer's lock held)."""
+        stuck = self._thread
+        if stuck is not None:
+            self._retired += 1
+            stuck.name = f"{stuck.name}-blocked-{self._retired}"
+        self._thread = threading.Thread(target=self._run, name=f"parsl_lite-{self.label}-io", daemon=True)
+        self._thread.start()
+
     def _run(self) -> None:
+        host = InlineHost(self._io_stuck)
+        host_inline(host)
+        try:
+            self._loop(host)
+        except InterchangeLost as lost:
+            logger.error("executor %r: %s", self.label, lost)
+            self._on_lost(lost)
+        except Exception as exc:  # a bug here must fail the futures, not strand them
+            logger.exception("executor %r: I/O thread failed", self.label)
+            self._on_lost(InterchangeLost(f"the executor's I/O thread failed: {exc!r}"))
+        finally:
+            host_inline(None)
+            if not host.retired:  # a retired thread's successor owns the socket
+                assert self._socket is not None
+                with self._socket_lock:
+                    self._socket_open = False
+                    self._socket.close(linger=0)
+                self._fail_commands()
+
+    def _loop(self, host: InlineHost) -> None:
         assert self._socket is not None
         poller = zmq.Poller()
         zmq_fd = self._socket.getsockopt(zmq.FD)  # readable when the socket has news: then ask EVENTS
@@ -258,46 +297,50 @@ class InterchangeClient:
         period_ms = int(min(self.settings.heartbeat_period_s, 1.0) * 1000)
         last_heard = last_ping = last_check = time.monotonic()
         wake_r, socket_lock = self._wake_r, self._socket_lock
-        try:
-            while not self._stop:
-                events = poller.poll(period_ms)  # raw descriptors only: the socket itself is not touched
-                if any(fd == wake_r for fd, _ in events):
-                    os.read(wake_r, 65536)
-                with socket_lock:
-                    self._flush()
-                    heard = self._receive_all()  # last call on the socket before we wait again
-                now = time.monotonic()
-                if heard:
-                    last_heard = now
-                if now - last_check < _PROCESS_CHECK_S:
-                    continue  # busy: the checks below run at most every _PROCESS_CHECK_S
-                last_check = now
-                if self.process is not None and self.process.poll() is not None:
-                    if self._stopping:
-                        return
-                    raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
-                                          f"{self.process.returncode}")
-                if now - last_ping >= self.settings.heartbeat_period_s:
-                    with self._lock:  # sent by the next turn of the loop, under the socket lock
-                        self._commands.append(Ping(0))
-                    self._poke()
-                    last_ping = now
-                    if not self._has_outstanding():
-                        last_heard = now  # silence while idle is not a fault
-                if now - last_heard > self.settings.heartbeat_threshold_s and self._has_outstanding():
-                    raise InterchangeLost(f"no word from the interchange for {now - last_heard:.1f} s "
-                                          f"(heartbeat_threshold {self.settings.heartbeat_threshold_s} s)")
-        except InterchangeLost as lost:
-            logger.error("executor %r: %s", self.label, lost)
-            self._on_lost(lost)
-        except Exception as exc:  # a bug here must fail the futures, not strand them
-            logger.exception("executor %r: I/O thread failed", self.label)
-            self._on_lost(InterchangeLost(f"the executor's I/O thread failed: {exc!r}"))
-        finally:
-            with self._socket_lock:
-                self._socket_open = False
-                self._socket.close(linger=0)
-            self._fail_commands()
+        arrived: list[tuple] = []
+        while not self._stop:
+            events = poller.poll(period_ms)  # raw descriptors only: the socket itself is not touched
+            if any(fd == wake_r for fd, _ in events):
+                os.read(wake_r, 65536)
+            with socket_lock:
+                self._flush()
+                heard = self._receive_all(arrived)  # last call on the socket before we wait again
+            if arrived:
+                self._deliver(arrived, host)
+                arrived = []
+                if host.retired:
+                    return  # blocked in a callback meanwhile: another thread has the socket now
+            now = time.monotonic()
+            if heard:
+                last_heard = now
+            if now - last_check < _PROCESS_CHECK_S:
+                continue  # busy: the checks below run at most every _PROCESS_CHECK_S
+            last_check = now
+            if self.process is not None and self.process.poll() is not None:
+                if self._stopping:
+                    return
+                raise InterchangeLost(f"the interchange process (pid {self.process.pid}) exited with code "
+                                      f"{self.process.returncode}")
+            if now - last_ping >= self.settings.heartbeat_period_s:
+                with self._lock:  # sent by the next turn of the loop, under the socket lock
+                    self._commands.append(Ping(0))
+                self._poke()
+                last_ping = now
+                if not self._has_outstanding():
+                    last_heard = now  # silence while idle is not a fault
+            if now - last_heard > self.settings.heartbeat_threshold_s and self._has_outstanding():
+                raise InterchangeLost(f"no word from the interchange for {now - last_heard:.1f} s "
+                                      f"(heartbeat_threshold {self.settings.heartbeat_threshold_s} s)")
+
+    def _deliver(self, arrived: list[tuple], host: InlineHost) -> None:
+        """Hand the results over, in order; only the last batch may be completed in this thread (inline)."""
+        last = len(arrived) - 1
+        for index, results in enumerate(arrived):
+            host.allowed = index == last  # a host retired in a callback must hold no later batch back
+            try:
+                self._on_results(results)
+            finally:
+                host.allowed = False
 
     def _flush(self) -> None:
         """Send what is queued. Socket lock held."""
@@ -318,8 +361,8 @@ class InterchangeClient:
     def _send_command(self, request: Request) -> None:
         send_frames(self._socket, self._proof.sign(encode(request)))  # type: ignore[arg-type]
 
-    def _receive_all(self) -> bool:
-        """Handle every message that waits; whether there was one. Socket lock held."""
+    def _receive_all(self, arrived: list[tuple]) -> bool:
+        """Handle every message that waits, results into ``arrived``; whether there was one. Socket lock held."""
         socket = self._socket
         assert socket is not None
         heard = False
@@ -334,6 +377,9 @@ class InterchangeClient:
             except MalformedMessage as exc:
                 logger.error("executor %r: dropped a malformed message from the interchange: %s", self.label, exc)
                 continue
+            if type(message) is ResultBatch:
+                arrived.append(message.results)
+                continue
             handler = self._handlers.get(type(message))
             if handler is None:
                 logger.error("executor %r: dropped a %s from the interchange (not one it sends)", self.label,
@@ -341,9 +387,6 @@ class InterchangeClient:
                 continue
             handler(message)
         return heard
-
-    def _results_arrived(self, batch: ResultBatch) -> None:
-        self._on_results(batch.results)
 
     def _resolve_request(self, reply: Reply) -> None:
         with self._lock:

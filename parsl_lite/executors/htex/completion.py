@@ -54,6 +54,19 @@ threads may be stuck in callbacks at once; past that, later items wait (and
 one warning says so). The time threshold decides only *when* help comes,
 never what is computed.
 
+**A lone result completes where it arrives.** Handing a result to the
+completion thread costs a thread wake-up (30-80 µs on a small VM), a whole
+tenth of a one-at-a-time round trip. So the client's I/O thread, declared
+an :class:`InlineHost` (:func:`host_inline`), completes a batch of one result
+itself when the completion thread is idle and nothing is queued (its setter
+then begins after every earlier item's, as the order wants). The same
+standby watches it: if the host stays inside one such setter for ``stall_s``,
+the standby *retires* it and calls its ``on_stuck`` (the client starts a new
+I/O thread, which puts its results on the queue until the retired one is
+out of its callback); the retired thread exits when its callback returns.
+The standby looks every ``stall_s`` only while lone results keep coming, and
+sleeps untimed once ``stall_s`` passes without one.
+
 **Cost.** The leader pops without a lock unless a take-over is under way
 (see ``_lead_loop``); what remains is one ``put`` per batch and one function
 call per result.
@@ -74,6 +87,31 @@ Settle = Optional[tuple[Callable[[Any], Any], Any]]
 _STALL_S = 0.05
 _MAX_THREADS = 32
 _EXIT = object()
+_hosts = threading.local()  # .host: the InlineHost this thread is, if any
+
+
+class InlineHost:
+    """A thread that may complete a lone result itself (the client's I/O thread), and how to replace it.
+
+    Args:
+        on_stuck: called (by the standby, the completer's lock held; it must not
+            block) when the host has sat in one result's callbacks for
+            ``stall_s``; it starts the thread that takes the host's job over.
+    """
+
+    __slots__ = ("on_stuck", "allowed", "busy", "seq", "retired")
+
+    def __init__(self, on_stuck: Callable[[], None]) -> None:
+        self.on_stuck = on_stuck
+        self.allowed = False   # set by the host around the one ``put`` it may complete itself
+        self.busy = False      # inside a setter (the future's callbacks)
+        self.seq = 0           # setters begun
+        self.retired = False   # replaced while inside a setter: exit when it returns
+
+
+def host_inline(host: Optional[InlineHost]) -> None:
+    """Declare the calling thread an inline host (None: no longer)."""
+    _hosts.host = host
 
 
 class Completer:
@@ -110,6 +148,8 @@ class Completer:
         self._threads: set[threading.Thread] = set()
         self._demoted: set[threading.Thread] = set()  # replaced while inside a callback
         self._spawned = 0
+        self._inline_host: Optional[InlineHost] = None  # the host the standby watches
+        self._retired_hosts = 0    # hosts retired and still inside their callback: no inline meanwhile
         self._stopping = False
         self._closed = False
         self._warned_full = False
@@ -162,8 +202,16 @@ class Completer:
     def put(self, items: Iterable) -> None:
         """Queue items for completion, in order. One lock, at most one wake-up, per call.
 
-        After :meth:`stop`, items are completed in the caller's thread.
+        After :meth:`stop`, items are completed in the caller's thread. An
+        inline host's lone item, while the completion thread is idle, is
+        completed in the host's thread (see the module's docstring).
         """
+        host = getattr(_hosts, "host", None)
+        if host is not None and host.allowed:
+            items = list(items)
+            if len(items) == 1 and self._begin_inline(host):
+                self._settle_inline(host, items[0])
+                return
         with self._lock:
             if self._closed:
                 closed = True
@@ -178,6 +226,53 @@ class Completer:
         if closed:
             for item in items:
                 self._run_one(item)
+
+    def _begin_inline(self, host: InlineHost) -> bool:
+        """Whether ``host`` may complete its item now: nothing queued, the leader idle, nobody stuck inline."""
+        with self._lock:
+            if self._closed or self._stopping or self._items or not self._leader_idle or self._taking_over \
+                    or self._retired_hosts or host.retired:
+                return False
+            if self._inline_host is not host:  # the standby watches from now until a quiet stall_s
+                self._inline_host = host
+                self._watch.notify()
+            return True
+
+    def _settle_inline(self, host: InlineHost, item: Any) -> None:
+        settle = self._prepare(item)
+        if settle is None:
+            return
+        host.seq += 1
+        host.busy = True
+        try:
+            settle[0](settle[1])
+        except BaseException:  # as on the completion thread: a callback must not kill the I/O thread
+            logger.exception("%s: completing %r failed", self.name, item)
+        finally:
+            with self._lock:  # with the standby's look at ``busy``: retired only while inside the setter
+                host.busy = False
+                if host.retired:
+                    self._retired_hosts -= 1
+
+    def _watch_inline(self) -> None:
+        """Lock held: wait ``stall_s``; retire the host if it sat in one setter all along, disarm if it was quiet."""
+        host = self._inline_host
+        assert host is not None
+        seq, busy, began = host.seq, host.busy, time.monotonic()
+        self._watch.wait(self._stall_s)
+        if self._inline_host is not host or host.seq != seq:
+            return  # replaced, or it moved on: watch on
+        if not busy or not host.busy:
+            if not host.busy:
+                self._inline_host = None  # quiet: sleep until the next lone result
+            return
+        if time.monotonic() - began < self._stall_s:
+            return  # woken early (a put for the leader): not stuck yet
+        self._inline_host = None
+        self._retired_hosts += 1
+        host.retired = True
+        logger.info("%s: the I/O thread is blocked in a callback; a new one takes over its socket", self.name)
+        host.on_stuck()
 
     # ------------------------------------------------------------ the threads
 
@@ -285,7 +380,10 @@ class Completer:
                     return False
                 if not self._items or self._leader_idle:
                     self._armed = False
-                    self._watch.wait(None if not self._stopping else self._stall_s)
+                    if self._inline_host is not None and not self._stopping:
+                        self._watch_inline()
+                    else:
+                        self._watch.wait(None if not self._stopping else self._stall_s)
                     continue
                 self._armed = True
                 seen, leader = self._progress, self._leader
