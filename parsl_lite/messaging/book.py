@@ -91,15 +91,20 @@ Action = Union[Deliver, Delete, Requeue, DeadLetter]
 
 @dataclass
 class QueueBook:
-    """The state of one queue. ``receipts`` are unique per book (the broker gives each book its own range)."""
+    """The state of one queue. Receipts count up from ``first_receipt``: the broker starts them past any
+    receipt its previous run handed out, so an ack of a delivery made before a restart settles nothing."""
     name: str
     settings: QueueSettings = field(default_factory=QueueSettings)
+    first_receipt: int = 1
     _entries: dict[int, Entry] = field(default_factory=dict)
+    _ids: dict[str, int] = field(default_factory=dict)               # message_id -> seq, of those held
     _ready: list[int] = field(default_factory=list)                 # heap of seqs
     _deadlines: list[tuple[float, int]] = field(default_factory=list)  # heap of (deadline, receipt)
     _by_receipt: dict[int, int] = field(default_factory=dict)        # receipt -> seq
-    _next_receipt: int = 1
     dead_lettered: int = 0
+
+    def __post_init__(self) -> None:
+        self._next_receipt = self.first_receipt
 
     # ------------------------------------------------------------ events
 
@@ -113,7 +118,12 @@ class QueueBook:
     def put(self, seq: int, message_id: str, size: int, now: float, receive_count: int = 0) -> None:
         """A message was stored (or loaded from the store at start, with its ``receive_count``)."""
         self._entries[seq] = Entry(seq, message_id, size, now, receive_count)
+        self._ids[message_id] = seq
         heapq.heappush(self._ready, seq)
+
+    def holds(self, message_id: str) -> bool:
+        """A message of this id is held (a put sent again after its reply was lost: store it once)."""
+        return message_id in self._ids
 
     def receive(self, now: float, max_messages: int = 1) -> list[Deliver]:
         """Hand out up to ``max_messages`` ready messages, oldest first, each until ``now + visibility``."""
@@ -140,6 +150,7 @@ class QueueBook:
         entry = self._entries[seq]
         if ack:
             del self._entries[seq]
+            self._ids.pop(entry.message_id, None)
             return [Delete(seq)]
         return [self._give_back(entry)]
 
@@ -165,6 +176,7 @@ class QueueBook:
         limit = self.settings.max_receives
         if limit and entry.receive_count >= limit:
             del self._entries[entry.seq]
+            self._ids.pop(entry.message_id, None)
             self.dead_lettered += 1
             return DeadLetter(entry, self.settings.dead_letter_queue)
         heapq.heappush(self._ready, entry.seq)

@@ -68,6 +68,8 @@ class Broker:
         self.accepts = accepts or self.is_own_token   # the service's broker also accepts its users' tokens
         self.broker_id = uuid.uuid4().hex
         self.books: dict[str, QueueBook] = {}
+        # receipts of this run start past those of any earlier run (fewer than a million deliveries a second)
+        self._first_receipt = time.time_ns() // 1000
         self._waiters: dict[str, deque[_Waiter]] = {}
         self._handlers: dict[type, Callable[[Any, float], Optional[p.Reply]]] = {
             p.Hello: self._hello, p.DeclareQueue: self._declare, p.DeleteQueue: self._delete_queue,
@@ -78,7 +80,7 @@ class Broker:
         self._current: Any = None
         self.outbox: list[tuple[Any, p.Reply]] = []   # replies due outside a request (a waiter's queue deleted)
         for name, (settings, entries) in store.load().items():
-            book = self.books[name] = QueueBook(name, settings)
+            book = self.books[name] = QueueBook(name, settings, self._first_receipt)
             for seq, message_id, size, enqueued_at, receive_count in entries:
                 book.put(seq, message_id, size, enqueued_at, receive_count)
         self.addresses: dict[str, str] = {}
@@ -92,13 +94,14 @@ class Broker:
         except MalformedMessage as exc:
             logger.warning("malformed request: %s", exc)
             return p.ErrorReply(0, "bad_request", str(exc))
-        if not isinstance(request, tuple(self._handlers)):
+        handler = self._handlers.get(type(request))
+        if handler is None:
             return p.ErrorReply(getattr(request, "request_id", 0), "bad_request", f"{request.kind} is not a request")
         if not self.accepts(request.token):
             return p.ErrorReply(request.request_id, "auth", "wrong token for this broker")
         self._current = identity
         try:
-            return self._handlers[type(request)](request, now)
+            return handler(request, now)
         except _Refused as exc:
             return p.ErrorReply(request.request_id, exc.code, exc.text)
         except MessageTooLarge as exc:
@@ -140,7 +143,7 @@ class Broker:
                                  req.max_receives or old.max_receives, req.max_bytes or old.max_bytes,
                                  old.dead_letter_queue)
         if book is None:
-            book = self.books[req.queue] = QueueBook(req.queue, settings)
+            book = self.books[req.queue] = QueueBook(req.queue, settings, self._first_receipt)
             self.store.save_queue(req.queue, settings)
         elif settings != old:
             book.settings = settings
@@ -170,9 +173,13 @@ class Broker:
         if req.sizes:
             book.check_size(max(req.sizes))
         bodies = p.split_bodies(req.sizes, req.blob)
-        for seq, message_id, size in self.store.insert(req.queue, req.message_ids, bodies, now):
+        ids = req.message_ids
+        if any(map(book.holds, ids)):
+            new = [(i, b) for i, b in zip(ids, bodies) if not book.holds(i)]
+            ids, bodies = tuple(i for i, _ in new), [b for _, b in new]
+        for seq, message_id, size in self.store.insert(req.queue, ids, bodies, now):
             book.put(seq, message_id, size, now)
-        return p.Done(req.request_id, len(bodies))
+        return p.Done(req.request_id, len(req.sizes))
 
     def _get(self, req: p.GetMessages, now: float) -> Optional[p.Reply]:
         book = self._book(req.queue)
@@ -213,7 +220,7 @@ class Broker:
             return
         dead = self.books.get(target)
         if dead is None:
-            dead = self.books[target] = QueueBook(target, QueueSettings())
+            dead = self.books[target] = QueueBook(target, QueueSettings(), self._first_receipt)
             self.store.save_queue(target, dead.settings)
         seq = self.store.move(entry.seq, target)
         dead.put(seq, entry.message_id, entry.size, entry.enqueued_at)
@@ -267,10 +274,15 @@ class Broker:
 
     def next_wakeup(self, now: float) -> float:
         """Seconds until something is due (a deadline of a delivery or of a waiting reader), at most 0.2."""
-        due = [now + 0.2]
-        due += [d for d in (b.next_deadline() for b in self.books.values()) if d is not None]
-        due += [w.deadline for ws in self._waiters.values() for w in ws]
-        return max(0.0, min(due) - now)
+        due = now + 0.2
+        for book in self.books.values():
+            deadline = book.next_deadline()
+            if deadline is not None and deadline < due:
+                due = deadline
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                due = min(due, waiter.deadline)
+        return max(0.0, due - now)
 
 
 class _Connection:

@@ -39,6 +39,9 @@ GET_SLACK_S = 0.2
 need not be replaced."""
 REQUEST_TIMEOUT_S = 30.0
 
+_forks = [0]    # forks this process came through: a client made before one is not the child's (cheaper than getpid)
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 
 class BrokerClient:
     """Requests to one broker. Safe to share between threads (each gets its own socket); after a fork the
@@ -48,7 +51,7 @@ class BrokerClient:
         self.url, self.token, self.where = url, token, where
         self.request_timeout_s = request_timeout_s
         self._ids = itertools.count(1)
-        self._pid = os.getpid()
+        self._pid, self._fork = os.getpid(), _forks[0]
         self._context = zmq.Context()
         self._local = threading.local()
         self._sockets: list[socket.socket] = []
@@ -59,8 +62,9 @@ class BrokerClient:
 
     @property
     def context(self) -> zmq.Context:
-        if os.getpid() != self._pid:   # forked: the parent's context and sockets are not ours
-            self._pid, self._context, self._local, self._sockets = os.getpid(), zmq.Context(), threading.local(), []
+        if self._fork != _forks[0]:   # forked: the parent's context and sockets are not ours
+            self._pid, self._fork = os.getpid(), _forks[0]
+            self._context, self._local, self._sockets = zmq.Context(), threading.local(), []
             self._welcome = None
         return self._context
 
@@ -114,7 +118,7 @@ class BrokerClient:
 
     def welcome(self) -> p.Welcome:
         """The broker's ``Welcome`` (its topic addresses); the first call checks the token."""
-        if self._welcome is None or os.getpid() != self._pid:
+        if self._welcome is None or self._fork != _forks[0]:
             client = f"{socket.gethostname()}:{os.getpid()}"
             reply = self._call(lambda rid: p.Hello(rid, self.token, p.PROTOCOL_VERSION, client), hello=False)
             assert isinstance(reply, p.Welcome)
@@ -196,7 +200,6 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def _send(sock: socket.socket, parts: list[bytes]) -> None:
-    sock.settimeout(None)
     sent = sock.sendmsg(parts)
     total = sum(map(len, parts))
     if sent < total:

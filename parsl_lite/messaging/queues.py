@@ -6,6 +6,8 @@ sent, and again by the broker.
 """
 from __future__ import annotations
 
+import itertools
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -14,6 +16,25 @@ from parsl_lite.messaging import protocol as p
 from parsl_lite.messaging.client import GET_SLACK_S, BrokerClient, default_client
 from parsl_lite.messaging.errors import MessageTooLarge
 from parsl_lite.serialize import deserialize, serialize_for_transfer as serialize
+
+
+class _Ids:
+    """Message ids: a random prefix per process (new after a fork) and a counter; one ``urandom`` per process,
+    not one per message."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix, self.count = uuid.uuid4().hex, itertools.count()
+
+    def __call__(self, n: int) -> tuple[str, ...]:
+        prefix, count = self.prefix, self.count
+        return tuple([f"{prefix}{next(count):x}" for _ in range(n)])
+
+
+_new_ids = _Ids()
 
 
 def _name(value: Any, what: str) -> str:
@@ -93,7 +114,7 @@ class Queue:
         for body in bodies:
             if len(body) > self.max_bytes:
                 raise MessageTooLarge(f"queue {self.name!r}", len(body), self.max_bytes)
-        ids = tuple(uuid.uuid4().hex for _ in bodies)
+        ids = _new_ids(len(bodies))
         sizes, blob = p.join_bodies(bodies)
         self._client.request(lambda rid, tok: p.PutMessages(rid, tok, self.name, ids, sizes, blob))
         return list(ids)

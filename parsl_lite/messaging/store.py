@@ -16,6 +16,13 @@ before the commit. Bodies of the messages held are kept in memory too (up to
 ``CACHE_BYTES``): a delivery reads SQLite only after a restart or when the
 queues hold more than that.
 
+The messages table has no index but its ``seq`` (each index is another page
+written per commit): a put sent again after a lost reply is stored once
+because the book knows the ids it holds (``QueueBook.holds``); one sent again
+after its message was already acked is stored again, which at-least-once
+allows. (A file made before this had AUTOINCREMENT and UNIQUE (queue,
+message_id); it still works: ``INSERT OR IGNORE``.)
+
 Rows only; the order, deadlines and receive counts are ``book.py``'s, which
 the broker rebuilds from :meth:`Store.load` at start (deliveries in flight when
 the broker died come back as ready, with their receive counts).
@@ -36,8 +43,8 @@ CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY, visibility_timeout_s REAL NOT NULL, max_receives INTEGER NOT NULL,
     max_bytes INTEGER NOT NULL, dead_letter_queue TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
-    enqueued_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, UNIQUE (queue, message_id));
+    seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
+    enqueued_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS kv (tbl TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key));
 """
 
@@ -48,6 +55,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")   # one process: no file locks per transaction
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -57,9 +65,7 @@ class Store:
         self._deletes: list[int] = []           # seqs acked, not deleted yet
         self._cache: dict[int, bytes] = {}      # seq -> body of a message held
         self._cached_bytes = 0
-        row = self._db.execute("SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM messages UNION ALL "
-                               "SELECT seq FROM sqlite_sequence WHERE name = 'messages')").fetchone()
-        self._next_seq = (row[0] or 0) + 1
+        self._next_seq = (self._db.execute("SELECT MAX(seq) FROM messages").fetchone()[0] or 0) + 1
 
     def begin(self) -> None:
         if not self._in_tx:
