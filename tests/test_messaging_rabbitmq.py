@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from parsl_lite import messaging as msg
+from parsl_lite.messaging import protocol as p
 
 from .conftest import wait_for
 from .htex_helpers import local_htex
@@ -223,4 +224,18 @@ def test_a_holder_silent_past_the_heartbeat_loses_its_delivery_to_another_reader
     assert again.body == "job" and again.receive_count == 2
     assert held.ack() is False and again.ack() is True
     other.delete()
+    msg.delete_queue(name + ".dead")
+
+
+def test_a_held_message_survives_the_requests_that_fail_on_the_server_meanwhile(amqp):
+    name = unique("held")
+    q = msg.queue(name)
+    q.put("keep me")
+    m = q.get(timeout=5)
+    msg.queue(unique("new"))                            # declared: looked up first (a 404 on the server)
+    with pytest.raises(msg.NoSuchQueue):
+        msg.default_client().request(lambda rid, tok: p.QueueStatsRequest(rid, tok, unique("missing")))
+    msg.stats()
+    assert m.ack() is True and len(q) == 0             # still held on its channel: acked, not requeued
+    q.delete()
     msg.delete_queue(name + ".dead")

@@ -168,18 +168,26 @@ class AmqpClient:
                 conn = local.connection = pika.BlockingConnection(self.params)
             except pika.exceptions.AMQPError as exc:
                 raise BrokerUnavailable(f"RabbitMQ at {self.url} (from {self.where}): {exc!r}") from None
-            local.channel = local.confirms = None
+            local.channel = local.confirms = local.admin = None
             local.held, local.cancelled = {}, set()
         return conn
 
     def channel(self) -> Any:
-        """This thread's channel for declares, gets, acks and stream reads."""
+        """This thread's channel for gets, acks and stream reads."""
         conn, local = self._connection(), self.thread_local()
         if local.channel is None or local.channel.is_closed:
             local.channel = conn.channel()
             local.channel.add_on_cancel_callback(lambda frame: local.cancelled.add(frame.method.consumer_tag))
             local.held, local.qos = {}, 0
         return local.channel
+
+    def admin(self) -> Any:
+        """This thread's channel for declares, deletes and purges: a failed one closes it, not the channel
+        that holds this thread's deliveries (RabbitMQ would requeue them all)."""
+        conn, local = self._connection(), self.thread_local()
+        if local.admin is None or local.admin.is_closed:
+            local.admin = conn.channel()
+        return local.admin
 
     def confirms(self) -> Confirms:
         """This thread's confirming publisher."""
@@ -232,8 +240,7 @@ class AmqpClient:
     def _once(self, req: Any, handler: Callable[[Any], Any]) -> Any:
         try:
             return handler(req)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            self.thread_local().channel = None
+        except pika.exceptions.ChannelClosedByBroker as exc:     # channel() and admin() replace a closed one
             if exc.reply_code == 404:
                 raise NoSuchQueue(getattr(req, "queue", "?")) from None
             raise BrokerError("amqp", f"{exc.reply_code} {exc.reply_text}") from None
@@ -247,10 +254,11 @@ class AmqpClient:
         old = self._settings.get(req.queue, (DEFAULT_VISIBILITY_TIMEOUT_S, 0, DEFAULT_MAX_BYTES))
         settings = (req.visibility_timeout_s or old[0], req.max_receives or old[1], req.max_bytes or old[2])
         dead = "" if req.queue.endswith(DEAD_LETTER_SUFFIX) else req.queue + DEAD_LETTER_SUFFIX
-        if not req.create or self._exists(req.queue):
-            self.channel().queue_declare(req.queue, passive=True)
-        else:
-            ch = self.channel()
+        ready = self._ready_count(req.queue)
+        if ready is None and not req.create:
+            raise NoSuchQueue(req.queue)
+        if ready is None:
+            ch = self.admin()
             if dead:
                 ch.queue_declare(dead, durable=True, arguments={"x-queue-type": "quorum"})
             arguments: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -261,25 +269,25 @@ class AmqpClient:
             ch.queue_declare(req.queue, durable=True, arguments=arguments)
             self._append(QUEUES, [(name, b"1", False) for name in (req.queue, dead) if name])
         self._settings[req.queue] = settings
-        return self._info(req.request_id, req.queue, dead)
-
-    def _exists(self, queue: str) -> bool:
-        """Whether ``queue`` exists (a queue's arguments, ``x-delivery-limit`` too, are fixed when it is made)."""
-        return self._ready_count(queue) is not None
+        return self._info(req.request_id, req.queue, dead, ready or 0)
 
     def _ready_count(self, queue: str) -> Optional[int]:
-        """The ready messages of ``queue``; None if there is no such queue (a failed passive declare closes the
-        channel: the next call opens another)."""
+        """The ready messages of ``queue``; None if there is no such queue (a queue's arguments,
+        ``x-delivery-limit`` too, are fixed when it is made, so it is declared only when missing)."""
         try:
-            return self.channel().queue_declare(queue, passive=True).method.message_count
+            return self.admin().queue_declare(queue, passive=True).method.message_count
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self.thread_local().channel = None
+            self.thread_local().admin = None      # a failed declare closes its channel; the next call opens one
             if exc.reply_code != 404:
                 raise
             return None
 
-    def _info(self, request_id: int, queue: str, dead: Optional[str] = None) -> p.QueueInfo:
-        ready = self.channel().queue_declare(queue, passive=True).method.message_count
+    def _info(self, request_id: int, queue: str, dead: Optional[str] = None,
+              ready: Optional[int] = None) -> p.QueueInfo:
+        if ready is None:
+            ready = self._ready_count(queue)
+            if ready is None:
+                raise NoSuchQueue(queue)
         held = sum(1 for q, _, _ in self.thread_local().held.values() if q == queue)
         vt, mr, mb = self._settings.get(queue, (DEFAULT_VISIBILITY_TIMEOUT_S, 0, DEFAULT_MAX_BYTES))
         if dead is None:
@@ -290,9 +298,9 @@ class AmqpClient:
         return self._info(req.request_id, req.queue)
 
     def _delete(self, req: p.DeleteQueue) -> p.Reply:
-        ch = self.channel()
-        ch.queue_declare(req.queue, passive=True)      # 404 -> NoSuchQueue, as on our broker
-        count = ch.queue_delete(req.queue).method.message_count
+        if self._ready_count(req.queue) is None:
+            raise NoSuchQueue(req.queue)               # as on our broker
+        count = self.admin().queue_delete(req.queue).method.message_count
         self._append(QUEUES, [(req.queue, b"", True)])
         return p.Done(req.request_id, count)
 
@@ -310,7 +318,9 @@ class AmqpClient:
             method, props, body = ch.basic_get(req.queue, auto_ack=False)
             got = [] if method is None else [(method, props, body)]
         else:
-            ready = ch.queue_declare(req.queue, passive=True).method.message_count
+            ready = self._ready_count(req.queue)
+            if ready is None:
+                raise NoSuchQueue(req.queue)
             got = self._consume(req.queue, min(ready, req.max_messages), _READY_WAIT_S) if ready else []
         if not got and timeout_s > 0:
             got = self._consume(req.queue, 1, timeout_s)
@@ -384,7 +394,7 @@ class AmqpClient:
     def _declare_stream(self, stream: str) -> None:
         self.thread_local()
         if stream not in self._declared:
-            self.channel().queue_declare(stream, durable=True, arguments=s.STREAM_ARGS)
+            self.admin().queue_declare(stream, durable=True, arguments=s.STREAM_ARGS)
             self._declared.add(stream)
 
     def read_stream(self, stream: str, mode: str) -> dict[str, Any]:
@@ -429,7 +439,7 @@ class AmqpClient:
     def trim_unrouted(self, at: int) -> int:
         """Purge the unrouted queue once it holds more than ``at`` messages, adding them to the durable count;
         the number it holds (after a trim, 0)."""
-        ch = self.channel()
+        ch = self.admin()
         if UNROUTED not in self._declared:
             declare_topology(ch)
             self._declared.add(UNROUTED)

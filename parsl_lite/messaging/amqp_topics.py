@@ -96,7 +96,7 @@ class AmqpSubscription:
         self.queue = SUBSCRIPTION_PREFIX + uuid.uuid4().hex
         self._ch.queue_declare(self.queue, auto_delete=True,
                                arguments={"x-max-length": max_length, "x-expires": _UNUSED_QUEUE_EXPIRES_MS})
-        self._ready: list[tuple[int, int, bytes]] = []     # (delivery tag, flags, body)
+        self._ready: list[tuple[int, int, int, int, bytes]] = []   # (delivery tag, publisher, seq, flags, body)
         self._unacked = 0
         self._last: dict[int, int] = {}
         self.lost = self._reported = 0
@@ -111,28 +111,36 @@ class AmqpSubscription:
     def _on_message(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         headers = props.headers or {}
         publisher, seq = headers.get("pub"), headers.get("seq")
-        if isinstance(publisher, int) and isinstance(seq, int):
+        if not (isinstance(publisher, int) and isinstance(seq, int)):
+            publisher = seq = 0
+        else:
             last = self._last.get(publisher)
             if last is not None and seq > last + 1:
                 self.lost += seq - last - 1       # dropped at the head of our full queue
             self._last[publisher] = max(seq, last or 0)
-        self._ready.append((method.delivery_tag, int(headers.get("flags", 0)), body))
+        self._ready.append((method.delivery_tag, publisher, seq, int(headers.get("flags", 0)), body))
 
     def recv(self, timeout_s: float) -> Optional[tuple[int, bytes]]:
-        """``(flags, body)`` of the next message, or None after ``timeout_s``."""
+        """``(flags, body)`` of the next message, or None after ``timeout_s`` (losses counted and reported here)."""
+        got = self.recv_meta(timeout_s)
+        self._maybe_report()
+        return None if got is None else got[2:]
+
+    def recv_meta(self, timeout_s: float) -> Optional[tuple[int, int, int, bytes]]:
+        """``(publisher, seq, flags, body)`` of the next message (0, 0 when it has none), or None after
+        ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while not self._ready:
-            self._maybe_report()
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             self._conn.process_data_events(time_limit=min(left, 0.5))
-        tag, flags, body = self._ready.pop(0)
+        tag, publisher, seq, flags, body = self._ready.pop(0)
         self._unacked += 1
         if not self._ready or self._unacked >= _PREFETCH // 4:
             self._ch.basic_ack(tag, multiple=True)
             self._unacked = 0
-        return flags, body
+        return publisher, seq, flags, body
 
     def _maybe_report(self, force: bool = False) -> None:
         if self.lost > self._reported and (force or time.monotonic() - self._last_report > LOSS_REPORT_PERIOD_S):
