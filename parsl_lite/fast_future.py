@@ -7,7 +7,9 @@ app's and the executor's) and blocks on few of them, so this class defers the
 Condition until a thread really waits (``result()`` on an unfinished future,
 ``wait``, ``as_completed``).
 
-The waiter and callback lists are likewise made on first use.
+The waiter and callback lists are likewise made on first use (a single
+callback needs no list), and the attributes stay inline in the instance (no
+``__dict__``), so a future is one object for the garbage collector, not three.
 
 The rule that keeps it correct: until the Condition exists, state changes and
 callback registration happen under one module-wide lock, which is also the
@@ -33,41 +35,64 @@ _DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
 class FastFuture(Future):
     """Drop-in ``Future`` with a lazily created Condition."""
 
+    # No ``self.__dict__`` here: on CPython 3.11+ an instance keeps its attributes
+    # inline until ``__dict__`` is asked for, which makes a dict (one more object
+    # per future for the garbage collector to walk). The attributes most futures
+    # get are set in ``__init__``, in one order: one set later, once many
+    # instances exist, also makes a dict. The rarely needed lists default here.
+    _waiter_list: Optional[list] = None
+    _callback_list: Optional[list] = None
+
     def __init__(self) -> None:  # what Future.__init__ does, minus the Condition and the two lists
         self._state = PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-
-    # The waiter and callback lists are made on first use too: most futures
-    # get one callback or none, and every list is one more object for the
-    # garbage collector to walk on each pass.
+        self._cond: Optional[threading.Condition] = None
+        self._one_callback: Optional[Callable[[Future], Any]] = None  # most futures get one: no list then
 
     @property  # type: ignore[override]
     def _waiters(self) -> list:
-        return self.__dict__.setdefault("_waiter_list", [])
+        # Only asked for under the Condition (``wait``, ``as_completed``, the stock setters).
+        waiters = self._waiter_list
+        if waiters is None:
+            waiters = self._waiter_list = []
+        return waiters
 
     @property  # type: ignore[override]
     def _done_callbacks(self) -> list:
-        return self.__dict__.setdefault("_callback_list", [])
+        # Only asked for under the Condition (the stock add_done_callback), once it exists;
+        # a callback registered before then moves into the list.
+        callbacks = self._callback_list
+        if callbacks is None:
+            callbacks = self._callback_list = []
+            one = self._one_callback
+            if one is not None:
+                callbacks.append(one)
+                self._one_callback = None
+        return callbacks
 
     def _invoke_callbacks(self) -> None:
-        callbacks = self.__dict__.get("_callback_list")
-        if not callbacks:
-            return
-        for callback in callbacks:
-            try:
-                callback(self)
-            except (Exception, SystemExit):  # SystemExit too: it would end the thread that resolves us
-                logger.exception("exception calling callback for %r", self)
+        one, callbacks = self._one_callback, self._callback_list
+        if one is not None:
+            self._call(one)
+        if callbacks:
+            for callback in callbacks:
+                self._call(callback)
+
+    def _call(self, callback: Callable[[Future], Any]) -> None:
+        try:
+            callback(self)
+        except (Exception, SystemExit):  # SystemExit too: it would end the thread that resolves us
+            logger.exception("exception calling callback for %r", self)
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
-        cond = self.__dict__.get("_cond")
+        cond = self._cond
         if cond is None:
             with _LAZY_LOCK:
-                cond = self.__dict__.get("_cond")
+                cond = self._cond
                 if cond is None:
-                    cond = self.__dict__["_cond"] = threading.Condition()
+                    cond = self._cond = threading.Condition()
         return cond
 
     # ---- readers: a finished future answers without any lock
@@ -101,13 +126,12 @@ class FastFuture(Future):
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         with _LAZY_LOCK:
-            if "_cond" not in self.__dict__:
+            if self._cond is None:
                 if self._state not in _DONE:
-                    callbacks = self.__dict__.get("_callback_list")
-                    if callbacks is None:
-                        self.__dict__["_callback_list"] = [fn]
+                    if self._one_callback is None and self._callback_list is None:
+                        self._one_callback = fn
                     else:
-                        callbacks.append(fn)
+                        self._done_callbacks.append(fn)  # keeps the order: the first one moves in first
                     return
                 call_now = True
             else:
@@ -115,40 +139,34 @@ class FastFuture(Future):
         if not call_now:
             super().add_done_callback(fn)
             return
-        try:
-            fn(self)
-        except (Exception, SystemExit):
-            logger.exception("exception calling callback for %r", self)
+        self._call(fn)
 
     def set_running_or_notify_cancel(self) -> bool:
         with _LAZY_LOCK:
-            if "_cond" not in self.__dict__ and self._state == PENDING:
+            if self._cond is None and self._state == PENDING:
                 self._state = RUNNING
                 return True
         return super().set_running_or_notify_cancel()
 
     def set_result(self, result: Any) -> None:
-        with _LAZY_LOCK:
-            fast = "_cond" not in self.__dict__
-            if fast:
-                if self._state in _DONE:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._state = FINISHED
-        if fast:
-            self._invoke_callbacks()
-        else:
+        if not self._finish_fast(result, None):
             super().set_result(result)
 
     def set_exception(self, exception: Optional[BaseException]) -> None:
+        if not self._finish_fast(None, exception):
+            super().set_exception(exception)
+
+    def _finish_fast(self, result: Any, exception: Optional[BaseException]) -> bool:
+        """Set the outcome under the module lock and run the callbacks; False if a Condition exists (stock way)."""
         with _LAZY_LOCK:
-            fast = "_cond" not in self.__dict__
-            if fast:
-                if self._state in _DONE:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
+            if self._cond is not None:
+                return False
+            state = self._state
+            if state not in _DONE:
+                self._result = result
                 self._exception = exception
                 self._state = FINISHED
-        if fast:
-            self._invoke_callbacks()
-        else:
-            super().set_exception(exception)
+        if state in _DONE:  # raised outside the lock: the repr takes the Condition, made under that lock
+            raise InvalidStateError(f"{state}: {self!r}")
+        self._invoke_callbacks()
+        return True

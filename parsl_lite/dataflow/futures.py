@@ -79,12 +79,15 @@ class AppFuture(_Chainable):
         task_record: the kernel's record of the task.
     """
 
+    # Class-level defaults, set on the instance only when a call has them: the
+    # future of a plain call stores two attributes (fewer objects, less GC work).
+    _outputs: Optional[list] = None
+    _stdout_future: Optional["DataFuture"] = None  # set when stdout=File(...), as in Parsl
+    _stderr_future: Optional["DataFuture"] = None
+
     def __init__(self, task_record: "TaskRecord") -> None:
         super().__init__()
         self.task_record = task_record
-        self._outputs: list = []
-        self._stdout_future: Optional["DataFuture"] = None  # set when stdout=File(...), as in Parsl
-        self._stderr_future: Optional["DataFuture"] = None
 
     @property
     def tid(self) -> int:
@@ -94,7 +97,10 @@ class AppFuture(_Chainable):
     @property
     def outputs(self) -> list:
         """One ``DataFuture`` per ``File`` in the call's ``outputs``."""
-        return self._outputs
+        outputs = self._outputs
+        if outputs is None:
+            outputs = self._outputs = []
+        return outputs
 
     @property
     def stdout(self) -> Any:
