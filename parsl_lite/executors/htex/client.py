@@ -290,10 +290,10 @@ class InterchangeClient:
 
     def _loop(self, host: InlineHost) -> None:
         assert self._socket is not None
-        poller = zmq.Poller()
+        poller = select.poll()  # raw descriptors: one poll(2), where zmq_poll makes a zero-timeout pass first
         zmq_fd = self._socket.getsockopt(zmq.FD)  # readable when the socket has news: then ask EVENTS
-        poller.register(zmq_fd, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(zmq_fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         period_ms = int(min(self.settings.heartbeat_period_s, 1.0) * 1000)
         last_heard = last_ping = last_check = time.monotonic()
         wake_r, socket_lock = self._wake_r, self._socket_lock
