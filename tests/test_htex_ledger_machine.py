@@ -201,7 +201,10 @@ class LedgerMachine(RuleBasedStateMachine):
         for tid in ids:
             del self.on[tid]
             self.done.add(tid)
-        actions = self.ledger.handle(ResultsArrived(mid, index, ids + junk + elsewhere, self.now))
+        reported = ids + junk + elsewhere
+        holds = self.ledger.holds(mid, index, reported)  # the interchange's "forward before the books" check
+        actions = self.ledger.handle(ResultsArrived(mid, index, reported, self.now))
+        assert holds == (not any(type(a) is DropResults for a in actions)), (holds, actions)
         self.apply(actions, expect_dropped=junk + elsewhere)
         if ids:
             self.release_if_drained(mid, actions)

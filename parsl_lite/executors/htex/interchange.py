@@ -329,8 +329,12 @@ class Interchange:
         key = self.worker_of.get(identity)
         if key is None:
             raise MalformedMessage("result_batch", "results from a worker that never said hello")
-        actions = self.ledger.handle(ResultsArrived(key[0], key[1], message.task_ids, time.monotonic(),
-                                                    message.busy_s))
+        arrived = ResultsArrived(key[0], key[1], message.task_ids, time.monotonic(), message.busy_s)
+        if self.ledger.holds(key[0], key[1], message.task_ids):  # none dropped: on their way before the books
+            self._forward_raw(message.frames)
+            self._apply(self.ledger.handle(arrived))
+            return
+        actions = self.ledger.handle(arrived)
         if not actions or type(actions[0]) is not DropResults:  # the ledger puts a DropResults first
             self._forward_raw(message.frames)
         else:  # rare: only now are the payloads cut apart (still never unpickled)

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from parsl_lite.errors import ConfigurationError
 from parsl_lite.executors.htex.errors import VersionMismatch, describe_exit
@@ -196,6 +196,18 @@ class Ledger:
         """Where the task is: (pool, worker index), or None if queued or unknown."""
         worker = self._where.get(task_id)
         return None if worker is None else (worker.manager.manager_id, worker.index)
+
+    def holds(self, manager_id: ManagerId, worker_index: int, task_ids: Sequence[TaskId]) -> bool:
+        """Whether that worker holds every one of these tasks: ``ResultsArrived`` for them drops none."""
+        manager = self._managers.get(manager_id)
+        worker = manager.workers.get(worker_index) if manager is not None else None
+        if worker is None:
+            return not task_ids
+        where = self._where
+        for task_id in task_ids:
+            if where.get(task_id) is not worker:
+                return False
+        return True
 
     def idle_managers(self, now: float) -> list[IdleManager]:
         """Pools whose workers hold no task, with how long they have been idle."""
