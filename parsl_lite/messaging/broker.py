@@ -78,6 +78,7 @@ class Broker:
             p.TableScan: self._table_scan, p.ReportLoss: self._report_loss, p.StatsRequest: self._stats,
         }
         self._current: Any = None
+        self._next_expiry = 0.0          # no delivery expires before this (next_wakeup's; tick is due then)
         self.outbox: list[tuple[Any, p.Reply]] = []   # replies due outside a request (a waiter's queue deleted)
         for name, (settings, entries) in store.load().items():
             book = self.books[name] = QueueBook(name, settings, self._first_receipt)
@@ -192,11 +193,13 @@ class Broker:
 
     def _deliver(self, req: p.GetMessages, book: QueueBook, now: float) -> p.Delivered:
         deliveries = book.receive(now, req.max_messages)
+        seqs = [d.seq for d in deliveries]
+        counts = tuple(d.receive_count for d in deliveries)
         if deliveries:
-            self.store.set_receive_counts((d.receive_count, d.seq) for d in deliveries)
-        sizes, blob = p.join_bodies(self.store.bodies([d.seq for d in deliveries]) if deliveries else [])
+            self.store.set_receive_counts(seqs, counts)
+        sizes, blob = p.join_bodies(self.store.bodies(seqs) if deliveries else [])
         return p.Delivered(req.request_id, req.queue, tuple(d.message_id for d in deliveries),
-                           tuple(d.receipt for d in deliveries), tuple(d.receive_count for d in deliveries),
+                           tuple(d.receipt for d in deliveries), counts,
                            tuple(d.enqueued_at for d in deliveries), sizes, blob)
 
     def _settle(self, req: p.Settle, now: float) -> p.Reply:
@@ -255,6 +258,8 @@ class Broker:
 
     def tick(self, now: float) -> list[tuple[Any, p.Reply]]:
         """Expire deliveries, serve waiting readers, time out the others; the replies to send (after commit)."""
+        if not (self.outbox or self._waiters or now >= self._next_expiry):
+            return []       # the common turn: nothing due (checked in O(1), not per queue)
         out, self.outbox = self.outbox, []
         for book in list(self.books.values()):
             self._apply(book, book.expire(now))
@@ -279,6 +284,7 @@ class Broker:
             deadline = book.next_deadline()
             if deadline is not None and deadline < due:
                 due = deadline
+        self._next_expiry = due
         for waiters in self._waiters.values():
             for waiter in waiters:
                 due = min(due, waiter.deadline)

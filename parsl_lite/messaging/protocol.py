@@ -43,6 +43,7 @@ version answers ``ErrorReply(code="version")`` with both numbers.
 """
 from __future__ import annotations
 
+import io
 import json
 import struct
 import sys
@@ -422,14 +423,9 @@ def split_bodies(sizes: Sequence[int], blob: bytes) -> list[bytes]:
     Raises:
         MalformedMessage: the sizes do not add up to the blob.
     """
-    if sum(sizes) != len(blob) or any(s < 0 for s in sizes):
+    if sum(sizes) != len(blob) or min(sizes, default=0) < 0:
         raise MalformedMessage(f"batch sizes add up to {sum(sizes)}, blob has {len(blob)} bytes")
-    out, at = [], 0
-    view = memoryview(blob)
-    for size in sizes:
-        out.append(bytes(view[at:at + size]))
-        at += size
-    return out
+    return list(map(io.BytesIO(blob).read, sizes))   # read(k) cuts the shared buffer at C speed
 
 
 # ---------------------------------------------------------------- requests and replies on a stream

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from parsl_lite.messaging.book import QueueSettings
 
@@ -159,17 +159,20 @@ class Store:
             found.update(self._db.execute(f"SELECT seq, body FROM messages WHERE seq IN ({marks})", chunk))
         return [cache.get(seq) or found.get(seq, b"") for seq in seqs]
 
-    def set_receive_counts(self, pairs: Iterable[tuple[int, int]]) -> None:
-        """``(receive_count, seq)`` pairs, written with the next commit."""
-        counts = self._counts
-        for count, seq in pairs:
-            counts[seq] = count
+    def set_receive_counts(self, seqs: Sequence[int], counts: Sequence[int]) -> None:
+        """The receive counts of ``seqs``, written with the next commit."""
+        self._counts.update(zip(seqs, counts))
 
-    def delete(self, seqs: Iterable[int]) -> None:
+    def delete(self, seqs: Sequence[int]) -> None:
         """Rows deleted with the next commit."""
+        counts, cache, freed = self._counts, self._cache, 0
         for seq in seqs:
-            self._forget(seq)
-            self._deletes.append(seq)
+            counts.pop(seq, None)
+            body = cache.pop(seq, None)
+            if body is not None:
+                freed += len(body)
+        self._cached_bytes -= freed
+        self._deletes += seqs
 
     def _forget(self, seq: int) -> None:
         self._counts.pop(seq, None)
