@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
 from parsl_lite.config import Config
 from parsl_lite.dataflow import arguments
@@ -90,10 +90,11 @@ class DataFlowKernel:
                                "use it; its value has no effect", owner, name)
         self._lock = threading.Lock()
         self._graph = TaskGraph(self.config.retries)
-        self._ids = itertools.count()
+        self._ids = cast(Iterator[TaskId], itertools.count())
         self._listeners: list[Callable[[StateChanged], None]] = []
         self._cleanup_listeners: list[Callable[["DataFlowKernel"], None]] = []
         self._finished: dict[TaskId, TaskRecord] = {}
+        self._keep_finished = not self.config.garbage_collect
         self._cleanup_called = False
         self._retry_handler = self.config.retry_handler
         self._find_dependencies, self._resolve_arguments = _dependency_functions(self.config)
@@ -125,6 +126,7 @@ class DataFlowKernel:
             self._detach_log()
             raise
         self._labels = tuple(self.executors)
+        self._only_label = self._labels[0] if len(self._labels) == 1 else ""  # the common case: no choice to make
         self._max_pending = self.config.max_pending_tasks
         self._room = threading.Condition(self._lock)
         self._room_waiters = 0
@@ -184,17 +186,13 @@ class DataFlowKernel:
         if self._max_pending is not None and len(self._graph) >= self._max_pending:
             self._wait_for_room()
         kwargs = app_kwargs if app_kwargs else _NO_KWARGS
-        tid = TaskId(next(self._ids))
-        record = TaskRecord(tid, func.__name__, cache and self._memoize_on(), join)
-        record.executor = self._choose_executor(executors, resource_specification)
-        record.func = func
-        record.exec_func = executable if executable is not None else func
-        record.args = app_args
-        record.kwargs = kwargs
-        record.ignore_for_cache = tuple(ignore_for_cache)
-        record.resource_specification = resource_specification or _NO_RESOURCES
-        record.time_invoked = time.time()
-        record.kernel = self
+        label = (self._only_label if executors == "all" and not resource_specification and self._only_label
+                 else self._choose_executor(executors, resource_specification))
+        record = TaskRecord(next(self._ids), func.__name__, cache and self._memoize_on(), join, label, func,
+                            func if executable is None else executable, app_args, kwargs,
+                            resource_specification or _NO_RESOURCES,
+                            ignore_for_cache if type(ignore_for_cache) is tuple else tuple(ignore_for_cache),
+                            time.time(), self)
         app_fu = AppFuture(record)
         record.app_fu = app_fu
         if kwargs and prepare is not None:
@@ -205,13 +203,14 @@ class DataFlowKernel:
                     actions = self._graph.handle(TaskRejected(record))
                 self._apply(actions, exc=exc)
                 return app_fu
-        deps = self._find_dependencies(app_args, kwargs)
+        deps = self._find_dependencies(app_args, kwargs) if app_args or kwargs else ()
         if deps:
             record.depends = deps
         with self._lock:
             actions = self._graph.handle(TaskSubmitted(record, len(deps)))
         if actions:
             self._apply(actions)
+        tid = record.id
         for dep in deps:
             dep.add_done_callback(lambda done, _tid=tid: self._dependency_done(_tid, done))
         return app_fu
@@ -318,13 +317,8 @@ class DataFlowKernel:
         except BaseException as exc:  # SystemExit/KeyboardInterrupt from an in-process app must not end the script
             self._task_failed(record, AppExit(record.id, record.func_name, exc))
             return
-        if record.join:
-            with self._lock:
-                actions = self._graph.handle(JoinStarted(record.id))
-            self._apply(actions, result)
-            return
         with self._lock:
-            actions = self._graph.handle(ExecSucceeded(record.id))
+            actions = self._graph.handle(JoinStarted(record.id) if record.join else ExecSucceeded(record.id))
         self._apply(actions, result)
 
     def _task_failed(self, record: TaskRecord, exc: BaseException, retriable: bool = True) -> None:
@@ -442,7 +436,7 @@ class DataFlowKernel:
         if self._room_waiters:
             with self._room:
                 self._room.notify_all()
-        if not self.config.garbage_collect:
+        if self._keep_finished:
             self._finished[record.id] = record
         app_fu: AppFuture = record.app_fu
         record.app_fu = None  # the future keeps its record; the record need not keep the future

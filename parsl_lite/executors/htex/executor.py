@@ -46,6 +46,7 @@ from parsl_lite.serialize import FunctionCache, deserialize, pack_apply_message
 logger = logging.getLogger(__name__)
 
 _RESTART_JOIN_S = 40.0  # a new interchange may take 30 s to start; shutdown waits for that at most
+_NO_RESOURCES: dict = {}  # shared by the tasks that have none; never mutated
 
 
 
@@ -390,7 +391,7 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
         if len(packed) > self.max_payload_bytes:
             raise TaskTooLarge(len(packed), self.max_payload_bytes)
         future: Future = FastFuture()
-        resources = resource_specification or {}
+        resources = resource_specification or _NO_RESOURCES
         # One critical section with _fail and _interchange_lost: a future is either
         # refused here or registered where their failure will find it.
         with self._lock:
