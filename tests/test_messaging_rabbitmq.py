@@ -211,18 +211,26 @@ def test_consumer_apps_on_htex_drain_a_rabbitmq_queue_into_a_table(amqp, make_df
     msg.delete_queue(name + ".dead")
 
 
-def test_a_holder_silent_past_the_heartbeat_loses_its_delivery_to_another_reader(amqp):
+def test_a_silent_holder_keeps_its_delivery_past_the_heartbeat_and_loses_it_at_its_visibility_timeout(amqp):
+    """The holder's thread makes no call meanwhile (a long handler): the keeper thread answers heartbeats and
+    gives the message back when the visibility timeout passes."""
     from parsl_lite.messaging.amqp import AmqpClient
     from parsl_lite.messaging.queues import Queue
     name = unique("silent")
-    holder = Queue(name, visibility_timeout_s=600, client=AmqpClient(amqp["AMQP_URL"] + "?heartbeat=1", "test"))
-    holder.put("job")
+    client = AmqpClient(amqp["AMQP_URL"] + "?heartbeat=1", "test")
+    holder = Queue(name, visibility_timeout_s=600, client=client)
+    holder.put("long job")
     held = holder.get(timeout=5)
     other = msg.queue(name)
-    # the holder makes no call: RabbitMQ closes its silent connection and gives the message back
-    again = wait_for(lambda: other.get(timeout=1), 30, "the message delivered to the other reader")
-    assert again.body == "job" and again.receive_count == 2
+    assert other.get(timeout=4) is None                 # 4 heartbeat periods: RabbitMQ would have closed it
+    assert held.ack() is True
+    short = Queue(name, visibility_timeout_s=2, client=client)
+    short.put("short job")
+    held = short.get(timeout=5)
+    again = wait_for(lambda: other.get(timeout=1), 30, "the message given back at its visibility timeout")
+    assert again.body == "short job" and again.receive_count == 2
     assert held.ack() is False and again.ack() is True
+    client.close()
     other.delete()
     msg.delete_queue(name + ".dead")
 

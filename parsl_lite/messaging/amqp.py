@@ -22,10 +22,11 @@ Mapping (and where it differs from our broker; the README says so too):
   dead-letter exchange routing to ``NAME.dead``. Quorum queues put a returned
   message at the back, not the front (our broker keeps FIFO order).
 - the visibility timeout (like ``max_bytes``) is this client's setting, not
-  the queue's: a delivery not settled within it is nacked (requeued) at this
-  client's next call, or when its connection closes (the process dies).
-  RabbitMQ 3.10 has only the node-wide ``consumer_timeout`` (rabbitmq.conf,
-  30 min by default, closing the whole channel); a per-queue
+  the queue's: a delivery not settled within it is nacked (requeued) by this
+  process, from the keeper thread (``amqp_keeper``) when the thread holding it
+  makes no call; when the process dies RabbitMQ requeues it as the connection
+  closes. RabbitMQ 3.10 has only the node-wide ``consumer_timeout``
+  (rabbitmq.conf, 30 min by default, closing the whole channel); a per-queue
   ``x-consumer-timeout`` came with 3.12.
 - ``length`` counts ready messages plus this client's unsettled ones; the
   age of the oldest message is not known (``nan``).
@@ -40,10 +41,12 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any, Callable, Optional
 
 import pika
 
+from parsl_lite.messaging import amqp_keeper as keeper
 from parsl_lite.messaging import amqp_streams as s
 from parsl_lite.messaging import protocol as p
 from parsl_lite.messaging.amqp_topics import TRIM_AT, UNROUTED, AmqpPublisher, AmqpSubscription, declare_topology
@@ -139,6 +142,39 @@ class Confirms:
         return returned
 
 
+class _ThreadState:
+    """One thread's connection and channels; the keeper (``amqp_keeper``) services them while the thread is
+    elsewhere: heartbeats, and deliveries held past their visibility timeout are given back on time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()          # held by every call on this connection, the keeper's too
+        self.connection: Any = None
+        self.channel: Any = None               # gets, acks, stream reads: holds the deliveries
+        self.admin: Any = None                 # declares, deletes, purges (a failure closes only this one)
+        self.confirms: Optional[Confirms] = None
+        self.held: dict[int, tuple[str, Any, float]] = {}     # delivery tag -> (queue, channel, deadline)
+        self.cancelled: set[str] = set()
+        self.qos = 0
+
+    def expire(self, now: float) -> None:
+        """Nack (requeue) the deliveries whose visibility timeout passed."""
+        for tag in [t for t, (_, _, deadline) in self.held.items() if deadline <= now]:
+            _, ch, _ = self.held.pop(tag)
+            if ch.is_open:
+                ch.basic_nack(tag, requeue=True)
+
+    def keep(self) -> bool:
+        if self.connection is None or not self.connection.is_open:
+            return False
+        self.expire(time.monotonic())
+        self.connection.process_data_events(0)
+        return True
+
+    def disconnect(self) -> None:
+        if self.connection is not None and self.connection.is_open:
+            self.connection.close()
+
+
 class AmqpClient:
     """One RabbitMQ server; a connection per thread (pika's are not thread-safe), a new one after fork."""
 
@@ -151,6 +187,7 @@ class AmqpClient:
         self._settings: dict[str, tuple[float, int, int]] = {}
         self._streams = s.StreamStates()
         self._declared: set[str] = set()
+        self._opened: "weakref.WeakSet[Any]" = weakref.WeakSet()     # every thread's state, publisher, subscription
 
     # ------------------------------------------------------------ connections
 
@@ -160,51 +197,71 @@ class AmqpClient:
             self._streams, self._declared = s.StreamStates(), set()
         return self._local
 
-    def _connection(self) -> Any:
+    def _state(self) -> _ThreadState:
         local = self.thread_local()
-        conn = getattr(local, "connection", None)
+        state = getattr(local, "state", None)
+        if state is None:
+            state = local.state = _ThreadState()
+        return state
+
+    def opened(self, obj: Any) -> None:
+        """``obj`` (with ``lock``, ``keep()`` and ``disconnect()``) opened a connection: the keeper services it
+        and :meth:`close` closes it."""
+        self._opened.add(obj)
+        keeper.register(obj)
+
+    def _connection(self) -> Any:
+        local = self._state()
+        conn = local.connection
         if conn is None or conn.is_closed:
             try:
                 conn = local.connection = pika.BlockingConnection(self.params)
             except pika.exceptions.AMQPError as exc:
                 raise BrokerUnavailable(f"RabbitMQ at {self.url} (from {self.where}): {exc!r}") from None
+            self.opened(local)
             local.channel = local.confirms = local.admin = None
             local.held, local.cancelled = {}, set()
         return conn
 
     def channel(self) -> Any:
         """This thread's channel for gets, acks and stream reads."""
-        conn, local = self._connection(), self.thread_local()
+        conn, local = self._connection(), self._state()
         if local.channel is None or local.channel.is_closed:
+            cancelled = local.cancelled
             local.channel = conn.channel()
-            local.channel.add_on_cancel_callback(lambda frame: local.cancelled.add(frame.method.consumer_tag))
+            local.channel.add_on_cancel_callback(lambda frame: cancelled.add(frame.method.consumer_tag))
             local.held, local.qos = {}, 0
         return local.channel
 
     def admin(self) -> Any:
         """This thread's channel for declares, deletes and purges: a failed one closes it, not the channel
         that holds this thread's deliveries (RabbitMQ would requeue them all)."""
-        conn, local = self._connection(), self.thread_local()
+        conn, local = self._connection(), self._state()
         if local.admin is None or local.admin.is_closed:
             local.admin = conn.channel()
         return local.admin
 
     def confirms(self) -> Confirms:
         """This thread's confirming publisher."""
-        conn, local = self._connection(), self.thread_local()
+        conn, local = self._connection(), self._state()
         if local.confirms is None or local.confirms.channel.is_closed:
             local.confirms = Confirms(conn)
         return local.confirms
 
     def close(self) -> None:
-        conn = getattr(self.thread_local(), "connection", None)
-        if conn is not None and conn.is_open:
-            conn.close()
+        """Close every connection this client opened, in any thread (each under its lock); a later call
+        opens new ones."""
+        for obj in list(self._opened):
+            with obj.lock:
+                try:
+                    obj.disconnect()
+                except pika.exceptions.AMQPError as exc:
+                    logger.debug("closing a RabbitMQ connection: %r", exc)
 
     # ------------------------------------------------------------ the requests queues.py sends
 
     def welcome(self) -> p.Welcome:
-        self.channel()
+        self._guard(None, lambda _: self.channel())
         return p.Welcome(0, "rabbitmq", p.PROTOCOL_VERSION, self.url, self.url)
 
     def request(self, make: Callable[[int, str], p.Request]) -> p.Reply:
@@ -216,26 +273,27 @@ class AmqpClient:
         if handler is None:
             raise BrokerError("unsupported", f"{req.kind} is not offered on RabbitMQ (it needs the parsl_lite "
                                              f"broker: `parsl-lite broker start`)")
-        self._expire()
         return self._guard(req, handler)
 
     def get(self, make: Callable[[int, str], p.GetMessages], timeout_s: float) -> Optional[p.Delivered]:
         req = make(next(self._ids), "")
-        self._expire()
         return self._guard(req, lambda r: self._get(r, timeout_s))  # type: ignore[return-value]
 
     def stats(self) -> dict[str, Any]:
         return self.request(lambda rid, tok: p.StatsRequest(rid, tok)).stats  # type: ignore[union-attr]
 
-    def _guard(self, req: Any, handler: Callable[[Any], p.Reply]) -> Any:
-        """``handler(req)`` with pika's errors as ours; a connection found dead (e.g. closed by the server after
-        missed heartbeats while this process was idle) is replaced and the request made once more."""
-        try:
-            return self._once(req, handler)
-        except BrokerUnavailable:
-            if getattr(self.thread_local(), "connection", None) is not None:
-                raise                              # the new connection failed too
-            return self._once(req, handler)
+    def _guard(self, req: Any, handler: Callable[[Any], Any]) -> Any:
+        """``handler(req)`` under this thread's lock, with pika's errors as ours; a connection found dead (e.g.
+        RabbitMQ closed it) is replaced and the request made once more."""
+        state = self._state()
+        with state.lock:
+            state.expire(time.monotonic())
+            try:
+                return self._once(req, handler)
+            except BrokerUnavailable:
+                if state.connection is not None:
+                    raise                          # the new connection failed too
+                return self._once(req, handler)
 
     def _once(self, req: Any, handler: Callable[[Any], Any]) -> Any:
         try:
@@ -245,7 +303,7 @@ class AmqpClient:
                 raise NoSuchQueue(getattr(req, "queue", "?")) from None
             raise BrokerError("amqp", f"{exc.reply_code} {exc.reply_text}") from None
         except pika.exceptions.AMQPConnectionError as exc:
-            self.thread_local().connection = None
+            self._state().connection = None
             raise BrokerUnavailable(f"RabbitMQ at {self.url}: {exc!r}") from None
 
     # ------------------------------------------------------------ queues
@@ -277,7 +335,7 @@ class AmqpClient:
         try:
             return self.admin().queue_declare(queue, passive=True).method.message_count
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self.thread_local().admin = None      # a failed declare closes its channel; the next call opens one
+            self._state().admin = None      # a failed declare closes its channel; the next call opens one
             if exc.reply_code != 404:
                 raise
             return None
@@ -288,7 +346,7 @@ class AmqpClient:
             ready = self._ready_count(queue)
             if ready is None:
                 raise NoSuchQueue(queue)
-        held = sum(1 for q, _, _ in self.thread_local().held.values() if q == queue)
+        held = sum(1 for q, _, _ in self._state().held.values() if q == queue)
         vt, mr, mb = self._settings.get(queue, (DEFAULT_VISIBILITY_TIMEOUT_S, 0, DEFAULT_MAX_BYTES))
         if dead is None:
             dead = "" if queue.endswith(DEAD_LETTER_SUFFIX) else queue + DEAD_LETTER_SUFFIX
@@ -313,7 +371,7 @@ class AmqpClient:
         return p.Done(req.request_id, len(items))
 
     def _get(self, req: p.GetMessages, timeout_s: float) -> p.Delivered:
-        ch, local = self.channel(), self.thread_local()
+        ch, local = self.channel(), self._state()
         if req.max_messages <= 1:
             method, props, body = ch.basic_get(req.queue, auto_ack=False)
             got = [] if method is None else [(method, props, body)]
@@ -337,7 +395,7 @@ class AmqpClient:
         """Up to ``prefetch`` messages pushed by a consumer with that prefetch: all of them, or what came within
         ``timeout_s``. With as many as are ready (or 1), nothing is in flight when it is cancelled, so nothing
         is given back (unless a message comes in the instant a wait times out)."""
-        conn, ch, local = self._connection(), self.channel(), self.thread_local()
+        conn, ch, local = self._connection(), self.channel(), self._state()
         if local.qos != prefetch:
             ch.basic_qos(prefetch_count=prefetch)
             local.qos = prefetch
@@ -361,7 +419,7 @@ class AmqpClient:
         return got
 
     def _settle(self, req: p.Settle) -> p.Reply:
-        held, done = self.thread_local().held, 0
+        held, done = self._state().held, 0
         for tag in req.receipts:
             entry = held.pop(tag, None)
             if entry is None or entry[1].is_closed:
@@ -373,17 +431,6 @@ class AmqpClient:
             done += 1
         return p.Done(req.request_id, done)
 
-    def _expire(self) -> None:
-        """Give back this thread's deliveries whose visibility timeout passed (see the module docstring)."""
-        held = getattr(self.thread_local(), "held", None)
-        if not held:
-            return
-        now = time.monotonic()
-        for tag in [t for t, (_, ch, deadline) in held.items() if deadline <= now]:
-            _, ch, _ = held.pop(tag)
-            if ch.is_open:
-                ch.basic_nack(tag, requeue=True)
-
     # ------------------------------------------------------------ streams: tables, counters, registries
 
     def _append(self, stream: str, rows: list[tuple[str, bytes, bool]]) -> None:
@@ -392,7 +439,7 @@ class AmqpClient:
         self.confirms().publish("", [(stream, value, s.record(key, deleted)) for key, value, deleted in rows])
 
     def _declare_stream(self, stream: str) -> None:
-        self.thread_local()
+        self.thread_local()                          # a forked child forgets what its parent declared
         if stream not in self._declared:
             self.admin().queue_declare(stream, durable=True, arguments=s.STREAM_ARGS)
             self._declared.add(stream)
@@ -405,7 +452,7 @@ class AmqpClient:
             mark, props = s.marker()
             self.confirms().publish("", [(stream, b"", props)])
             s.read_to_marker(self._connection(), self.channel(), stream, fold, mark)
-            self.thread_local().qos = 0              # read_to_marker set its own prefetch
+            self._state().qos = 0              # read_to_marker set its own prefetch
         return self._streams.read(stream, mode, catch_up)
 
     def _table_put(self, req: p.TablePut) -> p.Reply:
@@ -439,6 +486,9 @@ class AmqpClient:
     def trim_unrouted(self, at: int) -> int:
         """Purge the unrouted queue once it holds more than ``at`` messages, adding them to the durable count;
         the number it holds (after a trim, 0)."""
+        return self._guard(None, lambda _: self._trim_unrouted(at))
+
+    def _trim_unrouted(self, at: int) -> int:
         ch = self.admin()
         if UNROUTED not in self._declared:
             declare_topology(ch)
@@ -452,7 +502,7 @@ class AmqpClient:
     def _broker_stats(self, req: p.StatsRequest) -> p.Reply:
         counters = self.read_stream(COUNTERS, "sum")
         lost = {k[len(LOST):]: n for k, n in counters.items() if k.startswith(LOST)}
-        topics = {"dropped_no_listener": counters.get(DROPPED, 0) + self.trim_unrouted(TRIM_AT),
+        topics = {"dropped_no_listener": counters.get(DROPPED, 0) + self._trim_unrouted(TRIM_AT),
                   "lost_slow_subscriber": sum(lost.values()), "lost_by_topic": lost,
                   "listeners": self._listeners()}
         queues = {}
@@ -460,7 +510,7 @@ class AmqpClient:
             ready = self._ready_count(name)
             if ready is None:
                 continue
-            held = sum(1 for q, _, _ in self.thread_local().held.values() if q == name)
+            held = sum(1 for q, _, _ in self._state().held.values() if q == name)
             dead = 0 if name.endswith(DEAD_LETTER_SUFFIX) else self._ready_count(name + DEAD_LETTER_SUFFIX) or 0
             queues[name] = {"length": ready + held, "in_flight": held, "oldest_age_s": float("nan"),
                             "dead_lettered": dead}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
@@ -64,19 +65,41 @@ class AmqpPublisher:
     def __init__(self, client: "AmqpClient") -> None:
         self.pid = os.getpid()
         self._client = client
-        self._conn = pika.BlockingConnection(client.params)
-        self._ch = self._conn.channel()
-        declare_topology(self._ch)
+        self.lock = threading.RLock()
+        self._connect()
         self.publisher_id = random.getrandbits(63)
         self._seqs: dict[str, int] = {}
         self._next_trim = time.monotonic() + TRIM_PERIOD_S
+
+    def _connect(self) -> None:
+        self._conn = pika.BlockingConnection(self._client.params)
+        self._ch = self._conn.channel()
+        declare_topology(self._ch)
+        self._client.opened(self)
+
+    def keep(self) -> bool:
+        if not self._conn.is_open:
+            return False
+        self._conn.process_data_events(0)
+        return True
+
+    def disconnect(self) -> None:
+        if self._conn.is_open:
+            self._conn.close()
 
     def send(self, key: bytes, flags: int, body: bytes) -> None:
         topic = p.key_topic(key)
         seq = self._seqs[topic] = self._seqs.get(topic, 0) + 1
         headers = {"flags": flags, "pub": self.publisher_id, "seq": seq}
-        self._ch.basic_publish(TOPIC_EXCHANGE, routing_key(topic), body, pika.BasicProperties(headers=headers))
-        self._conn.process_data_events(0)
+        props = pika.BasicProperties(headers=headers)
+        with self.lock:
+            try:
+                self._ch.basic_publish(TOPIC_EXCHANGE, routing_key(topic), body, props)
+                self._conn.process_data_events(0)
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
+                    pika.exceptions.ConnectionWrongStateError, pika.exceptions.ChannelWrongStateError):
+                self._connect()                     # closed by RabbitMQ meanwhile: once more on a new one
+                self._ch.basic_publish(TOPIC_EXCHANGE, routing_key(topic), body, props)
         if time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_PERIOD_S
             try:
@@ -90,6 +113,7 @@ class AmqpSubscription:
 
     def __init__(self, client: "AmqpClient", topic: str, max_length: int) -> None:
         self._client, self.topic = client, topic
+        self.lock = threading.RLock()
         self._conn = pika.BlockingConnection(client.params)
         self._ch = self._conn.channel()
         declare_topology(self._ch)
@@ -107,6 +131,13 @@ class AmqpSubscription:
         self._ch.basic_consume(self.queue, self._on_message, auto_ack=False)
         self._ch.queue_bind(self.queue, TOPIC_EXCHANGE, routing_key=routing_key(topic))
         client.register_listener(topic, self.queue)
+        client.opened(self)          # its heartbeats go on while the listener's loop is busy elsewhere
+
+    def keep(self) -> bool:
+        if not self._conn.is_open:
+            return False
+        self._conn.process_data_events(0)
+        return True
 
     def _on_message(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         headers = props.headers or {}
@@ -130,16 +161,17 @@ class AmqpSubscription:
         """``(publisher, seq, flags, body)`` of the next message (0, 0 when it has none), or None after
         ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while not self._ready:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self._conn.process_data_events(time_limit=min(left, 0.5))
-        tag, publisher, seq, flags, body = self._ready.pop(0)
-        self._unacked += 1
-        if not self._ready or self._unacked >= _PREFETCH // 4:
-            self._ch.basic_ack(tag, multiple=True)
-            self._unacked = 0
+        with self.lock:
+            while not self._ready:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._conn.process_data_events(time_limit=min(left, 0.5))
+            tag, publisher, seq, flags, body = self._ready.pop(0)
+            self._unacked += 1
+            if not self._ready or self._unacked >= _PREFETCH // 4:
+                self._ch.basic_ack(tag, multiple=True)
+                self._unacked = 0
         return publisher, seq, flags, body
 
     def _maybe_report(self, force: bool = False) -> None:
@@ -150,11 +182,15 @@ class AmqpSubscription:
             except Exception as exc:   # a loss report must never break a listener
                 logger.info("could not report %d lost messages of %r: %s", lost, self.topic, exc)
 
+    def disconnect(self) -> None:
+        with self.lock:
+            if self._conn.is_open:
+                self._conn.close()
+
     def close(self) -> None:
         """Stop listening: the queue goes with the connection; the listener entry is removed."""
         self._maybe_report(force=True)
-        if self._conn.is_open:
-            self._conn.close()
+        self.disconnect()
         try:
             self._client.unregister_listener(self.topic, self.queue)
         except Exception as exc:
