@@ -51,6 +51,14 @@ def topic_counts() -> tuple[int, int, int]:
     return stats["dropped_no_listener"], stats["forwarded"], stats["published"]
 
 
+def test_the_tally_takes_any_bytes_a_publisher_sends():
+    tally = Tally()
+    for junk in (b"", b"s\0", b"sx1\0", b"s12", b"no key at all", b"\x02t\0"):   # \x00, \x01: (un)subscriptions
+        assert tally.see(junk) is None
+    assert tally.dropped == 6 and tally.synced == 0
+    assert tally.see(sync_key(3)) == (SYNCED, sync_key(3)) and tally.see(sync_key(2)) and tally.synced == 3
+
+
 def test_counts_are_exact_before_during_and_after_a_listener(broker):
     for _ in range(3000):
         msg.publish("counted", b"x" * 1024)           # nobody listening

@@ -183,7 +183,12 @@ class Forwarder(threading.Thread):
                 if sender in events:
                     drain(sender)    # the XSUB passes every subscription up to its senders too
                 if counter in events:
-                    self._count(counter, sender)
+                    try:
+                        self._count(counter, sender)
+                    except zmq.ContextTerminated:
+                        raise
+                    except Exception:   # a tally that stopped reading would stall the proxy (XPUB_NODROP)
+                        logger.exception("the topic tally failed on a frame; going on")
         except zmq.ContextTerminated:
             pass
         finally:

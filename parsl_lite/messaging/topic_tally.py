@@ -18,7 +18,9 @@ capture applies the tally's "no longer filter this topic" at its next
 command check (libzmq: about 1 ms), so the topic's frames in that window are
 dropped uncounted (and show as forwarded). Frames published after
 ``subscribe`` returned, while it listens, are never affected (the welcome
-comes after the subscription).
+comes after the subscription). The capture does not say which way a frame
+went: a raw frame starting with byte 0 or 1, which ``publish`` never makes,
+would pass for an (un)subscription (publishers hold the broker's token).
 """
 from __future__ import annotations
 
@@ -41,15 +43,16 @@ class Tally:
 
     def see(self, frame: bytes) -> Optional[tuple[str, bytes]]:
         """Account for one captured frame; what the forwarder must do about it, if anything:
-        ``(LISTEN | UNLISTEN, topic key)`` (filter the capture), ``(WELCOME, key)``, ``(SYNCED, key)``."""
+        ``(LISTEN | UNLISTEN, topic key)`` (filter the capture), ``(WELCOME, key)``, ``(SYNCED, key)``.
+        Never raises: any bytes a publisher sends are a frame nobody hears at worst."""
         head = frame[:1]
         if head == b"\x01" or head == b"\x00":
             return self._subscription(frame[1:], head == b"\x01")
         key = frame[:frame.find(b"\0") + 1]
         if key in self.listeners:          # heard: the capture's filter had not caught up yet
             return None
-        if head == SYNC_PREFIX:
-            self.synced = int(key[1:-1])
+        if head == SYNC_PREFIX and key[1:-1].isdigit():
+            self.synced = max(self.synced, int(key[1:-1]))
             return SYNCED, key
         if head != p.WELCOME_PREFIX:       # welcomes are ours, not published
             self.dropped += 1
