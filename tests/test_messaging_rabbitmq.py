@@ -247,3 +247,19 @@ def test_a_held_message_survives_the_requests_that_fail_on_the_server_meanwhile(
     assert m.ack() is True and len(q) == 0             # still held on its channel: acked, not requeued
     q.delete()
     msg.delete_queue(name + ".dead")
+
+
+def test_a_message_is_acked_from_another_thread(amqp):
+    name = unique("threads")
+    q = msg.queue(name)
+    q.put_many(["a", "b"])
+    got = q.get_many(2, timeout=5)
+    results = []
+    acker = threading.Thread(target=lambda: results.append((got[0].ack(), got[1].nack())))
+    acker.start()
+    acker.join(30)
+    assert results == [(True, True)]
+    again = q.get(timeout=5)                            # the nacked one, back
+    assert again.body == "b" and again.receive_count == 2 and again.ack() and len(q) == 0
+    q.delete()
+    msg.delete_queue(name + ".dead")

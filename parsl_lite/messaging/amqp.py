@@ -30,7 +30,8 @@ Mapping (and where it differs from our broker; the README says so too):
   ``x-consumer-timeout`` came with 3.12.
 - ``length`` counts ready messages plus this client's unsettled ones; the
   age of the oldest message is not known (``nan``).
-- a message must be acked from the thread that got it (pika channels are per thread).
+- connections are per thread (pika's are not thread-safe), each under a lock;
+  a receipt names the thread's state, so any thread may ack or nack.
 - tables are streams (``amqp_streams``); stats read the counters stream and the
   registries of queues and listeners this API declared.
 """
@@ -58,6 +59,7 @@ __all__ = ["AmqpClient", "AmqpPublisher", "AmqpSubscription"]
 logger = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_S = 30.0
+_TAG_BITS = 40               # receipt = thread state id << 40 | delivery tag (a channel's tags count from 1)
 _READY_WAIT_S = 0.2          # messages counted ready are pushed within a round trip (unless another reader took them)
 TABLE_PREFIX = "parsl_lite.table."
 COUNTERS = "parsl_lite.counters"          # sum: dropped_no_listener, lost\0TOPIC
@@ -146,7 +148,8 @@ class _ThreadState:
     """One thread's connection and channels; the keeper (``amqp_keeper``) services them while the thread is
     elsewhere: heartbeats, and deliveries held past their visibility timeout are given back on time."""
 
-    def __init__(self) -> None:
+    def __init__(self, sid: int) -> None:
+        self.sid = sid                         # in the receipts it hands out: an ack from any thread finds it
         self.lock = threading.RLock()          # held by every call on this connection, the keeper's too
         self.connection: Any = None
         self.channel: Any = None               # gets, acks, stream reads: holds the deliveries
@@ -188,6 +191,8 @@ class AmqpClient:
         self._streams = s.StreamStates()
         self._declared: set[str] = set()
         self._opened: "weakref.WeakSet[Any]" = weakref.WeakSet()     # every thread's state, publisher, subscription
+        self._sids = itertools.count(1)
+        self._by_sid: "weakref.WeakValueDictionary[int, _ThreadState]" = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------ connections
 
@@ -201,7 +206,8 @@ class AmqpClient:
         local = self.thread_local()
         state = getattr(local, "state", None)
         if state is None:
-            state = local.state = _ThreadState()
+            state = local.state = _ThreadState(next(self._sids))
+            self._by_sid[state.sid] = state
         return state
 
     def opened(self, obj: Any) -> None:
@@ -267,9 +273,11 @@ class AmqpClient:
     def request(self, make: Callable[[int, str], p.Request]) -> p.Reply:
         req = make(next(self._ids), "")
         handler = {p.DeclareQueue: self._declare, p.DeleteQueue: self._delete, p.QueueStatsRequest: self._stats,
-                   p.PutMessages: self._put, p.Settle: self._settle, p.StatsRequest: self._broker_stats,
+                   p.PutMessages: self._put, p.StatsRequest: self._broker_stats,
                    p.TablePut: self._table_put, p.TableGet: self._table_get, p.TableScan: self._table_scan,
                    p.ReportLoss: self._report_loss}.get(type(req))
+        if isinstance(req, p.Settle):
+            return self._settle(req)                 # under the lock of each thread holding the messages
         if handler is None:
             raise BrokerError("unsupported", f"{req.kind} is not offered on RabbitMQ (it needs the parsl_lite "
                                              f"broker: `parsl-lite broker start`)")
@@ -387,7 +395,7 @@ class AmqpClient:
             local.held[method.delivery_tag] = (req.queue, ch, time.monotonic() + vt)
         sizes, blob = p.join_bodies([body for _, _, body in got])
         return p.Delivered(req.request_id, req.queue, tuple(props.message_id or "" for _, props, _ in got),
-                           tuple(m.delivery_tag for m, _, _ in got),
+                           tuple(local.sid << _TAG_BITS | m.delivery_tag for m, _, _ in got),
                            tuple(1 + int((props.headers or {}).get("x-delivery-count", 0)) for _, props, _ in got),
                            tuple(float(props.timestamp or 0) for _, props, _ in got), sizes, blob)
 
@@ -419,16 +427,31 @@ class AmqpClient:
         return got
 
     def _settle(self, req: p.Settle) -> p.Reply:
-        held, done = self._state().held, 0
-        for tag in req.receipts:
-            entry = held.pop(tag, None)
-            if entry is None or entry[1].is_closed:
+        """Ack or nack on the channel each message came on, under its thread's lock (one lock at a time), so
+        any thread may settle. A receipt no longer held (expired, or its channel gone) counts 0."""
+        by_state: dict[int, list[int]] = {}
+        for receipt in req.receipts:
+            by_state.setdefault(receipt >> _TAG_BITS, []).append(receipt & ((1 << _TAG_BITS) - 1))
+        done = 0
+        for sid, tags in by_state.items():
+            state = self._by_sid.get(sid)
+            if state is None:
                 continue
-            if req.ack:
-                entry[1].basic_ack(tag)
-            else:
-                entry[1].basic_nack(tag, requeue=True)
-            done += 1
+            with state.lock:
+                state.expire(time.monotonic())
+                for tag in tags:
+                    entry = state.held.pop(tag, None)
+                    if entry is None or entry[1].is_closed:
+                        continue
+                    try:
+                        if req.ack:
+                            entry[1].basic_ack(tag)
+                        else:
+                            entry[1].basic_nack(tag, requeue=True)
+                    except pika.exceptions.AMQPError as exc:     # its channel or connection went meanwhile
+                        logger.info("could not settle a RabbitMQ delivery: %r", exc)
+                        continue
+                    done += 1
         return p.Done(req.request_id, done)
 
     # ------------------------------------------------------------ streams: tables, counters, registries
