@@ -343,6 +343,8 @@ class _Server:
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.closed: list[_Connection] = []     # since the loop last told the broker
+        self._scratch = bytearray(_RECV_BYTES)   # recv_into it: no allocation (and mmap) per read
+        self._view = memoryview(self._scratch)
 
     def wait(self, timeout_s: float) -> list[tuple[_Connection, list[bytes]]]:
         """The requests that came within ``timeout_s`` (all those there are, once one has)."""
@@ -356,15 +358,15 @@ class _Server:
                 self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
             if events & selectors.EVENT_READ:
                 try:
-                    chunk = conn.sock.recv(_RECV_BYTES)
+                    n = conn.sock.recv_into(self._scratch)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
-                    chunk = b""
-                if not chunk:
+                    n = 0
+                if not n:
                     self.close(conn)
                     continue
-                conn.inbox += chunk
+                conn.inbox += self._view[:n]
                 try:
                     out += [(conn, frames) for frames in conn.messages()]
                 except MalformedMessage as exc:
@@ -402,6 +404,7 @@ class _Server:
             self.closed.append(conn)
 
     def shutdown(self) -> None:
+        self._view.release()
         for key in list(self.selector.get_map().values()):
             key.fileobj.close()        # type: ignore[union-attr]
         self.selector.close()

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 ATTEMPT_S = 2.0
 REDIAL_S = 0.05
+RECV_QUANTUM_S = 0.02
+"""How often a wait for a reply checks its deadline (a reply itself wakes it at once)."""
 GET_SLACK_S = 0.2
 """A ``get(timeout=s)`` waits at most ``s + GET_SLACK_S``; the broker is asked to answer by ``s - GET_SLACK_S``
 (when ``s`` allows), so that on a loaded machine its "nothing came" still arrives in time and the socket
@@ -91,6 +94,9 @@ class BrokerClient:
                     logger.info("cannot reach the broker at %s: %s", self.url, exc)
                     return None
                 time.sleep(min(REDIAL_S, left))
+        sock.settimeout(None)    # blocking, bounded by the kernel's timeouts: one syscall per recv (no poll first)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(RECV_QUANTUM_S))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(ATTEMPT_S))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._local.socket = sock
         with self._lock:
@@ -199,7 +205,14 @@ def _host_port(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+
+
 def _send(sock: socket.socket, parts: list[bytes]) -> None:
+    """Raises:
+        OSError: the broker took nothing for ``ATTEMPT_S`` (SO_SNDTIMEO), or the connection broke.
+    """
     sent = sock.sendmsg(parts)
     total = sum(map(len, parts))
     if sent < total:
@@ -207,31 +220,33 @@ def _send(sock: socket.socket, parts: list[bytes]) -> None:
 
 
 def _receive(sock: socket.socket, end: float) -> Optional[list[bytes]]:
-    """The frames of the next message, or None if it did not come by ``end`` (``time.monotonic``).
+    """The frames of the next message, or None if it did not come by ``end`` (``time.monotonic``; checked
+    every :data:`RECV_QUANTUM_S`, the socket's SO_RCVTIMEO).
 
     Raises:
         ConnectionError: the broker closed the connection.
         MalformedMessage: not a message of ours.
     """
-    buffer = bytearray()
+    buffer = b""
     size = 0
-    while not size or len(buffer) < size:
-        left = end - time.monotonic()
-        if left <= 0:
-            return None
-        sock.settimeout(left)
+    while True:
         try:
-            chunk = sock.recv(max(_RECV_BYTES, size - len(buffer)))
-        except (socket.timeout, BlockingIOError):
-            return None
+            chunk = sock.recv(max(_RECV_BYTES, min(size - len(buffer), 1 << 20)))
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                return None
+            continue
         if not chunk:
             raise ConnectionError("the broker closed the connection")
-        buffer += chunk
+        buffer = buffer + chunk if buffer else chunk
         size = size or p.stream_size(buffer)
-    return p.stream_frames(buffer, 0, size)
+        if size and len(buffer) >= size:
+            return p.stream_frames(buffer, 0, size)
+        if size > 4 * _RECV_BYTES and type(buffer) is bytes:
+            buffer = bytearray(buffer)           # a long reply: append in place, not by copies
 
 
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024   # under malloc's mmap threshold: 256 KiB cost an mmap, mremap and munmap per reply
 
 
 def _checked(reply: p.Reply, client: BrokerClient) -> p.Reply:
