@@ -387,6 +387,7 @@ class _Layout:
 _SCHEMAS: Final[dict[str, _Layout]] = {cls.kind: _Layout(cls) for cls in (*get_args(Request), *get_args(Reply))}
 _BY_CLASS: Final[dict[type, _Layout]] = {schema.cls: schema for schema in _SCHEMAS.values()}
 MESSAGES: Final[dict[str, type]] = {kind: schema.cls for kind, schema in _SCHEMAS.items()}
+_BY_KIND: Final[dict[bytes, _Layout]] = {schema.kind: schema for schema in _SCHEMAS.values()}
 
 
 def encode(message: Message) -> list[bytes]:
@@ -400,16 +401,17 @@ def decode(frames: Sequence[Any]) -> Message:
     Raises:
         MalformedMessage: unknown kind, too many or too few bytes or frames, text that is not UTF-8.
     """
-    frames = [bytes(f) for f in frames]
     if len(frames) < 2:
         raise MalformedMessage(f"{len(frames)} frames; a message has at least 2")
-    schema = _SCHEMAS.get(frames[0].decode("ascii", "replace"))
+    if type(frames[0]) is not bytes or type(frames[1]) is not bytes:
+        frames = [bytes(f) for f in frames]
+    schema = _BY_KIND.get(frames[0])
     if schema is None:
         raise MalformedMessage(f"unknown message kind {frames[0][:40]!r}")
     try:
         return schema.decode(frames)
     except (ValueError, TypeError, struct.error) as exc:   # Invalid, UnicodeDecodeError, a short head
-        raise MalformedMessage(f"{schema.kind}: {exc}") from None
+        raise MalformedMessage(f"{schema.kind.decode()}: {exc}") from None
 
 
 def join_bodies(bodies: Sequence[bytes]) -> tuple[tuple[int, ...], bytes]:
@@ -439,8 +441,9 @@ MAX_FRAMES: Final = 64
 def stream_parts(frames: Sequence[bytes]) -> list[bytes]:
     """The bytes of a message of ``frames`` on a connection, as parts for ``socket.sendmsg`` (no copy of
     the frames)."""
-    lengths = struct.pack(f"<{len(frames)}I", *map(len, frames))
-    return [_STREAM_HEAD.pack(len(lengths) + sum(map(len, frames)), len(frames)) + lengths, *frames]
+    sizes = [len(f) for f in frames]
+    n = len(sizes)
+    return [struct.pack(f"<II{n}I", 4 * n + sum(sizes), n, *sizes), *frames]
 
 
 def stream_size(buffer: Any, at: int = 0) -> int:
@@ -470,6 +473,11 @@ def stream_frames(buffer: Any, at: int, size: int) -> list[bytes]:
     if start + sum(lengths) != at + size:
         raise MalformedMessage(f"frame lengths add up to {sum(lengths)}, the message has {size - start + at}")
     out = []
+    if type(buffer) is bytes:       # slices are bytes already (a client's reply)
+        for length in lengths:
+            out.append(buffer[start:start + length])
+            start += length
+        return out
     with memoryview(buffer) as view:
         for length in lengths:
             out.append(bytes(view[start:start + length]))
