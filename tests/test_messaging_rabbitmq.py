@@ -1,6 +1,7 @@
 """The same API on RabbitMQ (PARSL_LITE_BROKER_URL=amqp://...), against the real server of the test suite."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,20 @@ def test_a_message_is_acked_from_another_thread(amqp):
     assert again.body == "b" and again.receive_count == 2 and again.ack() and len(q) == 0
     q.delete()
     msg.delete_queue(name + ".dead")
+
+
+def test_broker_status_reports_rabbitmq_from_the_environment(amqp):
+    name = unique("status")
+    msg.queue(name).put("x")
+    out = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "broker", "status"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    headline, _, stats = out.stdout.partition("\n")
+    assert headline == "RabbitMQ at amqp://plite:***@127.0.0.1:5673/%2F (PARSL_LITE_BROKER_URL)"
+    assert '"backend": "rabbitmq"' in stats and "plite:plite" not in out.stdout
+    msg.delete_queue(name)
+    msg.delete_queue(name + ".dead")
+    nowhere = {**os.environ, "PARSL_LITE_BROKER_URL": "amqp://x:y@127.0.0.1:9/%2F"}
+    down = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "broker", "status"], capture_output=True,
+                          text=True, timeout=60, env=nowhere)
+    assert down.returncode == 1 and "does not answer" in down.stderr

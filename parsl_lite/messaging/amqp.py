@@ -69,6 +69,13 @@ DROPPED = "dropped_no_listener"
 LOST = "lost\0"
 
 
+def without_password(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for stats and messages)."""
+    from urllib.parse import urlsplit
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)
+
+
 class Confirms:
     """A channel in confirm mode whose publishes share one wait: publish a batch, then wait for every confirm.
 
@@ -223,7 +230,8 @@ class AmqpClient:
             try:
                 conn = local.connection = pika.BlockingConnection(self.params)
             except pika.exceptions.AMQPError as exc:
-                raise BrokerUnavailable(f"RabbitMQ at {self.url} (from {self.where}): {exc!r}") from None
+                raise BrokerUnavailable(f"RabbitMQ at {without_password(self.url)} (from {self.where}): "
+                                        f"{exc!r}") from None
             self.opened(local)
             local.channel = local.confirms = local.admin = None
             local.held, local.cancelled = {}, set()
@@ -312,7 +320,7 @@ class AmqpClient:
             raise BrokerError("amqp", f"{exc.reply_code} {exc.reply_text}") from None
         except pika.exceptions.AMQPConnectionError as exc:
             self._state().connection = None
-            raise BrokerUnavailable(f"RabbitMQ at {self.url}: {exc!r}") from None
+            raise BrokerUnavailable(f"RabbitMQ at {without_password(self.url)}: {exc!r}") from None
 
     # ------------------------------------------------------------ queues
 
@@ -537,7 +545,8 @@ class AmqpClient:
             dead = 0 if name.endswith(DEAD_LETTER_SUFFIX) else self._ready_count(name + DEAD_LETTER_SUFFIX) or 0
             queues[name] = {"length": ready + held, "in_flight": held, "oldest_age_s": float("nan"),
                             "dead_lettered": dead}
-        return p.Stats(req.request_id, {"backend": "rabbitmq", "url": self.url, "queues": queues, "topics": topics})
+        return p.Stats(req.request_id, {"backend": "rabbitmq", "url": without_password(self.url), "queues": queues,
+                                        "topics": topics})
 
     def _listeners(self) -> dict[str, int]:
         """Listeners per topic: registered subscriptions whose queue still exists (a queue goes with its

@@ -2,7 +2,7 @@
 
 ::
 
-    publish ──▶ [parsl_lite.topic-exchange (topic)] ──bound──▶ parsl_lite.sub.<id> (one per subscription) ──▶ recv
+    publish ──▶ [parsl_lite.topic-exchange (topic)] ──bound──▶ parsl_lite.sub.<id> (a subscription's) ──▶ recv
                         │ no binding matched
                         ▼ alternate-exchange
                 [parsl_lite.unrouted (fanout)] ──▶ parsl_lite.unrouted (lazy queue): its length + what was

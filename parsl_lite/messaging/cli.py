@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -142,10 +143,15 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    """The broker of ``--dir`` (or the default directory); else (with no ``--dir``, or with ``--service-dir``)
-    the one the function service hosts (``parsl-lite service start --broker``). Exit 0 when one runs and
-    answers, 1 otherwise."""
+    """RabbitMQ when ``PARSL_LITE_BROKER_URL`` names one (and no ``--dir``); else the broker of ``--dir`` (or
+    the default directory); else (with no ``--dir``, or with ``--service-dir``) the one the function service
+    hosts (``parsl-lite service start --broker``). Exit 0 when one runs and answers, 1 otherwise."""
+    from parsl_lite.messaging.paths import URL_ENV
     directory = _directory(args)
+    url = os.environ.get(URL_ENV, "")
+    if not args.dir and url.startswith(("amqp://", "amqps://")):
+        from parsl_lite.messaging.amqp import without_password
+        return _print_stats(f"RabbitMQ at {without_password(url)} ({URL_ENV})", url, "", directory)
     info = running_broker(directory)
     if info is not None:
         return _print_stats(f"broker running: {info['address']} (pid {info['pid']}, {directory})",
@@ -181,9 +187,14 @@ def hosted_broker(service_dir: Optional[Path] = None) -> Optional[tuple[dict[str
 
 
 def _print_stats(headline: str, address: str, token: str, directory: Path) -> int:
-    from parsl_lite.messaging.client import BrokerClient
     from parsl_lite.messaging.errors import MessagingError
-    client = BrokerClient(address, token, str(directory), request_timeout_s=STATUS_TIMEOUT_S)
+    client: Any
+    if address.startswith(("amqp://", "amqps://")):
+        from parsl_lite.messaging.amqp import AmqpClient
+        client = AmqpClient(address, "PARSL_LITE_BROKER_URL")
+    else:
+        from parsl_lite.messaging.client import BrokerClient
+        client = BrokerClient(address, token, str(directory), request_timeout_s=STATUS_TIMEOUT_S)
     try:
         stats = client.stats()
     except MessagingError as exc:
