@@ -204,9 +204,10 @@ class AmqpClient:
     # ------------------------------------------------------------ connections
 
     def thread_local(self) -> threading.local:
-        if os.getpid() != self._pid:
+        if os.getpid() != self._pid:       # a forked child: the parent's connections are not its own to use
             self._pid, self._local = os.getpid(), threading.local()
             self._streams, self._declared = s.StreamStates(), set()
+            self._opened, self._by_sid = weakref.WeakSet(), weakref.WeakValueDictionary()
         return self._local
 
     def _state(self) -> _ThreadState:
@@ -265,6 +266,7 @@ class AmqpClient:
     def close(self) -> None:
         """Close every connection this client opened, in any thread (each under its lock); a later call
         opens new ones."""
+        self.thread_local()
         for obj in list(self._opened):
             with obj.lock:
                 try:
