@@ -87,10 +87,6 @@ class Store:
             self._db.execute("COMMIT")
             self._in_tx = False
         self.promised = False
-        self._counts: dict[int, int] = {}       # seq -> receive count not written yet
-        self._deletes: list[int] = []           # seqs acked, not deleted yet
-        self._cache: dict[int, bytes] = {}      # seq -> body of a message held
-        self._cached_bytes = 0
 
     def _promise(self) -> None:
         self.begin()
