@@ -1,6 +1,9 @@
 """Topics through the broker's C proxy: the tally (a pure class) and the counts it gives against a real broker."""
 from __future__ import annotations
 
+import threading
+import time
+
 import zmq
 
 from parsl_lite import messaging as msg
@@ -106,3 +109,17 @@ def test_a_publisher_discards_the_subscription_notices_the_broker_passes_up(brok
             msg.publish("notices", i)
         return not pub.sock.poll(0)
     wait_for(discarded, what="the notices discarded")
+
+
+def test_get_waits_at_most_its_timeout_and_each_call_has_its_own(broker):
+    with msg.subscribe("waits") as sub:
+        assert sub.get(timeout=0) is None
+        start = time.monotonic()
+        assert sub.get(timeout=0.3) is None
+        assert 0.25 <= time.monotonic() - start < 0.3 + 1.0     # the bound, with room for a loaded machine
+        sender = threading.Timer(0.7, lambda: msg.publish("waits", "late"))   # after the 0.5 s wait chunk
+        sender.start()
+        assert sub.get(timeout=20) == "late"                # a longer wait than the call before
+        sender.join()
+        msg.publish("waits", "ready")
+        assert wait_for(lambda: sub.get(timeout=0.05), what="a message already there") == "ready"
