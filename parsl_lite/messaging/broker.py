@@ -354,8 +354,13 @@ class _Server:
             if conn is None:
                 self._accept()
                 continue
-            if events & selectors.EVENT_WRITE and not conn.flush():
-                self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            if events & selectors.EVENT_WRITE:
+                try:
+                    if not conn.flush():
+                        self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+                except OSError:            # the client went away with replies unread
+                    self.close(conn)
+                    continue
             if events & selectors.EVENT_READ:
                 try:
                     n = conn.sock.recv_into(self._scratch)
