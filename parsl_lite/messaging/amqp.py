@@ -50,7 +50,7 @@ import pika
 from parsl_lite.messaging import amqp_keeper as keeper
 from parsl_lite.messaging import amqp_streams as s
 from parsl_lite.messaging import protocol as p
-from parsl_lite.messaging.amqp_topics import TRIM_AT, UNROUTED, AmqpPublisher, AmqpSubscription, declare_topology
+from parsl_lite.messaging.amqp_topics import PUBLISHED, TRIM_AT, UNROUTED, AmqpPublisher, AmqpSubscription, declare_topology
 from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DEFAULT_MAX_BYTES, DEFAULT_VISIBILITY_TIMEOUT_S
 from parsl_lite.messaging.errors import BrokerError, BrokerUnavailable, NoSuchQueue
 
@@ -62,7 +62,7 @@ CONFIRM_TIMEOUT_S = 30.0
 _TAG_BITS = 40               # receipt = thread state id << 40 | delivery tag (a channel's tags count from 1)
 _READY_WAIT_S = 0.2          # messages counted ready are pushed within a round trip (unless another reader took them)
 TABLE_PREFIX = "parsl_lite.table."
-COUNTERS = "parsl_lite.counters"          # sum: dropped_no_listener, lost\0TOPIC
+COUNTERS = "parsl_lite.counters"          # sum: published, dropped_no_listener, lost\0TOPIC
 QUEUES = "parsl_lite.queues"              # last: the queues this API created
 LISTENERS = "parsl_lite.listeners"        # last: TOPIC\0QUEUE of live subscriptions
 DROPPED = "dropped_no_listener"
@@ -506,6 +506,10 @@ class AmqpClient:
         if n:
             self._append(COUNTERS, [(key, str(int(n)).encode(), False)])
 
+    def count(self, key: str, n: int) -> None:
+        """Add ``n`` to the durable counter ``key`` (from any thread)."""
+        self._guard(None, lambda _: self.add_counter(key, n))
+
     def _report_loss(self, req: p.ReportLoss) -> p.Reply:
         self.add_counter(LOST + req.topic, req.lost)
         return p.Done(req.request_id, req.lost)
@@ -535,7 +539,9 @@ class AmqpClient:
     def _broker_stats(self, req: p.StatsRequest) -> p.Reply:
         counters = self.read_stream(COUNTERS, "sum")
         lost = {k[len(LOST):]: n for k, n in counters.items() if k.startswith(LOST)}
-        topics = {"dropped_no_listener": counters.get(DROPPED, 0) + self._trim_unrouted(TRIM_AT),
+        dropped = counters.get(DROPPED, 0) + self._trim_unrouted(TRIM_AT)
+        published = counters.get(PUBLISHED, 0)
+        topics = {"published": published, "forwarded": max(0, published - dropped), "dropped_no_listener": dropped,
                   "lost_slow_subscriber": sum(lost.values()), "lost_by_topic": lost,
                   "listeners": self._listeners()}
         queues = {}

@@ -14,7 +14,8 @@
 - Each message carries its publisher's id and a sequence number per topic (headers), so a subscriber sees
   the messages its full queue dropped, and reports them (``ReportLoss``: the counters stream).
 - The unrouted queue keeps messages on disk (lazy); a publisher trims it every ``TRIM_PERIOD_S`` when it holds
-  more than ``TRIM_AT`` (purge, then add the purged count to the durable counter).
+  more than ``TRIM_AT`` (purge, then add the purged count to the durable counter), and adds what it published
+  to the ``published`` counter (so a count shows within ``TRIM_PERIOD_S`` + the keeper's period).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ TOPIC_EXCHANGE = "parsl_lite.topic-exchange"
 UNROUTED = "parsl_lite.unrouted"               # the alternate exchange (fanout) and its queue
 SUBSCRIPTION_PREFIX = "parsl_lite.sub."
 TRIM_AT = 10_000
+PUBLISHED = "published"                        # the counter (amqp.COUNTERS) of messages published
 TRIM_PERIOD_S = 2.0
 LOSS_REPORT_PERIOD_S = 0.5
 _PREFETCH = 400
@@ -69,6 +71,7 @@ class AmqpPublisher:
         self._connect()
         self.publisher_id = random.getrandbits(63)
         self._seqs: dict[str, int] = {}
+        self._unflushed = 0                 # published since the last flush into the counters stream
         self._next_trim = time.monotonic() + TRIM_PERIOD_S
 
     def _connect(self) -> None:
@@ -81,11 +84,24 @@ class AmqpPublisher:
         if not self._conn.is_open:
             return False
         self._conn.process_data_events(0)
+        if self._unflushed and time.monotonic() >= self._next_trim:
+            self._housekeeping()                # the last messages of a burst are counted too
         return True
 
     def disconnect(self) -> None:
         if self._conn.is_open:
             self._conn.close()
+
+    def _housekeeping(self) -> None:
+        """Add what was published to the durable count; trim the unrouted queue (every ``TRIM_PERIOD_S``)."""
+        self._next_trim = time.monotonic() + TRIM_PERIOD_S
+        published, self._unflushed = self._unflushed, 0
+        try:
+            if published:
+                self._client.count(PUBLISHED, published)
+            self._client.trim_unrouted(TRIM_AT)
+        except Exception as exc:            # counting must never break a publisher
+            logger.info("could not count published or trim the unrouted queue: %r", exc)
 
     def send(self, key: bytes, flags: int, body: bytes) -> None:
         topic = p.key_topic(key)
@@ -100,12 +116,9 @@ class AmqpPublisher:
                     pika.exceptions.ConnectionWrongStateError, pika.exceptions.ChannelWrongStateError):
                 self._connect()                     # closed by RabbitMQ meanwhile: once more on a new one
                 self._ch.basic_publish(TOPIC_EXCHANGE, routing_key(topic), body, props)
+            self._unflushed += 1
         if time.monotonic() >= self._next_trim:
-            self._next_trim = time.monotonic() + TRIM_PERIOD_S
-            try:
-                self._client.trim_unrouted(TRIM_AT)
-            except Exception as exc:        # counting must never break a publisher
-                logger.info("could not trim the unrouted queue: %r", exc)
+            self._housekeeping()
 
 
 class AmqpSubscription:
