@@ -50,14 +50,12 @@ class AppBase:
         self._defaults = signature_defaults(func)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
-    def _kernel(self) -> Any:
-        return self.data_flow_kernel if self.data_flow_kernel is not None else DataFlowKernelLoader.dfk()
-
     def _submit(self, executable: Callable, args: tuple, kwargs: dict, resource_specification: Optional[dict]
                 ) -> AppFuture:
         if self.resource_specification is not None:
             resource_specification = {**self.resource_specification, **(resource_specification or {})}
-        return self._kernel().submit(self.func, args, self.executors, self.cache, self.ignore_for_cache, kwargs,
+        kernel = self.data_flow_kernel if self.data_flow_kernel is not None else DataFlowKernelLoader.dfk()
+        return kernel.submit(self.func, args, self.executors, self.cache, self.ignore_for_cache, kwargs,
                                      self.join, executable, resource_specification, prepare_call)
 
     def _with_defaults(self, kwargs: dict) -> dict:

@@ -240,6 +240,9 @@ class TaskGraph:
         record = event.record
         self._tasks[record.id] = record
         record.unresolved = event.n_deps
+        if not (event.n_deps or record.memoize or self.observed) and record.state is States.pending:
+            record.state = States.launched  # the common case in one step: pending -> launched is in the table
+            return [Launch(record)]
         actions: list[Action] = []
         if self.observed:
             actions.append(StateChanged(record.id, record.func_name, States.unsched, States.pending, record))

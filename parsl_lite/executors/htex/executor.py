@@ -16,6 +16,7 @@ same lock, then fails each future it took (``restart.fail_all``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _RESTART_JOIN_S = 40.0  # a new interchange may take 30 s to start; shutdown waits for that at most
 _NO_RESOURCES: dict = {}  # shared by the tasks that have none; never mutated
+_task_message: Callable[[tuple], TaskMessage] = functools.partial(tuple.__new__, TaskMessage)  # no NamedTuple __new__
 
 
 
@@ -410,7 +412,7 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
             client = self._client
             alone = len(self._futures) == 1  # nothing else out: no batch to wait for
         assert client is not None
-        client.send_task(TaskMessage(task_id, digest, send_body, packed, resources), alone)
+        client.send_task(_task_message((task_id, digest, send_body, packed, resources)), alone)
         return future
 
     # ------------------------------------------------------------ completion (see completion.py)
