@@ -4,7 +4,9 @@ The decisions (states, dependency counts, retries) are made by the pure
 :class:`~parsl_lite.dataflow.graph.TaskGraph` under ``self._lock``; this
 module is the shell that feeds it events from futures' callbacks and carries
 out the actions it returns, outside the lock. Nothing polls: a task launches
-from the callback of its last dependency.
+from the callback of its last dependency. The failure paths (retries, refused
+launches, abandonment at shutdown) are in ``failures.py``, the join apps' in
+``joins.py``: mixins of the kernel.
 """
 from __future__ import annotations
 
@@ -23,18 +25,20 @@ from typing import Any, Callable, Iterator, Optional, Sequence, cast
 from parsl_lite.config import Config
 from parsl_lite.dataflow import arguments
 from parsl_lite.dataflow.dependency_resolvers import SHALLOW_DEPENDENCY_RESOLVER, is_builtin_shallow
-from parsl_lite.dataflow.errors import AppExit, DependencyError, JoinError, KernelShutdown
+from parsl_lite.dataflow.errors import AppExit, DependencyError, KernelShutdown
+from parsl_lite.dataflow.failures import HandlesFailures
 from parsl_lite.dataflow.futures import AppFuture
-from parsl_lite.jobs.job_status_poller import JobStatusPoller
+from parsl_lite.dataflow.joins import AwaitsJoins
 from parsl_lite.dataflow.graph import (
-    AwaitJoin, CheckMemo, DependencyDone, ExecFailed, ExecStarted, ExecSucceeded, Finish, JoinStarted,
-    Launch, LaunchFailed, MemoChecked, StateChanged, TaskAbandoned, TaskGraph, TaskId, TaskRecord,
+    AwaitJoin, CheckMemo, DependencyDone, ExecStarted, ExecSucceeded, Finish, JoinStarted,
+    Launch, MemoChecked, StateChanged, TaskGraph, TaskId, TaskRecord,
     TaskRejected, TaskSubmitted,
 )
 from parsl_lite.dataflow.rundirs import make_rundir
 from parsl_lite.dataflow.signals import SigtermCleanup
 from parsl_lite.dataflow.states import States
 from parsl_lite.errors import ConfigurationError
+from parsl_lite.jobs.job_status_poller import JobStatusPoller
 from parsl_lite.executors.base import ParslExecutor
 from parsl_lite.log_utils import remove_handler, set_file_logger
 from parsl_lite.serialize.remote_error import RemoteExceptionWrapper
@@ -60,7 +64,7 @@ def _dependency_functions(config: Config) -> tuple[Callable[[tuple, dict], list[
             functools.partial(arguments.unwrap_with, resolver))
 
 
-class DataFlowKernel:
+class DataFlowKernel(HandlesFailures, AwaitsJoins):
     """Runs a workflow of apps on the executors of one :class:`Config`.
 
     Args:
@@ -321,38 +325,6 @@ class DataFlowKernel:
             actions = self._graph.handle(JoinStarted(record.id) if record.join else ExecSucceeded(record.id))
         self._apply(actions, result)
 
-    def _task_failed(self, record: TaskRecord, exc: BaseException, retriable: bool = True) -> None:
-        """Record the failure; retry if the handler's cost allows (never once cleanup began, or if not ``retriable``)."""
-        if self._cleanup_called:  # shutting down: no retry handler, no retry (cleanup's docstring)
-            self._abandon(record.id, exc)
-            return
-        if record.fail_history is None:
-            record.fail_history = []
-        record.fail_history.append(repr(exc))
-        cost, exc = self._failure_cost(record, exc) if retriable else (float("inf"), exc)
-        with self._lock:
-            actions = self._graph.handle(ExecFailed(record.id, cost))
-        self._apply(actions, exc=exc)
-
-    def _failure_cost(self, record: TaskRecord, exc: BaseException) -> tuple[float, BaseException]:
-        """The retry handler's cost for this failure, and the exception the task fails with.
-
-        As in Parsl, a handler that raises stops the retries, and what it raised
-        becomes the task's exception (its ``__context__`` is the app's). A
-        ``SystemExit`` from it must not reach ``result()`` (it would end the
-        script), so then the task keeps the app's exception.
-        """
-        if self._retry_handler is None:
-            return 1.0, exc
-        try:
-            return float(self._retry_handler(exc, record)), exc
-        except Exception as handler_exc:
-            logger.exception("task %d: retry_handler raised - will not retry", record.id)
-            return float("inf"), handler_exc
-        except SystemExit:
-            logger.exception("task %d: retry_handler raised SystemExit - will not retry", record.id)
-            return float("inf"), exc
-
     # ------------------------------------------------------------ actions out
 
     def _apply(self, actions: list, result: Any = None, exc: Optional[BaseException] = None) -> None:
@@ -392,12 +364,6 @@ class DataFlowKernel:
         exec_fu.parsl_record = record  # type: ignore[attr-defined]
         record.exec_fu = exec_fu
         exec_fu.add_done_callback(self._callback)
-
-    def _launch_failed(self, record: TaskRecord, exc: BaseException) -> None:
-        """The task could not be handed to an executor: it fails with ``exc``, without retries."""
-        with self._lock:
-            actions = self._graph.handle(LaunchFailed(record.id))
-        self._apply(actions, exc=exc)
 
     def _resolve_dependencies(self, record: TaskRecord) -> None:
         """Put the dependencies' results in place; a resolver's unwrap that raises is Parsl's DependencyError."""
@@ -457,43 +423,6 @@ class DataFlowKernel:
             self.monitoring.task_failed(record, exc)
         app_fu.set_exception(exc)
 
-    def _await_join(self, record: TaskRecord, returned: Any) -> None:
-        """Wait for what a join app's body returned: a Future, or a list of Futures (Parsl's rule)."""
-        if isinstance(returned, Future):
-            inner = [returned]
-        elif isinstance(returned, list) and all(isinstance(f, Future) for f in returned):
-            inner = returned
-        else:  # Parsl's TypeError; final, like every join failure (the body already ran)
-            error = TypeError(f"join_app body must return a Future or list of Futures, "
-                              f"got {returned!r} of type {type(returned)}")
-            self._task_failed(record, error, retriable=False)
-            return
-        if not inner:  # an empty list joins at once, to []
-            self._join_finished(record, returned, inner)
-            return
-        remaining = [len(inner)]
-        count_lock = threading.Lock()
-
-        def one_done(_: Future) -> None:
-            with count_lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                self._join_finished(record, returned, inner)
-
-        for fut in inner:
-            fut.add_done_callback(one_done)
-
-    def _join_finished(self, record: TaskRecord, returned: Any, inner: list) -> None:
-        failed = arguments.failed_dependencies(inner, self)
-        if failed:
-            self._task_failed(record, JoinError(failed, record.id), retriable=False)  # inner apps had their retries
-            return
-        value = [f.result() for f in inner] if isinstance(returned, list) else inner[0].result()
-        with self._lock:
-            actions = self._graph.handle(ExecSucceeded(record.id))
-        self._apply(actions, value)
-
     def _publish(self, change: Any) -> None:
         """A ``StateChanged`` (or an executor's ``ExecutorEvent``) to every listener."""
         for listener in self._listeners:
@@ -543,30 +472,6 @@ class DataFlowKernel:
                 raise ConfigurationError("executors", f"unknown executor label(s) {unknown}; "
                                                       f"this config has {list(self._labels)}")
         return labels[0] if len(labels) == 1 else random.choice(labels)
-
-    def _abandon(self, tid: TaskId, cause: Optional[BaseException]) -> None:
-        """Fail one unfinished task with :class:`KernelShutdown` (``cause``: what the executor said)."""
-        with self._lock:
-            record = self._graph.tasks.get(tid)
-            if record is None:  # already final
-                return
-            actions = self._graph.handle(TaskAbandoned(tid))
-        self._apply(actions, exc=self._shutdown_error(record, cause))
-
-    @staticmethod
-    def _shutdown_error(record: TaskRecord, cause: Optional[BaseException]) -> KernelShutdown:
-        exc = KernelShutdown(f"task {record.id} ({record.func_name}) did not finish: the kernel was cleaned up")
-        exc.__cause__ = cause
-        return exc
-
-    def _abandon_unfinished(self) -> None:
-        with self._lock:
-            actions = []
-            for tid in list(self._graph.tasks):
-                actions.extend(self._graph.handle(TaskAbandoned(tid)))
-        if actions:
-            logger.error("kernel cleanup failed %d unfinished tasks", sum(type(a) is Finish for a in actions))
-        self._apply(actions)
 
     def _shutdown_executors(self) -> None:
         self._join_pool.shutdown(wait=False, cancel_futures=True)
