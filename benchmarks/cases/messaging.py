@@ -19,6 +19,8 @@ figures as JSON.
   time (and the same on RabbitMQ with ``--amqp-url``); the floor: a bare SQLite (WAL, synchronous=NORMAL) insert/commit
   then select/delete/commit loop in batches of 100; and Dask's
   ``distributed.Queue`` (one at a time: it has no batches) where it imports.
+- ``queue_concurrent{K}_*`` (``--clients K``, default 4): K client processes at once, each put -> get ->
+  ack on its own queue (batches of 100, then one at a time), total msgs/s.
 - ``restart``: 2,000 messages queued, the broker SIGKILLed and restarted,
   then every message read back (``restart_lost`` must be 0).
 - ``rabbitmq_*`` (with ``--amqp-url``): the same queue loop and the same topic pair (fewer messages:
@@ -173,6 +175,46 @@ def queue_ours(n: int, batch: int = 100, singles: int = 2000, client: Any = None
     return {f"{prefix}_batch100_msgs_per_s": batched, f"{prefix}_single_msgs_per_s": single}
 
 
+def _concurrent_client(index: int, mode: str, rounds: int, start: Any, out: Any) -> None:
+    """One of :func:`queue_concurrent`'s processes: its own queue, ``rounds`` batches of 100 (or singles)."""
+    from parsl_lite.messaging.queues import Queue
+    q = Queue(f"bench-concurrent-{os.getpid()}-{index}")
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        if mode == "batch100":
+            q.put_many([BODY] * 100)
+            q.ack_many(q.get_many(100, timeout=5))
+        else:
+            q.put(BODY)
+            q.get(timeout=5).ack()
+    out.put(time.perf_counter() - t0)
+    q.delete()
+
+
+def queue_concurrent(clients: int, batches: int, singles: int) -> dict[str, float]:
+    """``clients`` processes at once, each put -> get -> ack on a queue of its own: total msgs/s (what a
+    broker that commits the requests of one loop turn together gains shows only here)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    figures = {}
+    for mode, rounds, per in (("batch100", batches, 100), ("single", singles, 1)):
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_concurrent_client, args=(i, mode, rounds, start, out)) for i in range(clients)]
+        for proc in procs:
+            proc.start()
+        time.sleep(2.0)                                   # the clients import and connect before the clock starts
+        t0 = time.perf_counter()
+        start.set()
+        for _ in procs:
+            out.get(timeout=600)
+        wall = time.perf_counter() - t0
+        for proc in procs:
+            proc.join(60)
+        figures[f"queue_concurrent{clients}_{mode}_msgs_per_s"] = clients * rounds * per / wall
+    return figures
+
+
 def queue_sqlite(n: int, directory: Path, batch: int = 100) -> dict[str, float]:
     db = sqlite3.connect(str(directory / "bare.db"), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -241,6 +283,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             figures.update(topic_ours(args.n, args.samples))
             figures.update(queue_sqlite(args.queue_n, Path(tmp)))
             figures.update(queue_ours(args.queue_n))
+            if args.clients > 1:
+                figures.update(queue_concurrent(args.clients, args.queue_n // 100 // args.clients, 500))
             if args.amqp_url:
                 figures.update(rabbitmq(args))
             figures.update(queue_dask(2000))
@@ -279,7 +323,7 @@ def record(args: argparse.Namespace, run_id: str, repeat: int) -> dict[str, Any]
         "case": CASE, "library": "parsl_lite", "adapter": "parsl_lite-messaging", "executor": CASE,
         "run_id": run_id, "repeat": repeat, "label": args.label, "python": platform.python_version(),
         "params": {"n": args.n, "queue_n": args.queue_n, "samples": args.samples, "amqp_n": args.amqp_n,
-                   "rabbitmq": bool(args.amqp_url)},
+                   "clients": args.clients, "rabbitmq": bool(args.amqp_url)},
         "timestamp": records.now_iso(), "loadavg_before": records.loadavg(), "git_commit": records.git_commit(),
         "git_dirty": records.git_dirty(), "machine": records.machine(),
     }
@@ -306,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", ""),
                         help="also measure the queue and topics on this RabbitMQ server (default $AMQP_URL)")
     parser.add_argument("--amqp-n", type=int, default=20_000, help="topic messages on RabbitMQ (default %(default)s)")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="also this many queue clients at once, each on its own queue (default %(default)s; 1: not)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--label", default=None, help="a name for this run in RESULTS.md")
     parser.add_argument("--records-dir", type=Path, default=records.RECORDS_DIR)
