@@ -6,7 +6,8 @@ to ``back``. The back end runs N replicas of a slower worker on ``back``,
 storing their results in the same table; N goes 2 -> 4 -> 1 while it runs.
 At the end both are drained and every document is accounted for.
 
-Start a broker first (``parsl-lite broker start``), then ``python components.py``.
+Start a broker first (``parsl-lite broker start``), then ``python components.py``; or run it on RabbitMQ:
+``PARSL_LITE_BROKER_URL=amqp://user:pass@host:5672/%2F python components.py``.
 """
 import time
 import uuid

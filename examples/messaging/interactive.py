@@ -7,7 +7,8 @@ returns how many it served. The script sends its first request at once (it
 waits in the durable queue while the model loads), then more: the first takes
 the loading time, the later ones milliseconds.
 
-Start a broker first (``parsl-lite broker start``), then ``python interactive.py``.
+Start a broker first (``parsl-lite broker start``), then ``python interactive.py``; or run it on RabbitMQ:
+``PARSL_LITE_BROKER_URL=amqp://user:pass@host:5672/%2F python interactive.py``.
 """
 import statistics
 import time

@@ -7,7 +7,8 @@ heard. Part 2: a listener on channel 7 is replaced while a sender streams: the
 new version subscribes (live when ``subscribe`` returns), then a stop for the
 old one's id ends only the old one. Together they heard every message.
 
-Start a broker first (``parsl-lite broker start``), then ``python pubsub.py``.
+Start a broker first (``parsl-lite broker start``), then ``python pubsub.py``; or run it on RabbitMQ:
+``PARSL_LITE_BROKER_URL=amqp://user:pass@host:5672/%2F python pubsub.py``.
 """
 import time
 import uuid
