@@ -198,6 +198,7 @@ class AmqpClient:
         self._streams = s.StreamStates()
         self._declared: set[str] = set()
         self._opened: "weakref.WeakSet[Any]" = weakref.WeakSet()     # every thread's state, publisher, subscription
+        self._opened_lock = threading.Lock()
         self._sids = itertools.count(1)
         self._by_sid: "weakref.WeakValueDictionary[int, _ThreadState]" = weakref.WeakValueDictionary()
 
@@ -221,7 +222,8 @@ class AmqpClient:
     def opened(self, obj: Any) -> None:
         """``obj`` (with ``lock``, ``keep()`` and ``disconnect()``) opened a connection: the keeper services it
         and :meth:`close` closes it."""
-        self._opened.add(obj)
+        with self._opened_lock:
+            self._opened.add(obj)
         keeper.register(obj)
 
     def _connection(self) -> Any:
@@ -267,7 +269,9 @@ class AmqpClient:
         """Close every connection this client opened, in any thread (each under its lock); a later call
         opens new ones."""
         self.thread_local()
-        for obj in list(self._opened):
+        with self._opened_lock:
+            opened = list(self._opened)
+        for obj in opened:
             with obj.lock:
                 try:
                     obj.disconnect()

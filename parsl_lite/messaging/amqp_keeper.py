@@ -66,10 +66,12 @@ def _run(pid: int) -> None:
             if not obj.lock.acquire(blocking=False):
                 continue                                   # its owner is in a call: it does the I/O itself
             try:
-                if not obj.keep():
-                    _kept.discard(obj)
+                kept = obj.keep()
             except Exception as exc:                       # the owner sees the broken connection at its next call
                 logger.debug("amqp keeper: %r", exc)
-                _kept.discard(obj)
+                kept = False
             finally:
                 obj.lock.release()
+            if not kept:
+                with _lock:
+                    _kept.discard(obj)
