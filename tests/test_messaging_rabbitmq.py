@@ -284,3 +284,20 @@ def test_broker_status_reports_rabbitmq_from_the_environment(amqp):
     down = subprocess.run([sys.executable, "-m", "parsl_lite.cli", "broker", "status"], capture_output=True,
                           text=True, timeout=60, env=nowhere)
     assert down.returncode == 1 and "does not answer" in down.stderr
+
+
+def test_the_stream_fold_is_last_write_wins_or_a_sum_and_skips_what_it_applied():
+    """The pure part of tables and counters on RabbitMQ (amqp_streams.StreamFold): no server."""
+    from parsl_lite.messaging.amqp_streams import StreamFold
+    table = StreamFold("last")
+    for offset, headers, body in [(0, {"key": "a"}, b"1"), (1, {"key": "b"}, b"2"), (2, {"marker": "m1"}, b""),
+                                  (3, {"key": "a"}, b"3"), (4, {"key": "b", "deleted": True}, b""),
+                                  (1, {"key": "b"}, b"old")]:          # a record read again: skipped
+        table.apply(offset, headers, body)
+    assert table.state == {"a": b"3"} and table.next_offset == 5
+    counters = StreamFold("sum")
+    for offset, key, n in [(0, "published", b"5"), (1, "lost\0t", b"2"), (2, "published", b"7")]:
+        counters.apply(offset, {"key": key}, n)
+    assert counters.state == {"published": 12, "lost\0t": 2}
+    with pytest.raises(ValueError, match="fold mode"):
+        StreamFold("max")
