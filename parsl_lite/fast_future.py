@@ -74,7 +74,10 @@ class FastFuture(Future):
     def _invoke_callbacks(self) -> None:
         one, callbacks = self._one_callback, self._callback_list
         if one is not None:
-            self._call(one)
+            try:  # _call, inlined: once per future, on the completion path
+                one(self)
+            except (Exception, SystemExit):
+                logger.exception("exception calling callback for %r", self)
         if callbacks:
             for callback in callbacks:
                 self._call(callback)
@@ -168,5 +171,6 @@ class FastFuture(Future):
                 self._state = FINISHED
         if state in _DONE:  # raised outside the lock: the repr takes the Condition, made under that lock
             raise InvalidStateError(f"{state}: {self!r}")
-        self._invoke_callbacks()
+        if self._one_callback is not None or self._callback_list is not None:
+            self._invoke_callbacks()
         return True
