@@ -16,6 +16,7 @@ from parsl_lite.serialize.main_classes import dumps_by_value, pickle_unless_main
 _PICKLE = b"P"
 _DILL = b"D"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_COPY_BELOW_BYTES = 4096
 
 
 def serialize(obj: Any, what: str = "object") -> bytes:
@@ -76,7 +77,8 @@ def deserialize(blob: bytes) -> Any:
         DeserializationError: the bytes are not ours, or loading failed (for
             example a module the object needs is missing on this side).
     """
-    head, body = blob[:1], memoryview(blob)[1:]
+    head = blob[:1]
+    body = blob[1:] if len(blob) < _COPY_BELOW_BYTES else memoryview(blob)[1:]  # a small copy beats two views
     try:
         if head == _PICKLE:
             return pickle.loads(body)
