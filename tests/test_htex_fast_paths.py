@@ -17,11 +17,11 @@ def test_a_formatted_task_header_is_the_compact_json_of_the_general_path(tasks):
     frames = encode(TaskBatch(tasks))
     unique = list(dict.fromkeys(t.fn_digest for t in tasks))
     bodies = [i for i, t in enumerate(tasks) if t.fn_body is not None]
-    assert frames[1] == dumps([len(tasks), [d.hex() for d in unique], bodies, []])
+    assert frames[0].split(b"\n", 2)[1] == dumps([len(tasks), [d.hex() for d in unique], bodies, []])
     assert decode(frames) == TaskBatch(tasks)
 
 
 @given(st.integers(1, 5))
 def test_a_formatted_result_header_is_the_compact_json_of_the_general_path(n):
     frames = encode(ResultBatch(tuple(ResultMessage(i, "ok", b"x") for i in range(n))))
-    assert frames[1] == dumps([n])
+    assert frames[0].split(b"\n", 2)[1] == dumps([n])

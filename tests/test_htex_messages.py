@@ -69,6 +69,19 @@ MESSAGE_STRATEGIES = {
 any_message = st.one_of(*MESSAGE_STRATEGIES.values())
 
 
+def parts(frames: list[bytes]) -> list[bytes]:
+    """A batch's frames cut as protocol 3 sent them, ``[kind, header, index, blob, *own]``, to spoil one part."""
+    kind, header, rest = frames[0].split(b"\n", 2)
+    fields = json.loads(header)
+    ints = 3 * fields[0] + (len(fields[2]) if kind == b"task_batch" else 1)
+    return [kind, header, rest[:8 * ints], rest[8 * ints:], *frames[1:]]
+
+
+def join(kind: bytes, header: bytes, index: bytes, blob: bytes, *own: bytes) -> list[bytes]:
+    """The frames of a batch from its parts: kind, header, index and blob in one frame (protocol 4)."""
+    return [kind + b"\n" + header + b"\n" + index + blob, *own]
+
+
 # ---------------------------------------------------------------- the table
 
 def test_every_message_class_has_a_strategy_and_a_unique_kind():
@@ -95,7 +108,8 @@ def test_round_trip(cls):
     def check(msg):
         frames = encode(msg)
         assert all(type(f) is bytes for f in frames)
-        assert frames[0] == cls.kind.encode()
+        batch = cls in (TaskBatch, ResultBatch)  # one frame: kind, header, index, blob
+        assert frames[0].startswith(cls.kind.encode() + b"\n") if batch else frames[0] == cls.kind.encode()
         assert decode(frames) == msg
         assert decode(list(frames)) == msg
 
@@ -105,8 +119,8 @@ def test_round_trip(cls):
 def test_task_batch_layout_is_compact_and_payloads_are_not_re_encoded():
     tasks = tuple(TaskMessage(i, b"d" * 32, b"BODY" if i == 0 else None, b"ARGS%d" % i, {}) for i in range(100))
     frames = encode(TaskBatch(tasks))
-    assert len(frames) == 4  # kind, header, index, one blob for all small payloads
-    assert frames[3] == b"".join(t.args for t in tasks) + b"BODY"
+    assert len(frames) == 1  # kind, header, index and one blob for all small payloads, in one frame
+    assert parts(frames)[3] == b"".join(t.args for t in tasks) + b"BODY"
     decoded = decode(frames).tasks
     assert decoded[0].fn_body == b"BODY" and decoded[1].fn_body is None
     assert decoded[5].fn_digest is decoded[6].fn_digest  # one bytes object per distinct digest
@@ -117,11 +131,11 @@ def test_big_payloads_travel_in_frames_of_their_own_untouched():
     tasks = (TaskMessage(1, b"x", big_body, b"small", {"cores": 2}), TaskMessage(2, b"y", None, big_args, {}),
              TaskMessage(3, b"x", None, b"", {}))
     frames = encode(TaskBatch(tasks))
-    assert len(frames) == 6 and frames[4] is big_args and frames[5] is big_body
+    assert len(frames) == 3 and frames[1] is big_args and frames[2] is big_body
     assert decode(frames) == TaskBatch(tasks)
     results = (ResultMessage(1, "ok", big_args), ResultMessage(2, "lost", b"x"), ResultMessage(3, "error", b""))
     frames = encode(ResultBatch(results))
-    assert frames[4] is big_args
+    assert frames[1] is big_args
     assert decode(frames) == ResultBatch(results)
 
 
@@ -169,23 +183,25 @@ def test_a_result_batch_carries_the_workers_busy_time_to_peek_and_decode(results
     assert decode(encode(ResultBatch(results))).busy_s == 0.0  # a sender that runs nothing
     with pytest.raises(ValueError):
         encode(ResultBatch(results, busy_s=-1.0))
-    index = bytearray(frames[2])
+    kind, header, index, blob, *own = parts(frames)
+    index = bytearray(index)
     index[-8:] = (-5).to_bytes(8, "little", signed=True)
     with pytest.raises(MalformedMessage):
-        peek_results([frames[0], frames[1], bytes(index), *frames[3:]])
+        peek_results(join(kind, header, bytes(index), blob, *own))
 
 
 def test_peek_decodes_every_other_message_and_refuses_what_decode_refuses():
     assert peek_results(encode(Heartbeat(b"m"))) == Heartbeat(b"m")
-    good = encode(ResultBatch((ResultMessage(1, "ok", b"x" * 10), ResultMessage(2, "error", b"y"))))
-    for bad in (good[:3], good + [b"stray"], [good[0], good[1], good[2][:-1], good[3]],
-                [good[0], good[1], good[2], good[3] + b"!"], [good[0], b"[3]", good[2], good[3]]):
+    good = parts(encode(ResultBatch((ResultMessage(1, "ok", b"x" * 10), ResultMessage(2, "error", b"y")))))
+    for bad in (join(*good[:3], b""), join(*good) + [b"stray"], join(good[0], good[1], good[2][:-1], good[3]),
+                join(good[0], good[1], good[2], good[3] + b"!"), join(good[0], b"[3]", good[2], good[3]),
+                [good[0], good[1], good[2], good[3]], [good[0] + b"\n" + good[1]]):
         with pytest.raises(MalformedMessage):
             peek_results(bad)
     index = bytearray(good[2])
     index[16] = 9  # status code 9
     with pytest.raises(MalformedMessage):
-        peek_results([good[0], good[1], bytes(index), good[3]])
+        peek_results(join(good[0], good[1], bytes(index), good[3]))
 
 
 def test_encode_refuses_what_it_cannot_carry():
@@ -238,23 +254,26 @@ def test_a_number_header_field_accepts_an_integer():
 
 
 def test_batch_structure_errors():
-    good = encode(TaskBatch((TaskMessage(1, b"d", b"body", b"args", {}),)))
-    malformed(good[:3], "task_batch")
-    malformed(good + [b"stray"], "task_batch")
-    malformed([good[0], good[1], good[2][:-1], good[3]], "task_batch")
-    malformed([good[0], good[1], good[2], good[3] + b"!"], "task_batch")
-    malformed([good[0], b'[1,["zz"],[0],[]]', good[2], good[3]], "task_batch")       # not hex
-    malformed([good[0], b'[1,[],[0],[]]', good[2], good[3]], "task_batch")           # digest number out of range
-    malformed([good[0], b'[1,["64"],[1],[]]', good[2], good[3]], "task_batch")        # body of task 1 of 1
-    malformed([good[0], b'[1,["64"],[0],[[0,{}]]]', good[2], good[3]], "task_batch")  # empty spec listed
-    malformed([good[0], b'[-1,["64"],[0],[]]', good[2], good[3]], "task_batch")
-    results = encode(ResultBatch((ResultMessage(1, "ok", b"x"),)))
+    good = parts(encode(TaskBatch((TaskMessage(1, b"d", b"body", b"args", {}),))))
+    malformed(join(*good[:3], b""), "task_batch")
+    malformed(join(*good) + [b"stray"], "task_batch")
+    malformed(join(good[0], good[1], good[2][:-1], good[3]), "task_batch")
+    malformed(join(good[0], good[1], good[2], good[3] + b"!"), "task_batch")
+    malformed([good[0] + b"\n" + good[1]], "task_batch")                                    # no end of header
+    malformed(join(good[0], good[1], b"", b""), "task_batch")                                # index cut short
+    malformed(join(good[0], b'[1,["zz"],[0],[]]', good[2], good[3]), "task_batch")       # not hex
+    malformed(join(good[0], b'[1,[],[0],[]]', good[2], good[3]), "task_batch")           # digest number out of range
+    malformed(join(good[0], b'[1,["64"],[1],[]]', good[2], good[3]), "task_batch")        # body of task 1 of 1
+    malformed(join(good[0], b'[1,["64"],[0],[[0,{}]]]', good[2], good[3]), "task_batch")  # empty spec listed
+    malformed(join(good[0], b'[-1,["64"],[0],[]]', good[2], good[3]), "task_batch")
+    malformed(good[:4], None)                                     # protocol 3's four frames: no such kind
+    results = parts(encode(ResultBatch((ResultMessage(1, "ok", b"x"),))))
     index = bytearray(results[2])
     index[8] = 7  # status code 7
-    malformed([results[0], results[1], bytes(index), results[3]], "result_batch")
+    malformed(join(results[0], results[1], bytes(index), results[3]), "result_batch")
     index = bytearray(results[2])
     index[16:24] = (-5).to_bytes(8, "little", signed=True)  # negative length
-    malformed([results[0], results[1], bytes(index), results[3]], "result_batch")
+    malformed(join(results[0], results[1], bytes(index), results[3]), "result_batch")
 
 
 @pytest.mark.parametrize("kind", ["register", "worker_hello", "client_hello"])

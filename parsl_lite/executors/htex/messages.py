@@ -16,8 +16,14 @@ Frames::
       header   JSON
 
     small messages:   [kind, {"field": value, ...}, <one frame per bytes field, in field order>]
-    TaskBatch:        [kind, [n, digests_hex, body_tasks, spec_pairs], index, blob, *own_frames]
-    ResultBatch:      [kind, [n], index, blob, *own_frames]
+    TaskBatch:        [kind \n [n, digests_hex, body_tasks, spec_pairs] \n index blob, *own_frames]
+    ResultBatch:      [kind \n [n] \n index blob, *own_frames]
+
+A batch message's kind, header, index and blob travel in *one* frame (cut at
+the first two newlines, which compact JSON never holds raw; the index's size
+follows from the header): every frame costs a send, a receive and, with
+encryption, a CurveZMQ box on each of a round trip's four hops (protocol 3
+had four frames per batch).
 
 In the two batch messages (the hot path) the per-item numbers travel in
 ``index``, an array of little-endian int64: for a TaskBatch the n task ids,
@@ -51,12 +57,12 @@ from functools import partial
 from typing import Any, Callable, ClassVar, Final, Literal, NamedTuple, NewType, Optional, Sequence, Union
 
 from parsl_lite.executors.htex.codec import (
-    BIG_PAYLOAD_BYTES, Invalid, Schema, check_lengths, count, dumps, frame_to_ints, header_list, ints_to_frame, loads,
+    BIG_PAYLOAD_BYTES, Invalid, Schema, check_lengths, count, dumps, frame_to_ints, ints_to_frame, loads,
     pack, positions, unpack,
 )
 from parsl_lite.executors.htex.errors import MalformedMessage, VersionMismatch
 
-PROTOCOL_VERSION: Final = 3
+PROTOCOL_VERSION: Final = 4
 NO_TASK: Final = -1
 """``WorkerDied.running_task`` when the worker was between tasks."""
 UNKNOWN_TASK: Final = -2
@@ -392,13 +398,19 @@ def peek_results(frames: Sequence[bytes]) -> Union[ResultFrames, Message]:
 def _guarded(frames: Sequence[bytes], run: Callable[[Any, Sequence[bytes]], Any]) -> Any:
     kind: Optional[str] = None
     try:
-        if len(frames) < 2:
-            raise Invalid(f"{len(frames)} frame(s); every message has at least 2")
+        if not frames:
+            raise Invalid("no frames")
         if set(map(type, frames)) != {bytes}:
             raise Invalid("frames must be bytes")
-        entry = _DECODERS.get(frames[0])
-        if entry is None:
-            raise Invalid(f"unknown kind {frames[0][:40]!r}")
+        first = frames[0]
+        entry = _DECODERS.get(first)
+        if entry is None:  # a batch: its kind ends at the first newline of its one frame
+            cut = first.find(_NL, 0, _KIND_MOST)
+            entry = _BATCH_DECODERS.get(first[:cut]) if cut > 0 else None
+            if entry is None:
+                raise Invalid(f"unknown kind {first[:40]!r}")
+        elif len(frames) < 2:
+            raise Invalid(f"{len(frames)} frame(s); every message but a batch has at least 2")
         kind, decoder = entry
         return run(decoder, frames)
     except MalformedMessage:
@@ -410,16 +422,43 @@ def _guarded(frames: Sequence[bytes], run: Callable[[Any, Sequence[bytes]], Any]
 
 
 def _peek_or_decode(decoder: Callable[[Sequence[bytes]], Message], frames: Sequence[bytes]) -> Any:
-    if frames[0] != _RESULT_BATCH:
+    if decoder is not _decode_result_batch:
         return decoder(frames)
-    ids, _, lengths, busy_ns = _result_index(frames)
-    check_lengths(lengths, len(frames[3]), len(frames) - 4)
+    ids, _, lengths, busy_ns, blob_at = _result_index(frames)
+    check_lengths(lengths, len(frames[0]) - blob_at, len(frames) - 1)
     return ResultFrames(ids, frames, busy_ns / 1e9)
+
+
+# ---------------------------------------------------------------- the batches' one frame
+
+_NL: Final = b"\n"
+_KIND_MOST: Final = 64  # a kind is found within this many bytes
+
+
+def _batch_head(frame: bytes, size: int) -> tuple[list[Any], int]:
+    """The header list (of ``size`` items) in a batch's frame, and where the index after it begins."""
+    start = frame.index(_NL) + 1  # the kind's end (the dispatcher found it)
+    end = frame.find(_NL, start)
+    if end < 0:
+        raise Invalid("no end of the header")
+    header = loads(frame[start:end])
+    if type(header) is not list or len(header) != size:
+        raise Invalid(f"header must be a JSON list of {size} items")
+    return header, end + 1
+
+
+def _batch_index(frame: bytes, at: int, count_ints: int) -> tuple[list[int], int]:
+    """The ``count_ints`` int64 of the index at ``at``, and where the blob after it begins."""
+    end = at + 8 * count_ints
+    if len(frame) < end:
+        raise Invalid(f"frame of {len(frame)} bytes too short for an index of {count_ints} numbers at {at}")
+    return frame_to_ints(frame[at:end]), end
 
 
 # ---------------------------------------------------------------- TaskBatch
 
 _TASK_BATCH = TaskBatch.kind.encode()
+_TASK_HEAD = _TASK_BATCH + _NL
 _new_task: Callable[[tuple[Any, ...]], TaskMessage] = partial(tuple.__new__, TaskMessage)  # skips NamedTuple's __new__
 
 
@@ -427,7 +466,7 @@ def _encode_task_batch(msg: TaskBatch) -> list[bytes]:
     tasks = msg.tasks
     n = len(tasks)
     if not n:
-        return [_TASK_BATCH, b"[0,[],[],[]]", b"", b""]
+        return [_TASK_HEAD + b"[0,[],[],[]]\n"]
     ids, digests, bodies, args, specs = zip(*tasks)
     unique = list(dict.fromkeys(digests))
     if len(unique) == 1:
@@ -447,25 +486,23 @@ def _encode_task_batch(msg: TaskBatch) -> list[bytes]:
     else:  # ints and hex strings only: the same compact JSON, formatted (a third of the encoder's time)
         header = ('[%d,["%s"],[%s],[]]' % (n, '","'.join(map(bytes.hex, unique)), ",".join(map(str, body_tasks)))
                   ).encode()
-    return [_TASK_BATCH, header, ints_to_frame([*ids, *digest_numbers, *lengths]), *data]
+    return [b"".join((_TASK_HEAD, header, _NL, ints_to_frame([*ids, *digest_numbers, *lengths]), data[0])),
+            *data[1:]]
 
 
 def _decode_task_batch(frames: Sequence[bytes]) -> TaskBatch:
-    n, digests_hex, body_tasks, spec_pairs = header_list(frames, 4)
+    frame = frames[0]
+    (n, digests_hex, body_tasks, spec_pairs), at = _batch_head(frame, 4)
     n = count(n, "the task count")
     body_tasks = positions(body_tasks, n, "body_tasks")
-    if len(frames) < 4:
-        raise Invalid(f"{len(frames)} frames; a task batch has at least 4")
-    if len(frames[2]) != 8 * (3 * n + len(body_tasks)):
-        raise Invalid(f"index of {len(frames[2])} bytes does not fit {n} tasks and {len(body_tasks)} bodies")
     if type(digests_hex) is not list or set(map(type, digests_hex)) - {str}:
         raise Invalid("digests must be a list of hex strings")
     digests = [bytes.fromhex(text) for text in digests_hex]
-    numbers = frame_to_ints(frames[2])
+    numbers, blob_at = _batch_index(frame, at, 3 * n + len(body_tasks))
     ids, digest_numbers, lengths = numbers[:n], numbers[n:2 * n], numbers[2 * n:]
     if n and (min(digest_numbers) < 0 or max(digest_numbers) >= len(digests)):
         raise Invalid("a task refers to a digest the header does not list")
-    payloads = unpack(lengths, frames[3], frames[4:])
+    payloads = unpack(lengths, frame[blob_at:], frames[1:])
     bodies: list[Optional[bytes]] = [None] * n
     for i, body in zip(body_tasks, payloads[n:]):
         bodies[i] = body
@@ -491,6 +528,7 @@ def _fill_specs(spec_pairs: Any, specs: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- ResultBatch
 
 _RESULT_BATCH = ResultBatch.kind.encode()
+_RESULT_HEAD = _RESULT_BATCH + _NL
 _STATUS_NAMES: Final[tuple[ResultStatus, ...]] = ("ok", "error", "lost")
 _STATUS_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(_STATUS_NAMES)}
 _new_result: Callable[[tuple[Any, ...]], ResultMessage] = partial(tuple.__new__, ResultMessage)
@@ -503,7 +541,7 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
     if busy_ns < 0:
         raise ValueError(f"busy_s must be >= 0, got {msg.busy_s}")
     if not n:
-        return [_RESULT_BATCH, b"[0]", ints_to_frame([busy_ns]), b""]
+        return [b"".join((_RESULT_HEAD, b"[0]\n", ints_to_frame([busy_ns])))]
     ids, statuses, payloads = zip(*results)
     if statuses.count("ok") == n:
         codes = [0] * n
@@ -513,31 +551,29 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
         except KeyError as exc:
             raise ValueError(f"result status must be one of {_STATUS_NAMES}, got {exc.args[0]!r}") from None
     lengths, data = pack(list(payloads))
-    return [_RESULT_BATCH, b"[%d]" % n, ints_to_frame([*ids, *codes, *lengths, busy_ns]), *data]
+    return [b"".join((_RESULT_HEAD, b"[%d]\n" % n, ints_to_frame([*ids, *codes, *lengths, busy_ns]), data[0])),
+            *data[1:]]
 
 
-def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int], int]:
-    """A result batch's task ids, status codes, payload lengths and busy nanoseconds, checked against its header."""
-    (n,) = header_list(frames, 1)
+def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int], int, int]:
+    """A result batch's task ids, status codes, payload lengths, busy nanoseconds and blob offset."""
+    frame = frames[0]
+    (n,), at = _batch_head(frame, 1)
     n = count(n, "the result count")
-    if len(frames) < 4:
-        raise Invalid(f"{len(frames)} frames; a result batch has at least 4")
-    if len(frames[2]) != 8 * (3 * n + 1):
-        raise Invalid(f"index of {len(frames[2])} bytes does not fit {n} results")
-    numbers = frame_to_ints(frames[2])
+    numbers, blob_at = _batch_index(frame, at, 3 * n + 1)
     codes = numbers[n:2 * n]
     if any(codes) and not set(codes) <= {0, 1, 2}:
         raise Invalid("result status codes must be 0, 1 or 2")
     if numbers[-1] < 0:
         raise Invalid("negative busy time")
-    return numbers[:n], codes, numbers[2 * n:3 * n], numbers[-1]
+    return numbers[:n], codes, numbers[2 * n:3 * n], numbers[-1], blob_at
 
 
 def _decode_result_batch(frames: Sequence[bytes]) -> ResultBatch:
-    ids, codes, lengths, busy_ns = _result_index(frames)
+    ids, codes, lengths, busy_ns, blob_at = _result_index(frames)
     n = len(ids)
     statuses = list(map(_STATUS_NAMES.__getitem__, codes)) if any(codes) else ["ok"] * n
-    payloads = unpack(lengths, frames[3], frames[4:])
+    payloads = unpack(lengths, frames[0][blob_at:], frames[1:])
     return ResultBatch(tuple(map(_new_result, zip(ids, statuses, payloads))), busy_ns / 1e9)
 
 
@@ -565,8 +601,9 @@ def _peek_version(header: bytes) -> Optional[int]:
 
 _ENCODERS: Final[dict[type, Callable[[Any], list[bytes]]]] = {
     TaskBatch: _encode_task_batch, ResultBatch: _encode_result_batch}
-_DECODERS: Final[dict[bytes, tuple[str, Callable[[Sequence[bytes]], Message]]]] = {
+_BATCH_DECODERS: Final[dict[bytes, tuple[str, Callable[[Sequence[bytes]], Message]]]] = {
     _TASK_BATCH: (TaskBatch.kind, _decode_task_batch), _RESULT_BATCH: (ResultBatch.kind, _decode_result_batch)}
+_DECODERS: Final[dict[bytes, tuple[str, Callable[[Sequence[bytes]], Message]]]] = {}
 
 for _cls in MESSAGES.values():
     if _cls not in _ENCODERS:
