@@ -112,9 +112,11 @@ def test_acks_and_receive_counts_reach_the_file_with_a_commit_and_a_resent_put_i
     loop.close()
     assert rows(tmp_path / "b.db") == [("b", 1), ("c", 0)]
     again = Loop(tmp_path / "b.db")
+    again.turn(("c", put(("b", "c"))))                          # sent again to the restarted broker
     [(_, got)] = again.turn(("c", p.GetMessages(4, TOKEN, "q", 5, 0.0)))
     assert got.message_ids == ("b", "c") and got.receive_counts == (2, 1) and got.blob == b"xx"
     again.close()
+    assert rows(tmp_path / "b.db") == [("b", 2), ("c", 1)]
 
 
 def test_an_ack_of_a_delivery_made_before_a_restart_settles_nothing(tmp_path):
