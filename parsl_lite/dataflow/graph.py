@@ -302,6 +302,10 @@ class TaskGraph:
 
     def _exec_succeeded(self, event: ExecSucceeded) -> list[Action]:
         record = self._tasks.get(event.task_id)
+        if record is not None and record.state is States.launched and not self.observed:
+            record.state = States.exec_done  # the common case in one step: launched -> exec_done is in the table
+            del self._tasks[record.id]
+            return [Finish(record, States.exec_done)]
         actions: list[Action] = []
         if record is not None:
             self._finish(record, States.exec_done, actions)

@@ -94,6 +94,7 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
                                "use it; its value has no effect", owner, name)
         self._lock = threading.Lock()
         self._graph = TaskGraph(self.config.retries)
+        self._unfinished_tasks = self._graph.tasks  # the graph's own dict (read only): len() without a Python call
         self._ids = cast(Iterator[TaskId], itertools.count())
         self._listeners: list[Callable[[StateChanged], None]] = []
         self._cleanup_listeners: list[Callable[["DataFlowKernel"], None]] = []
@@ -187,7 +188,7 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         """
         if self._cleanup_called:
             raise KernelShutdown("the DataFlowKernel was cleaned up; load a new config to submit more apps")
-        if self._max_pending is not None and len(self._graph) >= self._max_pending:
+        if self._max_pending is not None and len(self._unfinished_tasks) >= self._max_pending:
             self._wait_for_room()
         kwargs = app_kwargs if app_kwargs else _NO_KWARGS
         label = (self._only_label if executors == "all" and not resource_specification and self._only_label
