@@ -70,7 +70,7 @@ class Deliver:                     # not frozen: a batch of 100 makes 100 of the
     enqueued_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delete:
     seq: int
 
@@ -128,37 +128,40 @@ class QueueBook:
     def receive(self, now: float, max_messages: int = 1) -> list[Deliver]:
         """Hand out up to ``max_messages`` ready messages, oldest first, each until ``now + visibility``."""
         out: list[Deliver] = []
-        while self._ready and len(out) < max_messages:
-            entry = self._entries.get(heapq.heappop(self._ready))
+        ready, entries, by_receipt, deadlines = self._ready, self._entries, self._by_receipt, self._deadlines
+        deadline = now + self.settings.visibility_timeout_s
+        receipt = self._next_receipt
+        while ready and len(out) < max_messages:
+            entry = entries.get(heapq.heappop(ready))
             if entry is None or entry.receipt:
                 continue  # deleted, or a stale heap entry
             entry.receive_count += 1
-            entry.receipt = self._next_receipt
-            self._next_receipt += 1
-            entry.deadline = now + self.settings.visibility_timeout_s
-            self._by_receipt[entry.receipt] = entry.seq
-            heapq.heappush(self._deadlines, (entry.deadline, entry.receipt))
-            out.append(Deliver(entry.seq, entry.message_id, entry.receipt, entry.receive_count, entry.enqueued_at))
+            entry.receipt, entry.deadline = receipt, deadline
+            by_receipt[receipt] = entry.seq
+            heapq.heappush(deadlines, (deadline, receipt))
+            out.append(Deliver(entry.seq, entry.message_id, receipt, entry.receive_count, entry.enqueued_at))
+            receipt += 1
+        self._next_receipt = receipt
         return out
 
     def settle(self, receipt: int, ack: bool, now: float) -> list[Action]:
         """Ack deletes; nack gives the message back at once (or dead-letters it). A stale receipt
         (the delivery expired and the message went back) does nothing: the later delivery holds it."""
-        seq = self._by_receipt.pop(receipt, None)
-        if seq is None:
-            return []
-        entry = self._entries[seq]
-        if ack:
-            del self._entries[seq]
-            self._ids.pop(entry.message_id, None)
-            return [Delete(seq)]
-        return [self._give_back(entry)]
+        return self.settle_many((receipt,), ack, now)
 
     def settle_many(self, receipts: Iterable[int], ack: bool, now: float) -> list[Action]:
         """:meth:`settle` of each receipt, the actions in order."""
         out: list[Action] = []
+        by_receipt, entries, ids = self._by_receipt, self._entries, self._ids
         for receipt in receipts:
-            out += self.settle(receipt, ack, now)
+            seq = by_receipt.pop(receipt, None)
+            if seq is None:
+                continue
+            if ack:
+                ids.pop(entries.pop(seq).message_id, None)
+                out.append(Delete(seq))
+            else:
+                out.append(self._give_back(entries[seq]))
         return out
 
     def expire(self, now: float) -> list[Action]:
