@@ -70,6 +70,15 @@ def test_function_cache_serializes_once_and_names_by_digest():
         store.get(b"unknown")
 
 
+def test_function_cache_answers_alternating_functions_and_each_its_own_digest():
+    """The last-function shortcut never hands one function another's bytes."""
+    cache = FunctionCache()
+    first = [cache.get(fn) for fn in (len, abs, len, len, abs)]
+    assert first[0] == first[2] == first[3] and first[1] == first[4] and first[0] != first[1]
+    store = FunctionStore()
+    assert store.add(*first[1])(-3) == 3
+
+
 def test_remote_exception_reraises_with_type_and_traceback():
     def inner():
         raise KeyError("missing-key")
