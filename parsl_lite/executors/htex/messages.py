@@ -56,8 +56,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, ClassVar, Final, Literal, NamedTuple, NewType, Optional, Sequence, Union
 
+from parsl_lite.executors.htex.batch_frame import KIND_MOST, NL, batch_head, batch_index
 from parsl_lite.executors.htex.codec import (
-    BIG_PAYLOAD_BYTES, Invalid, Schema, check_lengths, count, dumps, frame_to_ints, ints_to_frame, loads,
+    BIG_PAYLOAD_BYTES, Invalid, Schema, check_lengths, count, dumps, ints_to_frame, loads,
     pack, positions, unpack,
 )
 from parsl_lite.executors.htex.errors import MalformedMessage, VersionMismatch
@@ -405,7 +406,7 @@ def _guarded(frames: Sequence[bytes], run: Callable[[Any, Sequence[bytes]], Any]
         first = frames[0]
         entry = _DECODERS.get(first)
         if entry is None:  # a batch: its kind ends at the first newline of its one frame
-            cut = first.find(_NL, 0, _KIND_MOST)
+            cut = first.find(NL, 0, KIND_MOST)
             entry = _BATCH_DECODERS.get(first[:cut]) if cut > 0 else None
             if entry is None:
                 raise Invalid(f"unknown kind {first[:40]!r}")
@@ -429,36 +430,10 @@ def _peek_or_decode(decoder: Callable[[Sequence[bytes]], Message], frames: Seque
     return ResultFrames(ids, frames, busy_ns / 1e9)
 
 
-# ---------------------------------------------------------------- the batches' one frame
-
-_NL: Final = b"\n"
-_KIND_MOST: Final = 64  # a kind is found within this many bytes
-
-
-def _batch_head(frame: bytes, size: int) -> tuple[list[Any], int]:
-    """The header list (of ``size`` items) in a batch's frame, and where the index after it begins."""
-    start = frame.index(_NL) + 1  # the kind's end (the dispatcher found it)
-    end = frame.find(_NL, start)
-    if end < 0:
-        raise Invalid("no end of the header")
-    header = loads(frame[start:end])
-    if type(header) is not list or len(header) != size:
-        raise Invalid(f"header must be a JSON list of {size} items")
-    return header, end + 1
-
-
-def _batch_index(frame: bytes, at: int, count_ints: int) -> tuple[list[int], int]:
-    """The ``count_ints`` int64 of the index at ``at``, and where the blob after it begins."""
-    end = at + 8 * count_ints
-    if len(frame) < end:
-        raise Invalid(f"frame of {len(frame)} bytes too short for an index of {count_ints} numbers at {at}")
-    return frame_to_ints(frame[at:end]), end
-
-
 # ---------------------------------------------------------------- TaskBatch
 
 _TASK_BATCH = TaskBatch.kind.encode()
-_TASK_HEAD = _TASK_BATCH + _NL
+_TASK_HEAD = _TASK_BATCH + NL
 _new_task: Callable[[tuple[Any, ...]], TaskMessage] = partial(tuple.__new__, TaskMessage)  # skips NamedTuple's __new__
 
 
@@ -486,19 +461,19 @@ def _encode_task_batch(msg: TaskBatch) -> list[bytes]:
     else:  # ints and hex strings only: the same compact JSON, formatted (a third of the encoder's time)
         header = ('[%d,["%s"],[%s],[]]' % (n, '","'.join(map(bytes.hex, unique)), ",".join(map(str, body_tasks)))
                   ).encode()
-    return [b"".join((_TASK_HEAD, header, _NL, ints_to_frame([*ids, *digest_numbers, *lengths]), data[0])),
+    return [b"".join((_TASK_HEAD, header, NL, ints_to_frame([*ids, *digest_numbers, *lengths]), data[0])),
             *data[1:]]
 
 
 def _decode_task_batch(frames: Sequence[bytes]) -> TaskBatch:
     frame = frames[0]
-    (n, digests_hex, body_tasks, spec_pairs), at = _batch_head(frame, 4)
+    (n, digests_hex, body_tasks, spec_pairs), at = batch_head(frame, 4)
     n = count(n, "the task count")
     body_tasks = positions(body_tasks, n, "body_tasks")
     if type(digests_hex) is not list or set(map(type, digests_hex)) - {str}:
         raise Invalid("digests must be a list of hex strings")
     digests = [bytes.fromhex(text) for text in digests_hex]
-    numbers, blob_at = _batch_index(frame, at, 3 * n + len(body_tasks))
+    numbers, blob_at = batch_index(frame, at, 3 * n + len(body_tasks))
     ids, digest_numbers, lengths = numbers[:n], numbers[n:2 * n], numbers[2 * n:]
     if n and (min(digest_numbers) < 0 or max(digest_numbers) >= len(digests)):
         raise Invalid("a task refers to a digest the header does not list")
@@ -528,7 +503,7 @@ def _fill_specs(spec_pairs: Any, specs: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- ResultBatch
 
 _RESULT_BATCH = ResultBatch.kind.encode()
-_RESULT_HEAD = _RESULT_BATCH + _NL
+_RESULT_HEAD = _RESULT_BATCH + NL
 _STATUS_NAMES: Final[tuple[ResultStatus, ...]] = ("ok", "error", "lost")
 _STATUS_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(_STATUS_NAMES)}
 _new_result: Callable[[tuple[Any, ...]], ResultMessage] = partial(tuple.__new__, ResultMessage)
@@ -558,9 +533,9 @@ def _encode_result_batch(msg: ResultBatch) -> list[bytes]:
 def _result_index(frames: Sequence[bytes]) -> tuple[list[int], list[int], list[int], int, int]:
     """A result batch's task ids, status codes, payload lengths, busy nanoseconds and blob offset."""
     frame = frames[0]
-    (n,), at = _batch_head(frame, 1)
+    (n,), at = batch_head(frame, 1)
     n = count(n, "the result count")
-    numbers, blob_at = _batch_index(frame, at, 3 * n + 1)
+    numbers, blob_at = batch_index(frame, at, 3 * n + 1)
     codes = numbers[n:2 * n]
     if any(codes) and not set(codes) <= {0, 1, 2}:
         raise Invalid("result status codes must be 0, 1 or 2")
