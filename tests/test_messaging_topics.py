@@ -123,3 +123,23 @@ def test_get_waits_at_most_its_timeout_and_each_call_has_its_own(broker):
         sender.join()
         msg.publish("waits", "ready")
         assert wait_for(lambda: sub.get(timeout=0.05), what="a message already there") == "ready"
+
+
+def test_an_idle_listener_reports_its_loss_while_it_waits_for_more(broker):
+    sub = msg.subscribe("lossy", high_water_mark=100)
+    for _ in range(20_000):
+        msg.publish("lossy", b"x" * 1024)       # it reads none of them meanwhile: losses at the high-water marks
+    through_the_proxy("lossy-marker")
+    listener = threading.Thread(target=lambda: [None for _ in sub])   # get(timeout=None) until the stop
+    listener.start()
+
+    def tail_heard() -> int:          # a message after the drain shows the gap before it
+        msg.publish("lossy", "tail")
+        return sub.lost
+    wait_for(tail_heard, what="the loss seen by the listener", interval_s=0.2)
+    stats = wait_for(lambda: sub.lost and (s := msg.stats()["topics"])["lost_slow_subscriber"] == sub.lost and s,
+                     what="the loss reported by the waiting listener")
+    assert stats["lost_by_topic"] == {"lossy": sub.lost}
+    msg.stop("lossy")
+    listener.join(30)
+    assert not listener.is_alive() and sub.stopped
