@@ -152,14 +152,23 @@ class Confirms:
 
 
 class _ThreadState:
-    """One thread's connection and channels; the keeper (``amqp_keeper``) services them while the thread is
-    elsewhere: heartbeats, and deliveries held past their visibility timeout are given back on time."""
+    """One thread's two connections and their channels; the keeper (``amqp_keeper``) services them while the
+    thread is elsewhere: heartbeats, and deliveries held past their visibility timeout are given back on time.
+
+    ``connection`` holds the deliveries (gets, acks) and does the declares; ``side`` publishes (queue puts,
+    stream records) and reads streams. Apart, because a connection RabbitMQ closes takes its unacked
+    deliveries back: RabbitMQ 3.10 closes a connection with INTERNAL_ERROR when it publishes to a stream
+    another connection created a moment ago (osiris_writer:write with no writer yet); that must not cost a
+    handler the message it holds.
+    """
 
     def __init__(self, sid: int) -> None:
         self.sid = sid                         # in the receipts it hands out: an ack from any thread finds it
         self.lock = threading.RLock()          # held by every call on this connection, the keeper's too
         self.connection: Any = None
-        self.channel: Any = None               # gets, acks, stream reads: holds the deliveries
+        self.side: Any = None
+        self.channel: Any = None               # gets, acks: holds the deliveries
+        self.streams: Any = None               # stream reads (on ``side``)
         self.admin: Any = None                 # declares, deletes, purges (a failure closes only this one)
         self.confirms: Optional[Confirms] = None
         self.held: dict[int, tuple[str, Any, float]] = {}     # delivery tag -> (queue, channel, deadline)
@@ -174,15 +183,25 @@ class _ThreadState:
                 ch.basic_nack(tag, requeue=True)
 
     def keep(self) -> bool:
-        if self.connection is None or not self.connection.is_open:
-            return False
-        self.expire(time.monotonic())
-        self.connection.process_data_events(0)
-        return True
+        live = [c for c in (self.connection, self.side) if c is not None and c.is_open]
+        if self.connection in live:
+            self.expire(time.monotonic())
+        for conn in live:
+            conn.process_data_events(0)
+        return bool(live)
 
     def disconnect(self) -> None:
-        if self.connection is not None and self.connection.is_open:
-            self.connection.close()
+        for conn in (self.connection, self.side):
+            if conn is not None and conn.is_open:
+                conn.close()
+
+    def forget_closed(self) -> None:
+        """Drop a connection found closed (and what lived on it); the next call opens a new one."""
+        if self.connection is not None and self.connection.is_closed:
+            self.connection = self.channel = self.admin = None
+            self.held, self.cancelled, self.qos = {}, set(), 0
+        if self.side is not None and self.side.is_closed:
+            self.side = self.confirms = self.streams = None
 
 
 class AmqpClient:
@@ -226,22 +245,33 @@ class AmqpClient:
             self._opened.add(obj)
         keeper.register(obj)
 
-    def _connection(self) -> Any:
-        local = self._state()
-        conn = local.connection
-        if conn is None or conn.is_closed:
-            try:
-                conn = local.connection = pika.BlockingConnection(self.params)
-            except pika.exceptions.AMQPError as exc:
-                raise BrokerUnavailable(f"RabbitMQ at {without_password(self.url)} (from {self.where}): "
-                                        f"{exc!r}") from None
-            self.opened(local)
-            local.channel = local.confirms = local.admin = None
-            local.held, local.cancelled = {}, set()
+    def _connect(self) -> Any:
+        try:
+            conn = pika.BlockingConnection(self.params)
+        except pika.exceptions.AMQPError as exc:
+            raise BrokerUnavailable(f"RabbitMQ at {without_password(self.url)} (from {self.where}): "
+                                    f"{exc!r}") from None
+        self.opened(self._state())
         return conn
 
+    def _connection(self) -> Any:
+        """This thread's connection for deliveries and declares."""
+        local = self._state()
+        local.forget_closed()
+        if local.connection is None:
+            local.connection = self._connect()
+        return local.connection
+
+    def _side(self) -> Any:
+        """This thread's connection for publishes and stream reads."""
+        local = self._state()
+        local.forget_closed()
+        if local.side is None:
+            local.side = self._connect()
+        return local.side
+
     def channel(self) -> Any:
-        """This thread's channel for gets, acks and stream reads."""
+        """This thread's channel for gets and acks."""
         conn, local = self._connection(), self._state()
         if local.channel is None or local.channel.is_closed:
             cancelled = local.cancelled
@@ -259,11 +289,17 @@ class AmqpClient:
         return local.admin
 
     def confirms(self) -> Confirms:
-        """This thread's confirming publisher."""
-        conn, local = self._connection(), self._state()
+        """This thread's confirming publisher (on the side connection)."""
+        conn, local = self._side(), self._state()
         if local.confirms is None or local.confirms.channel.is_closed:
             local.confirms = Confirms(conn)
         return local.confirms
+
+    def _stream_channel(self) -> Any:
+        conn, local = self._side(), self._state()
+        if local.streams is None or local.streams.is_closed:
+            local.streams = conn.channel()
+        return local.streams
 
     def close(self) -> None:
         """Close every connection this client opened, in any thread (each under its lock); a later call
@@ -313,9 +349,7 @@ class AmqpClient:
             try:
                 return self._once(req, handler)
             except BrokerUnavailable:
-                if state.connection is not None:
-                    raise                          # the new connection failed too
-                return self._once(req, handler)
+                return self._once(req, handler)    # once more, on new connections
 
     def _once(self, req: Any, handler: Callable[[Any], Any]) -> Any:
         try:
@@ -325,7 +359,7 @@ class AmqpClient:
                 raise NoSuchQueue(getattr(req, "queue", "?")) from None
             raise BrokerError("amqp", f"{exc.reply_code} {exc.reply_text}") from None
         except pika.exceptions.AMQPConnectionError as exc:
-            self._state().connection = None
+            self._state().forget_closed()
             raise BrokerUnavailable(f"RabbitMQ at {without_password(self.url)}: {exc!r}") from None
 
     # ------------------------------------------------------------ queues
@@ -488,8 +522,7 @@ class AmqpClient:
         def catch_up(fold: s.StreamFold) -> None:
             mark, props = s.marker()
             self.confirms().publish("", [(stream, b"", props)])
-            s.read_to_marker(self._connection(), self.channel(), stream, fold, mark)
-            self._state().qos = 0              # read_to_marker set its own prefetch
+            s.read_to_marker(self._side(), self._stream_channel(), stream, fold, mark)
         return self._streams.read(stream, mode, catch_up)
 
     def _table_put(self, req: p.TablePut) -> p.Reply:
