@@ -60,8 +60,8 @@ class FastFuture(Future):
 
     @property  # type: ignore[override]
     def _done_callbacks(self) -> list:
-        # Only asked for under the Condition (the stock add_done_callback), once it exists;
-        # a callback registered before then moves into the list.
+        # Asked for under the lock that guards the callbacks: the module lock (a second
+        # callback) until the Condition exists, the Condition after; the one callback moves in.
         callbacks = self._callback_list
         if callbacks is None:
             callbacks = self._callback_list = []
