@@ -44,7 +44,6 @@ from parsl_lite.serialize import FunctionStore, serialize, unpack_apply_message,
 logger = logging.getLogger("parsl_lite.executors.htex.worker")
 
 _FLUSH_AFTER_S = 0.005  # results of a long batch go home at least this often
-_PARENT_CHECK_MS = 1000  # an idle worker looks this often whether its pool is still there (off Linux)
 _PR_SET_PDEATHSIG = 1
 _REFUSED = 3  # the interchange refused this worker (e.g. another protocol version)
 
@@ -111,21 +110,22 @@ class Worker:
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, os.urandom(8))
-        self.socket.setsockopt(zmq.RCVTIMEO, _PARENT_CHECK_MS)  # a blocking receive: no poll call per task
         curve.make_client(self.socket, args.cert_dir)
         self.socket.connect(f"tcp://{args.address}:{args.port}")
 
     def run(self) -> None:
         self._send(WorkerHello(PROTOCOL_VERSION, self.manager_id, self.args.index, os.getpid()))
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
         while True:
-            try:
-                message = decode(recv_frames(self.socket))
-            except zmq.Again:  # nothing for _PARENT_CHECK_MS
+            if not poller.poll(1000):
                 if os.getppid() != self.args.parent_pid:
                     logger.warning("worker %d: pool process %d is gone; exiting", self.args.index,
                                    self.args.parent_pid)
                     return
                 continue
+            try:
+                message = decode(recv_frames(self.socket))
             except MalformedMessage as exc:
                 logger.warning("worker %d: dropped a malformed message: %s", self.args.index, exc)
                 continue
