@@ -87,12 +87,13 @@ class Interchange:
         self.identity_of: dict[tuple[bytes, int], bytes] = {}   # (manager, index) -> socket identity
         self.hosts: dict[bytes, str] = {}
         self.arrived: list[Any] = []      # tasks of this wake-up's TaskBatches, given to the ledger as one event
+        self.arrived_frames: Optional[Sequence[bytes]] = None  # the frames of ``arrived`` if one batch brought all
         self.saturated = False
         self.running = True
         self.dropped = 0
         self.refused = 0
         self._from_client_table: dict[type, Callable[[bytes, Any], None]] = {
-            TaskBatch: self._on_tasks, ClientHello: self._on_client_hello,
+            ClientHello: self._on_client_hello,
             **{kind: partial(self._on_request, handler) for kind, handler in (
                 (Ping, self._on_ping), (StatusRequest, self._on_status), (HoldBlocks, self._on_hold_blocks),
                 (BlockLost, self._on_block_lost), (ShutdownRequest, self._on_shutdown))},
@@ -199,6 +200,10 @@ class Interchange:
             self._flush_tasks()  # the ledger sees the executor's messages in the order sent
         if identity != self.client_identity and type(message) is not ClientHello:
             raise MalformedMessage(type(message).kind, "from a client that did not say ClientHello first")
+        if type(message) is TaskBatch:  # the hot path; its frames are kept, to forward as they came
+            self.arrived_frames = None if self.arrived else body
+            self.arrived.extend(message.tasks)  # dispatched after this wake-up's batches are all read
+            return
         handler = self._from_client_table.get(type(message))
         if handler is None:
             raise MalformedMessage(type(message).kind, "not a message the executor sends")
@@ -215,14 +220,23 @@ class Interchange:
         self.client_identity = identity
         self._reply(identity, Ack(hello.request_id))
 
-    def _on_tasks(self, identity: bytes, message: TaskBatch) -> None:
-        self.arrived.extend(message.tasks)  # dispatched after this wake-up's batches are all read (_flush_tasks)
-
     def _flush_tasks(self) -> None:
-        """Give the ledger the tasks read so far as one event: a deeper queue, so fuller batches."""
+        """Give the ledger the tasks read so far as one event: a deeper queue, so fuller batches.
+
+        When the ledger sends the one batch that came, to one worker and unchanged (no body attached or left
+        out), the executor's frames go on as they came: not encoded again.
+        """
         if self.arrived:
             tasks, self.arrived = self.arrived, []
-            self._apply(self.ledger.handle(TasksArrived(tasks)))
+            frames, self.arrived_frames = self.arrived_frames, None
+            actions = self.ledger.handle(TasksArrived(tasks))
+            if frames is not None and len(actions) == 1 and type(actions[0]) is Dispatch:
+                action = actions[0]
+                identity = self.identity_of.get((action.manager_id, action.worker_index))
+                if identity is not None and action.tasks == tuple(tasks):
+                    self._send_worker_frames(identity, frames, TaskBatch)
+                    return
+            self._apply(actions)
 
     def _on_request(self, handler: Callable[[Any], Reply], identity: bytes, request: Any) -> None:
         self._reply(identity, handler(request))
@@ -403,11 +417,14 @@ class Interchange:
         self._send_worker(self.manager_identity.get(manager_id, manager_id), message)
 
     def _send_worker(self, identity: bytes, message: Any) -> None:
+        self._send_worker_frames(identity, encode(message), type(message))
+
+    def _send_worker_frames(self, identity: bytes, frames: Sequence[bytes], kind: type) -> None:
         try:
-            send_frames(self.workers, [identity, *encode(message)], copy=False)
+            send_frames(self.workers, [identity, *frames], copy=False)
         except zmq.ZMQError as exc:  # the peer is gone; the ledger learns it from heartbeats or the pool
-            level = logging.DEBUG if isinstance(message, Shutdown) else logging.WARNING  # gone is what we wanted
-            logger.log(level, "could not send %s to %r: %s", type(message).__name__, identity, exc)
+            level = logging.DEBUG if kind is Shutdown else logging.WARNING  # gone is what we wanted
+            logger.log(level, "could not send %s to %r: %s", kind.__name__, identity, exc)
 
     def _shutdown_managers(self, reason: str) -> None:
         for manager_id in self.ledger.manager_ids():
