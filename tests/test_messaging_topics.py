@@ -143,3 +143,12 @@ def test_an_idle_listener_reports_its_loss_while_it_waits_for_more(broker):
     msg.stop("lossy")
     listener.join(30)
     assert not listener.is_alive() and sub.stopped
+
+
+def test_bytes_go_as_they_are_and_other_types_keep_theirs(broker):
+    with msg.subscribe("kinds") as sub:
+        sent = [b"raw \x00\x01 bytes", bytearray(b"an array"), "Stop?", {"x": b"in a dict"}, b""]
+        for message in sent:
+            msg.publish("kinds", message)
+        got = [sub.get(timeout=10) for _ in sent]
+    assert got == sent and [type(m) for m in got] == [type(m) for m in sent]
