@@ -303,28 +303,3 @@ def test_the_stream_fold_is_last_write_wins_or_a_sum_and_skips_what_it_applied()
         StreamFold("max")
 
 
-def test_holders_writing_to_a_table_another_process_just_made_keep_their_messages(amqp):
-    """RabbitMQ 3.10 closes a connection that publishes to a stream another connection created a moment ago
-    (INTERNAL_ERROR); the stream write goes on a connection of its own, retried, so the held message stays."""
-    name = unique("race")
-    q = msg.queue(name)
-    q.put_many(list(range(20)))
-    script = textwrap.dedent(f"""
-        import time, sys
-        from parsl_lite import messaging as msg
-        q, start, acked = msg.queue({name!r}), float(sys.argv[1]), []
-        for i in range(10):
-            m = q.get(timeout=10)
-            while time.time() < start + 0.3 * i:
-                time.sleep(0.001)
-            msg.table({name!r} + f"-t{{i}}").put(str(m.body), 1)     # both processes make table i at once
-            acked.append(m.ack())
-        print(acked.count(True))
-    """)
-    start = str(time.time() + 2)
-    procs = [subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
-    assert outs == ["10", "10"] and len(q) == 0
-    q.delete()
-    msg.delete_queue(name + ".dead")
