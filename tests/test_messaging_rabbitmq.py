@@ -150,7 +150,7 @@ def test_stats_count_drops_listeners_queues_and_slow_subscriber_loss(amqp):
     time.sleep(0.5)                                     # let RabbitMQ route them (then the queue holds 10)
     msg.stop(heard)
     seen = list(sub)                                    # what was prefetched, then the newest the queue kept
-    assert seen == sorted(seen) and seen[-1] == 199 and len(seen) <= 20 and sub._amqp.lost == 200 - len(seen)
+    assert seen == sorted(seen) and seen[-1] == 199 and len(seen) <= 20 and sub.lost == 200 - len(seen)
     stats = wait_for(lambda: (st := msg.stats()["topics"])["lost_by_topic"].get(heard) and st, 30, "the loss")
     assert stats["lost_by_topic"][heard] == 200 - len(seen) and stats["lost_slow_subscriber"] >= 180
     assert heard not in stats["listeners"]              # closed: its queue went away

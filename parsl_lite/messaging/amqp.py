@@ -49,6 +49,7 @@ import pika
 
 from parsl_lite.messaging import amqp_keeper as keeper
 from parsl_lite.messaging import amqp_streams as s
+from parsl_lite.messaging.amqp_connections import Confirms, ThreadState
 from parsl_lite.messaging import protocol as p
 from parsl_lite.messaging.amqp_topics import PUBLISHED, TRIM_AT, UNROUTED, AmqpPublisher, AmqpSubscription, declare_topology
 from parsl_lite.messaging.book import DEAD_LETTER_SUFFIX, DEFAULT_MAX_BYTES, DEFAULT_VISIBILITY_TIMEOUT_S
@@ -58,7 +59,6 @@ __all__ = ["AmqpClient", "AmqpPublisher", "AmqpSubscription"]
 
 logger = logging.getLogger(__name__)
 
-CONFIRM_TIMEOUT_S = 30.0
 _TAG_BITS = 40               # receipt = thread state id << 40 | delivery tag (a channel's tags count from 1)
 _READY_WAIT_S = 0.2          # messages counted ready are pushed within a round trip (unless another reader took them)
 TABLE_PREFIX = "parsl_lite.table."
@@ -76,134 +76,6 @@ def without_password(url: str) -> str:
     return url if password is None else url.replace(f":{password}@", ":***@", 1)
 
 
-class Confirms:
-    """A channel in confirm mode whose publishes share one wait: publish a batch, then wait for every confirm.
-
-    pika's ``BlockingChannel.basic_publish`` waits for each confirm in turn (a round trip and a quorum
-    commit per message), so this publishes through the channel's underlying pika ``Channel`` (``_impl``),
-    counts the ``Basic.Ack``/``Nack`` frames itself and waits on the channel's own I/O loop
-    (``_flush_output``, as ``BlockingChannel`` does). These are pika internals (1.3, 1.4); without them it
-    falls back to a confirm per message. RabbitMQ sends a mandatory message's ``Basic.Return`` before its ack.
-    """
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self.channel = conn.channel()
-        self._impl = getattr(self.channel, "_impl", None)
-        self._batched = self._impl is not None and hasattr(self.channel, "_flush_output")
-        self._tag = 0
-        self._pending: set[int] = set()
-        self._nacked = 0
-        self._returned: list[str] = []
-        if not self._batched:
-            self.channel.confirm_delivery()
-            return
-        selected: list[bool] = []
-        self._impl.add_on_return_callback(lambda _ch, method, _props, _body: self._returned.append(method.routing_key))
-        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
-        self._wait(lambda: bool(selected))
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        done = {t for t in self._pending if t <= method.delivery_tag} if method.multiple else {method.delivery_tag}
-        self._pending -= done
-        if isinstance(method, pika.spec.Basic.Nack):
-            self._nacked += len(done)
-
-    def _wait(self, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
-        ioloop = self._impl.connection.ioloop
-        timer = ioloop.call_later(CONFIRM_TIMEOUT_S, lambda: None)     # wakes the loop's poll at the deadline
-        try:
-            self.channel._flush_output(ready, lambda: time.monotonic() >= deadline)
-        finally:
-            ioloop.remove_timeout(timer)
-        if not ready():
-            raise BrokerUnavailable(f"RabbitMQ confirmed nothing within {CONFIRM_TIMEOUT_S:g} s")
-
-    def publish(self, exchange: str, items: list[tuple[str, bytes, pika.BasicProperties]]) -> list[str]:
-        """Publish ``(routing key, body, properties)`` items (mandatory), wait for all; the routing keys returned.
-
-        Raises:
-            BrokerError: RabbitMQ nacked some (it could not store them).
-        """
-        if not self._batched:
-            return self._publish_each(exchange, items)
-        self._returned, self._nacked = [], 0
-        for routing_key, body, props in items:
-            self._impl.basic_publish(exchange, routing_key, body, props, mandatory=True)
-            self._tag += 1
-            self._pending.add(self._tag)
-        self._wait(lambda: not self._pending)
-        if self._nacked:
-            raise BrokerError("amqp", f"RabbitMQ refused {self._nacked} of {len(items)} messages (nack)")
-        return self._returned
-
-    def _publish_each(self, exchange: str, items: list[tuple[str, bytes, pika.BasicProperties]]) -> list[str]:
-        returned = []
-        for routing_key, body, props in items:
-            try:
-                self.channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
-            except pika.exceptions.UnroutableError:
-                returned.append(routing_key)
-            except pika.exceptions.NackError:
-                raise BrokerError("amqp", "RabbitMQ refused a message (nack)") from None
-        return returned
-
-
-class _ThreadState:
-    """One thread's two connections and their channels; the keeper (``amqp_keeper``) services them while the
-    thread is elsewhere: heartbeats, and deliveries held past their visibility timeout are given back on time.
-
-    ``connection`` holds the deliveries (gets, acks) and does the declares; ``side`` publishes (queue puts,
-    stream records) and reads streams. Apart, because a connection RabbitMQ closes takes its unacked
-    deliveries back: RabbitMQ 3.10 closes a connection with INTERNAL_ERROR when it publishes to a stream
-    another connection created a moment ago (osiris_writer:write with no writer yet); that must not cost a
-    handler the message it holds.
-    """
-
-    def __init__(self, sid: int) -> None:
-        self.sid = sid                         # in the receipts it hands out: an ack from any thread finds it
-        self.lock = threading.RLock()          # held by every call on this connection, the keeper's too
-        self.connection: Any = None
-        self.side: Any = None
-        self.channel: Any = None               # gets, acks: holds the deliveries
-        self.streams: Any = None               # stream reads (on ``side``)
-        self.admin: Any = None                 # declares, deletes, purges (a failure closes only this one)
-        self.confirms: Optional[Confirms] = None
-        self.held: dict[int, tuple[str, Any, float]] = {}     # delivery tag -> (queue, channel, deadline)
-        self.cancelled: set[str] = set()
-        self.qos = 0
-
-    def expire(self, now: float) -> None:
-        """Nack (requeue) the deliveries whose visibility timeout passed."""
-        for tag in [t for t, (_, _, deadline) in self.held.items() if deadline <= now]:
-            _, ch, _ = self.held.pop(tag)
-            if ch.is_open:
-                ch.basic_nack(tag, requeue=True)
-
-    def keep(self) -> bool:
-        live = [c for c in (self.connection, self.side) if c is not None and c.is_open]
-        if self.connection in live:
-            self.expire(time.monotonic())
-        for conn in live:
-            conn.process_data_events(0)
-        return bool(live)
-
-    def disconnect(self) -> None:
-        for conn in (self.connection, self.side):
-            if conn is not None and conn.is_open:
-                conn.close()
-
-    def forget_closed(self) -> None:
-        """Drop a connection found closed (and what lived on it); the next call opens a new one."""
-        if self.connection is not None and self.connection.is_closed:
-            self.connection = self.channel = self.admin = None
-            self.held, self.cancelled, self.qos = {}, set(), 0
-        if self.side is not None and self.side.is_closed:
-            self.side = self.confirms = self.streams = None
-
-
 class AmqpClient:
     """One RabbitMQ server; a connection per thread (pika's are not thread-safe), a new one after fork."""
 
@@ -219,7 +91,7 @@ class AmqpClient:
         self._opened: "weakref.WeakSet[Any]" = weakref.WeakSet()     # every thread's state, publisher, subscription
         self._opened_lock = threading.Lock()
         self._sids = itertools.count(1)
-        self._by_sid: "weakref.WeakValueDictionary[int, _ThreadState]" = weakref.WeakValueDictionary()
+        self._by_sid: "weakref.WeakValueDictionary[int, ThreadState]" = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------ connections
 
@@ -230,11 +102,11 @@ class AmqpClient:
             self._opened, self._by_sid = weakref.WeakSet(), weakref.WeakValueDictionary()
         return self._local
 
-    def _state(self) -> _ThreadState:
+    def _state(self) -> ThreadState:
         local = self.thread_local()
         state = getattr(local, "state", None)
         if state is None:
-            state = local.state = _ThreadState(next(self._sids))
+            state = local.state = ThreadState(next(self._sids))
             self._by_sid[state.sid] = state
         return state
 
@@ -254,21 +126,14 @@ class AmqpClient:
         self.opened(self._state())
         return conn
 
-    def _connection(self) -> Any:
-        """This thread's connection for deliveries and declares."""
+    def _connection(self, which: str = "connection") -> Any:
+        """This thread's connection ``which``: "connection" (deliveries, declares) or "side" (publishes, stream
+        reads); see :class:`ThreadState`."""
         local = self._state()
         local.forget_closed()
-        if local.connection is None:
-            local.connection = self._connect()
-        return local.connection
-
-    def _side(self) -> Any:
-        """This thread's connection for publishes and stream reads."""
-        local = self._state()
-        local.forget_closed()
-        if local.side is None:
-            local.side = self._connect()
-        return local.side
+        if getattr(local, which) is None:
+            setattr(local, which, self._connect())
+        return getattr(local, which)
 
     def channel(self) -> Any:
         """This thread's channel for gets and acks."""
@@ -290,13 +155,13 @@ class AmqpClient:
 
     def confirms(self) -> Confirms:
         """This thread's confirming publisher (on the side connection)."""
-        conn, local = self._side(), self._state()
+        conn, local = self._connection("side"), self._state()
         if local.confirms is None or local.confirms.channel.is_closed:
             local.confirms = Confirms(conn)
         return local.confirms
 
     def _stream_channel(self) -> Any:
-        conn, local = self._side(), self._state()
+        conn, local = self._connection("side"), self._state()
         if local.streams is None or local.streams.is_closed:
             local.streams = conn.channel()
         return local.streams
@@ -522,7 +387,7 @@ class AmqpClient:
         def catch_up(fold: s.StreamFold) -> None:
             mark, props = s.marker()
             self.confirms().publish("", [(stream, b"", props)])
-            s.read_to_marker(self._side(), self._stream_channel(), stream, fold, mark)
+            s.read_to_marker(self._connection("side"), self._stream_channel(), stream, fold, mark)
         return self._streams.read(stream, mode, catch_up)
 
     def _table_put(self, req: p.TablePut) -> p.Reply:

@@ -42,7 +42,6 @@ SUBSCRIPTION_PREFIX = "parsl_lite.sub."
 TRIM_AT = 10_000
 PUBLISHED = "published"                        # the counter (amqp.COUNTERS) of messages published
 TRIM_PERIOD_S = 2.0
-LOSS_REPORT_PERIOD_S = 0.5
 _PREFETCH = 400
 _UNUSED_QUEUE_EXPIRES_MS = 3_600_000           # a queue whose process died before it consumed
 
@@ -135,9 +134,6 @@ class AmqpSubscription:
                                arguments={"x-max-length": max_length, "x-expires": _UNUSED_QUEUE_EXPIRES_MS})
         self._ready: list[tuple[int, int, int, int, bytes]] = []   # (delivery tag, publisher, seq, flags, body)
         self._unacked = 0
-        self._last: dict[int, int] = {}
-        self.lost = self._reported = 0
-        self._last_report = time.monotonic()
         # manual acks with a prefetch: the backlog stays in the capped queue (auto-acked deliveries would pile
         # up in this process instead, and x-max-length would never drop anything)
         self._ch.basic_qos(prefetch_count=min(_PREFETCH, max_length))
@@ -157,18 +153,7 @@ class AmqpSubscription:
         publisher, seq = headers.get("pub"), headers.get("seq")
         if not (isinstance(publisher, int) and isinstance(seq, int)):
             publisher = seq = 0
-        else:
-            last = self._last.get(publisher)
-            if last is not None and seq > last + 1:
-                self.lost += seq - last - 1       # dropped at the head of our full queue
-            self._last[publisher] = max(seq, last or 0)
         self._ready.append((method.delivery_tag, publisher, seq, int(headers.get("flags", 0)), body))
-
-    def recv(self, timeout_s: float) -> Optional[tuple[int, bytes]]:
-        """``(flags, body)`` of the next message, or None after ``timeout_s`` (losses counted and reported here)."""
-        got = self.recv_meta(timeout_s)
-        self._maybe_report()
-        return None if got is None else got[2:]
 
     def recv_meta(self, timeout_s: float) -> Optional[tuple[int, int, int, bytes]]:
         """``(publisher, seq, flags, body)`` of the next message (0, 0 when it has none), or None after
@@ -187,14 +172,6 @@ class AmqpSubscription:
                 self._unacked = 0
         return publisher, seq, flags, body
 
-    def _maybe_report(self, force: bool = False) -> None:
-        if self.lost > self._reported and (force or time.monotonic() - self._last_report > LOSS_REPORT_PERIOD_S):
-            lost, self._reported, self._last_report = self.lost - self._reported, self.lost, time.monotonic()
-            try:
-                self._client.request(lambda rid, tok: p.ReportLoss(rid, tok, self.topic, lost))
-            except Exception as exc:   # a loss report must never break a listener
-                logger.info("could not report %d lost messages of %r: %s", lost, self.topic, exc)
-
     def disconnect(self) -> None:
         with self.lock:
             if self._conn.is_open:
@@ -202,7 +179,6 @@ class AmqpSubscription:
 
     def close(self) -> None:
         """Stop listening: the queue goes with the connection; the listener entry is removed."""
-        self._maybe_report(force=True)
         self.disconnect()
         try:
             self._client.unregister_listener(self.topic, self.queue)

@@ -249,12 +249,15 @@ class Subscription:
     def _get_amqp(self, deadline: Optional[float]) -> Any:
         while not self.stopped:
             left = 0.5 if deadline is None else deadline - time.monotonic()
-            got = self._amqp.recv(max(0.0, left))
+            got = self._amqp.recv_meta(max(0.0, left))
             if got is None:
+                self._maybe_report()
                 if deadline is not None:
                     return None
                 continue
-            message = self._handle(*got)
+            publisher, seq, flags, body = got
+            self._count(publisher, seq)
+            message = self._handle(flags, body)
             if message is not _NOTHING:
                 return message
         return None
@@ -264,12 +267,16 @@ class Subscription:
         key, publisher, seq, flags, body = p.read_frame(frame)
         if key != self._key:
             return _NOTHING
+        self._count(publisher, seq)
+        return self._handle(flags, body)
+
+    def _count(self, publisher: int, seq: int) -> None:
+        """Note a message's place in its publisher's sequence; a gap is messages lost on the way."""
         last = self._last.get(publisher, 0)
         if seq > last:
             if last and seq > last + 1:
                 self.lost += seq - last - 1
             self._last[publisher] = seq
-        return self._handle(flags, body)
 
     def _handle(self, flags: int, body: bytes) -> Any:
         if flags == p.FLAG_STOP:
@@ -298,10 +305,10 @@ class Subscription:
         """Stop listening (reports any loss not reported yet)."""
         if not self.stopped:
             self.stopped = True
+            self._maybe_report(force=True)
             if self._amqp is not None:
                 self._amqp.close()
                 return
-            self._maybe_report(force=True)
             self._sock.close(0)
 
     def __enter__(self) -> "Subscription":
