@@ -25,3 +25,10 @@ def test_the_proof_is_the_same_for_small_and_big_messages(sizes):
     recut = [frames[0] + frames[1][:1], frames[1][1:], *frames[2:]] if sizes[1] else None
     if recut is not None:  # moving a byte across frames changes the proof
         assert signer.mac(recut) != signer.mac(frames)
+
+
+@pytest.mark.parametrize("key_bytes", [16, 64, 65, 200])
+def test_the_proof_is_rfc_2104_hmac_for_keys_shorter_and_longer_than_a_block(key_bytes):
+    secret = os.urandom(key_bytes).hex()
+    frames = [b"task", os.urandom(300)]
+    assert Signer(secret, CLIENT).mac(frames) == reference(secret, CLIENT, frames)
