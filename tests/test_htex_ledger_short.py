@@ -74,6 +74,26 @@ def test_one_long_result_stops_the_concentration_at_once_and_short_ones_bring_it
     assert sorted(len(ids) for ids in out.values()) == [1, 1, 1, 1]  # 1.0 s * (7/8)^4 is still long
 
 
+def test_a_function_measured_short_does_not_make_another_one_short():
+    ledger = make(workers=2)
+    ledger.handle(TasksArrived(tasks([1])))
+    measured(ledger, 0, [1], busy_s=0.00001)              # probes of f: tiny
+    out = dispatched(ledger.handle(TasksArrived(tasks(range(2, 102), digest=b"g"))))  # 100 of g, never measured
+    assert sorted(len(ids) for ids in out.values()) == [1, 1]  # not 64 piled on one worker while the other idles
+    out = dispatched(ledger.handle(TasksArrived(tasks(range(102, 112), first_with_body=False))))
+    assert out == {}                                       # f is short, but both workers still hold their g
+
+
+def test_a_mixed_result_batch_teaches_each_of_its_functions():
+    ledger = make(workers=8, prefetch_capacity=1)         # room for two: f's task and g's go to one worker
+    ((where, batch),) = dispatched(ledger.handle(TasksArrived(tasks([1]) + tasks([2], digest=b"g")))).items()
+    assert batch == (1, 2)
+    measured(ledger, where[1], [1, 2], busy_s=0.00002, manager=where[0])
+    for digest, ids in ((b"g", range(3, 13)), (b"f", range(13, 23))):
+        out = dispatched(ledger.handle(TasksArrived(tasks(ids, digest=digest, first_with_body=False))))
+        assert list(out.values()) == [tuple(ids)]          # each known short: one message
+
+
 def test_a_result_batch_counts_as_its_tasks():
     ledger = make(workers=8)
     ledger.handle(TasksArrived(tasks([1])))

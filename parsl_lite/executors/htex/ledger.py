@@ -33,6 +33,8 @@ neither held nor draining. A worker may hold up to::
 
     short = min(max_batch, floor(short_batch_s / task_s))   (1 while task_s is not known)
 
+where ``task_s`` is that of the function of the task at the head of the queue.
+
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
 prefetched); the batch lets a deep queue of short tasks flow in bulk. Full
 batches are sent only while the queue holds a full batch for every worker, so
@@ -43,9 +45,12 @@ a message would make the interchange's cost per task grow with the workers: so
 while the interchange is saturated (messages wait for it, which long tasks never
 cause) each worker may hold its fair share of the queue, and a lone task still
 goes out at once. And when tasks are known to be short, a worker may hold
-``short`` of them, beyond its share: ``task_s`` is the run time per task the
-workers measure (``ResultsArrived.busy_s`` over its tasks), taken at once when
-it rises and followed slowly (1/8 of the way) when it falls, so a batch sent
+``short`` of them, beyond its share: ``task_s`` is the run time per task of
+each function (by digest), as the workers measure it (``ResultsArrived.busy_s``
+over its tasks), taken at once when it rises and followed slowly (1/8 of the
+way) when it falls. Per function, because a run's first tasks are often tiny
+probes of another function: learnt from those, a burst of long tasks would be
+piled on one worker while the others idle. So a batch sent
 to one worker is expected to run within ``short_batch_s`` (an interchange
 message costs more than that many short tasks) and a long result stops the
 concentration with the next dispatch; other workers stay idle meanwhile,
@@ -156,8 +161,8 @@ class Ledger:
         self._ready: dict[_Worker, None] = {}     # eligible, holding < the most any limit allows
         self._eligible = 0                        # connected workers of pools neither held nor draining
         self._saturated = False                   # the interchange has a backlog: batch by fair share
-        self._task_s: Optional[float] = None      # run time per task, as the workers measure it (None: unknown)
-        self._short = self._base                  # what a worker may hold while tasks are that short
+        self._task_s: dict[bytes, float] = {}     # run time per task of each function digest, as workers measure it
+        self._short: dict[bytes, int] = {}        # what a worker may hold of that function's tasks (absent: base)
         self._on: dict[type, Callable[[Any], list[Action]]] = {
             ManagerRegistered: self._registered,
             WorkerConnected: self._worker_connected,
@@ -456,10 +461,15 @@ class Ledger:
         where = self._where
         dropped: list[TaskId] = []
         accepted = 0
+        digest, other_digests = None, None
         for task_id in event.task_ids:
             if worker is not None and where.get(task_id) is worker:
                 del where[task_id]
-                del worker.tasks[task_id]
+                fn = worker.tasks.pop(task_id).fn_digest
+                if digest is None:
+                    digest = fn
+                elif fn != digest:
+                    other_digests = (other_digests or set()) | {fn}
                 accepted += 1
             else:
                 dropped.append(task_id)
@@ -467,8 +477,9 @@ class Ledger:
         if dropped:  # first of the actions: the interchange looks for it there only
             actions.append(DropResults(event.manager_id, event.worker_index, tuple(dropped),
                                        "not on this worker (failed as lost already, or never sent to it)"))
-        if event.busy_s is not None and event.task_ids:
-            self._learn_task_time(event.busy_s / len(event.task_ids))
+        if event.busy_s is not None and digest is not None:
+            for fn in (digest, *(other_digests or ())):   # a mixed batch: its mean time for each function
+                self._learn_task_time(fn, event.busy_s / len(event.task_ids))
         if worker is not None and accepted:
             self._count(worker.manager, -accepted, event.now)
             if worker.manager.draining:
@@ -478,16 +489,16 @@ class Ledger:
             self._fill((worker,), actions)  # only this worker gained room (see the module docstring)
         return actions
 
-    def _learn_task_time(self, task_s: float) -> None:
-        """Follow the run time per task: up at once (never over-commit long tasks), down slowly."""
-        old = self._task_s
-        self._task_s = task_s if old is None or task_s > old else old + (task_s - old) / 8
+    def _learn_task_time(self, digest: bytes, task_s: float) -> None:
+        """Follow a function's run time per task: up at once (never over-commit long tasks), down slowly."""
+        old = self._task_s.get(digest)
+        task_s = self._task_s[digest] = task_s if old is None or task_s > old else old + (task_s - old) / 8
         budget = self.config.short_batch_s
         if budget <= 0:
             short = self._base
         else:
-            short = self._cap if self._task_s * self._cap <= budget else int(budget / self._task_s)
-        self._short = max(self._base, short)
+            short = self._cap if task_s * self._cap <= budget else int(budget / task_s)
+        self._short[digest] = max(self._base, short)
 
     # ------------------------------------------------------------ dispatch
 
@@ -512,12 +523,14 @@ class Ledger:
 
     def _limit(self, pending: int) -> int:
         """How many tasks a worker may hold now (see the module docstring): its share, if that is a full batch
-        or the interchange is saturated; else ``1 + prefetch``; at least ``short`` (known short tasks)."""
+        or the interchange is saturated; else ``1 + prefetch``; at least ``short`` (the head's function is
+        known to be short). ``pending`` is the queue's length, and more than 0."""
         share = -(-pending // self._eligible)
         if share >= self._cap:
             return self._cap
         limit = share if self._saturated and share > self._base else self._base
-        return limit if limit >= self._short else self._short
+        short = self._short.get(self._queue[0].fn_digest, limit)
+        return limit if limit >= short else short
 
     def _dispatch(self, worker: _Worker, count: int, actions: list[Action]) -> None:
         popleft = self._queue.popleft
