@@ -1,6 +1,7 @@
 """The same API on RabbitMQ (PARSL_LITE_BROKER_URL=amqp://...), against the real server of the test suite."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -265,6 +266,23 @@ def test_a_message_is_acked_from_another_thread(amqp):
     assert results == [(True, True)]
     again = q.get(timeout=5)                            # the nacked one, back
     assert again.body == "b" and again.receive_count == 2 and again.ack() and len(q) == 0
+    q.delete()
+    msg.delete_queue(name + ".dead")
+
+
+def test_a_message_stays_held_after_the_thread_that_got_it_ends(amqp):
+    name = unique("ended")
+    q = msg.queue(name)
+    q.put("a")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(msg.queue(name).get(timeout=5)))
+    reader.start()
+    reader.join(30)
+    del reader
+    gc.collect()                                        # the ended thread's state, if nothing else kept it
+    assert got[0].body == "a"
+    assert q.get(timeout=0.5) is None                   # not given back with the ended thread's connection
+    assert got[0].ack() and len(q) == 0                 # and still ours to ack, from this thread
     q.delete()
     msg.delete_queue(name + ".dead")
 

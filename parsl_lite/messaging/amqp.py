@@ -92,6 +92,7 @@ class AmqpClient:
         self._opened_lock = threading.Lock()
         self._sids = itertools.count(1)
         self._by_sid: "weakref.WeakValueDictionary[int, ThreadState]" = weakref.WeakValueDictionary()
+        self._holders: dict[int, ThreadState] = {}    # the states holding deliveries (ThreadState.hold)
 
     # ------------------------------------------------------------ connections
 
@@ -99,14 +100,14 @@ class AmqpClient:
         if os.getpid() != self._pid:       # a forked child: the parent's connections are not its own to use
             self._pid, self._local = os.getpid(), threading.local()
             self._streams, self._declared = s.StreamStates(), set()
-            self._opened, self._by_sid = weakref.WeakSet(), weakref.WeakValueDictionary()
+            self._opened, self._by_sid, self._holders = weakref.WeakSet(), weakref.WeakValueDictionary(), {}
         return self._local
 
     def _state(self) -> ThreadState:
         local = self.thread_local()
         state = getattr(local, "state", None)
         if state is None:
-            state = local.state = ThreadState(next(self._sids))
+            state = local.state = ThreadState(next(self._sids), self._holders)
             self._by_sid[state.sid] = state
         return state
 
@@ -143,6 +144,7 @@ class AmqpClient:
             local.channel = conn.channel()
             local.channel.add_on_cancel_callback(lambda frame: cancelled.add(frame.method.consumer_tag))
             local.held, local.qos = {}, 0
+            local.let_go()
         return local.channel
 
     def admin(self) -> Any:
@@ -178,6 +180,7 @@ class AmqpClient:
                     obj.disconnect()
                 except pika.exceptions.AMQPError as exc:
                     logger.debug("closing a RabbitMQ connection: %r", exc)
+        self._holders.clear()  # their deliveries went back with their connections
 
     # ------------------------------------------------------------ the requests queues.py sends
 
@@ -305,7 +308,7 @@ class AmqpClient:
             got = self._consume(req.queue, 1, timeout_s)
         vt = self._settings.get(req.queue, (DEFAULT_VISIBILITY_TIMEOUT_S,))[0]
         for method, _, _ in got:
-            local.held[method.delivery_tag] = (req.queue, ch, time.monotonic() + vt)
+            local.hold(method.delivery_tag, req.queue, ch, time.monotonic() + vt)
         sizes, blob = p.join_bodies([body for _, _, body in got])
         return p.Delivered(req.request_id, req.queue, tuple(props.message_id or "" for _, props, _ in got),
                            tuple(local.sid << _TAG_BITS | m.delivery_tag for m, _, _ in got),
@@ -365,6 +368,7 @@ class AmqpClient:
                         logger.info("could not settle a RabbitMQ delivery: %r", exc)
                         continue
                     done += 1
+                state.let_go()
         return p.Done(req.request_id, done)
 
     # ------------------------------------------------------------ streams: tables, counters, registries

@@ -101,10 +101,15 @@ class ThreadState:
     deliveries back: RabbitMQ 3.10 closes a connection with INTERNAL_ERROR when it publishes to a stream
     another connection created a moment ago (osiris_writer:write with no writer yet); that must not cost a
     handler the message it holds.
+
+    While it holds deliveries it is kept in ``holders`` (the client's), so a thread that ends holding
+    messages does not take them back with its connection: they stay held, for an ack from another thread,
+    until their visibility timeout gives them back (as on our broker).
     """
 
-    def __init__(self, sid: int) -> None:
+    def __init__(self, sid: int, holders: dict[int, "ThreadState"]) -> None:
         self.sid = sid                         # in the receipts it hands out: an ack from any thread finds it
+        self.holders = holders
         self.lock = threading.RLock()          # held by every call on this connection, the keeper's too
         self.connection: Any = None
         self.side: Any = None
@@ -116,12 +121,22 @@ class ThreadState:
         self.cancelled: set[str] = set()
         self.qos = 0
 
+    def hold(self, tag: int, queue: str, channel: Any, deadline: float) -> None:
+        self.held[tag] = (queue, channel, deadline)
+        self.holders[self.sid] = self
+
+    def let_go(self) -> None:
+        """Call after deliveries left ``held``: once none is, nothing but its thread keeps this state alive."""
+        if not self.held:
+            self.holders.pop(self.sid, None)
+
     def expire(self, now: float) -> None:
         """Nack (requeue) the deliveries whose visibility timeout passed."""
         for tag in [t for t, (_, _, deadline) in self.held.items() if deadline <= now]:
             _, ch, _ = self.held.pop(tag)
             if ch.is_open:
                 ch.basic_nack(tag, requeue=True)
+        self.let_go()
 
     def keep(self) -> bool:
         live = [c for c in (self.connection, self.side) if c is not None and c.is_open]
@@ -141,5 +156,6 @@ class ThreadState:
         if self.connection is not None and self.connection.is_closed:
             self.connection = self.channel = self.admin = None
             self.held, self.cancelled, self.qos = {}, set(), 0
+            self.let_go()
         if self.side is not None and self.side.is_closed:
             self.side = self.confirms = self.streams = None
