@@ -31,9 +31,7 @@ neither held nor draining. A worker may hold up to::
     limit = max(1 + prefetch, share, short) if the interchange is saturated (LoadChanged)
     limit = max(1 + prefetch, short)       otherwise
 
-    short = min(max_batch, floor(short_batch_s / task_s))   (1 while task_s is not known)
-
-where ``task_s`` is that of the function of the task at the head of the queue.
+    short = min(max_batch, floor(short_batch_s / task_s))   (task_s: of the queue head's function; 1 if unknown)
 
 tasks. ``1 + prefetch_capacity`` is Parsl's meaning (one running, the rest
 prefetched); the batch lets a deep queue of short tasks flow in bulk. Full
