@@ -143,8 +143,7 @@ class AmqpClient:
             cancelled = local.cancelled
             local.channel = conn.channel()
             local.channel.add_on_cancel_callback(lambda frame: cancelled.add(frame.method.consumer_tag))
-            local.held, local.qos = {}, 0
-            local.let_go()
+            local.forget_deliveries()
         return local.channel
 
     def admin(self) -> Any:

@@ -130,6 +130,11 @@ class ThreadState:
         if not self.held:
             self.holders.pop(self.sid, None)
 
+    def forget_deliveries(self) -> None:
+        """Its channel is new or gone: the deliveries held on the old one went back with it."""
+        self.held, self.qos = {}, 0
+        self.let_go()
+
     def expire(self, now: float) -> None:
         """Nack (requeue) the deliveries whose visibility timeout passed."""
         for tag in [t for t, (_, _, deadline) in self.held.items() if deadline <= now]:
@@ -155,7 +160,7 @@ class ThreadState:
         """Drop a connection found closed (and what lived on it); the next call opens a new one."""
         if self.connection is not None and self.connection.is_closed:
             self.connection = self.channel = self.admin = None
-            self.held, self.cancelled, self.qos = {}, set(), 0
-            self.let_go()
+            self.cancelled = set()
+            self.forget_deliveries()
         if self.side is not None and self.side.is_closed:
             self.side = self.confirms = self.streams = None

@@ -459,7 +459,8 @@ class Ledger:
         where = self._where
         dropped: list[TaskId] = []
         accepted = 0
-        digest, other_digests = None, None
+        digest: Optional[bytes] = None
+        other_digests: Optional[set[bytes]] = None          # a mixed batch's other functions (rare)
         for task_id in event.task_ids:
             if worker is not None and where.get(task_id) is worker:
                 del where[task_id]
@@ -467,7 +468,9 @@ class Ledger:
                 if digest is None:
                     digest = fn
                 elif fn != digest:
-                    other_digests = (other_digests or set()) | {fn}
+                    if other_digests is None:
+                        other_digests = set()
+                    other_digests.add(fn)
                 accepted += 1
             else:
                 dropped.append(task_id)
