@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from concurrent.futures import Future
 
 import pytest
 
@@ -203,3 +204,13 @@ def test_bad_resource_specification_is_refused_by_name(htex_dfk):
         fut.result(timeout=5)
     with pytest.raises(InvalidResourceSpecification, match="'cores' must be a number"):
         double(1, parsl_resource_specification={"cores": "two"}).result(timeout=5)
+
+
+def test_the_kernel_hands_the_htex_its_task_record_and_submit_still_returns_a_future(htex_dfk):
+    executor = htex_dfk.executors["htex"]
+    fut = sleep_then(1, "late")
+    assert list(executor._futures.values()) == [fut.task_record]  # no executor future per task
+    assert fut.result(timeout=30) == "late"
+    direct = executor.submit(lambda: 7, {})  # the executor used alone, as Parsl's is
+    assert isinstance(direct, Future) and direct.result(timeout=30) == 7
+    assert crash("by record").exception(timeout=30).args == ("by record",)

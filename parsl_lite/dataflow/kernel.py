@@ -64,6 +64,24 @@ def _dependency_functions(config: Config) -> tuple[Callable[[tuple, dict], list[
             functools.partial(arguments.unwrap_with, resolver))
 
 
+class _Task(TaskRecord):
+    """A task record its executor can settle itself (``executor.submit_to(record, ...)``).
+
+    An executor with ``submit_to`` calls ``set_result`` or ``set_exception``
+    on the record where it would set a future's, so the kernel makes no
+    executor future per task: one object fewer for every task in flight (for
+    the garbage collector, which walks them all) and no callback hop.
+    """
+
+    __slots__ = ()
+
+    def set_result(self, result: Any) -> None:
+        self.kernel._exec_returned(self, result)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.kernel._exec_raised(self, exc)
+
+
 class DataFlowKernel(HandlesFailures, AwaitsJoins):
     """Runs a workflow of apps on the executors of one :class:`Config`.
 
@@ -136,6 +154,11 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         self._room = threading.Condition(self._lock)
         self._room_waiters = 0
         self._callback = self._exec_done  # bound once: the hot path adds it to every future
+        # Executors that settle the task itself (``submit_to``): no executor future per task.
+        self._submit_to: dict[str, Callable] = {
+            label: submit_to for label, submit_to in ((label, getattr(e, "submit_to", None))
+                                                      for label, e in self.executors.items())
+            if submit_to is not None}
         atexit.register(self._atexit_cleanup)
 
     # ------------------------------------------------------------ public API
@@ -193,7 +216,7 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         kwargs = app_kwargs if app_kwargs else _NO_KWARGS
         label = (self._only_label if executors == "all" and not resource_specification and self._only_label
                  else self._choose_executor(executors, resource_specification))
-        record = TaskRecord(next(self._ids), func.__name__, cache and self._memoize_on(), join, label, func,
+        record = _Task(next(self._ids), func.__name__, cache and self._memoize_on(), join, label, func,
                             func if executable is None else executable, app_args, kwargs,
                             resource_specification or _NO_RESOURCES,
                             ignore_for_cache if type(ignore_for_cache) is tuple else tuple(ignore_for_cache),
@@ -312,15 +335,25 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         record.exec_fu = None  # break the future <-> record cycle so refcounting frees both
         try:
             result = exec_fu.result()
+        except BaseException as exc:
+            self._exec_raised(record, exc)
+            return
+        self._exec_returned(record, result)
+
+    def _exec_raised(self, record: TaskRecord, exc: BaseException) -> None:
+        if isinstance(exc, Exception):  # whatever the task raised belongs to its future
+            self._task_failed(record, exc)
+        else:  # SystemExit/KeyboardInterrupt from an in-process app must not end the script
+            self._task_failed(record, AppExit(record.id, record.func_name, exc))
+
+    def _exec_returned(self, record: TaskRecord, result: Any) -> None:
+        try:
             if type(result) is RemoteExceptionWrapper:
                 result.reraise()
             if self._unwrap is not None:  # monitoring: where and when the try ran
                 result = self._unwrap(record, result)
-        except Exception as exc:  # whatever the task raised belongs to its future
-            self._task_failed(record, exc)
-            return
-        except BaseException as exc:  # SystemExit/KeyboardInterrupt from an in-process app must not end the script
-            self._task_failed(record, AppExit(record.id, record.func_name, exc))
+        except BaseException as exc:
+            self._exec_raised(record, exc)
             return
         with self._lock:
             actions = self._graph.handle(JoinStarted(record.id) if record.join else ExecSucceeded(record.id))
@@ -351,6 +384,10 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
                 self._resolve_dependencies(record)
             if record.join:
                 exec_fu = self._join_pool.submit(record.exec_func, *record.args, **record.kwargs)
+            elif self._wrap is None and record.executor in self._submit_to:  # the executor settles the record
+                self._submit_to[record.executor](record, record.exec_func, record.resource_specification,
+                                                 *record.args, **record.kwargs)
+                return
             else:
                 func = record.exec_func if self._wrap is None else self._wrap(record.exec_func)
                 exec_fu = self.executors[record.executor].submit(

@@ -12,7 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, Protocol
 
 from parsl_lite.representation import RepresentationMixin
 
@@ -33,6 +33,19 @@ class ExecutorEvent:
     what: str
     detail: dict = field(default_factory=dict)
     task_id: Optional[int] = None
+
+
+class ResultSink(Protocol):
+    """What an executor settles with a task's outcome, once: a ``Future``, or the kernel's task record.
+
+    An executor that can settle the kernel's records directly offers
+    ``submit_to(sink, func, resource_specification, *args, **kwargs)``
+    besides :meth:`ParslExecutor.submit` (the htex does).
+    """
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
 
 
 class ParslExecutor(RepresentationMixin, ABC):

@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 from typeguard import typechecked
 
 from parsl_lite.errors import ConfigurationError
-from parsl_lite.executors.base import ParslExecutor
+from parsl_lite.executors.base import ParslExecutor, ResultSink
 from parsl_lite.executors.errors import ExecutorError, ExecutorShutdown
 from parsl_lite.executors.htex import curve
 from parsl_lite.executors.htex.blocks import ManagesBlocks
@@ -218,7 +218,7 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
         self.interchange_restarts = interchange_restarts
         self._functions = FunctionCache()
         self._sent_digests: set[bytes] = set()
-        self._futures: dict[int, Future] = {}
+        self._futures: dict[int, ResultSink] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._broken: Optional[BaseException] = None
@@ -386,13 +386,24 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
     # ------------------------------------------------------------ tasks
 
     def submit(self, func: Callable, resource_specification: dict, *args: Any, **kwargs: Any) -> Future:
+        future: Future = FastFuture()
+        self.submit_to(future, func, resource_specification, *args, **kwargs)
+        return future
+
+    def submit_to(self, sink: ResultSink, func: Callable, resource_specification: dict, *args: Any,
+                  **kwargs: Any) -> None:
+        """:meth:`submit`, settling ``sink`` (its ``set_result`` / ``set_exception``, once) instead of a new future.
+
+        The kernel passes its task record, so a task in flight costs no
+        executor future. Raises what :meth:`submit` raises, before ``sink``
+        is registered (then it is never settled).
+        """
         if resource_specification:
             check_resource_specification(resource_specification)
         digest, body = self._functions.get(func)
         packed = pack_apply_message(args, kwargs)
         if len(packed) > self.max_payload_bytes:
             raise TaskTooLarge(len(packed), self.max_payload_bytes)
-        future: Future = FastFuture()
         resources = resource_specification or _NO_RESOURCES
         # One critical section with _fail and _interchange_lost: a future is either
         # refused here or registered where their failure will find it.
@@ -401,10 +412,10 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
             if broken is not None:
                 raise broken
             task_id = next(self._ids)
-            self._futures[task_id] = future
+            self._futures[task_id] = sink
             if self._held is not None:  # a new interchange is starting; it gets the task when up
                 self._held.append((task_id, digest, body, packed, resources))
-                return future
+                return
             send_body = None
             if digest not in self._sent_digests:
                 self._sent_digests.add(digest)
@@ -413,11 +424,10 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
             alone = len(self._futures) == 1  # nothing else out: no batch to wait for
         assert client is not None
         client.send_task(_task_message((task_id, digest, send_body, packed, resources)), alone)
-        return future
 
     # ------------------------------------------------------------ completion (see completion.py)
 
-    def _new_client(self, futures: dict[int, Future]) -> InterchangeClient:
+    def _new_client(self, futures: dict[int, ResultSink]) -> InterchangeClient:
         """A client whose results and loss are tied to ``futures``, the tasks sent through it."""
         assert self._settings is not None
         completer = self._completer
@@ -468,7 +478,7 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
             pending = self._take_pending()
         return fail_all(pending, cause)
 
-    def _take_pending(self) -> dict[int, Future]:
+    def _take_pending(self) -> dict[int, ResultSink]:
         """Under ``_lock``: every registered future, taken; held tasks are dropped (they fail with them)."""
         pending, self._futures = self._futures, {}
         self._held = None

@@ -26,9 +26,10 @@ import collections
 import logging
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import InvalidStateError
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
+from parsl_lite.executors.base import ResultSink
 from parsl_lite.executors.htex.errors import InterchangeLost
 from parsl_lite.executors.htex.messages import TaskMessage
 
@@ -83,19 +84,19 @@ class RestartsInterchange:
     blocks: dict[str, str]
     _lock: threading.Lock
     _broken: Optional[BaseException]
-    _futures: dict[int, Future]
+    _futures: dict[int, ResultSink]
     _held: Optional[list[tuple]]
     _sent_digests: set[bytes]
     _client: Optional["InterchangeClient"]
     _completer: Any
     _restarts: RestartBudget
     _restart_thread: Optional[threading.Thread]
-    _new_client: Callable[[dict[int, Future]], "InterchangeClient"]
+    _new_client: Callable[[dict[int, ResultSink]], "InterchangeClient"]
     _fail: Callable[[BaseException], None]
     _cancel_blocks: Callable[[list[str]], list[str]]
     scale_out: Callable[[int], list[str]]
 
-    def _interchange_lost(self, futures: dict[int, Future], cause: BaseException) -> None:
+    def _interchange_lost(self, futures: dict[int, ResultSink], cause: BaseException) -> None:
         """The client's I/O thread: the interchange died or fell silent.
 
         Its tasks fail with ``cause`` on the completion thread, after the results
@@ -190,7 +191,7 @@ class Lost(NamedTuple):
     cause: BaseException
 
 
-def fail_all(futures: dict[int, Future], cause: BaseException) -> int:
+def fail_all(futures: dict[int, ResultSink], cause: BaseException) -> int:
     """Fail and remove every future of ``futures``; return how many.
 
     The completion thread may pop from the same map at the same time: each
@@ -210,6 +211,6 @@ def fail_all(futures: dict[int, Future], cause: BaseException) -> int:
         count += 1
 
 
-def fail_all_of(lost: tuple[dict[int, Future], BaseException]) -> None:
+def fail_all_of(lost: tuple[dict[int, ResultSink], BaseException]) -> None:
     """``fail_all`` taking one argument: the setter of a :class:`Lost` completion item."""
     fail_all(*lost)
