@@ -198,3 +198,32 @@ def test_every_task_reaches_exactly_one_final_state(scenario):
     assert len(graph) == 0
     if any(dep_failures):
         assert r.state in (States.dep_fail,)
+
+
+@given(st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_the_one_call_paths_do_what_handle_does_or_nothing(memoize, join, observed, abandon):
+    """launch_at_once / succeed_at_once: the same end state as TaskSubmitted / ExecSucceeded, or untouched."""
+    fast, slow = TaskGraph(), TaskGraph()
+    fast.observed = slow.observed = observed
+    a, b = record(0, memoize, join), record(0, memoize, join)
+    if fast.launch_at_once(a):
+        assert slow.handle(TaskSubmitted(b, 0)) == [Launch(b)]
+    else:
+        assert (a.state, len(fast)) == (States.pending, 0)
+        slow.handle(TaskSubmitted(b, 0))
+        fast.handle(TaskSubmitted(a, 0))
+    assert (a.state, len(fast)) == (b.state, len(slow))
+    if b.state is not States.launched:
+        return
+    if abandon:  # a late success of a task already failed at shutdown changes nothing
+        fast.handle(TaskAbandoned(a.id))
+        slow.handle(TaskAbandoned(b.id))
+    before = (a.state, len(fast))
+    if fast.succeed_at_once(a):
+        assert slow.handle(ExecSucceeded(b.id)) == [Finish(b, States.exec_done)]
+    else:
+        assert (not observed and not join and not abandon)  # the common case always takes the one call
+        assert (a.state, len(fast)) == before
+        slow.handle(JoinStarted(b.id) if join else ExecSucceeded(b.id))
+        fast.handle(JoinStarted(a.id) if join else ExecSucceeded(a.id))
+    assert (a.state, len(fast)) == (b.state, len(slow))

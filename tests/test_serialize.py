@@ -15,6 +15,7 @@ from parsl_lite.serialize import (
     FunctionCache, FunctionStore, RemoteExceptionWrapper, deserialize, pack_apply_message, serialize,
     unpack_apply_message, wrap_current_exception,
 )
+from parsl_lite.serialize.facade import serialize_for_transfer
 from parsl_lite.serialize.remote_error import RemoteTaskError
 
 from .process_pool_executor import ProcessPoolTestExecutor
@@ -296,3 +297,12 @@ def test_mutation_in_place_is_not_seen_and_importable_functions_are_not_watched(
     finally:
         SHARED.pop()
     assert watch_for(deserialize) is None  # sent by reference: the worker imports it
+
+
+_plain = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | st.binary(max_size=8)
+
+
+@given(st.lists(_plain, max_size=5).map(tuple), st.dictionaries(st.text(max_size=4), _plain, max_size=3))
+def test_plain_arguments_skip_the_main_finder_and_give_the_same_bytes(args, kwargs):
+    assert pack_apply_message(args, kwargs) == serialize_for_transfer((args, kwargs))
+    assert unpack_apply_message(pack_apply_message(args, kwargs)) == (args, kwargs)

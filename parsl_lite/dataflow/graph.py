@@ -226,6 +226,27 @@ class TaskGraph:
         """Apply one event; return what the kernel must do, in order."""
         return self._on[type(event)](event)
 
+    # The two commonest events, when nothing but the state changes, without the event and action
+    # objects: a task with no dependencies is submitted, a launched task succeeds. Each does what
+    # ``handle`` would do, or nothing and returns False (then the kernel calls ``handle``).
+
+    def launch_at_once(self, record: TaskRecord) -> bool:
+        """``TaskSubmitted(record, 0)`` when its only action is ``Launch(record)``: register it, launched."""
+        if record.memoize or self.observed or record.state is not States.pending:
+            return False
+        self._tasks[record.id] = record
+        record.state = States.launched
+        return True
+
+    def succeed_at_once(self, record: TaskRecord) -> bool:
+        """``ExecSucceeded(record.id)`` when its only action is ``Finish(record, exec_done)``: drop it, done."""
+        if self.observed or record.state is not States.launched or record.join \
+                or self._tasks.get(record.id) is not record:
+            return False
+        record.state = States.exec_done
+        del self._tasks[record.id]
+        return True
+
     @property
     def tasks(self) -> dict[TaskId, TaskRecord]:
         """Tasks not yet final (read-only view for the kernel)."""

@@ -234,6 +234,12 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         deps = self._find_dependencies(app_args, kwargs) if app_args or kwargs else ()
         if deps:
             record.depends = deps
+        else:
+            with self._lock:
+                ready = self._graph.launch_at_once(record)
+            if ready:
+                self._launch(record)
+                return app_fu
         with self._lock:
             actions = self._graph.handle(TaskSubmitted(record, len(deps)))
         if actions:
@@ -356,8 +362,13 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
             self._exec_raised(record, exc)
             return
         with self._lock:
-            actions = self._graph.handle(JoinStarted(record.id) if record.join else ExecSucceeded(record.id))
-        self._apply(actions, result)
+            done = self._graph.succeed_at_once(record)
+            if not done:
+                actions = self._graph.handle(JoinStarted(record.id) if record.join else ExecSucceeded(record.id))
+        if done:
+            self._finish(record, States.exec_done, result, None)
+        else:
+            self._apply(actions, result)
 
     # ------------------------------------------------------------ actions out
 

@@ -17,6 +17,9 @@ _PICKLE = b"P"
 _DILL = b"D"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COPY_BELOW_BYTES = 4096
+# Exact types that never refer to ``__main__``: calls with only these go straight to pickle
+# (0.6 µs for an empty call, against 1.5 through the __main__ finder).
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def serialize(obj: Any, what: str = "object") -> bytes:
@@ -99,6 +102,8 @@ def pack_apply_message(args: tuple, kwargs: dict) -> bytes:
     Raises:
         SerializationError: naming the first argument that cannot be serialized.
     """
+    if _PLAIN.issuperset(map(type, args)) and (not kwargs or _PLAIN.issuperset(map(type, kwargs.values()))):
+        return _PICKLE + pickle.dumps((args, kwargs), protocol=_PROTOCOL)  # nothing of __main__: no finder needed
     try:
         return serialize_for_transfer((args, kwargs), "arguments")
     except SerializationError:
