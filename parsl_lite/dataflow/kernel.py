@@ -217,10 +217,10 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         label = (self._only_label if executors == "all" and not resource_specification and self._only_label
                  else self._choose_executor(executors, resource_specification))
         record = _Task(next(self._ids), func.__name__, cache and self._memoize_on(), join, label, func,
-                            func if executable is None else executable, app_args, kwargs,
-                            resource_specification or _NO_RESOURCES,
-                            ignore_for_cache if type(ignore_for_cache) is tuple else tuple(ignore_for_cache),
-                            time.time(), self)
+                       func if executable is None else executable, app_args, kwargs,
+                       resource_specification or _NO_RESOURCES,
+                       ignore_for_cache if type(ignore_for_cache) is tuple else tuple(ignore_for_cache),
+                       time.time(), self)
         app_fu = AppFuture(record)
         record.app_fu = app_fu
         if kwargs and prepare is not None:

@@ -395,8 +395,9 @@ class HighThroughputExecutor(RestartsInterchange, ManagesBlocks, ParslExecutor):
         """:meth:`submit`, settling ``sink`` (its ``set_result`` / ``set_exception``, once) instead of a new future.
 
         The kernel passes its task record, so a task in flight costs no
-        executor future. Raises what :meth:`submit` raises, before ``sink``
-        is registered (then it is never settled).
+        executor future. Raises what :meth:`submit` raises; a task refused
+        before it is registered (too large, the executor broken) leaves
+        ``sink`` unsettled.
         """
         if resource_specification:
             check_resource_specification(resource_specification)
