@@ -156,9 +156,7 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         self._callback = self._exec_done  # bound once: the hot path adds it to every future
         # Executors that settle the task itself (``submit_to``): no executor future per task.
         self._submit_to: dict[str, Callable] = {
-            label: submit_to for label, submit_to in ((label, getattr(e, "submit_to", None))
-                                                      for label, e in self.executors.items())
-            if submit_to is not None}
+            label: e.submit_to for label, e in self.executors.items() if hasattr(e, "submit_to")}
         atexit.register(self._atexit_cleanup)
 
     # ------------------------------------------------------------ public API
@@ -393,11 +391,11 @@ class DataFlowKernel(HandlesFailures, AwaitsJoins):
         try:
             if record.depends:
                 self._resolve_dependencies(record)
+            submit_to = self._submit_to.get(record.executor) if self._wrap is None else None
             if record.join:
                 exec_fu = self._join_pool.submit(record.exec_func, *record.args, **record.kwargs)
-            elif self._wrap is None and record.executor in self._submit_to:  # the executor settles the record
-                self._submit_to[record.executor](record, record.exec_func, record.resource_specification,
-                                                 *record.args, **record.kwargs)
+            elif submit_to is not None:  # the executor settles the record itself
+                submit_to(record, record.exec_func, record.resource_specification, *record.args, **record.kwargs)
                 return
             else:
                 func = record.exec_func if self._wrap is None else self._wrap(record.exec_func)
